@@ -1,0 +1,17 @@
+"""`radiant` command line: one typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from workers.cli import bench, catalog, config, db, stack
+
+app = typer.Typer(no_args_is_help=True, help="RADIANT Orchestrator: durable self-hosted model orchestration.")
+app.command("config")(config.show_config)
+app.add_typer(catalog.app, name="catalog", help="The model catalog (models, services, providers).")
+app.add_typer(db.app, name="db", help="Database migrations.")
+app.add_typer(bench.app, name="bench", help="Benchmarks.")
+stack.register(app)
+
+if __name__ == "__main__":
+    app()

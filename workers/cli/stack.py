@@ -1,0 +1,7 @@
+"""`radiant up` and `radiant worker` (being written)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,78 @@
+"""Effective configuration, from environment variables with the ``RADIANT_`` prefix (or a .env file).
+
+Every process (CLI, worker, `radiant up`) reads the same settings, so a worker pointed at a real
+Temporal cluster, a real PostgreSQL and real AWS needs only environment variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RADIANT_", env_file=".env", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "radiant"
+    temporal_ui_port: int = 8233
+
+    # PostgreSQL. Unset: an embedded PostgreSQL 16 (pgserver) in `data_dir/postgres`.
+    # `database_url` is the owner (migrations, catalog sync); the worker connects as the
+    # non-owner application role, by `app_database_url` or, if unset, the same server with
+    # user `app_db_user`.
+    database_url: SecretStr | None = None
+    app_database_url: SecretStr | None = None
+    app_db_user: str = "radiant_app"
+    app_db_password: SecretStr = SecretStr("radiant_app")
+
+    # Model hosting backend: `local` is the embedded stand-in for SageMaker hosting.
+    backend: Literal["local", "sagemaker"] = "local"
+    aws_region: str = "us-east-1"
+    sagemaker_execution_role_arn: str | None = None
+    sagemaker_image_registry: str = "763104351884.dkr.ecr.{region}.amazonaws.com"
+    async_output_s3_uri: str | None = None
+
+    # Defaults for commands that act on one (app, environment).
+    app_id: str = "radiant"
+    environment: str = "dev"
+
+    data_dir: Path = Field(default=Path(".radiant"))
+    catalog_dir: Path | None = None  # override the bundled catalog data (YAML)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as plain values with secrets and URL passwords masked (for `radiant config`)."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = _mask_url(value.get_secret_value()) if "url" in name else "**********"
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        return out
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL: mask entirely rather than leak it
+        return "**********"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
