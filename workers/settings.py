@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     app_id: str = "radiant"
     environment: str = "dev"
 
+    # Thermal timing. Production keeps the catalog's minutes; tests and demos shorten them.
+    thermal_idle_seconds: float | None = None  # overrides every model's scaleToZeroAfterMinutes
+    thermal_poll_seconds: float = 2.0  # how often a warm-up polls for InService
+    reconcile_interval_seconds: int = 60  # the seed's check runs every 5 minutes; we run every 1
+
     data_dir: Path = Field(default=Path(".radiant"))
     catalog_dir: Path | None = None  # override the bundled catalog data (YAML)
 

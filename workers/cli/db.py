@@ -1,5 +1,100 @@
-"""`radiant db` commands (being written)."""
+"""`radiant db upgrade|downgrade|current`: schema migrations, run as the database owner.
+
+With no RADIANT_DATABASE_URL the embedded PostgreSQL (data_dir/postgres) is started for the
+duration of the command (and left running if another process, e.g. `radiant up`, holds it).
+Connection problems print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
 
 import typer
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from activities.db import migrate
+from activities.db.engine import DatabaseUrls, mask_url, resolve_database_urls
+from activities.db.errors import DatabaseError
+from workers.settings import get_settings
+
+EXIT_DATABASE_ERROR = 2
 
 app = typer.Typer(no_args_is_help=True)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _database() -> Iterator[DatabaseUrls]:
+    """Resolve the URLs (starting the embedded server if configured) and turn database errors
+    into one stderr line instead of a traceback."""
+    settings = get_settings()
+    urls: DatabaseUrls | None = None
+    try:
+        urls = resolve_database_urls(settings)
+        yield urls
+    except DatabaseError as err:
+        raise _fail(str(err), EXIT_DATABASE_ERROR) from None
+    except SQLAlchemyError as err:
+        orig = getattr(err, "orig", None) or err
+        first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(err).__name__
+        raise _fail(f"migration failed: {first_line}", 1) from None
+    finally:
+        if urls is not None and urls.embedded:
+            from activities.db.embedded import release_embedded_postgres
+
+            release_embedded_postgres(settings.data_dir)
+
+
+def _where(urls: DatabaseUrls) -> str:
+    return "embedded PostgreSQL" if urls.embedded else mask_url(urls.owner)
+
+
+@app.command()
+def upgrade(
+    revision: Annotated[str, typer.Option("--revision", "-r", help="Target revision.")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (default: head); creates the application role if missing."""
+    with _database() as urls:
+        app_url = make_url(urls.app)
+        migrate.upgrade(
+            urls.owner, revision, app_role=app_url.username, app_password=app_url.password
+        )
+        typer.echo(f"{_where(urls)}: at revision {migrate.current(urls.owner) or 'base'}")
+
+
+@app.command()
+def downgrade(
+    revision: Annotated[
+        str, typer.Option("--revision", "-r", help="Target revision ('base' drops everything).")
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: downgrading drops tables and their data.")
+    ] = False,
+) -> None:
+    """Revert migrations down to REVISION. Destroys data: requires --yes."""
+    if not yes:
+        raise _fail(
+            f"downgrade to {revision!r} drops tables and their data; add --yes to confirm",
+            EXIT_DATABASE_ERROR,
+        )
+    with _database() as urls:
+        # The application role loses its grants; the role itself is kept (cluster-wide).
+        migrate.downgrade(urls.owner, revision, app_role=make_url(urls.app).username)
+        typer.echo(f"{_where(urls)}: at revision {migrate.current(urls.owner) or 'base'}")
+
+
+@app.command()
+def current() -> None:
+    """Print the database's current revision and whether it is the newest."""
+    with _database() as urls:
+        rev = migrate.current(urls.owner)
+        head = migrate.head()
+        status = "up to date" if rev == head else f"head is {head}; run `radiant db upgrade`"
+        typer.echo(f"{_where(urls)}: at revision {rev or 'base'} ({status})")

@@ -1,7 +1,139 @@
-"""`radiant up` and `radiant worker` (being written)."""
+"""`radiant up` (the whole embedded stack in the foreground) and `radiant worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
 
 import typer
 
+from workers.cli.common import console, fail
+from workers.settings import Settings, get_settings
+
+log = logging.getLogger("radiant.up")
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("up")(up)
+    app.command("worker")(worker)
+
+
+def prepare_database(settings: Settings) -> str:
+    """Embedded PostgreSQL (unless a URL is configured), migrations, catalog sync. Owner URL."""
+    from activities.db.catalog_sync import sync_catalog
+    from activities.db.engine import check_database, resolve_database_urls
+    from activities.db.migrate import upgrade
+    from models_catalog.catalog import load_catalog
+
+    urls = resolve_database_urls(settings)
+    check_database(urls.owner)
+    upgrade(urls.owner)
+    report = sync_catalog(urls.owner, load_catalog(settings.catalog_dir))
+    console.print(f"[green]database ready[/] ({'embedded' if urls.embedded else 'configured'}); "
+                  f"catalog sync: {report.summary()}")  # fmt: skip
+    return urls.owner
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def up(
+    ready_hook: str | None = typer.Option(None, hidden=True, help="Shell command run once ready (tests, demo)."),
+) -> None:
+    """Start the embedded stack in the foreground: Temporal dev server with Web UI, PostgreSQL,
+    migrations, catalog sync, schedules and a worker. Ctrl-C stops all of it."""
+    from activities.db.embedded import release_embedded_postgres
+    from activities.db.errors import DatabaseError
+    from models_catalog.errors import CatalogError
+    from workers.temporal import TemporalUnavailableError, start_dev_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    temporal: subprocess.Popen[bytes] | None = None
+    try:
+        prepare_database(settings)
+        temporal = start_dev_server(settings, settings.data_dir / "temporal.log")
+        host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
+        ui = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{settings.temporal_ui_port}"
+        console.print(f"[green]Temporal[/] at {settings.temporal_address}; "
+                      f"[bold]Web UI: {ui}/namespaces/{settings.temporal_namespace}/workflows[/]")  # fmt: skip
+        asyncio.run(_serve_stack(settings, ready_hook))
+    except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping ...")
+        _stop_local_endpoints(settings)
+        if temporal is not None:
+            _stop_process(temporal)
+        if settings.database_url is None:
+            release_embedded_postgres(settings.data_dir)
+        console.print("stopped")
+
+
+def _stop_local_endpoints(settings: Settings) -> None:
+    """The local stand-in's model servers outlive a crashed worker on purpose (like SageMaker
+    endpoints); a deliberate Ctrl-C of the dev stack stops them too."""
+    if settings.backend != "local":
+        return
+    from activities.backends.factory import create_backend
+
+    async def stop_all() -> None:
+        backend = create_backend(settings)
+        for info in await backend.list_endpoints("radiant-"):
+            await backend.delete_endpoint(info.endpoint_name)
+
+    with contextlib.suppress(Exception):
+        asyncio.run(stop_all())
+
+
+async def _serve_stack(settings: Settings, ready_hook: str | None) -> None:
+    from workers.main import serve
+    from workers.schedules import ensure_schedules
+    from workers.temporal import connect
+
+    client = await connect(settings)
+    names = await ensure_schedules(client, settings)
+    console.print(f"[green]schedules[/]: {', '.join(names)}")
+    stop = asyncio.Event()
+    hooks: list[Callable[[], Awaitable[None]]] = []
+    if ready_hook:
+        async def run_hook() -> None:
+            await asyncio.sleep(1)
+            proc = await asyncio.create_subprocess_shell(ready_hook)
+            await proc.wait()
+            stop.set()
+
+        hooks.append(run_hook)
+    console.print("[green]worker running[/]; press Ctrl-C to stop")
+    await asyncio.gather(serve(settings, stop), *(h() for h in hooks))
+
+
+def worker() -> None:
+    """Run only a worker against the configured Temporal, PostgreSQL and backend."""
+    from activities.db.errors import DatabaseError
+    from models_catalog.errors import CatalogError
+    from workers.main import main
+    from workers.temporal import TemporalUnavailableError
+
+    try:
+        main()
+    except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
+        fail(str(exc))
+
+

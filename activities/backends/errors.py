@@ -1,0 +1,291 @@
+"""Backend errors and their classification (DESIGN 4, Temporal conventions).
+
+`BackendError.code` is the `ApplicationError(type=...)` an activity raises; `retryable` decides
+`non_retryable`. `NON_RETRYABLE_ERROR_TYPES` feeds `RetryPolicy(non_retryable_error_types=...)`,
+so workflows and activities follow one classification. AWS errors are mapped by one table
+(`RULES`): first matching row wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+
+class BackendError(Exception):
+    """A classified backend failure. `retryable`: would the same call succeed later?"""
+
+    CODE: ClassVar[str] = "BackendError"
+    RETRYABLE: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        retryable: bool,
+        *,
+        aws_code: str | None = None,
+        http_status: int | None = None,
+        failure_reason: str | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.aws_code = aws_code  # the provider's own error code, for logs
+        self.http_status = http_status
+        self.failure_reason = failure_reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep picklable despite the keyword-only args
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[BackendError], state: dict[str, Any]) -> BackendError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, f"{state['code']}: {state['message']}")
+    err.__dict__.update(state)
+    return err
+
+
+class _Typed(BackendError):
+    """A BackendError whose code and default retryability come from the class."""
+
+    def __init__(self, message: str, *, retryable: bool | None = None, **kw: Any) -> None:
+        retryable = self.RETRYABLE if retryable is None else retryable
+        super().__init__(self.CODE, message, retryable, **kw)
+
+
+class ResourceNotFound(_Typed):
+    CODE, RETRYABLE = "ResourceNotFound", False
+
+
+class EndpointNotFound(ResourceNotFound):
+    CODE, RETRYABLE = "EndpointNotFound", False
+
+
+class AlreadyExists(_Typed):
+    CODE, RETRYABLE = "AlreadyExists", False
+
+
+class InvalidEndpointState(_Typed):
+    """E.g. a capacity change while Creating/Updating: wait and retry."""
+
+    CODE, RETRYABLE = "InvalidEndpointState", True
+
+
+class EndpointNotReady(_Typed):
+    CODE, RETRYABLE = "EndpointNotReady", True
+
+
+class EndpointFailed(_Typed):
+    """Status Failed: only DeleteEndpoint is allowed, so retrying the same call cannot help."""
+
+    CODE, RETRYABLE = "EndpointFailed", False
+
+
+class QuotaExceeded(_Typed):
+    """ResourceLimitExceeded: an account quota; needs a quota increase, not a retry."""
+
+    CODE, RETRYABLE = "QuotaExceeded", False
+
+
+class CapacityUnavailable(_Typed):
+    """AWS has no instances of that type right now: transient."""
+
+    CODE, RETRYABLE = "CapacityUnavailable", True
+
+
+class Throttled(_Typed):
+    CODE, RETRYABLE = "Throttled", True
+
+
+class ServiceUnavailable(_Typed):
+    """5xx, internal failures, connection errors."""
+
+    CODE, RETRYABLE = "ServiceUnavailable", True
+
+
+class InvalidRequest(_Typed):
+    CODE, RETRYABLE = "ValidationError", False
+
+
+class AccessDenied(_Typed):
+    CODE, RETRYABLE = "AccessDenied", False
+
+
+class ModelError(_Typed):
+    """The model container answered 4xx: the input is bad, the same input fails again."""
+
+    CODE, RETRYABLE = "ModelError", False
+
+
+class ModelServerError(_Typed):
+    """The model container answered 5xx (overloaded, crashed mid-request): retry."""
+
+    CODE, RETRYABLE = "ModelServerError", True
+
+
+class ModelNotReady(_Typed):
+    CODE, RETRYABLE = "ModelNotReady", True
+
+
+class AsyncInferenceFailed(_Typed):
+    CODE, RETRYABLE = "AsyncInferenceFailed", False
+
+
+class Unclassified(_Typed):
+    """A 4xx nobody mapped: surfaced, not retried forever."""
+
+    CODE, RETRYABLE = "Unclassified", False
+
+
+_ALL: tuple[type[_Typed], ...] = (
+    ResourceNotFound, EndpointNotFound, AlreadyExists, InvalidEndpointState, EndpointNotReady,
+    EndpointFailed, QuotaExceeded, CapacityUnavailable, Throttled, ServiceUnavailable,
+    InvalidRequest, AccessDenied, ModelError, ModelServerError, ModelNotReady,
+    AsyncInferenceFailed, Unclassified,
+)  # fmt: skip
+ERROR_TYPES: dict[str, bool] = {cls.CODE: cls.RETRYABLE for cls in _ALL}  # code -> retryable
+NON_RETRYABLE_ERROR_TYPES: list[str] = sorted(c for c, r in ERROR_TYPES.items() if not r)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Rule:
+    codes: frozenset[str]  # AWS error codes this row covers
+    error: type[_Typed]
+    message: re.Pattern[str] | None = None  # must also match the message when set
+    when: Callable[[Mapping[str, Any]], bool] | None = None  # must hold on the error response
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _container_5xx(resp: Mapping[str, Any]) -> bool:
+    status = resp.get("OriginalStatusCode")
+    return isinstance(status, int) and status >= 500
+
+
+def _codes(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+_VALIDATION = _codes("ValidationException ValidationError")
+_NOT_FOUND = _codes(
+    "ResourceNotFound ResourceNotFoundException ObjectNotFoundException NoSuchKey NoSuchBucket "
+    "NotFound 404"
+)
+_CONFLICT = _codes("ResourceInUse ConcurrentUpdateException")
+_QUOTA = _codes("ResourceLimitExceeded LimitExceededException ServiceQuotaExceededException")
+_CAPACITY = _codes(
+    "InsufficientCapacity InsufficientCapacityError InsufficientInstanceCapacity CapacityError"
+)
+_THROTTLED = _codes(
+    "ThrottlingException Throttling ThrottledException SlowDown TooManyRequestsException "
+    "RequestLimitExceeded RequestThrottled"
+)
+_SERVER = _codes(
+    "InternalFailure InternalServerError InternalServiceException InternalDependencyException "
+    "InternalError ServiceUnavailable ServiceUnavailableException RequestTimeout "
+    "RequestTimeoutException"
+)
+_DENIED = _codes(
+    "AccessDenied AccessDeniedException UnrecognizedClientException InvalidClientTokenId "
+    "ExpiredToken ExpiredTokenException SignatureDoesNotMatch FailedResourceAccessException"
+)
+_BUSY = "Creating|Updating|SystemUpdating|RollingBack|Deleting"
+
+RULES: tuple[Rule, ...] = (
+    # SageMaker folds not-found, already-exists and wrong-status into ValidationException.
+    Rule(
+        _VALIDATION,
+        EndpointNotFound,
+        _rx(r"could not find endpoint(?! config)|endpoint \S+ of account \S+ not found"),
+    ),
+    Rule(_VALIDATION, ResourceNotFound, _rx(r"could not find|not found|does not exist")),
+    Rule(_VALIDATION, AlreadyExists, _rx(r"already exist")),
+    Rule(
+        _VALIDATION,
+        InvalidEndpointState,
+        _rx(
+            rf"in-progress|in progress|not in service|not in inservice"
+            rf"|(status|state)\W+(is\W+)?({_BUSY})\b|\b({_BUSY})\W+(status|state)"
+        ),
+    ),  # fmt: skip
+    Rule(_VALIDATION, CapacityUnavailable, _rx(r"insufficient capacity|unable to provision")),
+    Rule(_VALIDATION | _codes("InvalidParameterValue MissingParameter"), InvalidRequest),
+    Rule(_NOT_FOUND, ResourceNotFound),
+    Rule(_CONFLICT, InvalidEndpointState),  # another change is in flight: wait, retry
+    Rule(_QUOTA, QuotaExceeded),
+    Rule(_CAPACITY, CapacityUnavailable),
+    Rule(_THROTTLED, Throttled),
+    Rule(_codes("ModelNotReadyException"), ModelNotReady),
+    Rule(_codes("ModelError"), ModelServerError, when=_container_5xx),
+    Rule(_codes("ModelError ModelStreamError"), ModelError),
+    Rule(_SERVER, ServiceUnavailable),
+    Rule(_DENIED, AccessDenied),
+)
+
+
+def classify_client_error(err: ClientError) -> BackendError:
+    """Map a botocore ClientError to a BackendError by `RULES`; unmapped: by HTTP status."""
+    resp: Mapping[str, Any] = err.response or {}
+    error = resp.get("Error", {}) or {}
+    code = str(error.get("Code", "") or "")
+    message = str(error.get("Message", "") or "") or str(err)
+    status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    kw: dict[str, Any] = {"aws_code": code or None, "http_status": status}
+    op = getattr(err, "operation_name", None)
+    text = f"{op}: {message}" if op else message
+    for rule in RULES:
+        if code not in rule.codes:
+            continue
+        if rule.message is not None and not rule.message.search(message):
+            continue
+        if rule.when is not None and not rule.when(resp):
+            continue
+        return rule.error(text, **kw)
+    if isinstance(status, int) and status >= 500:
+        return ServiceUnavailable(text, **kw)
+    if status == 429:
+        return Throttled(text, **kw)
+    return Unclassified(f"{code or 'error'}: {text}", **kw)
+
+
+def classify_exception(exc: BaseException) -> BackendError | None:
+    """Classify any exception a backend call can raise; None = not a backend failure (a bug)."""
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, ClientError):
+        return classify_client_error(exc)
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return ServiceUnavailable(f"connection error: {exc}")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return AccessDenied(f"no usable AWS credentials: {exc}")
+    if isinstance(exc, ParamValidationError | NoRegionError):
+        return InvalidRequest(str(exc))
+    if isinstance(exc, BotoCoreError):
+        return ServiceUnavailable(str(exc))
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        return None
+    if isinstance(exc, httpx.TransportError):
+        return ServiceUnavailable(f"connection error: {exc!r}")
+    return None

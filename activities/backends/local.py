@@ -1,0 +1,714 @@
+"""`LocalStandInBackend`: the local stand-in for SageMaker hosting (DESIGN 4, embedded default).
+
+Process model. Each endpoint *instance* is a real model-server process
+(`python -m activities.backends.local_model_server`) started in its own session, so a worker
+crash does not take endpoints with it. It binds 127.0.0.1 port 0 and writes the port to a file;
+warm-up is the real process start until `GET /ping` answers 200 (plus an optional configurable
+load delay). Instance count = number of processes; `set_capacity` starts or stops processes. The
+stand-in has no autoscaler: min/max are recorded, not acted on.
+
+Record. `data_dir/local_endpoints/<name>.json` (written to a temp file + `os.replace`, changed
+only under an `fcntl.flock` on `<name>.lock`, so two workers cannot double-start) holds the spec,
+status, desired count and one entry per process (instance id, pid, process start time, port,
+config hash, log offset). A restarted worker, or the reconcile through `list_endpoints`, adopts
+endpoints from their records; a dead pid (os.kill(pid, 0), zombie or reused pid) or an instance
+whose /ping does not answer is reported. Server stderr goes to `<name>.log`; a process that exits
+while starting turns the endpoint Failed with the tail of its log as `failure_reason`.
+
+Status vocabulary is SageMaker's: Creating while the first processes start, InService when all
+answer /ping, Updating while scaling out or replacing the config (blue/green: the old processes
+serve until the new ones are ready), Failed when a process exits during Creating, OutOfService
+(reported, not stored) when no process of an InService endpoint is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import http.client
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+
+from activities.backends.base import (
+    AsyncInferenceFailed,
+    AsyncInvocation,
+    EndpointFailed,
+    EndpointInfo,
+    EndpointNotFound,
+    EndpointSpec,
+    EndpointStatus,
+    InvalidEndpointState,
+    InvalidRequest,
+    InvokeResult,
+    ModelError,
+    ModelServerError,
+    ServiceUnavailable,
+    check_capacity,
+)
+from activities.backends.local_model_server import INSTANCE_HEADER
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+_INHERITED_ENV = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH"})
+Probe = Literal["ready", "starting", "dead"]
+
+# Popen objects of the processes this worker started, so they are reaped (no zombies) and their
+# exit codes are known. Adopted processes (another worker's children) are watched by pid.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_EXIT_CODES: dict[int, int] = {}
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LocalInstance(BaseModel):
+    instance_id: str
+    pid: int
+    proc_start: int | None = None  # /proc start ticks: tells our process from a reused pid
+    port: int | None = None  # known once the server has written its port file
+    config_hash: str
+    started_at: datetime
+    log_offset: int = 0  # where this process's log lines begin
+
+
+class LocalRecord(BaseModel):
+    version: int = RECORD_VERSION
+    endpoint_name: str
+    model_id: str
+    spec: EndpointSpec
+    config_hash: str
+    previous_spec: EndpointSpec | None = None  # during a config update: what to roll back to
+    status: EndpointStatus
+    failure_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime  # last status change; start deadlines count from here
+    desired_instance_count: int
+    min_instances: int
+    max_instances: int
+    instances: list[LocalInstance] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _proc_start(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _reap_child(pid: int) -> bool | None:
+    """For a process this worker started: True if it has exited (exit code kept, zombie
+    collected), False if running. None if it is not one of ours."""
+    with _CHILDREN_LOCK:
+        proc = _CHILDREN.get(pid)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            return False
+        _EXIT_CODES[pid] = proc.returncode
+        del _CHILDREN[pid]
+        return True
+
+
+def pid_alive(pid: int, proc_start: int | None = None) -> bool:
+    """Is the process we recorded (pid + start time) still running? Zombies and reused pids
+    count as gone."""
+    exited = _reap_child(pid)
+    if exited is not None:
+        return not exited
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    current = _proc_start(pid)
+    if proc_start is not None and current is not None and current != proc_start:
+        return False  # the pid now belongs to another process
+    if _proc_state(pid) in ("Z", "X"):
+        if proc_start is not None and current == proc_start:  # ours (adopted child): collect
+            with contextlib.suppress(ChildProcessError, OSError):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done == pid:
+                    _EXIT_CODES[pid] = os.waitstatus_to_exitcode(status)
+        return False
+    return True
+
+
+def _ping(port: int, instance_id: str, timeout: float = 1.0) -> int | None:
+    """HTTP status of /ping from *this* instance (header check guards against port reuse)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/ping")
+        resp = conn.getresponse()
+        resp.read()
+        if resp.getheader(INSTANCE_HEADER) != instance_id:
+            return None
+        return resp.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+class LocalStandInBackend:
+    """The local stand-in for SageMaker hosting; see the module docstring."""
+
+    kind = "local"
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        *,
+        warmup_seconds: float | None = None,
+        ready_wait_seconds: float = 10.0,
+        startup_timeout_seconds: float = 120.0,
+        stop_timeout_seconds: float = 5.0,
+        invoke_timeout_seconds: float = 70.0,
+        orphan_grace_seconds: float = 30.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir / "local_endpoints"
+        self.async_dir = self.data_dir / "local_async"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.async_dir.mkdir(parents=True, exist_ok=True)
+        if warmup_seconds is None:  # the model server's simulated load time
+            warmup_seconds = float(os.environ.get("RADIANT_LOCAL_WARMUP_SECONDS", "0") or 0)
+        self.warmup_seconds = warmup_seconds
+        # ensure/set_capacity wait this long for /ping before returning Creating/Updating.
+        self.ready_wait = ready_wait_seconds
+        self.startup_timeout = startup_timeout_seconds  # then Failed (SageMaker's health check)
+        self.stop_timeout = stop_timeout_seconds
+        self.invoke_timeout = invoke_timeout_seconds
+        self.orphan_grace = orphan_grace_seconds
+        self._rr: dict[str, itertools.count[int]] = {}
+
+    # ------------------------------------------------------------------ files
+
+    def record_path(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.root / f"{name}.log"
+
+    def _port_file(self, name: str, instance_id: str) -> Path:
+        return self.root / f"{name}.{instance_id}.port"
+
+    @contextlib.contextmanager
+    def _locked(self, name: str, blocking: bool = True) -> Iterator[bool]:
+        # The lock file is never deleted: unlinking a locked file lets a third party lock anew.
+        with open(self.root / f"{name}.lock", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _load(self, name: str) -> LocalRecord | None:
+        try:
+            return LocalRecord.model_validate_json(self.record_path(name).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def _save(self, rec: LocalRecord) -> None:
+        path = self.record_path(rec.endpoint_name)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(rec.model_dump_json(indent=2))
+        os.replace(tmp, path)  # atomic: readers see the old or the new record, never half
+
+    def _remove_files(self, name: str) -> None:
+        for path in self.root.glob(f"{name}.*.port"):
+            path.unlink(missing_ok=True)
+        self.record_path(name).unlink(missing_ok=True)
+        self.log_path(name).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ process control
+
+    def _spawn(self, rec: LocalRecord) -> LocalInstance:
+        spec, name = rec.spec, rec.endpoint_name
+        instance_id = f"i-{uuid.uuid4().hex[:10]}"
+        port_file = self._port_file(name, instance_id)
+        log_file = self.log_path(name)
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        warmup = spec.environment.get("RADIANT_LOCAL_WARMUP_SECONDS") or self.warmup_seconds
+        cmd = [
+            sys.executable, "-m", "activities.backends.local_model_server",
+            "--endpoint-name", name, "--model-id", spec.model_id,
+            "--category", spec.model_category or "", "--specialty", spec.model_specialty or "",
+            "--instance-id", instance_id, "--port-file", str(port_file),
+            "--record-path", str(self.record_path(name)),
+            "--orphan-grace-seconds", str(self.orphan_grace), "--warmup-seconds", str(warmup),
+        ]  # fmt: skip
+        if spec.model_data_url:
+            cmd += ["--model-data", spec.model_data_url]
+        # Like a container: PrimaryContainer.Environment, not the worker's secrets.
+        env = {k: v for k, v in os.environ.items() if k in _INHERITED_ENV}
+        env.update(spec.environment)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT_ROOT, env.get("PYTHONPATH")]))
+        with open(log_file, "ab") as log_fh:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fh,
+                stderr=log_fh,
+                env=env,
+                start_new_session=True,  # survives the worker (and its Ctrl-C)
+                close_fds=True,
+            )
+        with _CHILDREN_LOCK:
+            _CHILDREN[proc.pid] = proc
+        log.info("endpoint %s: started instance %s (pid %d)", name, instance_id, proc.pid)
+        return LocalInstance(
+            instance_id=instance_id,
+            pid=proc.pid,
+            proc_start=_proc_start(proc.pid),
+            config_hash=rec.config_hash,
+            started_at=_now(),
+            log_offset=offset,
+        )
+
+    def _spawn_into(self, rec: LocalRecord, count: int) -> None:
+        for _ in range(count):
+            rec.instances.append(self._spawn(rec))
+            self._save(rec)  # recorded right away: a crash now leaves no unknown process
+
+    def _stop(self, name: str, instances: list[LocalInstance]) -> None:
+        """SIGTERM, wait, SIGKILL. Only signals a pid whose start time is still ours."""
+        live = [i for i in instances if pid_alive(i.pid, i.proc_start)]
+        for inst in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inst.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while live and time.monotonic() < deadline:
+            time.sleep(0.02)
+            live = [i for i in live if pid_alive(i.pid, i.proc_start)]
+        for inst in live:
+            log.warning("endpoint %s: instance %s ignored SIGTERM, killing", name, inst.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(inst.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while live and time.monotonic() < deadline:
+            time.sleep(0.02)
+            live = [i for i in live if pid_alive(i.pid, i.proc_start)]
+        for inst in instances:
+            self._port_file(name, inst.instance_id).unlink(missing_ok=True)
+
+    def _probe(self, name: str, inst: LocalInstance) -> Probe:
+        if not pid_alive(inst.pid, inst.proc_start):
+            return "dead"
+        if inst.port is None:
+            try:
+                inst.port = int(self._port_file(name, inst.instance_id).read_text())
+            except (OSError, ValueError):
+                return "starting"
+        return "ready" if _ping(inst.port, inst.instance_id) == 200 else "starting"
+
+    def _probe_all(self, rec: LocalRecord) -> dict[str, Probe]:
+        return {i.instance_id: self._probe(rec.endpoint_name, i) for i in rec.instances}
+
+    def _failure_reason(self, name: str, inst: LocalInstance) -> str:
+        try:
+            with open(self.log_path(name), "rb") as fh:
+                fh.seek(inst.log_offset)
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        own = [ln for ln in lines if f"[{inst.instance_id}]" in ln]
+        tail = "\n".join((own or lines)[-8:])[-1500:]
+        code = _EXIT_CODES.get(inst.pid)
+        exit_text = f"exit code {code}" if code is not None else "exited"
+        return f"instance {inst.instance_id} (pid {inst.pid}) {exit_text}: {tail or 'no output'}"
+
+    # ------------------------------------------------------------------ status
+
+    def _settle(self, rec: LocalRecord, wait: float) -> tuple[LocalRecord, dict[str, Probe]]:
+        """Wait (bounded) for a transitional endpoint to settle, applying the outcome (the caller
+        holds the lock)."""
+        deadline = time.monotonic() + wait
+        while True:
+            probes = self._probe_all(rec)
+            if rec.status in ("Creating", "Updating") and self._transition(rec, probes):
+                probes = self._probe_all(rec)
+            if rec.status not in ("Creating", "Updating") or time.monotonic() >= deadline:
+                return rec, probes
+            time.sleep(0.05)
+
+    def _transition(self, rec: LocalRecord, probes: dict[str, Probe]) -> bool:
+        """Creating/Updating -> InService or Failed (or roll back). True if it changed `rec`;
+        the caller holds the lock."""
+        if rec.status not in ("Creating", "Updating"):
+            return False
+        new = [i for i in rec.instances if i.config_hash == rec.config_hash]
+        old = [i for i in rec.instances if i.config_hash != rec.config_hash]
+        dead = [i for i in new if probes.get(i.instance_id) == "dead"]
+        limit = rec.spec.container_startup_timeout_s or self.startup_timeout
+        overdue = (_now() - rec.updated_at).total_seconds() > limit
+        if not dead and overdue:
+            dead = [i for i in new if probes.get(i.instance_id) != "ready"]
+        if dead:
+            reason = (
+                self._failure_reason(rec.endpoint_name, dead[0])
+                if probes.get(dead[0].instance_id) == "dead"
+                else f"instance {dead[0].instance_id} did not answer /ping within {limit:.0f}s"
+            )
+            self._fail_new(rec, new, old, dead, reason)
+        elif new and all(probes.get(i.instance_id) == "ready" for i in new):
+            if old:  # blue/green switch: the new fleet serves, the old one goes
+                self._stop(rec.endpoint_name, old)
+            rec.instances, rec.previous_spec = new, None
+            rec.status, rec.failure_reason = "InService", None
+        else:
+            return False
+        rec.updated_at = _now()
+        self._save(rec)
+        return True
+
+    def _fail_new(
+        self,
+        rec: LocalRecord,
+        new: list[LocalInstance],
+        old: list[LocalInstance],
+        dead: list[LocalInstance],
+        reason: str,
+    ) -> None:
+        name = rec.endpoint_name
+        log.warning("endpoint %s: %s", name, reason)
+        if rec.status == "Creating":  # like SageMaker: Failed, nothing keeps running
+            self._stop(name, rec.instances)
+            rec.instances, rec.status, rec.failure_reason = [], "Failed", reason
+        elif old:  # a config update failed: roll back to the old fleet
+            self._stop(name, new)
+            assert rec.previous_spec is not None
+            rec.spec, rec.previous_spec = rec.previous_spec, None
+            rec.config_hash = rec.spec.config_hash()
+            rec.instances, rec.desired_instance_count = old, len(old)
+            rec.status, rec.failure_reason = "InService", f"update rolled back: {reason}"
+        else:  # a scale-out failed: keep what runs (SageMaker's RollingBack -> InService)
+            self._stop(name, dead)
+            rec.instances = [i for i in rec.instances if i not in dead]
+            rec.desired_instance_count = len(rec.instances)
+            rec.status, rec.failure_reason = "InService", f"scale-out rolled back: {reason}"
+
+    def _info(self, rec: LocalRecord, probes: dict[str, Probe]) -> EndpointInfo:
+        ready = [i for i in rec.instances if probes.get(i.instance_id) == "ready"]
+        dead = [i for i in rec.instances if probes.get(i.instance_id) == "dead"]
+        status: EndpointStatus = rec.status
+        message = None
+        if dead or (rec.status == "InService" and len(ready) < len(rec.instances)):
+            silent = [i for i in rec.instances if i not in ready and i not in dead]
+            message = f"{len(ready)} of {rec.desired_instance_count} instances answer /ping"
+            if dead:
+                message += "; exited: " + ", ".join(f"{i.instance_id} (pid {i.pid})" for i in dead)
+            if silent:
+                message += "; not answering: " + ", ".join(
+                    f"{i.instance_id} (pid {i.pid})" for i in silent
+                )
+        if rec.status == "InService" and not ready and rec.desired_instance_count > 0:
+            status = "OutOfService"  # nothing left serving: an incident, not InService
+        return EndpointInfo(
+            endpoint_name=rec.endpoint_name,
+            model_id=rec.model_id,
+            status=status,
+            instance_count=len(ready),
+            desired_instance_count=rec.desired_instance_count,
+            failure_reason=rec.failure_reason,
+            created_at=rec.created_at,
+            async_inference=rec.spec.async_inference,
+            config_name=rec.config_hash,
+            status_message=message,
+        )
+
+    def _heal(self, rec: LocalRecord, desired: int) -> None:
+        """Drop dead instances and start or stop processes to reach `desired` (lock held)."""
+        probes = self._probe_all(rec)
+        dead = [i for i in rec.instances if probes[i.instance_id] == "dead"]
+        if dead:
+            log.warning("endpoint %s: %d instance(s) exited", rec.endpoint_name, len(dead))
+            self._stop(rec.endpoint_name, dead)  # removes their port files
+            rec.instances = [i for i in rec.instances if i not in dead]
+        rec.desired_instance_count = desired
+        extra = len(rec.instances) - desired
+        if extra > 0:  # scale in: newest first, the oldest are the warmest
+            victims = rec.instances[-extra:]
+            rec.instances = rec.instances[:-extra]
+            self._save(rec)  # out of the record first: the router stops using them
+            self._stop(rec.endpoint_name, victims)
+        elif extra < 0:
+            rec.status, rec.updated_at = "Updating", _now()
+            self._spawn_into(rec, -extra)
+        self._save(rec)
+
+    # ------------------------------------------------------------------ sync operations
+
+    def _ensure(self, spec: EndpointSpec) -> EndpointInfo:
+        name = spec.endpoint_name
+        with self._locked(name):
+            rec = self._load(name)
+            if rec is not None and rec.status == "Deleting":  # an interrupted delete: finish it
+                self._stop(name, rec.instances)
+                self._remove_files(name)
+                rec = None
+            if rec is None:
+                return self._create(spec)
+            rec, probes = self._settle(rec, 0)
+            if rec.status == "Failed":
+                raise EndpointFailed(
+                    f"endpoint {name} is Failed: {rec.failure_reason}",
+                    failure_reason=rec.failure_reason,
+                )
+            if rec.config_hash != spec.config_hash():
+                return self._update_config(rec, spec)
+            missing = len(rec.instances) < rec.desired_instance_count
+            if rec.status == "InService" and ("dead" in probes.values() or missing):
+                self._heal(rec, rec.desired_instance_count)  # replace exited processes
+            rec, probes = self._settle(rec, self.ready_wait)
+            return self._info(rec, probes)
+
+    def _create(self, spec: EndpointSpec) -> EndpointInfo:
+        now = _now()
+        rec = LocalRecord(
+            endpoint_name=spec.endpoint_name,
+            model_id=spec.model_id,
+            spec=spec,
+            config_hash=spec.config_hash(),
+            status="Creating",
+            created_at=now,
+            updated_at=now,
+            desired_instance_count=max(1, spec.instance_count),
+            min_instances=spec.min_instances,
+            max_instances=spec.max_instances,
+        )
+        self._save(rec)  # the record exists before any process does
+        log.info("endpoint %s: creating", rec.endpoint_name)
+        self._spawn_into(rec, rec.desired_instance_count)
+        rec, probes = self._settle(rec, self.ready_wait)
+        return self._info(rec, probes)
+
+    def _update_config(self, rec: LocalRecord, spec: EndpointSpec) -> EndpointInfo:
+        """UpdateEndpoint: a new fleet with the new spec; the old one serves until it is ready."""
+        if rec.status != "InService":
+            raise InvalidEndpointState(f"endpoint {rec.endpoint_name} is {rec.status}")
+        rec.previous_spec, rec.spec, rec.config_hash = rec.spec, spec, spec.config_hash()
+        rec.status, rec.updated_at, rec.failure_reason = "Updating", _now(), None
+        self._save(rec)
+        self._spawn_into(rec, max(1, rec.desired_instance_count))
+        rec, probes = self._settle(rec, self.ready_wait)
+        return self._info(rec, probes)
+
+    def _describe(self, name: str) -> EndpointInfo | None:
+        rec = self._load(name)
+        if rec is None:
+            return None
+        probes = self._probe_all(rec)
+        if rec.status in ("Creating", "Updating"):
+            # Persist Creating -> InService/Failed when nobody else is mid-change (no waiting).
+            with self._locked(name, blocking=False) as got:
+                if got:
+                    rec = self._load(name)
+                    if rec is None:
+                        return None
+                    probes = self._probe_all(rec)
+                    if self._transition(rec, probes):
+                        probes = self._probe_all(rec)
+        return self._info(rec, probes)
+
+    def _set_capacity(
+        self, name: str, instance_count: int, min_instances: int, max_instances: int
+    ) -> EndpointInfo:
+        with self._locked(name):
+            rec = self._load(name)
+            if rec is None:
+                raise EndpointNotFound(f"endpoint {name} does not exist")
+            rec, probes = self._settle(rec, 0)
+            if rec.status == "Failed":
+                raise EndpointFailed(
+                    f"endpoint {name} is Failed: {rec.failure_reason}",
+                    failure_reason=rec.failure_reason,
+                )
+            if rec.status != "InService":  # OutOfService is reported, never stored
+                raise InvalidEndpointState(
+                    f"endpoint {name} is {rec.status}; only InService scales"
+                )
+            is_async = rec.spec.async_inference
+            desired = check_capacity(
+                instance_count, min_instances, max_instances, async_inference=is_async
+            )
+            rec.min_instances, rec.max_instances = min_instances, max_instances
+            self._heal(rec, desired)
+            rec, probes = self._settle(rec, self.ready_wait)
+            return self._info(rec, probes)
+
+    def _delete(self, name: str) -> None:
+        with self._locked(name):
+            rec = self._load(name)
+            if rec is None:
+                self._remove_files(name)  # leftovers of an interrupted delete
+                return
+            rec.status, rec.updated_at = "Deleting", _now()
+            self._save(rec)  # a crash from here on is finished by the next delete/ensure
+            self._stop(name, rec.instances)
+            self._remove_files(name)
+            self._rr.pop(name, None)
+            log.info("endpoint %s: deleted", name)
+
+    def _list(self, prefix: str) -> list[EndpointInfo]:
+        infos = []
+        for path in sorted(self.root.glob("*.json")):
+            name = path.stem
+            if not name.startswith(prefix):
+                continue
+            try:
+                info = self._describe(name)
+            except (ValidationError, ValueError) as exc:  # not ours / a future format
+                log.warning("skipping unreadable endpoint record %s: %s", path, exc)
+                continue
+            if info is not None:
+                infos.append(info)
+        return infos
+
+    # ------------------------------------------------------------------ the interface
+
+    async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
+        return await asyncio.to_thread(self._ensure, spec)
+
+    async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+        return await asyncio.to_thread(self._describe, name)
+
+    async def set_capacity(
+        self, name: str, instance_count: int, min_instances: int, max_instances: int
+    ) -> EndpointInfo:
+        return await asyncio.to_thread(
+            self._set_capacity, name, instance_count, min_instances, max_instances
+        )
+
+    async def delete_endpoint(self, name: str) -> None:
+        await asyncio.to_thread(self._delete, name)
+
+    async def list_endpoints(self, prefix: str) -> list[EndpointInfo]:
+        return await asyncio.to_thread(self._list, prefix)
+
+    async def _targets(self, name: str) -> tuple[LocalRecord, list[LocalInstance]]:
+        """The instances to route to, round-robin order (SageMaker rejects non-InService)."""
+        rec = await asyncio.to_thread(self._load, name)
+        if rec is None:
+            raise EndpointNotFound(f"Endpoint {name} not found")
+        if rec.status == "Failed":
+            raise EndpointFailed(f"endpoint {name} is Failed: {rec.failure_reason}")
+        if rec.status not in ("InService", "Updating"):
+            raise InvalidEndpointState(f"endpoint {name} is {rec.status}, not InService")
+        serving = rec.previous_spec.config_hash() if rec.previous_spec else rec.config_hash
+        ready = [i for i in rec.instances if i.port and i.config_hash == serving]
+        if not ready:
+            raise ServiceUnavailable(f"no instance of endpoint {name} is serving")
+        start = next(self._rr.setdefault(name, itertools.count()))
+        return rec, [ready[(start + k) % len(ready)] for k in range(len(ready))]
+
+    async def _post(
+        self, name: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> httpx.Response:
+        _, targets = await self._targets(name)
+        last: Exception | None = None
+        async with httpx.AsyncClient(timeout=self.invoke_timeout) as client:
+            for inst in targets:  # an instance that died since the record was read: next one
+                try:
+                    resp = await client.post(
+                        f"http://127.0.0.1:{inst.port}{path}", content=body, headers=headers
+                    )
+                except httpx.TransportError as exc:
+                    last = exc
+                    continue
+                if resp.headers.get(INSTANCE_HEADER) == inst.instance_id:
+                    return resp
+                last = RuntimeError(f"port {inst.port} now belongs to another process")
+        raise ServiceUnavailable(f"no instance of endpoint {name} answered: {last!r}")
+
+    async def invoke(
+        self, name: str, body: bytes, content_type: str, accept: str | None = None
+    ) -> InvokeResult:
+        headers = {"Content-Type": content_type, "Accept": accept or "*/*"}
+        resp = await self._post(name, "/invocations", body, headers)
+        if resp.status_code >= 400:
+            detail = f"model container answered {resp.status_code}: {resp.text[:500]}"
+            cls = ModelServerError if resp.status_code >= 500 else ModelError
+            raise cls(detail, http_status=resp.status_code)
+        return InvokeResult(body=resp.content, content_type=resp.headers.get("content-type"))
+
+    async def invoke_async(
+        self, name: str, input_location: str, content_type: str
+    ) -> AsyncInvocation:
+        rec, _ = await self._targets(name)
+        if not rec.spec.async_inference:
+            raise InvalidRequest(f"endpoint {name} is not an async inference endpoint")
+        inference_id = uuid.uuid4().hex
+        out = self.async_dir / f"{inference_id}.out"
+        fail = self.async_dir / f"{inference_id}.error"
+        headers = {
+            "Content-Type": "application/json",
+            "X-Amzn-SageMaker-Content-Type": content_type,
+            "X-Amzn-SageMaker-InputLocation": input_location,
+            "X-Amzn-SageMaker-InferenceId": inference_id,
+            "X-Radiant-Output-Location": str(out),
+            "X-Radiant-Failure-Location": str(fail),
+        }
+        resp = await self._post(name, "/invocations-async", b"", headers)
+        if resp.status_code != 202:
+            raise ModelError(f"async invocation rejected ({resp.status_code}): {resp.text[:500]}")
+        return AsyncInvocation(
+            inference_id=inference_id, output_location=str(out), failure_location=str(fail)
+        )
+
+    async def fetch_async_result(self, invocation: AsyncInvocation) -> bytes | None:
+        def read() -> bytes | None:
+            with contextlib.suppress(FileNotFoundError):
+                return Path(invocation.output_location).read_bytes()
+            if invocation.failure_location:
+                with contextlib.suppress(FileNotFoundError):
+                    failure = Path(invocation.failure_location).read_text(errors="replace")
+                    raise AsyncInferenceFailed(
+                        f"async inference {invocation.inference_id} failed: {failure[:2000]}"
+                    )
+            return None
+
+        return await asyncio.to_thread(read)
+
+    # ------------------------------------------------------------------ helpers for tests/CLI
+
+    def endpoint_pids(self, name: str) -> list[int]:
+        """Pids recorded for an endpoint (the processes a record says it runs)."""
+        rec = self._load(name)
+        return [i.pid for i in rec.instances] if rec else []

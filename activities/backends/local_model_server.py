@@ -1,0 +1,565 @@
+"""One instance of the local stand-in for SageMaker hosting: a model-server process.
+
+Speaks the SageMaker container contract: `GET /ping` (200 once loaded, 503 while warming up) and
+`POST /invocations`. Also `POST /invocations-async` (the stand-in for SageMaker's async queue:
+202 at once, the result file is written when done) and, for llm_text models, OpenAI-compatible
+`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`, so LiteLLM reaches it
+like any OpenAI-compatible server.
+
+Handlers are **reference stand-ins**: they return the response *schema* of the real model's
+container, with deterministic values derived from a hash of the input; no ML libraries. Add one
+with `@stand_in("specialty_or_category", ...)`. Standard library only: it starts in ~0.1 s.
+
+    python -m activities.backends.local_model_server --model-id yolov8m \\
+        --category vision_detection --specialty object_detection --port-file /tmp/p
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("radiant.local_model_server")
+
+INSTANCE_HEADER = "X-Radiant-Instance"
+STAND_IN_HEADER = "X-Radiant-Stand-In"
+
+
+# --------------------------------------------------------------------------- reference stand-ins
+
+
+class BadInput(ValueError):
+    """The request cannot be served: the container's 4xx (the same input fails again)."""
+
+
+@dataclass
+class Request:
+    body: bytes
+    content_type: str
+    model_id: str
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.model_id.encode() + b"\0" + self.body).digest()
+
+    def rng(self) -> random.Random:
+        """Same input -> same output (a reference stand-in is deterministic)."""
+        return random.Random(int.from_bytes(self.digest[:8], "big"))
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    def text(self, *keys: str) -> str:
+        """The text payload: a JSON field among `keys`, else the body as UTF-8."""
+        data = self.json()
+        if isinstance(data, dict):
+            for key in keys:
+                if isinstance(data.get(key), str):
+                    return data[key]
+        return self.body.decode("utf-8", "replace")
+
+
+Handler = Callable[[Request], Any]
+HANDLERS: dict[str, Handler] = {}
+
+
+def stand_in(*keys: str) -> Callable[[Handler], Handler]:
+    """Register a reference stand-in under specialties and/or categories."""
+
+    def register(fn: Handler) -> Handler:
+        for key in keys:
+            HANDLERS[key] = fn
+        return fn
+
+    return register
+
+
+def pick_handler(category: str, specialty: str) -> tuple[str, Handler]:
+    for key in (specialty, category):
+        if key and key in HANDLERS:
+            return key, HANDLERS[key]
+    return "generic", generic
+
+
+_WORDS = (
+    "the model answers with a deterministic reference text derived from the prompt so tests "
+    "and demos can check the shape of every response without a gpu"
+).split()
+_IMAGENET = ["tabby cat", "golden retriever", "sports car", "espresso", "mountain bike",
+             "container ship", "daisy", "laptop", "pizza", "red fox"]  # fmt: skip
+_COCO = ["person", "car", "bicycle", "dog", "cat", "truck", "bus", "chair", "bottle", "bird"]
+_IMAGE_W, _IMAGE_H = 640, 480  # the stand-in does not decode images
+
+
+def _box(rng: random.Random, w: int = _IMAGE_W, h: int = _IMAGE_H) -> list[int]:
+    x1, y1 = rng.randrange(0, w - 40), rng.randrange(0, h - 40)
+    return [x1, y1, rng.randrange(x1 + 20, w), rng.randrange(y1 + 20, h)]
+
+
+def _scores(rng: random.Random, n: int) -> list[float]:
+    raw = sorted((rng.random() for _ in range(n)), reverse=True)
+    total = sum(raw) * 1.25  # leave mass for the classes not listed
+    return [round(v / total, 4) for v in raw]
+
+
+def _vector(rng: random.Random, dim: int) -> list[float]:
+    return [round(rng.uniform(-1.0, 1.0), 5) for _ in range(dim)]
+
+
+def _sentence(rng: random.Random, n_words: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(max(1, n_words))).capitalize() + "."
+
+
+def _rect_rle(box: list[int], w: int, h: int) -> dict[str, Any]:
+    """Uncompressed COCO RLE (column-major) of a rectangular mask."""
+    x1, y1, x2, y2 = box
+    counts = [x1 * h + y1]
+    for _ in range(x1, x2 - 1):
+        counts += [y2 - y1, (h - y2) + y1]
+    counts += [y2 - y1, (h - y2) + (w - x2) * h]
+    return {"size": [h, w], "counts": counts}
+
+
+@stand_in("image_classification", "vision_classification")
+def classification(req: Request) -> dict[str, Any]:
+    rng = req.rng()
+    labels = rng.sample(_IMAGENET, 5)
+    preds = [{"label": lb, "score": s} for lb, s in zip(labels, _scores(rng, 5), strict=True)]
+    return {"predictions": preds, "model": req.model_id}
+
+
+@stand_in("object_detection", "vision_detection")
+def detection(req: Request) -> dict[str, Any]:
+    rng = req.rng()
+    dets = [
+        {"label": rng.choice(_COCO), "score": round(rng.uniform(0.3, 0.99), 4), "box": _box(rng)}
+        for _ in range(rng.randint(1, 5))
+    ]
+    dets.sort(key=lambda d: -d["score"])
+    return {"detections": dets, "model": req.model_id}
+
+
+@stand_in("instance_segmentation", "medical_segmentation", "vision_segmentation")
+def segmentation(req: Request) -> dict[str, Any]:
+    rng = req.rng()
+    masks = []
+    for _ in range(rng.randint(1, 3)):
+        box = _box(rng)
+        masks.append(
+            {
+                "box": box,
+                "area": (box[2] - box[0]) * (box[3] - box[1]),
+                "score": round(rng.uniform(0.5, 0.99), 4),
+                "rle": _rect_rle(box, _IMAGE_W, _IMAGE_H),
+            }
+        )
+    return {"masks": masks, "model": req.model_id}
+
+
+def _audio_seconds(req: Request) -> float:
+    return round(max(1.0, len(req.body) / 32000), 2)  # as if 16 kHz 16-bit mono PCM
+
+
+@stand_in("speech_to_text", "audio_stt")
+def speech_to_text(req: Request) -> dict[str, Any]:
+    rng, duration = req.rng(), _audio_seconds(req)
+    segments, start = [], 0.0
+    while start < duration:
+        end = min(duration, round(start + rng.uniform(2.0, 6.0), 2))
+        segments.append({"id": len(segments), "start": start, "end": end,
+                         "text": _sentence(rng, rng.randint(3, 9))})  # fmt: skip
+        start = end
+    text = " ".join(s["text"] for s in segments)
+    return {"text": text, "segments": segments, "duration_s": duration, "language": "en"}
+
+
+@stand_in("speaker_identification", "audio_speaker")
+def speakers(req: Request) -> dict[str, Any]:
+    rng, duration = req.rng(), _audio_seconds(req)
+    n = rng.randint(1, 3)
+    segments, start = [], 0.0
+    while start < duration:
+        end = min(duration, round(start + rng.uniform(1.0, 5.0), 2))
+        segments.append({"speaker": f"SPEAKER_{rng.randrange(n):02d}", "start": start, "end": end})
+        start = end
+    return {"segments": segments, "num_speakers": n, "embedding": _vector(rng, 192)}
+
+
+_AMINO = "ACDEFGHIKLMNPQRSTVWY"
+_THREE = dict(zip(_AMINO, "ALA CYS ASP GLU PHE GLY HIS ILE LYS LEU MET ASN PRO GLN ARG SER THR "
+                          "VAL TRP TYR".split(), strict=True))  # fmt: skip
+
+
+def _sequence(req: Request) -> str:
+    raw = req.text("sequence", "inputs", "text")
+    seq = "".join(raw.split()).upper()
+    if not seq or any(c not in _AMINO and c != "X" for c in seq):  # X: unknown residue
+        raise BadInput("input is not an amino-acid sequence (one-letter codes)")
+    return seq
+
+
+@stand_in("protein_embeddings")
+def protein_embeddings(req: Request) -> dict[str, Any]:
+    seq = _sequence(req)
+    return {"embedding": _vector(req.rng(), 64), "length": len(seq), "model": req.model_id}
+
+
+@stand_in("protein_folding")
+def protein_folding(req: Request) -> dict[str, Any]:
+    """CA-only PDB along an ideal alpha helix, with per-residue pLDDT."""
+    import math
+
+    rng, seq = req.rng(), _sequence(req)
+    lines, plddt = [], []
+    for i, aa in enumerate(seq, start=1):
+        x, y, z = 2.3 * math.cos(i * 1.745), 2.3 * math.sin(i * 1.745), 1.5 * i
+        score = round(rng.uniform(50.0, 95.0), 2)
+        plddt.append(score)
+        lines.append(f"ATOM  {i:5d}  CA  {_THREE.get(aa, 'UNK')} A{i:4d}    "
+                     f"{x:8.3f}{y:8.3f}{z:8.3f}  1.00{score:6.2f}           C")  # fmt: skip
+    lines.append("END")
+    return {"pdb": "\n".join(lines) + "\n", "plddt": plddt, "model": req.model_id}
+
+
+def generate(model_id: str, prompt: str, max_tokens: int = 32) -> str:
+    req = Request(prompt.encode(), "text/plain", model_id)
+    return _sentence(req.rng(), min(max_tokens, 48))
+
+
+@stand_in("text_generation", "llm_text")
+def text_generation(req: Request) -> list[dict[str, str]]:
+    """TGI's /invocations shape: `[{"generated_text": ...}]` (without the prompt)."""
+    data = req.json()
+    params = data.get("parameters", {}) if isinstance(data, dict) else {}
+    max_new = int(params.get("max_new_tokens", 32)) if isinstance(params, dict) else 32
+    return [{"generated_text": generate(req.model_id, req.text("inputs", "prompt"), max_new)}]
+
+
+def generic(req: Request) -> dict[str, Any]:
+    return {
+        "model": req.model_id,
+        "result": f"reference stand-in output {req.digest.hex()[:12]}",
+        "input_bytes": len(req.body),
+        "sha256": hashlib.sha256(req.body).hexdigest(),
+    }
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _prompt_of(messages: Any) -> str:
+    if not isinstance(messages, list):
+        return ""
+    parts = []
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, list):  # content parts
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        parts.append(str(content or ""))
+    return "\n".join(parts)
+
+
+def openai_response(model_id: str, route: str, data: dict[str, Any]) -> dict[str, Any]:
+    created = int(time.time())
+    rid = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
+    name = data.get("model") or model_id
+    if route == "embeddings":
+        inputs = data.get("input", "")
+        inputs = inputs if isinstance(inputs, list) else [inputs]
+        rows = [{"object": "embedding", "index": i,
+                 "embedding": _vector(Request(str(x).encode(), "", model_id).rng(), 64)}
+                for i, x in enumerate(inputs)]  # fmt: skip
+        used = sum(_tokens(str(x)) for x in inputs)
+        return {"object": "list", "data": rows, "model": name,
+                "usage": {"prompt_tokens": used, "total_tokens": used}}  # fmt: skip
+    chat = route == "chat"
+    prompt = _prompt_of(data.get("messages")) if chat else str(data.get("prompt", ""))
+    text = generate(model_id, prompt, int(data.get("max_tokens") or 32))
+    usage = {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(text)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    if chat:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": text}}  # fmt: skip
+    else:
+        choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+    return {"id": f"{'chatcmpl' if chat else 'cmpl'}-{rid}", "created": created, "model": name,
+            "object": "chat.completion" if chat else "text_completion",
+            "choices": [choice], "usage": usage}  # fmt: skip
+
+
+def openai_stream_chunks(full: dict[str, Any]) -> list[dict[str, Any]]:
+    """The same completion as server-sent chunks (`stream: true`)."""
+    content = full["choices"][0]["message"]["content"]
+    base = {"id": full["id"], "created": full["created"], "model": full["model"],
+            "object": "chat.completion.chunk"}  # fmt: skip
+    words = content.split(" ")
+    chunks = [{**base, "choices": [{"index": 0, "finish_reason": None,
+                                    "delta": {"role": "assistant", "content": ""}}]}]  # fmt: skip
+    for i, word in enumerate(words):
+        piece = word if i == 0 else " " + word
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                            "finish_reason": None}]})  # fmt: skip
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                   "usage": full["usage"]})  # fmt: skip
+    return chunks
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+
+class ModelServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__((args.host, args.port), RequestHandler)
+        self.args = args
+        self.ready = threading.Event()
+        self.handler_key, self.handler = pick_handler(args.category, args.specialty)
+        self.is_llm = "llm_text" in (args.category, args.specialty) or self.handler_key in (
+            "text_generation",
+            "llm_text",
+        )
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    server: ModelServer
+    protocol_version = "HTTP/1.1"
+
+    # -- plumbing
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if "/ping" not in self.requestline:
+            log.info("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header(INSTANCE_HEADER, self.server.args.instance_id)
+        self.send_header(STAND_IN_HEADER, f"reference/{self.server.handler_key}")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode())
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _request(self, body: bytes) -> Request:
+        ctype = self.headers.get("Content-Type", "application/octet-stream")
+        return Request(body, ctype, self.server.args.model_id)
+
+    # -- routes
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path == "/ping":
+            if self.server.ready.is_set():
+                self._json(200, {"status": "Healthy"})
+            else:
+                self._json(503, {"status": "Loading"})
+        elif self.path in ("/v1/models", "/models") and self.server.is_llm:
+            model = {"id": self.server.args.model_id, "object": "model", "owned_by": "radiant"}
+            self._json(200, {"object": "list", "data": [model]})
+        else:
+            self._json(404, {"error": f"no route GET {self.path}"})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        body = self._body()
+        if not self.server.ready.is_set():
+            self._json(503, {"error": "model is loading"})
+            return
+        try:
+            if self.path == "/invocations":
+                self._json(200, self.server.handler(self._request(body)))
+            elif self.path == "/invocations-async":
+                self._async(body)
+            elif self.server.is_llm and self.path.removeprefix("/v1") in _OPENAI_ROUTES:
+                self._openai(_OPENAI_ROUTES[self.path.removeprefix("/v1")], body)
+            else:
+                self._json(404, {"error": f"no route POST {self.path}"})
+        except BadInput as exc:
+            self._json(400, {"error": str(exc)})
+        except Exception as exc:  # a handler bug is the container's 500, not a dead server
+            log.exception("handler failed")
+            self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _openai(self, route: str, body: bytes) -> None:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise BadInput(f"request body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BadInput("request body must be a JSON object")
+        full = openai_response(self.server.args.model_id, route, data)
+        if route == "chat" and data.get("stream"):
+            payload = b"".join(
+                b"data: " + json.dumps(c).encode() + b"\n\n" for c in openai_stream_chunks(full)
+            )
+            self._send(200, payload + b"data: [DONE]\n\n", "text/event-stream")
+        else:
+            self._json(200, full)
+
+    def _async(self, body: bytes) -> None:
+        """SageMaker async stand-in: accept now (202), write the output file when done."""
+        h = self.headers
+        source = h.get("X-Amzn-SageMaker-InputLocation")
+        inference_id = h.get("X-Amzn-SageMaker-InferenceId")
+        out, fail = h.get("X-Radiant-Output-Location"), h.get("X-Radiant-Failure-Location")
+        if not (source and inference_id and out and fail):
+            raise BadInput("async needs InputLocation, InferenceId, output and failure locations")
+        ctype = h.get("X-Amzn-SageMaker-Content-Type") or h.get("Content-Type", "")
+        job = threading.Thread(
+            target=self._run_async_job,
+            args=(source, ctype, Path(out), Path(fail)),
+            name=f"async-{inference_id}",
+            daemon=True,
+        )
+        job.start()
+        self._json(202, {"InferenceId": inference_id, "OutputLocation": out,
+                         "FailureLocation": fail})  # fmt: skip
+
+    def _run_async_job(self, source: str, ctype: str, out: Path, fail: Path) -> None:
+        try:
+            data = Path(source.removeprefix("file://")).read_bytes()
+            result = self.server.handler(Request(data, ctype, self.server.args.model_id))
+            _write_atomic(out, json.dumps(result).encode())
+        except Exception as exc:
+            log.warning("async inference failed: %s", exc)
+            _write_atomic(fail, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+
+
+_OPENAI_ROUTES = {"/chat/completions": "chat", "/completions": "text", "/embeddings": "embeddings"}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # readers never see half a file
+
+
+# --------------------------------------------------------------------------- process life
+
+
+def _check_model_data(url: str | None) -> None:
+    """Like SageMaker's model download: missing local model data fails the start."""
+    if not url:
+        return
+    if url.startswith("s3://"):
+        log.warning("stand-in does not download %s; serving the reference stand-in", url)
+        return
+    path = Path(url.removeprefix("file://"))
+    if not path.exists():
+        log.error("model data not found: %s", path)
+        raise SystemExit(2)
+
+
+def _watch_record(server: ModelServer, stop: threading.Event) -> None:
+    """Exit when the endpoint record no longer lists this instance (deleted or scaled in while
+    its worker crashed), so the stand-in cannot leak orphan processes. Grace for the start."""
+    args = server.args
+    record, grace_until = Path(args.record_path), time.monotonic() + args.orphan_grace_seconds
+    while not stop.wait(2.0):
+        if time.monotonic() < grace_until:
+            continue
+        try:
+            data = json.loads(record.read_text())
+            listed = any(i.get("instance_id") == args.instance_id for i in data["instances"])
+        except FileNotFoundError:
+            listed = False
+        except (ValueError, KeyError, TypeError, OSError):
+            continue  # unreadable now; decide next round
+        if not listed:
+            log.warning("no longer in %s: exiting", record)
+            threading.Thread(target=server.shutdown, daemon=True).start()
+            return
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model-id", required=True)
+    p.add_argument("--category", default="")
+    p.add_argument("--specialty", default="")
+    p.add_argument("--endpoint-name", default="")
+    p.add_argument("--instance-id", default=f"i-{os.getpid()}")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0: the OS picks a free port")
+    p.add_argument("--port-file", help="where to write the bound port (atomically)")
+    p.add_argument("--record-path", help="endpoint record to watch for orphan exit")
+    p.add_argument("--orphan-grace-seconds", type=float, default=30.0)
+    p.add_argument("--model-data", help="ModelDataUrl: a local path must exist")
+    p.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=float(os.environ.get("RADIANT_LOCAL_WARMUP_SECONDS", "0") or 0),
+        help="simulated model load time before /ping answers 200",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s [{args.instance_id}] %(levelname)s %(message)s",
+    )
+    _check_model_data(args.model_data)
+    server = ModelServer(args)
+    port = server.server_address[1]
+    if args.port_file:  # bound before written: the parent never races for the port
+        _write_atomic(Path(args.port_file), f"{port}\n".encode())
+    log.info(
+        "reference stand-in %r for %s (%s/%s) on %s:%d, pid %d",
+        server.handler_key, args.model_id, args.category, args.specialty, args.host, port,
+        os.getpid(),
+    )  # fmt: skip
+
+    def load() -> None:  # the model "load": a configurable delay, then /ping says ready
+        time.sleep(max(0.0, args.warmup_seconds))
+        server.ready.set()
+        log.info("ready")
+
+    stop = threading.Event()
+    threading.Thread(target=load, daemon=True).start()
+    if args.record_path:
+        threading.Thread(target=_watch_record, args=(server, stop), daemon=True).start()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()  # not from this thread
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        stop.set()
+        server.server_close()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

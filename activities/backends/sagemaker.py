@@ -1,0 +1,519 @@
+"""SageMaker hosting backend (boto3: sagemaker, sagemaker-runtime, application-autoscaling, s3).
+
+Thermal mechanism on AWS (DESIGN 3), as implemented here:
+
+* **COLD idle = no endpoint.** A real-time variant cannot sit at 0 instances (only inference
+  components or async endpoints can, and SageMaker then *errors* while provisioning), so the
+  workflow calls `delete_endpoint` after `scaleToZeroAfterMinutes` and `ensure_endpoint` on the
+  next request, holding that request until InService. The orchestrator thereby owns the keep-alive
+  to the minute instead of SageMaker's ~15 min AlarmLow + ~12 min instance-release tail.
+* **WARM / HOT = capacity in place.** `set_capacity` sets DesiredInstanceCount with
+  UpdateEndpointWeightsAndCapacities, then registers the variant with Application Auto Scaling
+  (`sagemaker:variant:DesiredInstanceCount`, floor = the state's minimum, ceiling = maxInstances)
+  and a target-tracking policy on SageMakerVariantInvocationsPerInstance. The floor is what keeps
+  WARM/HOT from being scaled in by idleness.
+* **Config changes** (image, instance type, environment, model data) get a new Model and
+  EndpointConfig named `<endpoint>-<spec hash>` and UpdateEndpoint (blue/green, no downtime) with
+  RetainAllVariantProperties, so the current instance count survives. The scalable target is
+  deregistered first (an update that changes the instance type of a registered variant fails);
+  the workflow's following `set_capacity` registers it again.
+* **Async endpoints** (`spec.async_inference`): EndpointConfig with AsyncInferenceConfig
+  (S3OutputPath, S3FailurePath); InvokeEndpointAsync with an S3 InputLocation; results read from
+  S3 (NoSuchKey = not ready). They may scale to 0 (requests queue), with a target-tracking policy
+  on ApproximateBacklogSizePerInstance.
+
+Every call runs in a thread (`asyncio.to_thread`): boto3 is blocking, the worker's loop is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, get_args
+from urllib.parse import urlparse
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from activities.backends.base import (
+    TAG_CATEGORY,
+    TAG_MANAGED_BY,
+    TAG_MODEL,
+    TAG_SPECIALTY,
+    UPDATABLE_STATUSES,
+    VARIANT_NAME,
+    AlreadyExists,
+    AsyncInferenceFailed,
+    AsyncInvocation,
+    EndpointFailed,
+    EndpointInfo,
+    EndpointNotFound,
+    EndpointSpec,
+    EndpointStatus,
+    InvalidEndpointState,
+    InvalidRequest,
+    InvokeResult,
+    ResourceNotFound,
+    check_capacity,
+    classify_exception,
+    fit_name,
+)
+
+log = logging.getLogger(__name__)
+
+_KNOWN_STATUSES = frozenset(get_args(EndpointStatus))
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+_RES_BASE = 54  # 63 minus "-" and the 8-char spec hash
+
+
+def resource_base(endpoint: str) -> str:
+    """Prefix of this endpoint's Model/EndpointConfig names, unique per endpoint."""
+    return fit_name(endpoint, _RES_BASE)
+
+
+def resource_name(endpoint: str, config_hash: str) -> str:
+    return f"{resource_base(endpoint)}-{config_hash}"
+
+
+def _resource_pattern(endpoint: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(resource_base(endpoint))}-[0-9a-f]{{8}}$")
+
+
+def scalable_resource_id(endpoint: str) -> str:
+    return f"endpoint/{endpoint}/variant/{VARIANT_NAME}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise InvalidRequest(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class SageMakerBackend:
+    kind = "sagemaker"
+
+    def __init__(
+        self,
+        sagemaker_client: Any,
+        runtime_client: Any,
+        autoscaling_client: Any,
+        s3_client: Any,
+        execution_role_arn: str | None = None,
+        *,
+        async_output_s3_uri: str | None = None,
+        target_invocations_per_instance: float = 70.0,
+        target_backlog_per_instance: float = 5.0,
+        scale_in_cooldown_s: int = 300,
+        scale_out_cooldown_s: int = 60,
+    ) -> None:
+        self.sm = sagemaker_client
+        self.runtime = runtime_client
+        self.autoscaling = autoscaling_client
+        self.s3 = s3_client
+        self.execution_role_arn = execution_role_arn
+        self.async_output_s3_uri = async_output_s3_uri
+        self.target_invocations = target_invocations_per_instance
+        self.target_backlog = target_backlog_per_instance
+        self.scale_in_cooldown = scale_in_cooldown_s
+        self.scale_out_cooldown = scale_out_cooldown_s
+        self._model_ids: dict[str, str] = {}  # endpoint ARN -> radiant:model tag
+
+    @classmethod
+    def from_settings(
+        cls,
+        region: str,
+        role_arn: str | None,
+        async_output_s3_uri: str | None = None,
+        **kwargs: Any,
+    ) -> SageMakerBackend:
+        """Real boto3 clients; credentials from the standard AWS chain."""
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(region_name=region)
+        # Control plane: a few quick in-client retries; Temporal's retry policy owns the rest.
+        control = Config(retries={"mode": "standard", "total_max_attempts": 3}, read_timeout=60)
+        # Invocations: no hidden retries (Temporal decides), real-time limit is 60 s.
+        runtime = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=70)
+        return cls(
+            session.client("sagemaker", config=control),
+            session.client("sagemaker-runtime", config=runtime),
+            session.client("application-autoscaling", config=control),
+            session.client("s3", config=control),
+            role_arn,
+            async_output_s3_uri=async_output_s3_uri,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return await asyncio.to_thread(fn)
+        except (ClientError, BotoCoreError) as exc:
+            err = classify_exception(exc)
+            assert err is not None
+            raise err from exc
+
+    async def _call(self, client: Any, op: str, **params: Any) -> dict[str, Any]:
+        return await self._run(lambda: getattr(client, op)(**params))
+
+    async def _call_tolerating_missing(self, client: Any, op: str, **params: Any) -> bool:
+        """True if the call ran, False if its target was already gone (idempotent deletes)."""
+        try:
+            await self._call(client, op, **params)
+        except ResourceNotFound:
+            return False
+        return True
+
+    async def _describe_raw(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._call(self.sm, "describe_endpoint", EndpointName=name)
+        except ResourceNotFound:  # SageMaker: ValidationException "Could not find endpoint"
+            return None
+
+    @staticmethod
+    def _info(raw: dict[str, Any], model_id: str | None) -> EndpointInfo:
+        variants = raw.get("ProductionVariants") or []
+        variant = next((v for v in variants if v.get("VariantName") == VARIANT_NAME), None)
+        variant = variant or (variants[0] if variants else {})
+        current = int(variant.get("CurrentInstanceCount", 0) or 0)
+        status = raw.get("EndpointStatus", "OutOfService")
+        message = None
+        if status not in _KNOWN_STATUSES:  # a status newer than this code: not invokable
+            message = f"unknown SageMaker status {status}"
+            status = "OutOfService"
+        return EndpointInfo(
+            endpoint_name=raw["EndpointName"],
+            model_id=model_id,
+            status=status,
+            instance_count=current,
+            desired_instance_count=int(variant.get("DesiredInstanceCount", current) or 0),
+            failure_reason=raw.get("FailureReason"),
+            created_at=raw.get("CreationTime"),
+            async_inference="AsyncInferenceConfig" in raw,
+            config_name=raw.get("EndpointConfigName"),
+            status_message=message,
+        )
+
+    async def _model_id_from_tags(self, arn: str | None) -> str | None:
+        """DescribeEndpoint has no tags: ListTags once per ARN (cached: the name, hence the ARN,
+        encodes app/env/model, so the model tag of an ARN never changes)."""
+        if not arn:
+            return None
+        if arn in self._model_ids:
+            return self._model_ids[arn]
+        resp = await self._call(self.sm, "list_tags", ResourceArn=arn, MaxResults=100)
+        tags = {t["Key"]: t["Value"] for t in resp.get("Tags", [])}
+        model_id = tags.get(TAG_MODEL)
+        if model_id:
+            self._model_ids[arn] = model_id
+        return model_id
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _effective(self, spec: EndpointSpec) -> EndpointSpec:
+        """The spec with backend defaults filled in (they are part of the config hash)."""
+        role = spec.execution_role_arn or self.execution_role_arn
+        if not role:
+            raise InvalidRequest("no execution role (RADIANT_SAGEMAKER_EXECUTION_ROLE_ARN)")
+        out = spec.async_output_s3_uri or self.async_output_s3_uri
+        if spec.async_inference and not out:
+            raise InvalidRequest("async inference needs RADIANT_ASYNC_OUTPUT_S3_URI")
+        return spec.model_copy(update={"execution_role_arn": role, "async_output_s3_uri": out})
+
+    @staticmethod
+    def _tags(spec: EndpointSpec) -> list[dict[str, str]]:
+        tags = {**spec.tags, TAG_MODEL: spec.model_id, TAG_MANAGED_BY: "radiant-orchestrator"}
+        if spec.model_category:
+            tags[TAG_CATEGORY] = spec.model_category
+        if spec.model_specialty:
+            tags[TAG_SPECIALTY] = spec.model_specialty
+        return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+    async def _create_model_and_config(self, spec: EndpointSpec, name: str) -> None:
+        """Model + EndpointConfig named `name`; "already exists" is success (a retried call)."""
+        container: dict[str, Any] = {"Image": spec.image, "Environment": spec.environment}
+        if spec.model_data_url:
+            container["ModelDataUrl"] = spec.model_data_url
+        tags = self._tags(spec)
+        await self._create_tolerating_exists(
+            "create_model",
+            ModelName=name,
+            PrimaryContainer=container,
+            ExecutionRoleArn=spec.execution_role_arn,
+            Tags=tags,
+        )
+        variant: dict[str, Any] = {
+            "VariantName": VARIANT_NAME,
+            "ModelName": name,
+            "InstanceType": spec.instance_type,
+            "InitialInstanceCount": max(1, spec.instance_count),  # API minimum is 1
+            "InitialVariantWeight": 1.0,
+        }
+        if timeout := spec.container_startup_timeout_s:
+            variant["ContainerStartupHealthCheckTimeoutInSeconds"] = timeout
+        params: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [variant]}
+        if spec.async_inference:
+            out = (spec.async_output_s3_uri or "").rstrip("/")
+            params["AsyncInferenceConfig"] = {
+                "OutputConfig": {"S3OutputPath": f"{out}/output", "S3FailurePath": f"{out}/failure"}
+            }
+        await self._create_tolerating_exists("create_endpoint_config", **params, Tags=tags)
+
+    async def _create_tolerating_exists(self, op: str, **params: Any) -> None:
+        try:
+            await self._call(self.sm, op, **params)
+        except AlreadyExists:
+            log.info("%s: already exists (a retried call)", op)
+
+    async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
+        spec = self._effective(spec)
+        name = spec.endpoint_name
+        config = resource_name(name, spec.config_hash())
+        raw = await self._describe_raw(name)
+        if raw is None:
+            return await self._create(spec, config)
+        status = raw.get("EndpointStatus")
+        if status == "Failed":
+            reason = raw.get("FailureReason")
+            raise EndpointFailed(f"endpoint {name} is Failed: {reason}", failure_reason=reason)
+        if status == "Deleting":  # a retry after the deletion finishes creates it afresh
+            raise InvalidEndpointState(f"endpoint {name} is Deleting; ensure again once it is gone")
+        if raw.get("EndpointConfigName") == config:
+            return self._info(raw, spec.model_id)  # already there: idempotent
+        if status not in UPDATABLE_STATUSES:
+            raise InvalidEndpointState(f"endpoint {name} is {status}; config change must wait")
+        log.info("endpoint %s: config %s -> %s", name, raw.get("EndpointConfigName"), config)
+        await self._create_model_and_config(spec, config)
+        await self._deregister(name)
+        await self._call(
+            self.sm,
+            "update_endpoint",
+            EndpointName=name,
+            EndpointConfigName=config,
+            RetainAllVariantProperties=True,
+        )
+        info = self._info(raw, spec.model_id)
+        return info.model_copy(update={"status": "Updating", "config_name": config})
+
+    async def _create(self, spec: EndpointSpec, config: str) -> EndpointInfo:
+        name = spec.endpoint_name
+        log.info("endpoint %s: creating (%s on %s)", name, spec.model_id, spec.instance_type)
+        await self._create_model_and_config(spec, config)
+        try:
+            await self._call(
+                self.sm,
+                "create_endpoint",
+                EndpointName=name,
+                EndpointConfigName=config,
+                Tags=self._tags(spec),
+            )
+        except AlreadyExists:
+            raw = await self._describe_raw(name)  # another worker won the race
+            if raw is None:
+                raise
+            return self._info(raw, spec.model_id)
+        return EndpointInfo(
+            endpoint_name=name,
+            model_id=spec.model_id,
+            status="Creating",
+            instance_count=0,
+            desired_instance_count=max(1, spec.instance_count),
+            async_inference=spec.async_inference,
+            config_name=config,
+        )
+
+    async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+        raw = await self._describe_raw(name)
+        if raw is None:
+            return None
+        return self._info(raw, await self._model_id_from_tags(raw.get("EndpointArn")))
+
+    async def set_capacity(
+        self, name: str, instance_count: int, min_instances: int, max_instances: int
+    ) -> EndpointInfo:
+        raw = await self._describe_raw(name)
+        if raw is None:
+            raise EndpointNotFound(f"endpoint {name} does not exist")
+        status = raw.get("EndpointStatus")
+        if status == "Failed":
+            reason = raw.get("FailureReason")
+            raise EndpointFailed(f"endpoint {name} is Failed: {reason}", failure_reason=reason)
+        if status not in UPDATABLE_STATUSES:
+            raise InvalidEndpointState(f"endpoint {name} is {status}; only InService can scale")
+        info = self._info(raw, None)
+        desired = check_capacity(
+            instance_count, min_instances, max_instances, async_inference=info.async_inference
+        )
+        if desired != info.desired_instance_count:
+            await self._call(
+                self.sm,
+                "update_endpoint_weights_and_capacities",
+                EndpointName=name,
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": VARIANT_NAME, "DesiredInstanceCount": desired}
+                ],
+            )
+            info = info.model_copy(update={"status": "Updating", "desired_instance_count": desired})
+        await self._register_autoscaling(name, min_instances, max_instances, info.async_inference)
+        return info
+
+    async def _register_autoscaling(
+        self, name: str, min_instances: int, max_instances: int, is_async: bool
+    ) -> None:
+        target = {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": scalable_resource_id(name),
+            "ScalableDimension": SCALABLE_DIMENSION,
+        }
+        await self._call(
+            self.autoscaling,
+            "register_scalable_target",
+            **target,
+            MinCapacity=min_instances,
+            MaxCapacity=max_instances,
+        )
+        policy: dict[str, Any] = {
+            "ScaleInCooldown": self.scale_in_cooldown,
+            "ScaleOutCooldown": self.scale_out_cooldown,
+        }
+        if is_async:  # queue depth, not invocations, measures load on an async endpoint
+            policy["TargetValue"] = self.target_backlog
+            policy["CustomizedMetricSpecification"] = {
+                "MetricName": "ApproximateBacklogSizePerInstance",
+                "Namespace": "AWS/SageMaker",
+                "Dimensions": [{"Name": "EndpointName", "Value": name}],
+                "Statistic": "Average",
+            }
+        else:
+            policy["TargetValue"] = self.target_invocations
+            policy["PredefinedMetricSpecification"] = {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            }
+        await self._call(
+            self.autoscaling,
+            "put_scaling_policy",
+            PolicyName=f"{name}-target-tracking",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration=policy,
+            **target,
+        )
+
+    async def _deregister(self, name: str) -> None:
+        await self._call_tolerating_missing(
+            self.autoscaling,
+            "deregister_scalable_target",
+            ServiceNamespace="sagemaker",
+            ResourceId=scalable_resource_id(name),
+            ScalableDimension=SCALABLE_DIMENSION,
+        )
+
+    async def delete_endpoint(self, name: str) -> None:
+        """Scalable target, endpoint, then every config and model of this endpoint (also those
+        left by earlier UpdateEndpoints). Each "not found" is success, so a retry finishes."""
+        await self._deregister(name)
+        if await self._call_tolerating_missing(self.sm, "delete_endpoint", EndpointName=name):
+            log.info("endpoint %s: deleting", name)
+        pattern = _resource_pattern(name)
+        configs = await self._list_names(
+            "list_endpoint_configs", "EndpointConfigs", "EndpointConfigName", name
+        )
+        for config in filter(pattern.match, configs):
+            await self._call_tolerating_missing(
+                self.sm, "delete_endpoint_config", EndpointConfigName=config
+            )
+        models = await self._list_names("list_models", "Models", "ModelName", name)
+        for model in filter(pattern.match, models):
+            await self._call_tolerating_missing(self.sm, "delete_model", ModelName=model)
+
+    async def _list_names(self, op: str, key: str, field: str, endpoint: str) -> list[str]:
+        names: list[str] = []
+        params: dict[str, Any] = {"NameContains": resource_base(endpoint), "MaxResults": 100}
+        while True:
+            resp = await self._call(self.sm, op, **params)
+            names += [item[field] for item in resp.get(key, [])]
+            if not resp.get("NextToken"):
+                return names
+            params["NextToken"] = resp["NextToken"]
+
+    async def list_endpoints(self, prefix: str) -> list[EndpointInfo]:
+        """Every endpoint whose name starts with `prefix` (the reconcile's view of what runs)."""
+        summaries: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"MaxResults": 100}
+        if prefix:
+            params["NameContains"] = prefix
+        while True:
+            resp = await self._call(self.sm, "list_endpoints", **params)
+            summaries += resp.get("Endpoints", [])
+            if not resp.get("NextToken"):
+                break
+            params["NextToken"] = resp["NextToken"]
+        infos: list[EndpointInfo] = []
+        for summary in summaries:
+            if not summary["EndpointName"].startswith(prefix):
+                continue
+            info = await self.describe_endpoint(summary["EndpointName"])
+            if info is not None:  # deleted between list and describe
+                infos.append(info)
+        return infos
+
+    # ------------------------------------------------------------------ inference
+
+    async def invoke(
+        self, name: str, body: bytes, content_type: str, accept: str | None = None
+    ) -> InvokeResult:
+        params: dict[str, Any] = {"EndpointName": name, "Body": body, "ContentType": content_type}
+        if accept:
+            params["Accept"] = accept
+
+        def call() -> InvokeResult:
+            resp = self.runtime.invoke_endpoint(**params)
+            return InvokeResult(body=resp["Body"].read(), content_type=resp.get("ContentType"))
+
+        return await self._run(call)
+
+    async def invoke_async(
+        self, name: str, input_location: str, content_type: str
+    ) -> AsyncInvocation:
+        parse_s3_uri(input_location)  # fail fast on a non-S3 location
+        resp = await self._call(
+            self.runtime,
+            "invoke_endpoint_async",
+            EndpointName=name,
+            InputLocation=input_location,
+            ContentType=content_type,
+        )
+        return AsyncInvocation(
+            inference_id=resp["InferenceId"],
+            output_location=resp["OutputLocation"],
+            failure_location=resp.get("FailureLocation"),
+        )
+
+    async def fetch_async_result(self, invocation: AsyncInvocation) -> bytes | None:
+        body = await self._s3_get(invocation.output_location)
+        if body is not None:
+            return body
+        if invocation.failure_location:
+            failure = await self._s3_get(invocation.failure_location)
+            if failure is not None:
+                raise AsyncInferenceFailed(
+                    f"async inference {invocation.inference_id} failed: "
+                    f"{failure.decode('utf-8', 'replace')[:2000]}"
+                )
+        return None
+
+    async def _s3_get(self, uri: str) -> bytes | None:
+        bucket, key = parse_s3_uri(uri)
+
+        def call() -> bytes:
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        try:
+            return await self._run(call)
+        except ResourceNotFound as err:
+            if err.aws_code in ("NoSuchKey", "404", "NotFound"):  # not written yet
+                return None
+            raise  # NoSuchBucket: a configuration error, not "not ready"

@@ -1,0 +1,25 @@
+"""Errors of the database layer, worded for an operator (no tracebacks, passwords masked)."""
+
+from __future__ import annotations
+
+
+class DatabaseError(RuntimeError):
+    """Base class: a database problem the CLI reports as one line."""
+
+
+class InvalidDatabaseUrlError(DatabaseError, ValueError):
+    """The configured URL is not a PostgreSQL URL we can use."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """PostgreSQL cannot be reached (or refuses the login) at the configured URL."""
+
+    def __init__(self, *, target: str, url: str, reason: str) -> None:
+        self.target = target  # "host:port" or "unix socket <dir>"
+        self.url = url  # password already masked
+        self.reason = reason
+        super().__init__(f"PostgreSQL unavailable at {target} ({url}): {reason}")
+
+
+class EmbeddedPostgresError(DatabaseError):
+    """The embedded PostgreSQL (pgserver) could not be started."""

@@ -1,0 +1,306 @@
+"""Activities of the thermal workflows: the hosting backend (SageMaker or the local stand-in) and
+the Postgres mirror (thermal_states, endpoint uptime intervals, notifications outbox).
+
+Every activity is idempotent: Temporal retries them, and a retry after a crash must neither create
+a second endpoint nor write a second uptime interval or notification.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities.backends.base import (
+    NON_RETRYABLE_ERROR_TYPES,
+    endpoint_name as make_endpoint_name,
+    BackendError,
+    EndpointInfo,
+    EndpointSpec,
+    HostingBackend,
+)
+from activities.heartbeat import with_heartbeat
+from models_catalog.catalog import Catalog
+from models_catalog.errors import CatalogError, NotDeployableError
+from models_catalog.types import ThermalState
+from workflows.thermal_types import (
+    ERR_NOT_DEPLOYABLE,
+    ERR_UNKNOWN_MODEL,
+    ModelThermalSpec,
+    ThermalStatus,
+)
+
+ERR_NOT_READY = "EndpointNotReady"
+ERR_ENDPOINT_FAILED = "EndpointFailed"
+# Error types no retry can fix: the workflow records them and stops trying.
+NON_RETRYABLE = [
+    *NON_RETRYABLE_ERROR_TYPES,
+    ERR_ENDPOINT_FAILED,
+    ERR_UNKNOWN_MODEL,
+    ERR_NOT_DEPLOYABLE,
+]
+
+
+class EnsureEndpointInput(BaseModel):
+    spec: ModelThermalSpec
+    instance_count: int
+    min_instances: int
+    max_instances: int
+
+
+class SetCapacityInput(BaseModel):
+    endpoint_name: str
+    instance_count: int
+    min_instances: int
+    max_instances: int
+
+
+class RecordKey(BaseModel):
+    app_id: str
+    environment: str
+    model_id: str
+
+
+class RecordInput(BaseModel):
+    app_id: str
+    environment: str
+    model_id: str
+    workflow_id: str
+    seq: int
+    event: str | None  # warmup_started | ready | went_cold | turned_off | failed | None
+    status: ThermalStatus
+    instance_type: str
+    billed_hourly: Decimal
+
+    @staticmethod
+    def key(app_id: str, environment: str, model_id: str) -> RecordKey:
+        return RecordKey(app_id=app_id, environment=environment, model_id=model_id)
+
+
+def _as_application_error(err: BackendError) -> ApplicationError:
+    return ApplicationError(err.message, type=err.code, non_retryable=not err.retryable)
+
+
+class ThermalActivities:
+    def __init__(
+        self,
+        catalog: Catalog,
+        backend: HostingBackend,
+        engine: AsyncEngine | None,
+        image_registry: str = "",
+    ) -> None:
+        self.catalog = catalog
+        self.backend = backend
+        self.engine = engine
+        self.image_registry = image_registry
+
+    # ------------------------------------------------------------- catalog
+    @activity.defn(name="thermal.describe_model")
+    async def describe_model(self, key: RecordKey) -> ModelThermalSpec:
+        try:
+            model = self.catalog.model(key.model_id)
+        except NotDeployableError as exc:
+            raise ApplicationError(str(exc), type=ERR_NOT_DEPLOYABLE, non_retryable=True) from exc
+        except CatalogError as exc:
+            raise ApplicationError(str(exc), type=ERR_UNKNOWN_MODEL, non_retryable=True) from exc
+        image = model.image if "/" in model.image else f"{self.image_registry}/{model.image}"
+        return ModelThermalSpec(
+            model_id=model.id,
+            endpoint_name=make_endpoint_name(key.app_id, key.environment, model.id),
+            image=image,
+            instance_type=model.instance_type,
+            environment=dict(model.environment),
+            model_data_url=model.model_data_url,
+            category=str(model.category),
+            specialty=str(model.specialty),
+            default_state=model.thermal.default_state,
+            scale_to_zero_after_minutes=model.thermal.scale_to_zero_after_minutes,
+            warmup_time_seconds=model.thermal.warmup_time_seconds,
+            min_instances=model.thermal.min_instances,
+            max_instances=model.thermal.max_instances,
+            billed_hourly=model.pricing.hourly_rate,
+        )
+
+    # ------------------------------------------------------------- backend
+    @activity.defn(name="thermal.ensure_endpoint")
+    async def ensure_endpoint(self, req: EnsureEndpointInput) -> EndpointInfo:
+        spec = EndpointSpec(
+            endpoint_name=req.spec.endpoint_name,
+            model_id=req.spec.model_id,
+            image=req.spec.image,
+            instance_type=req.spec.instance_type,
+            environment=req.spec.environment,
+            model_data_url=req.spec.model_data_url,
+            instance_count=req.instance_count,
+            min_instances=req.min_instances,
+            max_instances=req.max_instances,
+            async_inference=False,
+            tags={"radiant:model": req.spec.model_id, "radiant:category": req.spec.category,
+                  "radiant:specialty": req.spec.specialty},
+        )  # fmt: skip
+        try:
+            return await with_heartbeat(self.backend.ensure_endpoint(spec))
+        except BackendError as err:
+            raise _as_application_error(err) from err
+
+    @activity.defn(name="thermal.wait_in_service")
+    async def wait_in_service(self, endpoint_name: str) -> EndpointInfo:
+        """One poll. Not ready -> a benign retryable error; the retry policy is the poll loop."""
+        try:
+            info = await self.backend.describe_endpoint(endpoint_name)
+        except BackendError as err:
+            raise _as_application_error(err) from err
+        if info is None:
+            raise ApplicationError(
+                f"endpoint {endpoint_name} does not exist", type=ERR_ENDPOINT_FAILED, non_retryable=True
+            )
+        if info.status == "Failed":
+            raise ApplicationError(
+                f"endpoint {endpoint_name} failed: {info.failure_reason or 'no reason given'}",
+                type=ERR_ENDPOINT_FAILED,
+                non_retryable=True,
+            )
+        if info.status != "InService":
+            raise ApplicationError(
+                f"endpoint {endpoint_name} is {info.status}",
+                type=ERR_NOT_READY,
+                category=ApplicationErrorCategory.BENIGN,
+            )
+        return info
+
+    @activity.defn(name="thermal.set_capacity")
+    async def set_capacity(self, req: SetCapacityInput) -> EndpointInfo:
+        try:
+            return await with_heartbeat(
+                self.backend.set_capacity(
+                    req.endpoint_name, req.instance_count, req.min_instances, req.max_instances
+                )
+            )
+        except BackendError as err:
+            raise _as_application_error(err) from err
+
+    @activity.defn(name="thermal.delete_endpoint")
+    async def delete_endpoint(self, endpoint_name: str) -> None:
+        try:
+            await with_heartbeat(self.backend.delete_endpoint(endpoint_name))
+        except BackendError as err:
+            raise _as_application_error(err) from err
+
+    @activity.defn(name="thermal.describe_endpoint")
+    async def describe_endpoint(self, endpoint_name: str) -> EndpointInfo | None:
+        try:
+            return await self.backend.describe_endpoint(endpoint_name)
+        except BackendError as err:
+            raise _as_application_error(err) from err
+
+    # ------------------------------------------------------------- postgres mirror
+    @activity.defn(name="thermal.load_recorded_target")
+    async def load_recorded_target(self, key: RecordKey) -> ThermalState | None:
+        if self.engine is None:
+            return None
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT target_state FROM thermal_states "
+                        "WHERE app_id = :a AND environment = :e AND model_id = :m"
+                    ),
+                    {"a": key.app_id, "e": key.environment, "m": key.model_id},
+                )
+            ).first()
+        return ThermalState(row[0]) if row else None
+
+    @activity.defn(name="thermal.record")
+    async def record(self, req: RecordInput) -> None:
+        """One transaction: the state row, the uptime interval, and (once) the notification."""
+        if self.engine is None:
+            return
+        st = req.status
+        now = datetime.now(UTC)
+        params = {"a": req.app_id, "e": req.environment, "m": req.model_id}
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO thermal_states (app_id, environment, model_id, current_state,
+                        target_state, instance_count, endpoint_name, transitioning,
+                        last_activity_at, last_error, updated_at)
+                    VALUES (:a, :e, :m, :cur, :tgt, :n, :ep, :tr, :la, :err, now())
+                    ON CONFLICT (app_id, environment, model_id) DO UPDATE SET
+                        current_state = EXCLUDED.current_state,
+                        target_state = EXCLUDED.target_state,
+                        instance_count = EXCLUDED.instance_count,
+                        endpoint_name = EXCLUDED.endpoint_name,
+                        transitioning = EXCLUDED.transitioning,
+                        last_activity_at = EXCLUDED.last_activity_at,
+                        last_error = EXCLUDED.last_error,
+                        updated_at = now()
+                    """
+                ),
+                {**params, "cur": st.current_state.value, "tgt": st.target_state.value,
+                 "n": st.instance_count, "ep": st.endpoint_name, "tr": st.transitioning,
+                 "la": st.last_activity_at, "err": st.last_error},
+            )  # fmt: skip
+            await self._record_uptime(conn, req, now)
+            if req.event:
+                payload = {
+                    "event": req.event,
+                    "app_id": req.app_id,
+                    "environment": req.environment,
+                    "model_id": req.model_id,
+                    "state": st.current_state.value,
+                    "target_state": st.target_state.value,
+                    "instance_count": st.instance_count,
+                    "error": st.last_error,
+                }
+                await conn.execute(
+                    text(
+                        """
+                        INSERT INTO notifications (dedupe_key, kind, app_id, environment,
+                            model_id, payload)
+                        VALUES (:k, :kind, :a, :e, :m, CAST(:p AS jsonb))
+                        ON CONFLICT (dedupe_key) DO NOTHING
+                        """
+                    ),
+                    {**params, "k": f"{req.workflow_id}#{req.seq}", "kind": f"thermal.{req.event}",
+                     "p": json.dumps(payload, default=str)},
+                )  # fmt: skip
+
+    async def _record_uptime(self, conn, req: RecordInput, now: datetime) -> None:  # type: ignore[no-untyped-def]
+        """Keep exactly one open interval while instances run, closed and reopened on change."""
+        params = {"a": req.app_id, "e": req.environment, "m": req.model_id}
+        open_row = (
+            await conn.execute(
+                text(
+                    "SELECT id, instance_count FROM endpoint_uptime WHERE app_id = :a "
+                    "AND environment = :e AND model_id = :m AND ended_at IS NULL FOR UPDATE"
+                ),
+                params,
+            )
+        ).first()
+        count = req.status.instance_count if req.status.endpoint_status else 0
+        if open_row and open_row[1] == count:
+            return  # unchanged (also the retry of an already-committed record)
+        if open_row:
+            await conn.execute(
+                text("UPDATE endpoint_uptime SET ended_at = :t WHERE id = :id"),
+                {"t": now, "id": open_row[0]},
+            )
+        if count > 0:
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO endpoint_uptime (app_id, environment, model_id, endpoint_name,
+                        instance_count, instance_type, billed_hourly, started_at)
+                    VALUES (:a, :e, :m, :ep, :n, :it, :rate, :t)
+                    """
+                ),
+                {**params, "ep": req.status.endpoint_name, "n": count,
+                 "it": req.instance_type, "rate": req.billed_hourly, "t": now},
+            )  # fmt: skip

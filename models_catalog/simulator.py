@@ -1,0 +1,462 @@
+"""Discrete-event replay of a request trace through the thermal policies (the thermal benchmark).
+
+Each model is simulated on its own event clock (a heap of ready / completion / deadline / timer
+events, arrivals merged in from the sorted trace); models share nothing, so the result does not
+depend on the order in which they are replayed. The replay is deterministic: no randomness, no
+wall clock, ties broken by event kind then insertion order.
+
+Model of one model's endpoint
+-----------------------------
+- Instances. Starting an instance takes ``warmup_time_seconds`` before it is ready (InService).
+  An instance is billed from its start to its removal (warm-up included) at the model's billed
+  hourly rate. Instances that a policy wants at time 0 are already up (ready) at time 0.
+- Concurrency. An instance serves up to ``concurrency_per_instance`` requests at once (default 4,
+  like SageMaker's per-instance concurrency for batching servers such as TGI) and a request's
+  service time is its trace ``duration_s`` whatever else runs beside it. Requests that find no
+  free slot on a ready instance wait in a FIFO queue (the workflow holds them, DESIGN section 3).
+- Cold start: a request that finds *no ready instance* at its arrival (none at all, or only ones
+  still warming up). Its added wait is the time until it starts service (the remaining warm-up,
+  plus any queueing). A request that waits beyond ``deadline_s`` (15 min) fails.
+- Idle instance-time = billed time when the instance serves nothing (warm-up included: the GPU is
+  paid for while the model loads). ``warmup_hours`` reports the warm-up share separately.
+- The policy (see :mod:`models_catalog.thermal_policy`) is asked for a desired instance count on
+  every arrival, every completion, every deadline failure and at the next time its last decision
+  named (pre-warm, keep-alive end, re-evaluation). Scale-out starts new instances; scale-in
+  removes idle instances only (newest first, so a warming instance goes before a ready one);
+  busy instances are never interrupted.
+- The replay ends at ``horizon_s`` (or when the last request has finished, if later); instances
+  still up are billed until then, the always-warm base instance from 0 to then.
+
+Policies: ``always-warm`` (max(1, min_instances) always up, scale-out on concurrency),
+``fixed`` (seed COLD: fixed keep-alive, 5-minute checks) and ``automatic`` (hybrid histogram).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from models_catalog.thermal_policy import (
+    DEFAULT_PARAMS,
+    Decision,
+    PolicyParams,
+    ThermalLimits,
+    TrafficStats,
+    always_warm_decision,
+    automatic_decision,
+    fixed_decision,
+    limits_from_model,
+    observe_arrival,
+    observe_completion,
+)
+from models_catalog.tracegen import TraceRow
+
+POLICIES = ("always-warm", "fixed", "automatic")
+DEFAULT_DEADLINE_S = 900.0
+DEFAULT_CONCURRENCY = 4
+DAY_S = 86400.0
+
+# event kinds, in tie-break order at equal times
+_READY, _COMPLETE, _DEADLINE, _TIMER = 0, 1, 3, 4
+_ARRIVAL = 2  # arrivals are merged from the sorted trace, after ready/complete at equal times
+
+Decider = Callable[[TrafficStats, ThermalLimits, float, int], Decision]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model_id: str
+    limits: ThermalLimits
+    hourly_rate: Decimal
+
+
+@dataclass
+class ModelResult:
+    model_id: str
+    policy: str
+    requests: int = 0
+    cold_starts: int = 0
+    failed: int = 0
+    waits: list[float] = field(default_factory=list, repr=False)
+    billed_s: float = 0.0
+    busy_s: float = 0.0
+    warmup_s: float = 0.0
+    instance_starts: int = 0
+    hourly_rate: Decimal = Decimal(0)
+
+    @property
+    def idle_s(self) -> float:
+        return max(0.0, self.billed_s - self.busy_s)
+
+    @property
+    def cost(self) -> Decimal:
+        return _money(self.billed_s, self.hourly_rate)
+
+
+def _money(seconds: float, rate: Decimal) -> Decimal:
+    hours = Decimal(repr(round(seconds, 3))) / Decimal(3600)
+    return (hours * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending sequence (0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    k = max(0, math.ceil(p / 100.0 * len(sorted_values)) - 1)
+    return float(sorted_values[min(k, len(sorted_values) - 1)])
+
+
+@dataclass
+class PolicyResult:
+    policy: str
+    models: list[ModelResult]
+
+    @property
+    def requests(self) -> int:
+        return sum(m.requests for m in self.models)
+
+    @property
+    def cold_starts(self) -> int:
+        return sum(m.cold_starts for m in self.models)
+
+    @property
+    def failed(self) -> int:
+        return sum(m.failed for m in self.models)
+
+    @property
+    def cold_start_fraction(self) -> float:
+        return self.cold_starts / self.requests if self.requests else 0.0
+
+    @property
+    def billed_hours(self) -> float:
+        return sum(m.billed_s for m in self.models) / 3600.0
+
+    @property
+    def idle_hours(self) -> float:
+        return sum(m.idle_s for m in self.models) / 3600.0
+
+    @property
+    def warmup_hours(self) -> float:
+        return sum(m.warmup_s for m in self.models) / 3600.0
+
+    @property
+    def busy_hours(self) -> float:
+        return sum(m.busy_s for m in self.models) / 3600.0
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((m.cost for m in self.models), Decimal("0.00"))
+
+    def wait_percentiles(self) -> dict[str, float]:
+        waits = sorted(w for m in self.models for w in m.waits)
+        return {f"p{p}": round(percentile(waits, p), 3) for p in (50, 95, 99)}
+
+    def to_dict(self, per_model: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "policy": self.policy,
+            "requests": self.requests,
+            "cold_starts": self.cold_starts,
+            "cold_start_fraction": round(self.cold_start_fraction, 6),
+            "failed": self.failed,
+            "billed_gpu_cost": str(self.cost),
+            "billed_instance_hours": round(self.billed_hours, 3),
+            "idle_instance_hours": round(self.idle_hours, 3),
+            "warmup_instance_hours": round(self.warmup_hours, 3),
+            "busy_instance_hours": round(self.busy_hours, 3),
+            "added_wait_s": self.wait_percentiles(),
+        }
+        if per_model:
+            out["models"] = [
+                {
+                    "model_id": m.model_id,
+                    "requests": m.requests,
+                    "cold_starts": m.cold_starts,
+                    "failed": m.failed,
+                    "billed_gpu_cost": str(m.cost),
+                    "billed_instance_hours": round(m.billed_s / 3600.0, 3),
+                    "idle_instance_hours": round(m.idle_s / 3600.0, 3),
+                    "instance_starts": m.instance_starts,
+                }
+                for m in self.models
+            ]
+        return out
+
+
+@dataclass
+class BenchmarkResult:
+    policies: dict[str, PolicyResult]
+    horizon_s: float
+    model_ids: list[str]
+
+    def ratios(self, num: str = "automatic", den: str = "fixed") -> dict[str, float | None]:
+        a, b = self.policies.get(num), self.policies.get(den)
+        if a is None or b is None:
+            return {}
+
+        def ratio(x: float, y: float) -> float | None:
+            return round(x / y, 4) if y else None
+
+        return {
+            "cost": ratio(float(a.cost), float(b.cost)),
+            "idle_instance_hours": ratio(a.idle_hours, b.idle_hours),
+            "cold_starts": ratio(a.cold_starts, b.cold_starts),
+        }
+
+    def to_dict(self, per_model: bool = False) -> dict[str, Any]:
+        return {
+            "horizon_s": self.horizon_s,
+            "models": len(self.model_ids),
+            "policies": {k: v.to_dict(per_model) for k, v in self.policies.items()},
+            "ratios_automatic_vs_fixed": self.ratios(),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# One model
+# --------------------------------------------------------------------------------------------
+
+
+class _Instance:
+    __slots__ = ("started", "ready_at", "ready", "alive", "busy", "busy_since", "busy_total")
+
+    def __init__(self, started: float, ready_at: float) -> None:
+        self.started = started
+        self.ready_at = ready_at
+        self.ready = ready_at <= started
+        self.alive = True
+        self.busy = 0
+        self.busy_since = 0.0
+        self.busy_total = 0.0
+
+
+def decider_for(policy: str, params: PolicyParams = DEFAULT_PARAMS) -> Decider:
+    if policy == "always-warm":
+        return always_warm_decision
+    if policy == "fixed":
+        return fixed_decision
+    if policy == "automatic":
+        return lambda s, lim, now, n: automatic_decision(s, lim, now, n, params)
+    raise ValueError(f"unknown policy {policy!r} (expected one of {', '.join(POLICIES)})")
+
+
+def simulate_model(
+    spec: ModelSpec,
+    requests: Sequence[tuple[float, float]],
+    policy: str,
+    horizon_s: float,
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    params: PolicyParams = DEFAULT_PARAMS,
+) -> ModelResult:
+    """Replay ``requests`` (``(arrival_ts, duration_s)``, any order) for one model."""
+    decide = decider_for(policy, params)
+    limits = spec.limits
+    conc = limits.concurrency_per_instance
+    warm = float(limits.warmup_time_seconds)
+    reqs = sorted(requests)
+    n_req = len(reqs)
+    res = ModelResult(model_id=spec.model_id, policy=policy, requests=n_req,
+                      hourly_rate=spec.hourly_rate)
+    waits = [0.0] * n_req
+    status = [0] * n_req  # 0 not arrived/queued, 1 started, 2 failed
+
+    heap: list[tuple[float, int, int, Any]] = []
+    seq = 0
+    insts: list[_Instance] = []
+    queue: deque[int] = deque()
+    stats = TrafficStats()
+    timer_at: float | None = None
+    timer_gen = 0
+
+    def push(t: float, kind: int, obj: Any) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(heap, (t, kind, seq, obj))
+
+    def retire(inst: _Instance, now: float) -> None:
+        inst.alive = False
+        res.billed_s += now - inst.started
+        res.warmup_s += min(now, inst.ready_at) - inst.started
+        if inst.busy:
+            inst.busy_total += now - inst.busy_since
+        res.busy_s += inst.busy_total
+
+    def apply(desired: int, now: float) -> None:
+        n = len(insts)
+        if desired > n:
+            for _ in range(desired - n):
+                inst = _Instance(now, now + warm)
+                insts.append(inst)
+                res.instance_starts += 1
+                if not inst.ready:
+                    push(inst.ready_at, _READY, inst)
+        elif desired < n:
+            idle = [i for i in insts if i.busy == 0]
+            idle.sort(key=lambda i: (i.ready, -i.started))  # warming first, then newest
+            for inst in idle[: n - desired]:
+                retire(inst, now)
+                insts.remove(inst)
+
+    def evaluate(now: float) -> None:
+        nonlocal timer_at, timer_gen
+        d = decide(stats, limits, now, len(insts))
+        apply(d.desired_instances, now)
+        nxt = d.next_evaluation_at(now)
+        if nxt != timer_at:
+            timer_gen += 1
+            timer_at = nxt
+            if nxt is not None:
+                push(nxt, _TIMER, timer_gen)
+
+    def dispatch(now: float) -> None:
+        while queue:
+            target = None
+            for inst in insts:
+                if inst.ready and inst.busy < conc:
+                    target = inst
+                    break
+            if target is None:
+                return
+            r = queue.popleft()
+            if status[r] != 0:
+                continue
+            status[r] = 1
+            waits[r] = now - reqs[r][0]
+            if target.busy == 0:
+                target.busy_since = now
+            target.busy += 1
+            push(now + reqs[r][1], _COMPLETE, (target, r))
+
+    # initial capacity (already up at time 0)
+    d0 = decide(stats, limits, 0.0, 0)
+    for _ in range(d0.desired_instances):
+        insts.append(_Instance(0.0, 0.0))
+    nxt0 = d0.next_evaluation_at(0.0)
+    if nxt0 is not None:
+        timer_at = nxt0
+        push(nxt0, _TIMER, timer_gen)
+
+    ai = 0
+    now = 0.0
+    while True:
+        next_arrival = reqs[ai][0] if ai < n_req else math.inf
+        if heap and (heap[0][0], heap[0][1]) < (next_arrival, _ARRIVAL):
+            t, kind, _, obj = heap[0]
+            if t > horizon_s and ai >= n_req and stats.in_flight == 0:
+                break
+            heapq.heappop(heap)
+            now = t
+            if kind == _READY:
+                if obj.alive:
+                    obj.ready = True
+                    dispatch(now)
+            elif kind == _COMPLETE:
+                inst, r = obj
+                inst.busy -= 1
+                if inst.busy == 0:
+                    inst.busy_total += now - inst.busy_since
+                stats = observe_completion(stats, now)
+                dispatch(now)
+                evaluate(now)
+            elif kind == _DEADLINE:
+                if status[obj] == 0:
+                    status[obj] = 2
+                    res.failed += 1
+                    waits[obj] = deadline_s
+                    stats = observe_completion(stats, now)
+                    evaluate(now)
+            else:  # timer
+                if obj == timer_gen:
+                    timer_at = None
+                    evaluate(now)
+        elif ai < n_req:
+            now = next_arrival
+            r = ai
+            ai += 1
+            if not any(i.ready for i in insts):
+                res.cold_starts += 1
+            stats = observe_arrival(stats, now)
+            queue.append(r)
+            dispatch(now)
+            evaluate(now)
+            dispatch(now)
+            if status[r] == 0:
+                push(now + deadline_s, _DEADLINE, r)
+        else:
+            break
+
+    end = max(horizon_s, now)
+    for inst in insts:
+        retire(inst, end)
+    res.waits = waits
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# Whole trace
+# --------------------------------------------------------------------------------------------
+
+
+def default_horizon(rows: Iterable[TraceRow]) -> float:
+    """Whole days covering the trace: ceil(last arrival / 1 day) days (at least one)."""
+    last = max((r.arrival_ts for r in rows), default=0.0)
+    return max(1.0, math.ceil(last / DAY_S - 1e-12)) * DAY_S
+
+
+def run_benchmark(
+    rows: Sequence[TraceRow],
+    specs: dict[str, ModelSpec],
+    *,
+    policies: Sequence[str] = POLICIES,
+    horizon_s: float | None = None,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    params: PolicyParams = DEFAULT_PARAMS,
+) -> BenchmarkResult:
+    """Replay the models that appear in ``rows`` through each policy."""
+    per_model: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r.model_id not in specs:
+            raise KeyError(f"no model spec for {r.model_id!r}")
+        per_model.setdefault(r.model_id, []).append((r.arrival_ts, r.duration_s))
+    horizon = default_horizon(rows) if horizon_s is None else horizon_s
+    model_ids = sorted(per_model)
+    results: dict[str, PolicyResult] = {}
+    for policy in policies:
+        decider_for(policy, params)  # validate the name early
+        results[policy] = PolicyResult(
+            policy=policy,
+            models=[
+                simulate_model(
+                    specs[m], per_model[m], policy, horizon, deadline_s=deadline_s, params=params
+                )
+                for m in model_ids
+            ],
+        )
+    return BenchmarkResult(policies=results, horizon_s=horizon, model_ids=model_ids)
+
+
+def specs_from_catalog(
+    catalog: Any = None,
+    *,
+    warmup_override: int | None = None,
+    concurrency_per_instance: int = DEFAULT_CONCURRENCY,
+) -> dict[str, ModelSpec]:
+    """ModelSpec per deployable catalog model (``warmup_override`` replaces every warm-up)."""
+    if catalog is None:
+        from models_catalog.catalog import load_catalog
+
+        catalog = load_catalog()
+    specs: dict[str, ModelSpec] = {}
+    for model in catalog.deployable_models():
+        limits = limits_from_model(model, concurrency_per_instance=concurrency_per_instance)
+        if warmup_override is not None:
+            limits = limits.model_copy(update={"warmup_time_seconds": int(warmup_override)})
+        specs[model.id] = ModelSpec(
+            model_id=model.id, limits=limits, hourly_rate=Decimal(str(model.pricing.hourly_rate))
+        )
+    return specs

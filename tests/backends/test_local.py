@@ -1,0 +1,377 @@
+"""LocalStandInBackend with real model-server processes (no mocks).
+
+Every process a test starts is stopped by the `backend` fixture's finalizer, even on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from activities.backends import local
+from activities.backends.base import (
+    AsyncInferenceFailed,
+    EndpointFailed,
+    EndpointSpec,
+    InvalidEndpointState,
+    InvalidRequest,
+    ModelError,
+)
+from activities.backends.local import LocalStandInBackend, pid_alive
+
+pytestmark = pytest.mark.slow
+
+
+def spec(model: str = "yolov8m", category: str = "vision_detection",
+         specialty: str = "object_detection", **over: Any) -> EndpointSpec:  # fmt: skip
+    base: dict[str, Any] = {
+        "endpoint_name": f"radiant-test-dev-{model}",
+        "model_id": model,
+        "image": "local/pytorch-inference:2.1",
+        "instance_type": "ml.g5.xlarge",
+        "instance_count": 1,
+        "min_instances": 0,
+        "max_instances": 3,
+        "category": category,
+        "specialty": specialty,
+    }
+    return EndpointSpec(**{**base, **over})
+
+
+def _kill_everything(data_dir: Path, before: set[int]) -> None:
+    """Finalizer: delete every recorded endpoint, then kill any process a test started."""
+    cleaner = LocalStandInBackend(data_dir, stop_timeout_seconds=2)
+    for record in (data_dir / "local_endpoints").glob("*.json"):
+        try:
+            cleaner._delete(record.stem)
+        except Exception:  # keep cleaning; the kill loop below is the safety net
+            pass
+    for pid in set(local._CHILDREN) - before:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+            pid_alive(pid)  # reaps it
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[LocalStandInBackend]:
+    before = set(local._CHILDREN)
+    b = LocalStandInBackend(tmp_path, stop_timeout_seconds=3, orphan_grace_seconds=1)
+    try:
+        yield b
+    finally:
+        _kill_everything(tmp_path, before)
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if result := await check():
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def record(backend: LocalStandInBackend, name: str) -> dict[str, Any]:
+    return json.loads(backend.record_path(name).read_text())
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+async def test_ensure_starts_a_real_server_answering_ping(backend: LocalStandInBackend) -> None:
+    s = spec()
+    started = time.monotonic()
+    info = await backend.ensure_endpoint(s)
+    elapsed = time.monotonic() - started
+    assert (info.status, info.instance_count, info.model_id) == ("InService", 1, "yolov8m")
+    assert elapsed < 5.0, f"ensure took {elapsed:.2f}s"
+    rec = record(backend, s.endpoint_name)
+    [inst] = rec["instances"]
+    assert rec["status"] == "InService" and pid_alive(inst["pid"])
+    async with httpx.AsyncClient() as client:
+        ping = await client.get(f"http://127.0.0.1:{inst['port']}/ping")
+    assert ping.status_code == 200 and ping.headers["x-radiant-instance"] == inst["instance_id"]
+    print(f"ensure from nothing: {elapsed:.3f}s")
+
+
+async def test_ensure_is_idempotent(backend: LocalStandInBackend, tmp_path: Path) -> None:
+    s = spec()
+    first = await backend.ensure_endpoint(s)
+    pids = backend.endpoint_pids(s.endpoint_name)
+    again = await backend.ensure_endpoint(s)
+    assert backend.endpoint_pids(s.endpoint_name) == pids and len(pids) == 1
+    assert again.status == "InService" and again.created_at == first.created_at
+    # Two workers racing for the same endpoint: the file lock lets only one start it.
+    other = spec(model="yolov8n")
+    second_worker = LocalStandInBackend(tmp_path)
+    await asyncio.gather(backend.ensure_endpoint(other), second_worker.ensure_endpoint(other))
+    assert len(backend.endpoint_pids(other.endpoint_name)) == 1
+
+
+async def test_set_capacity_changes_live_processes(backend: LocalStandInBackend) -> None:
+    s = spec()
+    await backend.ensure_endpoint(s)
+    [first] = backend.endpoint_pids(s.endpoint_name)
+    info = await backend.set_capacity(s.endpoint_name, 3, 1, 3)
+    pids = backend.endpoint_pids(s.endpoint_name)
+    assert (info.status, info.instance_count, info.desired_instance_count) == ("InService", 3, 3)
+    assert len(set(pids)) == 3 and all(pid_alive(p) for p in pids) and pids[0] == first
+    ports = {i["port"] for i in record(backend, s.endpoint_name)["instances"]}
+    assert len(ports) == 3
+    for _ in range(3):  # round-robin over the three instances
+        await backend.invoke(s.endpoint_name, b"img", "image/png")
+    info = await backend.set_capacity(s.endpoint_name, 1, 1, 3)
+    assert (info.instance_count, backend.endpoint_pids(s.endpoint_name)) == (1, [first])
+    assert not any(pid_alive(p) for p in pids[1:])  # the newest went, the oldest stays
+
+
+async def test_delete_kills_processes_and_removes_record(backend: LocalStandInBackend) -> None:
+    s = spec()
+    await backend.ensure_endpoint(s)
+    await backend.set_capacity(s.endpoint_name, 2, 1, 3)
+    pids = backend.endpoint_pids(s.endpoint_name)
+    await backend.delete_endpoint(s.endpoint_name)
+    for pid in pids:
+        assert not pid_alive(pid)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone, not a zombie
+        assert local._EXIT_CODES.get(pid) == 0  # exited cleanly on SIGTERM
+    assert not backend.record_path(s.endpoint_name).exists()
+    assert await backend.describe_endpoint(s.endpoint_name) is None
+    await backend.delete_endpoint(s.endpoint_name)  # idempotent
+
+
+async def test_restarted_worker_adopts_existing_endpoints(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    a, b = spec(), spec(model="whisper-turbo", category="audio_stt", specialty="speech_to_text")
+    await backend.ensure_endpoint(a)
+    await backend.ensure_endpoint(b)
+    pids = backend.endpoint_pids(a.endpoint_name)
+    restarted = LocalStandInBackend(tmp_path)  # no memory of the first backend
+    listed = await restarted.list_endpoints("radiant-test-")
+    assert sorted((i.endpoint_name, i.status, i.instance_count) for i in listed) == sorted(
+        [(a.endpoint_name, "InService", 1), (b.endpoint_name, "InService", 1)]
+    )
+    assert await restarted.list_endpoints("radiant-other-") == []
+    result = await restarted.invoke(b.endpoint_name, b"\0" * 64000, "audio/wav")
+    assert json.loads(result.body)["duration_s"] == 2.0
+    await restarted.set_capacity(a.endpoint_name, 2, 1, 3)
+    assert restarted.endpoint_pids(a.endpoint_name)[0] == pids[0]  # adopted, not restarted
+    await restarted.delete_endpoint(a.endpoint_name)
+    assert not any(pid_alive(p) for p in pids)
+
+
+async def test_killed_process_is_detected_and_healed(backend: LocalStandInBackend) -> None:
+    s = spec()
+    await backend.ensure_endpoint(s)
+    await backend.set_capacity(s.endpoint_name, 2, 1, 3)
+    first, second = backend.endpoint_pids(s.endpoint_name)
+    os.kill(second, signal.SIGKILL)
+    info = await wait_for(lambda: _with_count(backend, s.endpoint_name, 1, "exited"))
+    assert info.status == "InService" and info.desired_instance_count == 2
+    assert f"(pid {second})" in (info.status_message or "")
+    os.kill(first, signal.SIGKILL)
+    info = await wait_for(lambda: _with_count(backend, s.endpoint_name, 0))
+    assert info.status == "OutOfService"  # nothing serves: reported, not hidden
+    [listed] = await backend.list_endpoints("radiant-test-")
+    assert listed.status == "OutOfService"
+    healed = await backend.ensure_endpoint(s)  # the workflow's converge step
+    assert (healed.status, healed.instance_count) == ("InService", 2)
+    assert not {first, second} & set(backend.endpoint_pids(s.endpoint_name))
+
+
+async def _with_count(backend: LocalStandInBackend, name: str, n: int, note: str = ""):  # type: ignore[no-untyped-def]
+    info = await backend.describe_endpoint(name)
+    ok = info and info.instance_count == n and note in (info.status_message or "")
+    return info if ok else None
+
+
+async def test_config_change_replaces_the_fleet(backend: LocalStandInBackend) -> None:
+    s = spec()
+    before = await backend.ensure_endpoint(s)
+    [old_pid] = backend.endpoint_pids(s.endpoint_name)
+    after = await backend.ensure_endpoint(s.model_copy(update={"image": "local/new-image:2"}))
+    assert after.status == "InService" and after.config_name != before.config_name
+    [new_pid] = backend.endpoint_pids(s.endpoint_name)
+    assert new_pid != old_pid and not pid_alive(old_pid) and pid_alive(new_pid)
+
+
+# --------------------------------------------------------------------------- warm-up and failure
+
+
+async def test_slow_warmup_is_observable(tmp_path: Path, backend: LocalStandInBackend) -> None:
+    slow = LocalStandInBackend(tmp_path, warmup_seconds=1.0, ready_wait_seconds=0.1)
+    s = spec()
+    info = await slow.ensure_endpoint(s)
+    assert (info.status, info.instance_count) == ("Creating", 0)
+    with pytest.raises(InvalidEndpointState) as exc:
+        await slow.set_capacity(s.endpoint_name, 2, 1, 3)  # only InService can scale
+    assert exc.value.retryable
+    with pytest.raises(InvalidEndpointState):
+        await slow.invoke(s.endpoint_name, b"x", "image/png")
+    started = time.monotonic()
+    ready = await wait_for(lambda: _in_service(slow, s.endpoint_name))
+    assert ready.instance_count == 1 and time.monotonic() - started > 0.5
+    assert record(slow, s.endpoint_name)["status"] == "InService"  # persisted by describe
+
+
+async def _in_service(backend: LocalStandInBackend, name: str):  # type: ignore[no-untyped-def]
+    info = await backend.describe_endpoint(name)
+    return info if info and info.status == "InService" else None
+
+
+async def test_server_that_fails_to_start_makes_the_endpoint_failed(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    s = spec(model_data_url=str(tmp_path / "missing" / "model.tar.gz"))
+    info = await backend.ensure_endpoint(s)
+    assert info.status == "Failed" and info.instance_count == 0
+    assert "model data not found" in (info.failure_reason or "")
+    assert "exit code 2" in (info.failure_reason or "")
+    described = await backend.describe_endpoint(s.endpoint_name)
+    assert described is not None and described.status == "Failed"
+    with pytest.raises(EndpointFailed) as exc:
+        await backend.ensure_endpoint(s)  # only delete is allowed on Failed
+    assert not exc.value.retryable and "model data not found" in (exc.value.failure_reason or "")
+    with pytest.raises(EndpointFailed):
+        await backend.set_capacity(s.endpoint_name, 2, 1, 3)
+    await backend.delete_endpoint(s.endpoint_name)
+    assert await backend.describe_endpoint(s.endpoint_name) is None
+
+
+async def test_orphaned_server_exits_when_its_record_is_gone(backend: LocalStandInBackend) -> None:
+    s = spec()
+    await backend.ensure_endpoint(s)
+    [pid] = backend.endpoint_pids(s.endpoint_name)
+    backend.record_path(s.endpoint_name).unlink()  # as if deleted while its worker was down
+    await wait_for(lambda: asyncio.sleep(0, result=not pid_alive(pid)), within=8)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+SCHEMAS = [
+    ("yolov8m", "vision_detection", "object_detection", b"\x89PNG", {"detections", "model"}),
+    ("efficientnet-b0", "vision_classification", "image_classification", b"jpg",
+     {"predictions", "model"}),
+    ("sam2", "vision_segmentation", "instance_segmentation", b"jpg", {"masks", "model"}),
+    ("whisper-turbo", "audio_stt", "speech_to_text", b"\0" * 1000,
+     {"text", "segments", "duration_s", "language"}),
+    ("esm2-3b", "scientific_protein", "protein_embeddings", b"MKTAYIAKQR",
+     {"embedding", "length", "model"}),
+    ("alphafold2", "scientific_protein", "protein_folding", b'{"sequence": "MKTAYIAK"}',
+     {"pdb", "plddt", "model"}),
+    ("prithvi-100m", "geospatial", "satellite_analysis", b"tif",
+     {"model", "result", "input_bytes", "sha256"}),
+]  # fmt: skip
+
+
+async def test_invoke_returns_each_reference_schema(backend: LocalStandInBackend) -> None:
+    for model, category, specialty, payload, keys in SCHEMAS:
+        s = spec(model, category, specialty)
+        await backend.ensure_endpoint(s)
+        result = await backend.invoke(s.endpoint_name, payload, "application/octet-stream")
+        body = json.loads(result.body)
+        assert set(body) == keys, model
+        assert result.content_type == "application/json"
+        again = await backend.invoke(s.endpoint_name, payload, "application/octet-stream")
+        assert again.body == result.body  # deterministic
+        await backend.delete_endpoint(s.endpoint_name)
+    assert body["input_bytes"] == 3  # the last one: the generic stand-in
+
+
+async def test_detection_and_folding_values(backend: LocalStandInBackend) -> None:
+    s = spec()
+    await backend.ensure_endpoint(s)
+    body = json.loads((await backend.invoke(s.endpoint_name, b"img", "image/png")).body)
+    for d in body["detections"]:
+        x1, y1, x2, y2 = d["box"]
+        assert 0 <= x1 < x2 and 0 <= y1 < y2 and 0 < d["score"] <= 1 and d["label"]
+    fold = spec("alphafold2", "scientific_protein", "protein_folding")
+    await backend.ensure_endpoint(fold)
+    out = json.loads((await backend.invoke(fold.endpoint_name, b"MKTAYIAK", "text/plain")).body)
+    assert len(out["plddt"]) == 8 and out["pdb"].count("ATOM") == 8
+    with pytest.raises(ModelError) as exc:  # the container's 4xx: not retryable
+        await backend.invoke(fold.endpoint_name, b"not a protein!", "text/plain")
+    assert not exc.value.retryable and exc.value.http_status == 400
+
+
+async def test_llm_speaks_tgi_and_openai(backend: LocalStandInBackend) -> None:
+    s = spec("mistral-7b-instruct", "llm_text", "text_generation")
+    await backend.ensure_endpoint(s)
+    tgi = json.loads((await backend.invoke(
+        s.endpoint_name, b'{"inputs": "Hello", "parameters": {"max_new_tokens": 8}}',
+        "application/json")).body)  # fmt: skip
+    assert isinstance(tgi, list) and set(tgi[0]) == {"generated_text"}
+    port = record(backend, s.endpoint_name)["instances"][0]["port"]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
+        hi = [{"role": "user", "content": "Hi"}]
+        chat = (await client.post("/chat/completions", json={"model": "m", "messages": hi})).json()
+        assert chat["object"] == "chat.completion"
+        assert chat["choices"][0]["message"]["role"] == "assistant"
+        assert chat["usage"]["total_tokens"] > 0
+        stream = await client.post("/chat/completions", json={"messages": hi, "stream": True})
+        events = [ln for ln in stream.text.splitlines() if ln.startswith("data: ")]
+        assert events[-1] == "data: [DONE]"
+        pieces = [json.loads(e[6:])["choices"][0]["delta"].get("content", "") for e in events[:-1]]
+        assert "".join(pieces) == chat["choices"][0]["message"]["content"]
+        emb = (await client.post("/embeddings", json={"input": ["a", "b"]})).json()
+        assert [row["index"] for row in emb["data"]] == [0, 1]
+        assert (await client.get("/models")).json()["data"][0]["id"] == "mistral-7b-instruct"
+
+
+async def test_async_invoke_writes_and_fetches_result(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    s = spec(async_inference=True)
+    await backend.ensure_endpoint(s)
+    source = tmp_path / "request.bin"
+    source.write_bytes(b"\x89PNG image")
+    inv = await backend.invoke_async(s.endpoint_name, str(source), "image/png")
+    assert inv.output_location.startswith(str(tmp_path / "local_async"))
+    result = await wait_for(lambda: backend.fetch_async_result(inv))
+    assert "detections" in json.loads(result)
+    # Same as a synchronous call on the same input.
+    sync = await backend.invoke(s.endpoint_name, b"\x89PNG image", "image/png")
+    assert json.loads(sync.body) == json.loads(result)
+    # A missing input fails the inference, and fetching says so.
+    bad = await backend.invoke_async(s.endpoint_name, str(tmp_path / "nope.bin"), "image/png")
+
+    async def failed() -> bool:
+        try:
+            await backend.fetch_async_result(bad)
+        except AsyncInferenceFailed:
+            return True
+        return False
+
+    await wait_for(failed)
+    # A real-time endpoint refuses async invocations (as SageMaker does).
+    rt = spec(model="yolov8n")
+    await backend.ensure_endpoint(rt)
+    with pytest.raises(InvalidRequest):
+        await backend.invoke_async(rt.endpoint_name, str(source), "image/png")
+
+
+async def test_async_endpoint_can_scale_to_zero_but_realtime_cannot(
+    backend: LocalStandInBackend,
+) -> None:
+    s = spec()
+    await backend.ensure_endpoint(s)
+    with pytest.raises(InvalidRequest, match="delete_endpoint"):
+        await backend.set_capacity(s.endpoint_name, 0, 0, 3)
+    a = spec(model="yolov8n", async_inference=True)
+    await backend.ensure_endpoint(a)
+    [pid] = backend.endpoint_pids(a.endpoint_name)
+    info = await backend.set_capacity(a.endpoint_name, 0, 0, 3)
+    assert info.instance_count == 0 and not pid_alive(pid)

@@ -1,0 +1,600 @@
+"""SageMakerBackend against botocore Stubbers: every request is validated against the real API
+model (instance types such as ml.g5.xlarge included), responses too."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
+
+from activities.backends.base import (
+    NON_RETRYABLE_ERROR_TYPES,
+    AsyncInferenceFailed,
+    AsyncInvocation,
+    EndpointFailed,
+    EndpointSpec,
+    InvalidEndpointState,
+    InvalidRequest,
+    ModelError,
+    ModelNotReady,
+    ModelServerError,
+    QuotaExceeded,
+    Throttled,
+    endpoint_name,
+)
+from activities.backends.sagemaker import SageMakerBackend, resource_name
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/radiant-dev-sagemaker-execution"
+IMAGE = (
+    "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-gpu-py310-cu121-ubuntu22.04"
+)
+NAME = endpoint_name("thinktank", "dev", "yolov8m")
+ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{NAME}"
+T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+TARGET = {
+    "ServiceNamespace": "sagemaker",
+    "ResourceId": f"endpoint/{NAME}/variant/AllTraffic",
+    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+}
+
+
+def spec(**over: Any) -> EndpointSpec:
+    base: dict[str, Any] = {
+        "endpoint_name": NAME,
+        "model_id": "yolov8m",
+        "image": IMAGE,
+        "instance_type": "ml.g5.xlarge",
+        "environment": {"MODEL_NAME": "yolov8m"},
+        "instance_count": 1,
+        "min_instances": 0,
+        "max_instances": 5,
+        "tags": {"radiant:category": "vision_detection"},
+    }
+    return EndpointSpec(**{**base, **over})
+
+
+def described(status: str = "InService", config: str | None = None, **extra: Any) -> dict:
+    resp: dict[str, Any] = {
+        "EndpointName": NAME,
+        "EndpointArn": ARN,
+        "EndpointConfigName": config or resource_name(NAME, spec().model_copy(
+            update={"execution_role_arn": ROLE}).config_hash()),
+        "EndpointStatus": status,
+        "CreationTime": T0,
+        "LastModifiedTime": T0,
+    }  # fmt: skip
+    if status != "Creating":
+        resp["ProductionVariants"] = [
+            {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "DesiredInstanceCount": 1}
+        ]
+    resp.update(extra)
+    return resp
+
+
+def not_found(stub: Stubber, method: str, what: str = "endpoint", **params: Any) -> None:
+    stub.add_client_error(
+        method,
+        service_error_code="ValidationException",
+        service_message=f'Could not find {what} "{NAME}".',
+        http_status_code=400,
+        expected_params=params or None,
+    )
+
+
+def body(data: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+@pytest.fixture
+def aws():
+    kw = {
+        "region_name": REGION,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    clients = {
+        n: boto3.client(n, **kw)
+        for n in ("sagemaker", "sagemaker-runtime", "application-autoscaling", "s3")
+    }
+    stubs = SimpleNamespace(
+        sm=Stubber(clients["sagemaker"]),
+        rt=Stubber(clients["sagemaker-runtime"]),
+        aa=Stubber(clients["application-autoscaling"]),
+        s3=Stubber(clients["s3"]),
+    )
+    for stub in vars(stubs).values():
+        stub.activate()
+    stubs.backend = SageMakerBackend(
+        clients["sagemaker"],
+        clients["sagemaker-runtime"],
+        clients["application-autoscaling"],
+        clients["s3"],
+        ROLE,
+        async_output_s3_uri="s3://radiant-async/dev",
+    )
+    yield stubs
+    for stub in (stubs.sm, stubs.rt, stubs.aa, stubs.s3):
+        stub.assert_no_pending_responses()
+        stub.deactivate()
+
+
+def expect_create_model_and_config(sm: Stubber, config: str, **variant_extra: Any) -> None:
+    tags = ANY
+    sm.add_response(
+        "create_model",
+        {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{config}"},
+        {
+            "ModelName": config,
+            "PrimaryContainer": {"Image": IMAGE, "Environment": {"MODEL_NAME": "yolov8m"}},
+            "ExecutionRoleArn": ROLE,
+            "Tags": tags,
+        },
+    )
+    sm.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{config}"},
+        {
+            "EndpointConfigName": config,
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": config,
+                    "InstanceType": variant_extra.pop("InstanceType", "ml.g5.xlarge"),
+                    "InitialInstanceCount": 1,
+                    "InitialVariantWeight": 1.0,
+                    **variant_extra,
+                }
+            ],
+            "Tags": tags,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- ensure_endpoint
+
+
+async def test_ensure_creates_model_config_endpoint(aws) -> None:
+    s = spec()
+    config = resource_name(NAME, s.model_copy(update={"execution_role_arn": ROLE}).config_hash())
+    not_found(aws.sm, "describe_endpoint", EndpointName=NAME)
+    expect_create_model_and_config(aws.sm, config)
+    aws.sm.add_response(
+        "create_endpoint",
+        {"EndpointArn": ARN},
+        {
+            "EndpointName": NAME,
+            "EndpointConfigName": config,
+            "Tags": [
+                {"Key": "radiant:category", "Value": "vision_detection"},
+                {"Key": "radiant:managed-by", "Value": "radiant-orchestrator"},
+                {"Key": "radiant:model", "Value": "yolov8m"},
+            ],
+        },
+    )
+    info = await aws.backend.ensure_endpoint(s)
+    assert info.status == "Creating"
+    assert info.config_name == config and config.startswith(f"{NAME}-") and len(config) <= 63
+    assert info.desired_instance_count == 1 and info.instance_count == 0
+
+
+async def test_ensure_is_idempotent_when_endpoint_exists(aws) -> None:
+    aws.sm.add_response("describe_endpoint", described("InService"), {"EndpointName": NAME})
+    info = await aws.backend.ensure_endpoint(spec())  # no Create* call is stubbed
+    assert (info.status, info.instance_count, info.model_id) == ("InService", 1, "yolov8m")
+
+
+async def test_ensure_after_crash_tolerates_existing_model_and_config(aws) -> None:
+    s = spec()
+    not_found(aws.sm, "describe_endpoint")
+    for op, what in (
+        ("create_model", "model"),
+        ("create_endpoint_config", "endpoint configuration"),
+    ):
+        aws.sm.add_client_error(
+            op,
+            service_error_code="ValidationException",
+            service_message=f'Cannot create already existing {what} "arn:aws:sagemaker:x".',
+        )
+    aws.sm.add_response("create_endpoint", {"EndpointArn": ARN})
+    assert (await aws.backend.ensure_endpoint(s)).status == "Creating"
+
+
+async def test_ensure_lost_create_race_returns_existing(aws) -> None:
+    not_found(aws.sm, "describe_endpoint")
+    aws.sm.add_response(
+        "create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/m"}
+    )
+    aws.sm.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/c"},
+    )
+    aws.sm.add_client_error(
+        "create_endpoint",
+        service_error_code="ValidationException",
+        service_message=f'Cannot create already existing endpoint "{ARN}".',
+    )
+    aws.sm.add_response("describe_endpoint", described("Creating"))
+    assert (await aws.backend.ensure_endpoint(spec())).status == "Creating"
+
+
+async def test_changed_spec_gets_new_config_and_update_endpoint(aws) -> None:
+    old = resource_name(NAME, "0badc0de")
+    new_spec = spec(instance_type="ml.g5.2xlarge")
+    new = resource_name(
+        NAME, new_spec.model_copy(update={"execution_role_arn": ROLE}).config_hash()
+    )
+    assert new != old
+    aws.sm.add_response("describe_endpoint", described("InService", config=old))
+    expect_create_model_and_config(aws.sm, new, InstanceType="ml.g5.2xlarge")
+    aws.aa.add_response("deregister_scalable_target", {}, TARGET)
+    aws.sm.add_response(
+        "update_endpoint",
+        {"EndpointArn": ARN},
+        {"EndpointName": NAME, "EndpointConfigName": new, "RetainAllVariantProperties": True},
+    )
+    info = await aws.backend.ensure_endpoint(new_spec)
+    assert (info.status, info.config_name) == ("Updating", new)
+
+
+async def test_changed_spec_while_updating_is_retryable(aws) -> None:
+    aws.sm.add_response(
+        "describe_endpoint", described("Updating", config=resource_name(NAME, "0badc0de"))
+    )
+    with pytest.raises(InvalidEndpointState) as exc:
+        await aws.backend.ensure_endpoint(spec())
+    assert exc.value.retryable
+
+
+async def test_ensure_on_failed_endpoint_surfaces_failure_reason(aws) -> None:
+    reason = "CapacityError: Unable to provision requested ML compute capacity."
+    aws.sm.add_response("describe_endpoint", described("Failed", FailureReason=reason))
+    with pytest.raises(EndpointFailed) as exc:
+        await aws.backend.ensure_endpoint(spec())
+    assert not exc.value.retryable and exc.value.failure_reason == reason
+    assert exc.value.code in NON_RETRYABLE_ERROR_TYPES
+
+
+async def test_resource_limit_exceeded_is_not_retryable(aws) -> None:
+    not_found(aws.sm, "describe_endpoint")
+    expect_create_model_and_config(
+        aws.sm,
+        resource_name(NAME, spec().model_copy(update={"execution_role_arn": ROLE}).config_hash()),
+    )
+    aws.sm.add_client_error(
+        "create_endpoint",
+        service_error_code="ResourceLimitExceeded",
+        service_message="The account-level service limit 'ml.g5.xlarge for endpoint usage' is 0",
+    )
+    with pytest.raises(QuotaExceeded) as exc:
+        await aws.backend.ensure_endpoint(spec())
+    assert not exc.value.retryable and exc.value.code in NON_RETRYABLE_ERROR_TYPES
+
+
+async def test_throttling_is_retryable(aws) -> None:
+    aws.sm.add_client_error(
+        "describe_endpoint",
+        service_error_code="ThrottlingException",
+        service_message="Rate exceeded",
+    )
+    with pytest.raises(Throttled) as exc:
+        await aws.backend.ensure_endpoint(spec())
+    assert exc.value.retryable and exc.value.code not in NON_RETRYABLE_ERROR_TYPES
+
+
+async def test_async_endpoint_config_has_output_and_failure_paths(aws) -> None:
+    s = spec(async_inference=True, min_instances=0)
+    eff = s.model_copy(
+        update={"execution_role_arn": ROLE, "async_output_s3_uri": "s3://radiant-async/dev"}
+    )
+    config = resource_name(NAME, eff.config_hash())
+    not_found(aws.sm, "describe_endpoint")
+    aws.sm.add_response(
+        "create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/m"}
+    )
+    aws.sm.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/c"},
+        {
+            "EndpointConfigName": config,
+            "ProductionVariants": ANY,
+            "AsyncInferenceConfig": {
+                "OutputConfig": {
+                    "S3OutputPath": "s3://radiant-async/dev/output",
+                    "S3FailurePath": "s3://radiant-async/dev/failure",
+                }
+            },
+            "Tags": ANY,
+        },
+    )
+    aws.sm.add_response("create_endpoint", {"EndpointArn": ARN})
+    info = await aws.backend.ensure_endpoint(s)
+    assert info.async_inference and info.config_name == config
+
+
+async def test_missing_role_is_a_validation_error(aws) -> None:
+    aws.backend.execution_role_arn = None
+    with pytest.raises(InvalidRequest):
+        await aws.backend.ensure_endpoint(spec())
+
+
+# --------------------------------------------------------------------------- describe / list
+
+
+async def test_describe_missing_endpoint_is_none(aws) -> None:
+    not_found(aws.sm, "describe_endpoint", EndpointName=NAME)
+    assert await aws.backend.describe_endpoint(NAME) is None
+
+
+async def test_describe_reads_model_id_from_tags(aws) -> None:
+    aws.sm.add_response("describe_endpoint", described("InService"))
+    aws.sm.add_response(
+        "list_tags",
+        {"Tags": [{"Key": "radiant:model", "Value": "yolov8m"}]},
+        {"ResourceArn": ARN, "MaxResults": 100},
+    )
+    info = await aws.backend.describe_endpoint(NAME)
+    assert info is not None and info.model_id == "yolov8m" and info.created_at == T0
+
+
+async def test_list_endpoints_pages_and_skips_vanished(aws) -> None:
+    other = f"{NAME}-b"
+    summary = {
+        "EndpointArn": ARN,
+        "CreationTime": T0,
+        "LastModifiedTime": T0,
+        "EndpointStatus": "InService",
+    }
+    aws.sm.add_response(
+        "list_endpoints",
+        {"Endpoints": [{**summary, "EndpointName": NAME}], "NextToken": "t1"},
+        {"NameContains": "radiant-thinktank-dev-", "MaxResults": 100},
+    )
+    aws.sm.add_response(
+        "list_endpoints",
+        {"Endpoints": [{**summary, "EndpointName": other}]},
+        {"NameContains": "radiant-thinktank-dev-", "MaxResults": 100, "NextToken": "t1"},
+    )
+    aws.sm.add_response("describe_endpoint", described("InService"), {"EndpointName": NAME})
+    aws.sm.add_response("list_tags", {"Tags": [{"Key": "radiant:model", "Value": "yolov8m"}]})
+    not_found(aws.sm, "describe_endpoint", EndpointName=other)  # deleted meanwhile
+    infos = await aws.backend.list_endpoints("radiant-thinktank-dev-")
+    assert [(i.endpoint_name, i.model_id) for i in infos] == [(NAME, "yolov8m")]
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+async def test_set_capacity_updates_count_and_registers_autoscaling(aws) -> None:
+    aws.sm.add_response("describe_endpoint", described("InService"))
+    aws.sm.add_response(
+        "update_endpoint_weights_and_capacities",
+        {"EndpointArn": ARN},
+        {
+            "EndpointName": NAME,
+            "DesiredWeightsAndCapacities": [
+                {"VariantName": "AllTraffic", "DesiredInstanceCount": 2}
+            ],
+        },
+    )
+    aws.aa.add_response(
+        "register_scalable_target", {}, {**TARGET, "MinCapacity": 2, "MaxCapacity": 3}
+    )
+    aws.aa.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:p"},
+        {
+            **TARGET,
+            "PolicyName": f"{NAME}-target-tracking",
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 70.0,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+                "ScaleInCooldown": 300,
+                "ScaleOutCooldown": 60,
+            },
+        },
+    )
+    info = await aws.backend.set_capacity(NAME, 2, 2, 3)  # HOT: floor 2
+    assert (info.status, info.desired_instance_count) == ("Updating", 2)
+
+
+async def test_set_capacity_same_count_only_refreshes_autoscaling(aws) -> None:
+    aws.sm.add_response("describe_endpoint", described("InService"))
+    aws.aa.add_response(
+        "register_scalable_target", {}, {**TARGET, "MinCapacity": 1, "MaxCapacity": 3}
+    )
+    aws.aa.add_response("put_scaling_policy", {"PolicyARN": "arn:p"})
+    info = await aws.backend.set_capacity(NAME, 1, 1, 3)
+    assert info.status == "InService"
+
+
+@pytest.mark.parametrize("status", ["Creating", "Updating", "SystemUpdating", "RollingBack"])
+async def test_set_capacity_while_transitional_is_retryable(aws, status: str) -> None:
+    aws.sm.add_response("describe_endpoint", described(status))
+    with pytest.raises(InvalidEndpointState) as exc:
+        await aws.backend.set_capacity(NAME, 2, 1, 3)
+    assert exc.value.retryable and exc.value.code == "InvalidEndpointState"
+
+
+async def test_set_capacity_in_progress_validation_error_is_retryable(aws) -> None:
+    aws.sm.add_response("describe_endpoint", described("InService"))
+    aws.sm.add_client_error(
+        "update_endpoint_weights_and_capacities",
+        service_error_code="ValidationException",
+        service_message=f'Cannot update in-progress endpoint "{ARN}".',
+    )
+    with pytest.raises(InvalidEndpointState):
+        await aws.backend.set_capacity(NAME, 2, 1, 3)
+
+
+async def test_set_capacity_to_zero_on_realtime_endpoint_is_rejected(aws) -> None:
+    aws.sm.add_response("describe_endpoint", described("InService"))
+    with pytest.raises(InvalidRequest, match="delete_endpoint"):
+        await aws.backend.set_capacity(NAME, 0, 0, 3)
+
+
+async def test_async_endpoint_may_scale_to_zero_on_backlog_policy(aws) -> None:
+    aws.sm.add_response(
+        "describe_endpoint",
+        described("InService", AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/o"}}),
+    )
+    aws.sm.add_response("update_endpoint_weights_and_capacities", {"EndpointArn": ARN})
+    aws.aa.add_response(
+        "register_scalable_target", {}, {**TARGET, "MinCapacity": 0, "MaxCapacity": 2}
+    )
+    aws.aa.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": "arn:p"},
+        {
+            **TARGET,
+            "PolicyName": ANY,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 5.0,
+                "CustomizedMetricSpecification": {
+                    "MetricName": "ApproximateBacklogSizePerInstance",
+                    "Namespace": "AWS/SageMaker",
+                    "Dimensions": [{"Name": "EndpointName", "Value": NAME}],
+                    "Statistic": "Average",
+                },
+                "ScaleInCooldown": 300,
+                "ScaleOutCooldown": 60,
+            },
+        },
+    )
+    info = await aws.backend.set_capacity(NAME, 0, 0, 2)
+    assert info.desired_instance_count == 0
+
+
+# --------------------------------------------------------------------------- delete
+
+
+async def test_delete_removes_everything_and_tolerates_missing_parts(aws) -> None:
+    current, stale = resource_name(NAME, "11111111"), resource_name(NAME, "22222222")
+    neighbour = resource_name(f"{NAME}-x", "33333333")  # another endpoint's config: kept
+    aws.aa.add_client_error(
+        "deregister_scalable_target",
+        service_error_code="ObjectNotFoundException",
+        service_message="No scalable target registered",
+        expected_params=TARGET,
+    )
+    aws.sm.add_response("delete_endpoint", {}, {"EndpointName": NAME})
+    aws.sm.add_response(
+        "list_endpoint_configs",
+        {"EndpointConfigs": [
+            {"EndpointConfigName": n, "EndpointConfigArn": f"arn:aws:sagemaker:x:1:c/{n}",
+             "CreationTime": T0} for n in (current, stale, neighbour)]},
+        {"NameContains": NAME, "MaxResults": 100},
+    )  # fmt: skip
+    aws.sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": current})
+    not_found(aws.sm, "delete_endpoint_config", "endpoint configuration", EndpointConfigName=stale)
+    aws.sm.add_response(
+        "list_models",
+        {
+            "Models": [
+                {"ModelName": current, "ModelArn": "arn:aws:sagemaker:x:1:m/c", "CreationTime": T0}
+            ]
+        },
+        {"NameContains": NAME, "MaxResults": 100},
+    )
+    not_found(aws.sm, "delete_model", "model", ModelName=current)
+    await aws.backend.delete_endpoint(NAME)
+
+
+async def test_delete_of_missing_endpoint_succeeds(aws) -> None:
+    aws.aa.add_client_error(
+        "deregister_scalable_target", service_error_code="ObjectNotFoundException"
+    )
+    not_found(aws.sm, "delete_endpoint", EndpointName=NAME)
+    aws.sm.add_response("list_endpoint_configs", {"EndpointConfigs": []})
+    aws.sm.add_response("list_models", {"Models": []})
+    await aws.backend.delete_endpoint(NAME)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+async def test_invoke_returns_body(aws) -> None:
+    payload = b'{"detections": []}'
+    aws.rt.add_response(
+        "invoke_endpoint",
+        {"Body": body(payload), "ContentType": "application/json"},
+        {
+            "EndpointName": NAME,
+            "Body": b"img",
+            "ContentType": "image/jpeg",
+            "Accept": "application/json",
+        },
+    )
+    result = await aws.backend.invoke(NAME, b"img", "image/jpeg", "application/json")
+    assert (result.body, result.content_type) == (payload, "application/json")
+
+
+@pytest.mark.parametrize(
+    ("code", "fields", "expected", "retryable"),
+    [
+        ("ModelError", {"OriginalStatusCode": 400}, ModelError, False),
+        ("ModelError", {"OriginalStatusCode": 503}, ModelServerError, True),
+        ("ModelNotReadyException", {}, ModelNotReady, True),
+    ],
+)
+async def test_invoke_errors(aws, code: str, fields: dict, expected: type, retryable: bool) -> None:
+    aws.rt.add_client_error(
+        "invoke_endpoint",
+        service_error_code=code,
+        service_message="Received client error from primary with message ...",
+        http_status_code=424 if code == "ModelError" else 429,
+        modeled_fields=fields or None,
+    )
+    with pytest.raises(expected) as exc:
+        await aws.backend.invoke(NAME, b"x", "application/octet-stream")
+    assert exc.value.retryable is retryable
+
+
+async def test_invoke_async_and_fetch_result(aws) -> None:
+    out = "s3://radiant-async/dev/output/abc.out"
+    fail = "s3://radiant-async/dev/failure/abc-error.out"
+    aws.rt.add_response(
+        "invoke_endpoint_async",
+        {"InferenceId": "abc", "OutputLocation": out, "FailureLocation": fail},
+        {
+            "EndpointName": NAME,
+            "InputLocation": "s3://in/req.json",
+            "ContentType": "application/json",
+        },
+    )
+    inv = await aws.backend.invoke_async(NAME, "s3://in/req.json", "application/json")
+    assert inv == AsyncInvocation(inference_id="abc", output_location=out, failure_location=fail)
+
+    def missing(key: str) -> None:
+        aws.s3.add_client_error(
+            "get_object", service_error_code="NoSuchKey", http_status_code=404,
+            expected_params={"Bucket": "radiant-async", "Key": key},
+        )  # fmt: skip
+
+    missing("dev/output/abc.out")
+    missing("dev/failure/abc-error.out")
+    assert await aws.backend.fetch_async_result(inv) is None  # not ready
+
+    aws.s3.add_response(
+        "get_object",
+        {"Body": body(b'{"ok": 1}')},
+        {"Bucket": "radiant-async", "Key": "dev/output/abc.out"},
+    )
+    assert await aws.backend.fetch_async_result(inv) == b'{"ok": 1}'  # ready
+
+    missing("dev/output/abc.out")
+    aws.s3.add_response("get_object", {"Body": body(b"CUDA out of memory")})
+    with pytest.raises(AsyncInferenceFailed, match="CUDA out of memory") as exc:
+        await aws.backend.fetch_async_result(inv)  # failed
+    assert not exc.value.retryable

@@ -1,0 +1,47 @@
+"""`radiant catalog sync` on a real PostgreSQL: everything lands, a second run changes nothing."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from activities.db.catalog_sync import stored_counts, sync_catalog
+from activities.db.engine import create_sync_engine
+from models_catalog.catalog import load_catalog
+from workers.cli.main import app
+
+
+def test_sync_is_complete_and_idempotent(migrated_db):
+    catalog = load_catalog()
+    sync_catalog(migrated_db.owner_url, catalog)
+    again = sync_catalog(migrated_db.owner_url, catalog)
+    assert again.total_written == 0, again
+    counts = stored_counts(migrated_db.owner_url)
+    assert counts["self_hosted_models"] == len(catalog.models) + len(catalog.registry_entries)
+    assert counts["mid_level_services"] == 5 and counts["instance_types"] == 7
+    assert counts["models"] == len(catalog.external_models)
+    engine = create_sync_engine(migrated_db.owner_url)
+    with engine.connect() as conn:
+        deployable = conn.execute(
+            text("SELECT count(*) FROM self_hosted_models WHERE deployable")
+        ).scalar_one()
+        rate = conn.execute(
+            text("SELECT hourly_rate FROM self_hosted_models WHERE model_id = 'yolov8m'")
+        ).scalar_one()
+    engine.dispose()
+    assert deployable == 33
+    assert rate == catalog.model("yolov8m").pricing.hourly_rate
+
+
+def test_sync_cli_twice(migrated_db, monkeypatch, tmp_path):
+    monkeypatch.setenv("RADIANT_DATABASE_URL", migrated_db.owner_url)
+    monkeypatch.setenv("RADIANT_DATA_DIR", str(tmp_path))
+    from workers.settings import get_settings
+
+    get_settings.cache_clear()
+    runner = CliRunner()
+    first = runner.invoke(app, ["catalog", "sync", "--json"])
+    second = runner.invoke(app, ["catalog", "sync", "--json"])
+    get_settings.cache_clear()
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0 and '"total_written": 0' in second.output, second.output

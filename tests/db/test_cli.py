@@ -1,0 +1,111 @@
+"""`radiant db ...` through typer's CliRunner, against the test server."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from activities.db import migrate
+from activities.db.embedded import embedded_owner_url
+from activities.db.errors import EmbeddedPostgresError
+from tests.fixtures.postgres import TEST_APP_PASSWORD, TEST_APP_ROLE
+from workers.cli.main import app
+from workers.settings import get_settings
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Point the settings at a database URL (get_settings is cached: clear it around the test)."""
+
+    def use(url: str) -> None:
+        monkeypatch.setenv("RADIANT_DATABASE_URL", url)
+        monkeypatch.setenv("RADIANT_APP_DB_USER", TEST_APP_ROLE)
+        monkeypatch.setenv("RADIANT_APP_DB_PASSWORD", TEST_APP_PASSWORD)
+        monkeypatch.delenv("RADIANT_APP_DATABASE_URL", raising=False)
+        get_settings.cache_clear()
+
+    yield use
+    get_settings.cache_clear()
+
+
+def test_db_upgrade_current_downgrade(
+    fresh_database: Callable[[], str], cli_env: Callable[[str], None]
+) -> None:
+    url = fresh_database()
+    cli_env(url)
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["db", "current"])
+    assert result.exit_code == 0, result.output
+    assert "at revision base" in result.stdout
+
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "at revision 0001" in result.stdout
+    assert migrate.current(url) == "0001"
+
+    result = runner.invoke(app, ["db", "current"])
+    assert result.exit_code == 0 and "up to date" in result.stdout
+
+    result = runner.invoke(app, ["db", "downgrade", "--revision", "base"])
+    assert result.exit_code == 2 and "--yes" in result.stderr
+    assert migrate.current(url) == "0001"  # nothing happened without confirmation
+
+    result = runner.invoke(app, ["db", "downgrade", "--revision", "base", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert migrate.current(url) is None
+
+
+def test_db_downgrade_requires_a_revision() -> None:
+    result = CliRunner().invoke(app, ["db", "downgrade", "--yes"])
+    assert result.exit_code != 0 and "--revision" in result.output
+
+
+def test_unreachable_database_is_one_line_and_exit_2(cli_env: Callable[[str], None]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli_env(f"postgresql://radiant:topsecret@127.0.0.1:{port}/radiant")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: PostgreSQL unavailable at 127.0.0.1:")
+    assert "topsecret" not in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_invalid_url_is_one_line_and_exit_2(cli_env: Callable[[str], None]) -> None:
+    cli_env("mysql://u:pw@localhost/db")
+    result = CliRunner().invoke(app, ["db", "current"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and "unsupported database URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_embedded_database_runs_for_the_duration_of_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No RADIANT_DATABASE_URL: the command starts the embedded server and stops it after."""
+    with tempfile.TemporaryDirectory(prefix="radiant-test-cli-") as d:
+        data_dir = Path(d)
+        monkeypatch.delenv("RADIANT_DATABASE_URL", raising=False)
+        monkeypatch.delenv("RADIANT_APP_DATABASE_URL", raising=False)
+        monkeypatch.setenv("RADIANT_DATA_DIR", str(data_dir))
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(app, ["db", "upgrade"])
+            assert result.exit_code == 0, result.output
+            assert result.stdout.strip() == "embedded PostgreSQL: at revision 0001"
+            with pytest.raises(EmbeddedPostgresError, match="not running"):
+                embedded_owner_url(data_dir)  # stopped again: this process was its only user
+
+            result = CliRunner().invoke(app, ["db", "current"])  # the data survived
+            assert result.exit_code == 0 and "0001 (up to date)" in result.stdout
+        finally:
+            get_settings.cache_clear()

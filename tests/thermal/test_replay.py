@@ -1,0 +1,69 @@
+"""Determinism: thermal workflow histories replay without nondeterminism errors — fresh ones
+recorded in this run and the ones committed under tests/histories/ (older code's histories)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from activities.fleet_activities import BulkSetInput, ReconcileInput
+from models_catalog.types import ThermalState
+from tests.thermal.conftest import ThermalHarness
+from workers.worker import WORKFLOWS
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
+from workflows.thermal_types import ReleaseRequest, SetTargetRequest, WarmUpRequest
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+
+
+async def test_fresh_thermal_histories_replay(thermal: ThermalHarness):
+    app = thermal.new_app()
+    lease = uuid.uuid4().hex
+    await thermal.control.warm_up(app, "test", "yolov8n", WarmUpRequest(lease_id=lease))
+    handle = thermal.control.handle(app, "test", "yolov8n")
+    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease))
+    for state in (ThermalState.WARM, ThermalState.HOT, ThermalState.AUTOMATIC, ThermalState.OFF):
+        await thermal.control.set_target(app, "test", "yolov8n", SetTargetRequest(state=state))
+    await thermal.client.execute_workflow(
+        BulkThermalUpdateWorkflow.run,
+        BulkSetInput(app_id=app, environment="test", model_ids=["mobilesam"], state=ThermalState.WARM),
+        id=f"bulk-replay-{app}", task_queue=thermal.task_queue,
+    )
+    await thermal.client.execute_workflow(
+        ThermalReconcileWorkflow.run, ReconcileInput(app_id=app),
+        id=f"reconcile-replay-{app}", task_queue=thermal.task_queue,
+    )
+    histories = [
+        await thermal.client.get_workflow_handle(wid).fetch_history()
+        for wid in (handle.id, f"bulk-replay-{app}", f"reconcile-replay-{app}")
+    ]
+    for history in histories:
+        await replayer().replay_workflow(history)
+    if os.environ.get("RADIANT_RECORD_HISTORIES"):  # refresh the committed histories on purpose
+        for name, history in zip(("thermal", "bulk", "reconcile"), histories, strict=True):
+            (HISTORIES / f"{name}.json").write_text(
+                json.dumps({"workflow_id": history.workflow_id, "history": history.to_json_dict()})
+            )
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_recorded_histories_replay(path: Path):
+    data = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(data["workflow_id"], data["history"])
+    await replayer().replay_workflow(history)
+
+
+def test_recorded_histories_exist():
+    assert len(list(HISTORIES.glob("*.json"))) >= 3, "record with RADIANT_RECORD_HISTORIES=1 pytest tests/thermal/test_replay.py"

@@ -1,0 +1,61 @@
+"""What every command shares: settings, clear errors instead of tracebacks, JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.service import RPCError
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def failure_message(exc: BaseException) -> str:
+    """The innermost user-facing message of a Temporal failure chain."""
+    current: BaseException | None = exc
+    message = str(exc)
+    while current is not None:
+        if isinstance(current, ApplicationError):
+            return current.message
+        if isinstance(current, FailureError) and str(current):
+            message = str(current)
+        current = current.__cause__ or getattr(current, "cause", None)
+    return message
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; known failures become one line on stderr and exit code 2."""
+    from activities.db.errors import DatabaseError
+    from models_catalog.errors import CatalogError
+    from workers.temporal import TemporalUnavailableError
+
+    try:
+        return asyncio.run(coro)
+    except (CatalogError, DatabaseError, TemporalUnavailableError) as exc:
+        fail(str(exc))
+    except (WorkflowUpdateFailedError, WorkflowFailureError) as exc:
+        fail(failure_message(exc))
+    except RPCError as exc:
+        fail(f"Temporal refused the request: {exc.message}")
+
+
+def emit_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    typer.echo(json.dumps(value, indent=2, default=str))

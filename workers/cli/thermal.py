@@ -1,0 +1,310 @@
+"""`radiant thermal list|show|set|warm|bulk|reconcile` and `radiant watch`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy import text
+from temporalio.client import WorkflowUpdateStage
+
+from activities.fleet_activities import BulkSetInput, ReconcileInput
+from activities.thermal_control import ThermalControl
+from models_catalog.catalog import Catalog, load_catalog
+from models_catalog.types import ThermalState
+from workers.cli.common import console, emit_json, fail, run
+from workers.settings import Settings, get_settings
+from workers.temporal import connect
+from workers.worker import thermal_timings
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
+from workflows.thermal_types import SetTargetRequest, ThermalStatus, WarmUpRequest
+
+app = typer.Typer(no_args_is_help=True)
+
+AppOpt = typer.Option(None, "--app", help="App id (default RADIANT_APP_ID).")
+EnvOpt = typer.Option(None, "--env", help="Environment (default RADIANT_ENVIRONMENT).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _scope(app_id: str | None, env: str | None) -> tuple[Settings, str, str]:
+    settings = get_settings()
+    return settings, app_id or settings.app_id, env or settings.environment
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.catalog_dir)
+
+
+def _deployable(catalog: Catalog, model: str) -> str:
+    """Canonical id of a deployable model, or a clear error (unknown, alias-free, registry-only)."""
+    return catalog.model(model).id
+
+
+def parse_state(value: str) -> ThermalState:
+    try:
+        return ThermalState(value.upper())
+    except ValueError:
+        fail(f"invalid thermal state {value!r}; choose one of {', '.join(s.value for s in ThermalState)}")
+
+
+async def _control(settings: Settings) -> ThermalControl:
+    return ThermalControl(await connect(settings), settings.task_queue, thermal_timings(settings))
+
+
+def _status_table(rows: list[ThermalStatus]) -> Table:
+    table = Table("model", "target", "current", "instances", "endpoint", "ready", "last activity", "error")
+    for st in rows:
+        table.add_row(
+            st.model_id, st.target_state.value, st.current_state.value, str(st.instance_count),
+            st.endpoint_status or "-", "yes" if st.ready else "no",
+            st.last_activity_at.isoformat(timespec="seconds") if st.last_activity_at else "-",
+            st.last_error or "",
+        )  # fmt: skip
+    return table
+
+
+@app.command("list")
+def list_states(app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt) -> None:
+    """Every deployable model's recorded thermal state (catalog default where never changed)."""
+    settings, app_id, env = _scope(app_id, env)
+    catalog = _catalog(settings)
+    rows = run(_recorded(settings, app_id, env))
+    out = []
+    for model in catalog.deployable_models():
+        row = rows.get(model.id)
+        out.append(
+            {
+                "model_id": model.id,
+                "target_state": row["target_state"] if row else model.thermal.default_state.value,
+                "current_state": row["current_state"] if row else model.thermal.default_state.value,
+                "instance_count": row["instance_count"] if row else 0,
+                "transitioning": row["transitioning"] if row else False,
+                "last_activity_at": row["last_activity_at"] if row else None,
+                "last_error": row["last_error"] if row else None,
+                "managed": row is not None,
+            }
+        )
+    if as_json:
+        emit_json({"app_id": app_id, "environment": env, "models": out})
+        return
+    table = Table("model", "target", "current", "instances", "transitioning", "last activity", "error",
+                  title=f"thermal states of {app_id}/{env}")  # fmt: skip
+    for r in out:
+        table.add_row(r["model_id"], r["target_state"], r["current_state"], str(r["instance_count"]),
+                      "yes" if r["transitioning"] else "", str(r["last_activity_at"] or "-"),
+                      r["last_error"] or "")  # fmt: skip
+    console.print(table)
+
+
+async def _recorded(settings: Settings, app_id: str, env: str) -> dict[str, dict[str, Any]]:
+    from activities.db.engine import create_app_engine, resolve_database_urls
+
+    engine = create_app_engine(resolve_database_urls(settings).app)
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT * FROM thermal_states WHERE app_id = :a AND environment = :e"),
+                {"a": app_id, "e": env},
+            )
+            return {r["model_id"]: dict(r) for r in result.mappings()}
+    finally:
+        await engine.dispose()
+
+
+@app.command("show")
+def show(model: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt) -> None:
+    """One model's live state, from its thermal workflow."""
+    settings, app_id, env = _scope(app_id, env)
+    model_id = _deployable(_catalog(settings), model)
+
+    async def go() -> ThermalStatus:
+        control = await _control(settings)
+        return await control.status(app_id, env, model_id)
+
+    st = run(go())
+    emit_json(st) if as_json else console.print(_status_table([st]))
+
+
+@app.command("set")
+def set_state(
+    model: str,
+    state: str,
+    app_id: str | None = AppOpt,
+    env: str | None = EnvOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Set a model's target state and wait until it is applied."""
+    target = parse_state(state)
+    settings, app_id, env = _scope(app_id, env)
+    model_id = _deployable(_catalog(settings), model)
+
+    async def go() -> ThermalStatus:
+        control = await _control(settings)
+        with console.status(f"{model_id}: applying {target.value} ..."):
+            return await control.set_target(app_id, env, model_id, SetTargetRequest(state=target))
+
+    st = run(go())
+    emit_json(st) if as_json else console.print(_status_table([st]))
+
+
+@app.command("warm")
+def warm(
+    model: str,
+    wait: bool = typer.Option(False, "--wait", help="Show progress until the model is ready."),
+    deadline: float | None = typer.Option(None, help="Seconds to wait at most."),
+    app_id: str | None = AppOpt,
+    env: str | None = EnvOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Warm a model up (COLD models start an endpoint; OFF models are refused)."""
+    settings, app_id, env = _scope(app_id, env)
+    model_id = _deployable(_catalog(settings), model)
+
+    async def go() -> ThermalStatus:
+        control = await _control(settings)
+        start = control._start_op(app_id, env, model_id)
+        handle = await control.client.start_update_with_start_workflow(
+            ModelThermalWorkflow.warm_up,
+            WarmUpRequest(requester="cli", deadline_seconds=deadline),
+            start_workflow_operation=start,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        if not wait:
+            return await control.status(app_id, env, model_id)
+        result = asyncio.ensure_future(handle.result())
+        with Live(console=console, refresh_per_second=4) as live:
+            while not result.done():
+                try:
+                    st = await control.status(app_id, env, model_id)
+                    live.update(_status_table([st]))
+                except Exception:  # the workflow may be between runs (continue-as-new)
+                    pass
+                await asyncio.wait({result}, timeout=0.5)
+            final = result.result()
+            live.update(_status_table([final]))
+        return final
+
+    st = run(go())
+    if as_json:
+        emit_json(st)
+    elif not wait:
+        console.print(_status_table([st]))
+
+
+@app.command("bulk")
+def bulk(
+    state: str,
+    models: str | None = typer.Option(None, help="Comma-separated model ids."),
+    all_models: bool = typer.Option(False, "--all", help="Every deployable model."),
+    concurrency: int = typer.Option(4, min=1, max=64, help="Transitions at a time."),
+    app_id: str | None = AppOpt,
+    env: str | None = EnvOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change many models' target state at once, with bounded concurrency."""
+    target = parse_state(state)
+    settings, app_id, env = _scope(app_id, env)
+    catalog = _catalog(settings)
+    if all_models == bool(models):
+        fail("give either --models a,b,c or --all")
+    ids = [m.id for m in catalog.deployable_models()] if all_models else [
+        _deployable(catalog, m.strip()) for m in (models or "").split(",") if m.strip()
+    ]
+
+    async def go() -> list[Any]:
+        client = await connect(settings)
+        return await client.execute_workflow(
+            BulkThermalUpdateWorkflow.run,
+            BulkSetInput(app_id=app_id, environment=env, model_ids=ids, state=target,
+                         max_concurrency=concurrency),
+            id=f"thermal-bulk/{app_id}/{env}/{uuid.uuid4().hex[:8]}",
+            task_queue=settings.task_queue,
+        )  # fmt: skip
+
+    results = run(go())
+    if as_json:
+        emit_json(results)
+        return
+    table = Table("model", "ok", "state", "instances", "error")
+    for r in results:
+        table.add_row(r.model_id, "yes" if r.ok else "NO",
+                      r.status.current_state.value if r.status else "-",
+                      str(r.status.instance_count) if r.status else "-", r.error or "")  # fmt: skip
+    console.print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("reconcile")
+def reconcile(
+    delete_orphans: bool = typer.Option(False, help="Delete endpoints no thermal workflow owns."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run the reconcile now (the schedule runs it every minute)."""
+    settings = get_settings()
+
+    async def go() -> Any:
+        client = await connect(settings)
+        return await client.execute_workflow(
+            ThermalReconcileWorkflow.run,
+            ReconcileInput(delete_orphans=delete_orphans),
+            id=f"thermal-reconcile-manual-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.task_queue,
+        )
+
+    report = run(go())
+    if as_json:
+        emit_json(report)
+        return
+    console.print(f"checked {report.checked} recorded models, {report.endpoints} running endpoints")
+    for line in report.drift:
+        console.print(f"[yellow]drift[/] {line}")
+    for o in report.orphans:
+        console.print(f"[red]orphan[/] {o.endpoint_name} ({o.instance_count} instance(s))"
+                      + (" deleted" if o.deleted else ""))  # fmt: skip
+
+
+def watch(
+    since: int = typer.Option(10, help="Show this many earlier notifications first."),
+    follow: bool = typer.Option(True, help="Keep following new notifications."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Follow notifications (warm-up started, ready, went cold, failed, ...) live."""
+    settings = get_settings()
+    run(_watch(settings, since, follow, as_json))
+
+
+async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) -> None:
+    import psycopg
+
+    from activities.db.engine import libpq_conninfo, resolve_database_urls
+
+    def show_one(created: Any, kind: str, payload: dict[str, Any]) -> None:
+        if as_json:
+            typer.echo(json.dumps({"created_at": str(created), "kind": kind, "payload": payload}))
+        else:
+            what = payload.get("model_id") or payload.get("service_id") or ""
+            console.print(f"{created} [bold]{kind}[/] {what} {json.dumps(payload, default=str)}")
+
+    conninfo = libpq_conninfo(resolve_database_urls(settings).app)
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        if follow:
+            await conn.execute("LISTEN radiant_notifications")
+        cur = await conn.execute(
+            "SELECT created_at, kind, payload FROM (SELECT * FROM notifications "
+            "ORDER BY id DESC LIMIT %s) t ORDER BY id",
+            (since,),
+        )
+        for created, kind, payload in await cur.fetchall():
+            show_one(created, kind, payload)
+        if not follow:
+            return
+        async for note in conn.notifies():
+            data = json.loads(note.payload)
+            show_one(data.get("created_at"), data.get("kind", "?"), data.get("payload", data))

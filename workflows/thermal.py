@@ -1,0 +1,530 @@
+"""ModelThermalWorkflow: the single owner of one model's thermal state in one (app, environment).
+
+Handlers only record intent (a new target, a caller waiting, a lease released); one loop in `run`
+converges the endpoint to that intent, so transitions are serialized by construction. Each step
+is an activity (create model/config/endpoint, wait InService, capacity, delete, record+notify).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.thermal_activities import (
+        NON_RETRYABLE,
+        EnsureEndpointInput,
+        RecordInput,
+        SetCapacityInput,
+        ThermalActivities,
+    )
+    from models_catalog import thermal_policy as policy
+    from models_catalog.types import ThermalState
+    from workflows import search_attributes as sa
+    from workflows.thermal_types import (
+        ERR_MODEL_OFF,
+        ERR_WARMUP_DEADLINE,
+        ERR_WARMUP_FAILED,
+        Lease,
+        ModelThermalInput,
+        ModelThermalSpec,
+        ReleaseRequest,
+        SetTargetRequest,
+        ThermalSnapshot,
+        ThermalStatus,
+        WarmUpRequest,
+        thermal_workflow_id,
+    )
+
+DEFAULT_WARMUP_DEADLINE = 45 * 60.0  # an endpoint can sit in Creating for 35+ minutes
+STEP_TIMEOUT = timedelta(minutes=5)
+STEP_HEARTBEAT = timedelta(seconds=15)  # backend steps heartbeat; a dead worker is seen fast
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE,
+)
+
+OFF, COLD, WARM, HOT, AUTOMATIC = (
+    ThermalState.OFF,
+    ThermalState.COLD,
+    ThermalState.WARM,
+    ThermalState.HOT,
+    ThermalState.AUTOMATIC,
+)
+
+
+@workflow.defn
+class ModelThermalWorkflow:
+    @workflow.init
+    def __init__(self, inp: ModelThermalInput) -> None:
+        self.inp = inp
+        self.spec: ModelThermalSpec | None = None
+        self.s: ThermalSnapshot | None = inp.snapshot
+        self.waiters = 0  # callers currently blocked in warm_up
+        self.blocked = False  # a transition failed; wait for new intent before trying again
+        self.failures = 0  # bumped on every failed transition; waiters compare against it
+        self.refresh = False  # re-read the endpoint from the backend before converging
+
+    # ---------------------------------------------------------------- run loop
+    @workflow.run
+    async def run(self, inp: ModelThermalInput) -> None:
+        self.spec = await workflow.execute_activity_method(
+            ThermalActivities.describe_model,
+            RecordInput.key(inp.app_id, inp.environment, inp.model_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STEP_RETRY,
+        )
+        if self.s is None:
+            self.s = await self._initial_snapshot()
+        workflow.upsert_search_attributes(
+            [
+                sa.APP.value_set(inp.app_id),
+                sa.ENVIRONMENT.value_set(inp.environment),
+                sa.MODEL.value_set(inp.model_id),
+                sa.THERMAL_STATE.value_set(self.s.current_state.value),
+            ]
+        )
+        while True:
+            try:
+                await workflow.wait_condition(self._has_work, timeout=self._next_timer())
+            except asyncio.TimeoutError:
+                pass  # a timer (idle, lease expiry, pre-warm) fired: re-evaluate below
+            await self._converge()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self.waiters == 0
+                )
+                workflow.continue_as_new(
+                    ModelThermalInput(
+                        app_id=inp.app_id,
+                        environment=inp.environment,
+                        model_id=inp.model_id,
+                        timings=inp.timings,
+                        snapshot=self.s,
+                    )
+                )
+
+    async def _initial_snapshot(self) -> ThermalSnapshot:
+        """First run: resume the recorded target (if any) and adopt what really runs."""
+        assert self.spec is not None
+        recorded = await workflow.execute_activity_method(
+            ThermalActivities.load_recorded_target,
+            RecordInput.key(self.inp.app_id, self.inp.environment, self.inp.model_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STEP_RETRY,
+        )
+        info = await self._describe()
+        count = info.instance_count if info else 0
+        target = recorded or self.spec.default_state
+        return ThermalSnapshot(
+            target_state=target,
+            current_state=target if count == 0 or target != OFF else COLD,
+            instance_count=count,
+            endpoint_status=info.status if info else None,
+            traffic=policy.TrafficStats(),
+            generation=1,  # the initial target still has to be applied
+        )
+
+    # ---------------------------------------------------------------- intent
+    def _now_s(self) -> float:
+        return workflow.now().timestamp()
+
+    def _idle_seconds(self) -> float:
+        assert self.spec is not None
+        if self.inp.timings.idle_seconds is not None:
+            return self.inp.timings.idle_seconds
+        return self.spec.scale_to_zero_after_minutes * 60.0
+
+    def _active_leases(self) -> list[Lease]:
+        assert self.s is not None
+        now = workflow.now()
+        return [lease for lease in self.s.leases if lease.expires_at > now]
+
+    def _limits(self) -> policy.ThermalLimits:
+        assert self.spec is not None
+        return policy.ThermalLimits(
+            scale_to_zero_after_minutes=self.spec.scale_to_zero_after_minutes,
+            warmup_time_seconds=self.spec.warmup_time_seconds,
+            min_instances=self.spec.min_instances,
+            max_instances=self.spec.max_instances,
+        )
+
+    def _desired(self) -> int:
+        """Instances the model should run now, from target, callers and (AUTOMATIC) the policy."""
+        assert self.s is not None and self.spec is not None
+        target = self.s.target_state
+        if target == OFF:
+            return 0
+        in_flight = len(self._active_leases())
+        demand = self.waiters > 0 or in_flight > 0
+        if target in (WARM, HOT):
+            return policy.capacity_for_state(target, self._limits()).desired
+        if target == COLD:
+            if demand:
+                return max(1, self.s.instance_count)
+            if self.s.instance_count > 0 and self._idle_deadline() > self._now_s():
+                return self.s.instance_count
+            return 0
+        decision = policy.automatic_decision(
+            self.s.traffic,
+            self._limits(),
+            self._now_s(),
+            self.s.instance_count,
+            in_flight=in_flight,
+        )
+        return max(decision.desired_instances, 1 if demand else 0)
+
+    def _idle_deadline(self) -> float:
+        assert self.s is not None
+        last = self.s.last_activity_at.timestamp() if self.s.last_activity_at else 0.0
+        return last + self._idle_seconds()
+
+    def _ready(self) -> bool:
+        assert self.s is not None
+        return self.s.instance_count > 0 and self.s.endpoint_status == "InService"
+
+    def _has_work(self) -> bool:
+        if self.s is None or self.spec is None:
+            return False
+        if self._should_continue_as_new() or self.refresh:
+            return True
+        if self.blocked:
+            return False
+        if self.s.generation != self.s.applied_generation:
+            return True
+        desired = self._desired()
+        return desired != self.s.instance_count or (desired > 0 and not self._ready())
+
+    def _next_timer(self) -> timedelta | None:
+        """When the intent may change by itself: idle expiry, lease expiry, AUTOMATIC timers."""
+        assert self.s is not None
+        now = self._now_s()
+        candidates: list[float] = [lease.expires_at.timestamp() for lease in self.s.leases]
+        if self.s.instance_count > 0 and self.s.target_state == COLD:
+            candidates.append(self._idle_deadline())
+        if self.s.target_state == AUTOMATIC:
+            decision = policy.automatic_decision(
+                self.s.traffic,
+                self._limits(),
+                now,
+                self.s.instance_count,
+                in_flight=len(self._active_leases()),
+            )
+            nxt = decision.next_evaluation_at(now)
+            if nxt is not None:
+                candidates.append(nxt)
+        future = [t - now for t in candidates if t > now]
+        if not future:
+            return None
+        return timedelta(seconds=max(0.05, min(future)))
+
+    # ---------------------------------------------------------------- converge
+    async def _converge(self) -> None:
+        assert self.s is not None and self.spec is not None
+        now = workflow.now()
+        self.s.leases = [lease for lease in self.s.leases if lease.expires_at > now]
+        if self.refresh:  # the reconcile saw drift: believe the backend, not our snapshot
+            self.refresh = False
+            info = await self._describe()
+            self._observe(info.instance_count if info else 0, info.status if info else None)
+        if self.blocked and self.s.generation == self.s.applied_generation:
+            return
+        before = self._status()
+        generation = self.s.generation
+        desired = self._desired()
+        try:
+            if desired == 0:
+                if self.s.instance_count > 0 or self.s.endpoint_status is not None:
+                    await self._scale_to_zero()
+            elif self.s.instance_count == 0 or self.s.endpoint_status != "InService":
+                await self._warm_up(desired)
+            elif desired != self.s.instance_count:
+                await self._set_capacity(desired)
+            self.s.current_state = self.s.target_state
+            self.s.applied_generation = max(self.s.applied_generation, generation)
+            self.s.last_error = None
+            self.blocked = False
+            if self._status() != before:
+                await self._record(None)
+        except ActivityError as err:
+            await self._fail(err)
+
+    async def _warm_up(self, desired: int) -> None:
+        assert self.s is not None and self.spec is not None
+        self.s.transitioning = True
+        await self._record("warmup_started")
+        capacity = self._autoscaling_bounds(desired)
+        info = await workflow.execute_activity_method(
+            ThermalActivities.ensure_endpoint,
+            EnsureEndpointInput(spec=self.spec, instance_count=desired, **capacity),
+            start_to_close_timeout=STEP_TIMEOUT,
+            heartbeat_timeout=STEP_HEARTBEAT,
+            retry_policy=STEP_RETRY,
+        )
+        self.s.endpoint_status = info.status
+        info = await self._wait_in_service()
+        if info.instance_count != desired:
+            info = await self._capacity_call(desired)
+        self._observe(info.instance_count, info.status)
+        self.s.transitioning = False
+        await self._record("ready")
+
+    async def _set_capacity(self, desired: int) -> None:
+        assert self.s is not None
+        self.s.transitioning = True
+        await self._record(None)
+        info = await self._capacity_call(desired)
+        self._observe(info.instance_count, info.status)
+        self.s.transitioning = False
+
+    async def _capacity_call(self, desired: int):  # type: ignore[no-untyped-def]
+        assert self.spec is not None
+        await workflow.execute_activity_method(
+            ThermalActivities.set_capacity,
+            SetCapacityInput(
+                endpoint_name=self.spec.endpoint_name,
+                instance_count=desired,
+                **self._autoscaling_bounds(desired),
+            ),
+            start_to_close_timeout=STEP_TIMEOUT,
+            heartbeat_timeout=STEP_HEARTBEAT,
+            retry_policy=STEP_RETRY,
+        )
+        return await self._wait_in_service()
+
+    def _autoscaling_bounds(self, desired: int) -> dict[str, int]:
+        """Autoscaling min/max registered with the endpoint (DESIGN 3: WARM/HOT keep a floor)."""
+        assert self.s is not None and self.spec is not None
+        if self.s.target_state in (WARM, HOT):
+            cap = policy.capacity_for_state(self.s.target_state, self._limits())
+            return {"min_instances": cap.min_instances, "max_instances": cap.max_instances}
+        return {"min_instances": min(desired, 1), "max_instances": max(desired, self.spec.max_instances)}
+
+    async def _scale_to_zero(self) -> None:
+        assert self.s is not None and self.spec is not None
+        self.s.transitioning = True
+        await self._record(None)
+        await workflow.execute_activity_method(
+            ThermalActivities.delete_endpoint,
+            self.spec.endpoint_name,
+            start_to_close_timeout=STEP_TIMEOUT,
+            heartbeat_timeout=STEP_HEARTBEAT,
+            retry_policy=STEP_RETRY,
+        )
+        self._observe(0, None)
+        self.s.transitioning = False
+        await self._record("went_cold" if self.s.target_state != OFF else "turned_off")
+
+    async def _wait_in_service(self):  # type: ignore[no-untyped-def]
+        """Poll until InService: the activity fails (benign) while not ready and Temporal retries
+        it every poll interval, so a 30-minute Creating adds no history and holds no worker slot."""
+        assert self.spec is not None
+        poll = timedelta(seconds=self.inp.timings.poll_seconds)
+        deadline = self.inp.timings.warmup_deadline_seconds or DEFAULT_WARMUP_DEADLINE
+        return await workflow.execute_activity_method(
+            ThermalActivities.wait_in_service,
+            self.spec.endpoint_name,
+            start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timedelta(seconds=deadline),
+            retry_policy=RetryPolicy(
+                initial_interval=poll,
+                backoff_coefficient=1.0,
+                maximum_interval=poll,
+                non_retryable_error_types=NON_RETRYABLE,
+            ),
+        )
+
+    async def _describe(self):  # type: ignore[no-untyped-def]
+        assert self.spec is not None
+        return await workflow.execute_activity_method(
+            ThermalActivities.describe_endpoint,
+            self.spec.endpoint_name,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STEP_RETRY,
+        )
+
+    async def _fail(self, err: ActivityError) -> None:
+        """Leave a true recorded state: nothing half-made, the error kept for queries and users."""
+        assert self.s is not None and self.spec is not None
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        workflow.logger.warning("thermal transition failed for %s: %s", self.spec.model_id, message)
+        self.s.last_error = message
+        info = await self._describe()
+        if info is not None and (info.status == "Failed" or self.s.instance_count == 0):
+            # A half-made endpoint (or a Failed one: delete is the only allowed operation).
+            await workflow.execute_activity_method(
+                ThermalActivities.delete_endpoint,
+                self.spec.endpoint_name,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=STEP_RETRY,
+            )
+            info = None
+        self._observe(info.instance_count if info else 0, info.status if info else None)
+        self.s.transitioning = False
+        self.blocked = True
+        self.failures += 1
+        await self._record("failed")
+
+    def _observe(self, count: int, status: str | None) -> None:
+        assert self.s is not None
+        self.s.instance_count = count
+        self.s.endpoint_status = status
+
+    async def _record(self, event: str | None) -> None:
+        """Mirror the state into Postgres (thermal_states, uptime, outbox) and the Web UI."""
+        assert self.s is not None and self.spec is not None
+        self.s.seq += 1
+        await workflow.execute_activity_method(
+            ThermalActivities.record,
+            RecordInput(
+                app_id=self.inp.app_id,
+                environment=self.inp.environment,
+                model_id=self.inp.model_id,
+                workflow_id=workflow.info().workflow_id,
+                seq=self.s.seq,
+                event=event,
+                status=self._status(),
+                instance_type=self.spec.instance_type,
+                billed_hourly=self.spec.billed_hourly,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STEP_RETRY,
+        )
+        workflow.upsert_search_attributes([sa.THERMAL_STATE.value_set(self.s.current_state.value)])
+
+    def _should_continue_as_new(self) -> bool:
+        if self.s is None or self.s.transitioning:
+            return False
+        limit = self.inp.timings.max_history_events
+        if limit is not None and workflow.info().get_current_history_length() >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    # ---------------------------------------------------------------- handlers
+    async def _initialized(self) -> ThermalSnapshot:
+        await workflow.wait_condition(lambda: self.s is not None and self.spec is not None)
+        assert self.s is not None
+        return self.s
+
+    @workflow.update
+    async def set_target(self, req: SetTargetRequest) -> ThermalStatus:
+        s = await self._initialized()
+        if req.state != s.target_state or s.generation != s.applied_generation or self.blocked:
+            s.target_state = req.state
+            s.generation += 1
+            self.blocked = False
+        generation, failures = s.generation, self.failures
+        await workflow.wait_condition(
+            lambda: s.applied_generation >= generation or self.failures != failures
+        )
+        if s.applied_generation < generation:
+            raise ApplicationError(
+                f"could not set {self.inp.model_id} to {req.state.value}: {s.last_error}",
+                type=ERR_WARMUP_FAILED,
+                non_retryable=True,
+            )
+        return self._status()
+
+    @workflow.update
+    async def warm_up(self, req: WarmUpRequest) -> ThermalStatus:
+        s = await self._initialized()
+        if s.target_state == OFF:
+            raise ApplicationError(
+                f"model {self.inp.model_id} is OFF in {self.inp.app_id}/{self.inp.environment}; "
+                "an admin must set it to COLD, WARM, HOT or AUTOMATIC before it can serve",
+                type=ERR_MODEL_OFF,
+                non_retryable=True,
+            )
+        now = workflow.now()
+        s.last_activity_at = now
+        s.traffic = policy.observe_arrival(s.traffic, now.timestamp())
+        if req.lease_id and all(lease.lease_id != req.lease_id for lease in s.leases):
+            s.leases.append(
+                Lease(lease_id=req.lease_id, expires_at=now + timedelta(seconds=req.lease_seconds))
+            )
+        if self.blocked:  # a new caller is new intent: try again after an earlier failure
+            self.blocked = False
+        failures = self.failures
+        self.waiters += 1
+        try:
+            deadline = req.deadline_seconds or self.inp.timings.warmup_deadline_seconds
+            await workflow.wait_condition(
+                lambda: self._ready() or self.failures != failures or s.target_state == OFF,
+                timeout=deadline or DEFAULT_WARMUP_DEADLINE,
+            )
+        except asyncio.TimeoutError:
+            raise ApplicationError(
+                f"model {self.inp.model_id} was not ready within {deadline}s; the warm-up goes on",
+                type=ERR_WARMUP_DEADLINE,
+                non_retryable=True,
+            ) from None
+        finally:
+            self.waiters -= 1
+        if not self._ready():
+            raise ApplicationError(
+                f"warm-up of {self.inp.model_id} failed: {s.last_error or 'model turned OFF'}",
+                type=ERR_WARMUP_FAILED,
+                non_retryable=True,
+            )
+        return self._status()
+
+    @workflow.signal
+    def release(self, req: ReleaseRequest) -> None:
+        """A caller finished its invocation: it counts as activity for the idle timer."""
+        if self.s is None:
+            return
+        now = workflow.now()
+        self.s.leases = [lease for lease in self.s.leases if lease.lease_id != req.lease_id]
+        self.s.last_activity_at = now
+        self.s.traffic = policy.observe_completion(
+            self.s.traffic, now.timestamp()
+        )
+
+    @workflow.signal
+    def touch(self) -> None:
+        """An invocation happened (for callers that hold no lease)."""
+        if self.s is not None:
+            self.s.last_activity_at = workflow.now()
+
+    @workflow.signal
+    def resync(self) -> None:
+        """The reconcile found drift: re-apply the recorded target (and retry after a failure)."""
+        if self.s is not None:
+            self.s.generation += 1
+            self.blocked = False
+            self.refresh = True
+
+    @workflow.query
+    def status(self) -> ThermalStatus:
+        return self._status()
+
+    def _status(self) -> ThermalStatus:
+        s = self.s
+        spec_name = self.spec.endpoint_name if self.spec else ""
+        if s is None:
+            raise ApplicationError("thermal workflow is still starting")
+        return ThermalStatus(
+            app_id=self.inp.app_id,
+            environment=self.inp.environment,
+            model_id=self.inp.model_id,
+            endpoint_name=spec_name,
+            target_state=s.target_state,
+            current_state=s.current_state,
+            instance_count=s.instance_count,
+            endpoint_status=s.endpoint_status,
+            transitioning=s.transitioning or s.generation != s.applied_generation,
+            ready=self._ready(),
+            in_flight=len(self._active_leases()),
+            last_activity_at=s.last_activity_at,
+            last_error=s.last_error,
+            transitions=s.seq,
+        )
+
+
+__all__ = ["ModelThermalWorkflow", "thermal_workflow_id"]

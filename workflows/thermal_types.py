@@ -1,0 +1,121 @@
+"""Inputs, results and state of the thermal workflows (pure pydantic, shared by client and worker)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pydantic import BaseModel, Field
+
+from models_catalog.thermal_policy import TrafficStats
+from models_catalog.types import ThermalState
+
+TASK_QUEUE_DEFAULT = "radiant"
+
+# ApplicationError types (non-retryable where the caller can do nothing by retrying).
+ERR_MODEL_OFF = "ModelOff"
+ERR_UNKNOWN_MODEL = "UnknownModel"
+ERR_NOT_DEPLOYABLE = "ModelNotDeployable"
+ERR_WARMUP_FAILED = "WarmupFailed"
+ERR_WARMUP_DEADLINE = "WarmupDeadlineExceeded"
+ERR_INVALID_STATE = "InvalidThermalState"
+
+
+def thermal_workflow_id(app_id: str, environment: str, model_id: str) -> str:
+    return f"thermal/{app_id}/{environment}/{model_id}"
+
+
+class ThermalTimings(BaseModel):
+    """Durations, configurable so tests and demos need no time skipping."""
+
+    idle_seconds: float | None = None  # overrides every model's scaleToZeroAfterMinutes
+    poll_seconds: float = 5.0  # InService polling interval
+    warmup_deadline_seconds: float | None = None  # default: derived from warmupTimeSeconds
+    max_history_events: int | None = None  # continue-as-new earlier than the server suggests
+
+
+class ModelThermalSpec(BaseModel):
+    """What the workflow needs to know about one deployable model (from the catalog)."""
+
+    model_id: str
+    endpoint_name: str
+    image: str
+    instance_type: str
+    environment: dict[str, str] = Field(default_factory=dict)
+    model_data_url: str | None = None
+    category: str
+    specialty: str
+    default_state: ThermalState
+    scale_to_zero_after_minutes: int
+    warmup_time_seconds: int
+    min_instances: int
+    max_instances: int
+    billed_hourly: Decimal
+
+
+class Lease(BaseModel):
+    """A caller using the model; keeps it from scaling to zero while its work runs."""
+
+    lease_id: str
+    expires_at: datetime
+
+
+class ThermalSnapshot(BaseModel):
+    """Everything the workflow carries across continue-as-new."""
+
+    target_state: ThermalState
+    current_state: ThermalState
+    instance_count: int = 0
+    endpoint_status: str | None = None
+    transitioning: bool = False
+    last_activity_at: datetime | None = None
+    last_error: str | None = None
+    leases: list[Lease] = Field(default_factory=list)
+    traffic: TrafficStats = Field(default_factory=TrafficStats)  # AUTOMATIC's observed history
+    seq: int = 0  # transitions so far: part of the idempotency key of records and notifications
+    generation: int = 0  # bumped by each accepted target change
+    applied_generation: int = 0
+    failed_generation: int = -1  # generation whose transition failed (not retried on its own)
+    demand_failed_at: datetime | None = None
+
+
+class ModelThermalInput(BaseModel):
+    app_id: str
+    environment: str
+    model_id: str
+    timings: ThermalTimings = Field(default_factory=ThermalTimings)
+    snapshot: ThermalSnapshot | None = None  # set by continue-as-new
+
+
+class SetTargetRequest(BaseModel):
+    state: ThermalState
+    reason: str = "admin"
+
+
+class WarmUpRequest(BaseModel):
+    """A caller wants the model ready; returns when it is InService or the deadline passes."""
+
+    requester: str = "cli"
+    deadline_seconds: float | None = None
+    lease_id: str | None = None  # hold the model warm until `release` (or the lease expires)
+    lease_seconds: float = 3600.0
+
+
+class ReleaseRequest(BaseModel):
+    lease_id: str
+
+
+class ThermalStatus(BaseModel):
+    app_id: str
+    environment: str
+    model_id: str
+    endpoint_name: str
+    target_state: ThermalState
+    current_state: ThermalState
+    instance_count: int
+    endpoint_status: str | None
+    transitioning: bool
+    ready: bool
+    in_flight: int
+    last_activity_at: datetime | None
+    last_error: str | None
+    transitions: int
