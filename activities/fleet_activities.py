@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities.backends.base import BackendError, EndpointInfo, HostingBackend
+from activities.backends.base import BackendError, EndpointInfo, HostingBackend, endpoint_name
 from activities.heartbeat import with_heartbeat
 from activities.thermal_control import ThermalControl
 from models_catalog.types import ThermalState
@@ -25,6 +25,15 @@ class ReconcileInput(BaseModel):
     app_id: str | None = None  # None: every app and environment
     environment: str | None = None
     delete_orphans: bool = False
+
+
+def _scope_prefix(inp: ReconcileInput) -> str:
+    """Endpoint-name prefix of the reconciled scope, so a scoped reconcile never calls another
+    app's endpoints orphans (names are radiant-{app}-{env}-{model}, see backends.base)."""
+    if inp.app_id is None:
+        return ENDPOINT_PREFIX
+    probe = endpoint_name(inp.app_id, inp.environment or "x", "x")
+    return probe[: -len("x-x")] if inp.environment is None else probe[: -len("x")]
 
 
 class RecordedModel(BaseModel):
@@ -116,7 +125,7 @@ class FleetActivities:
             for r in rows
         ]  # fmt: skip
         try:
-            endpoints = await self.backend.list_endpoints(ENDPOINT_PREFIX)
+            endpoints = await self.backend.list_endpoints(_scope_prefix(inp))
         except BackendError as err:
             raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
         return FleetSnapshot(recorded=recorded, endpoints=endpoints)

@@ -28,6 +28,7 @@ from activities.backends.base import (
 from activities.heartbeat import with_heartbeat
 from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError, NotDeployableError
+from models_catalog.service_state import uses_async_inference
 from models_catalog.types import ThermalState
 from workflows.thermal_types import (
     ERR_NOT_DEPLOYABLE,
@@ -125,6 +126,7 @@ class ThermalActivities:
             min_instances=model.thermal.min_instances,
             max_instances=model.thermal.max_instances,
             billed_hourly=model.pricing.hourly_rate,
+            async_inference=uses_async_inference(self.catalog, model.id),
         )
 
     # ------------------------------------------------------------- backend
@@ -140,7 +142,7 @@ class ThermalActivities:
             instance_count=req.instance_count,
             min_instances=req.min_instances,
             max_instances=req.max_instances,
-            async_inference=False,
+            async_inference=req.spec.async_inference,
             tags={"radiant:model": req.spec.model_id, "radiant:category": req.spec.category,
                   "radiant:specialty": req.spec.specialty},
         )  # fmt: skip

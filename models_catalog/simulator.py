@@ -260,8 +260,9 @@ def simulate_model(
     warm = float(limits.warmup_time_seconds)
     reqs = sorted(requests)
     n_req = len(reqs)
-    res = ModelResult(model_id=spec.model_id, policy=policy, requests=n_req,
-                      hourly_rate=spec.hourly_rate)
+    res = ModelResult(
+        model_id=spec.model_id, policy=policy, requests=n_req, hourly_rate=spec.hourly_rate
+    )
     waits = [0.0] * n_req
     status = [0] * n_req  # 0 not arrived/queued, 1 started, 2 failed
 

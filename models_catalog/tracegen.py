@@ -120,7 +120,7 @@ def _diurnal(rng: random.Random, horizon: float, service_s: float, conc: int) ->
     peak_per_h = math.exp(rng.uniform(math.log(6.0), math.log(120.0)))
     # at most PEAK_UTILIZATION of one instance at the peak (heavy models get fewer requests)
     lam_max = min(peak_per_h / 3600.0, PEAK_UTILIZATION * conc / service_s)
-    out = []
+    out: list[float] = []
     t = 0.0
     while True:
         t += rng.expovariate(lam_max)
@@ -177,7 +177,9 @@ _GENERATORS = {"periodic": _periodic, "diurnal": _diurnal, "bursty": _bursty, "r
 # --------------------------------------------------------------------------------------------
 
 
-def _as_trace_models(models: Iterable[TraceModel | str | tuple[str, str | None]]) -> list[TraceModel]:
+def _as_trace_models(
+    models: Iterable[TraceModel | str | tuple[str, str | None]],
+) -> list[TraceModel]:
     out = []
     for m in models:
         if isinstance(m, TraceModel):
@@ -227,7 +229,9 @@ def generate_trace(
     return rows
 
 
-def trace_models_from_catalog(catalog: Any = None, only: Sequence[str] | None = None) -> list[TraceModel]:
+def trace_models_from_catalog(
+    catalog: Any = None, only: Sequence[str] | None = None
+) -> list[TraceModel]:
     """TraceModel per deployable catalog model (optionally only the given canonical ids)."""
     if catalog is None:
         from models_catalog.catalog import load_catalog
@@ -276,7 +280,9 @@ def read_trace_csv(source: IO[str] | str | Path) -> list[TraceRow]:
     try:
         header = next(reader)
     except StopIteration:
-        raise TraceFormatError("empty trace: expected header model_id,arrival_ts,duration_s") from None
+        raise TraceFormatError(
+            "empty trace: expected header model_id,arrival_ts,duration_s"
+        ) from None
     if tuple(h.strip().lstrip("\ufeff") for h in header) != HEADER:
         raise TraceFormatError(
             f"bad header {','.join(header)!r}: expected model_id,arrival_ts,duration_s"

@@ -221,10 +221,7 @@ def test_cli_commands_used_by_compose_exist():
             if cmd is None:
                 missing.append(" ".join(path))
                 break
-    pending = {"catalog sync"}  # being written; remove once `radiant catalog sync` exists
-    assert set(missing) <= pending, f"compose runs commands the CLI lacks: {missing}"
-    if missing:
-        pytest.skip(f"not written yet: radiant {', radiant '.join(missing)}")
+    assert not missing, f"compose runs commands the CLI lacks: {missing}"
 
 
 def test_litellm_service():

@@ -69,16 +69,28 @@ class ModelThermalWorkflow:
         self.blocked = False  # a transition failed; wait for new intent before trying again
         self.failures = 0  # bumped on every failed transition; waiters compare against it
         self.refresh = False  # re-read the endpoint from the backend before converging
+        self.recorded = inp.snapshot is not None  # a fresh workflow writes its first row at once
+        self.fatal: ApplicationError | None = None  # the model cannot be managed at all
+        self.converging = False  # a transition (and its Postgres record) is under way
 
     # ---------------------------------------------------------------- run loop
     @workflow.run
     async def run(self, inp: ModelThermalInput) -> None:
-        self.spec = await workflow.execute_activity_method(
-            ThermalActivities.describe_model,
-            RecordInput.key(inp.app_id, inp.environment, inp.model_id),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=STEP_RETRY,
-        )
+        try:
+            self.spec = await workflow.execute_activity_method(
+                ThermalActivities.describe_model,
+                RecordInput.key(inp.app_id, inp.environment, inp.model_id),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STEP_RETRY,
+            )
+        except ActivityError as err:
+            # Unknown or non-deployable model: tell every waiting caller why, then fail.
+            cause = err.cause
+            self.fatal = cause if isinstance(cause, ApplicationError) else ApplicationError(str(err))
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise ApplicationError(
+                self.fatal.message, type=self.fatal.type, non_retryable=True
+            ) from None
         if self.s is None:
             self.s = await self._initial_snapshot()
         workflow.upsert_search_attributes(
@@ -225,6 +237,13 @@ class ModelThermalWorkflow:
 
     # ---------------------------------------------------------------- converge
     async def _converge(self) -> None:
+        self.converging = True
+        try:
+            await self._converge_once()
+        finally:
+            self.converging = False
+
+    async def _converge_once(self) -> None:
         assert self.s is not None and self.spec is not None
         now = workflow.now()
         self.s.leases = [lease for lease in self.s.leases if lease.expires_at > now]
@@ -246,11 +265,12 @@ class ModelThermalWorkflow:
             elif desired != self.s.instance_count:
                 await self._set_capacity(desired)
             self.s.current_state = self.s.target_state
-            self.s.applied_generation = max(self.s.applied_generation, generation)
             self.s.last_error = None
             self.blocked = False
-            if self._status() != before:
+            if self._status() != before or not self.recorded:
                 await self._record(None)
+            # Only now: callers waiting on the generation see Postgres already agree.
+            self.s.applied_generation = max(self.s.applied_generation, generation)
         except ActivityError as err:
             await self._fail(err)
 
@@ -272,6 +292,7 @@ class ModelThermalWorkflow:
             info = await self._capacity_call(desired)
         self._observe(info.instance_count, info.status)
         self.s.transitioning = False
+        self.s.current_state = self.s.target_state
         await self._record("ready")
 
     async def _set_capacity(self, desired: int) -> None:
@@ -318,6 +339,7 @@ class ModelThermalWorkflow:
         )
         self._observe(0, None)
         self.s.transitioning = False
+        self.s.current_state = self.s.target_state
         await self._record("went_cold" if self.s.target_state != OFF else "turned_off")
 
     async def _wait_in_service(self):  # type: ignore[no-untyped-def]
@@ -380,6 +402,7 @@ class ModelThermalWorkflow:
         """Mirror the state into Postgres (thermal_states, uptime, outbox) and the Web UI."""
         assert self.s is not None and self.spec is not None
         self.s.seq += 1
+        self.recorded = True
         await workflow.execute_activity_method(
             ThermalActivities.record,
             RecordInput(
@@ -408,7 +431,11 @@ class ModelThermalWorkflow:
 
     # ---------------------------------------------------------------- handlers
     async def _initialized(self) -> ThermalSnapshot:
-        await workflow.wait_condition(lambda: self.s is not None and self.spec is not None)
+        await workflow.wait_condition(
+            lambda: (self.s is not None and self.spec is not None) or self.fatal is not None
+        )
+        if self.fatal is not None:
+            raise ApplicationError(self.fatal.message, type=self.fatal.type, non_retryable=True)
         assert self.s is not None
         return self.s
 
@@ -455,7 +482,10 @@ class ModelThermalWorkflow:
         try:
             deadline = req.deadline_seconds or self.inp.timings.warmup_deadline_seconds
             await workflow.wait_condition(
-                lambda: self._ready() or self.failures != failures or s.target_state == OFF,
+                # Ready *and* recorded: a caller never sees a state Postgres does not show yet.
+                lambda: (self._ready() and not self.converging)
+                or self.failures != failures
+                or s.target_state == OFF,
                 timeout=deadline or DEFAULT_WARMUP_DEADLINE,
             )
         except asyncio.TimeoutError:

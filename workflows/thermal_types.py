@@ -50,6 +50,7 @@ class ModelThermalSpec(BaseModel):
     min_instances: int
     max_instances: int
     billed_hourly: Decimal
+    async_inference: bool = False  # every operation using it is long-running (DESIGN 4)
 
 
 class Lease(BaseModel):

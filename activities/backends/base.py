@@ -15,7 +15,7 @@ import re
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The error contract lives in errors.py (no pydantic, no boto3 types); re-exported here so callers
 # import the whole backend contract from one module.
@@ -164,8 +164,9 @@ class EndpointSpec(BaseModel):
     def model_specialty(self) -> str | None:
         return self.specialty or self.tags.get(TAG_SPECIALTY)
 
-    def config_hash(self) -> str:
-        """Short hash of everything that needs a new EndpointConfig (+ UpdateEndpoint) to change."""
+    def config_hash(self, *extra: str) -> str:
+        """Short hash of everything that needs a new EndpointConfig (+ UpdateEndpoint) to change;
+        `extra`: what else a backend's deployment depends on."""
         payload = {
             "image": self.image,
             "instance_type": self.instance_type,
@@ -175,8 +176,7 @@ class EndpointSpec(BaseModel):
             "async_output_s3_uri": self.async_output_s3_uri if self.async_inference else None,
             "execution_role_arn": self.execution_role_arn,
             "container_startup_timeout_s": self.container_startup_timeout_s,
-            "category": self.model_category,
-            "specialty": self.model_specialty,
+            "extra": list(extra),
         }
         return short_hash(json.dumps(payload, sort_keys=True))
 
@@ -195,6 +195,9 @@ class EndpointInfo(BaseModel):
 
 
 class InvokeResult(BaseModel):
+    # base64 in JSON: model outputs need not be UTF-8 (Temporal payloads are JSON).
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
     body: bytes
     content_type: str | None = None
 
@@ -216,7 +219,8 @@ class HostingBackend(Protocol):
 
     async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         """Create Model + EndpointConfig + Endpoint if missing; same config: return its info;
-        changed config: new config + UpdateEndpoint. Does not wait for InService."""
+        changed config: new config + UpdateEndpoint. May return Creating/Updating: poll
+        describe_endpoint until InService (the local stand-in first waits a few seconds)."""
         ...
 
     async def describe_endpoint(self, name: str) -> EndpointInfo | None: ...

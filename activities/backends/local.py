@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import http.client
 import itertools
 import logging
 import os
@@ -61,6 +60,14 @@ from activities.backends.base import (
     check_capacity,
 )
 from activities.backends.local_model_server import INSTANCE_HEADER
+from activities.backends.local_process import (
+    CHILDREN,
+    CHILDREN_LOCK,
+    EXIT_CODES,
+    pid_alive,
+    ping_instance,
+    proc_start_ticks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +76,14 @@ _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 _INHERITED_ENV = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH"})
 Probe = Literal["ready", "starting", "dead"]
 
-# Popen objects of the processes this worker started, so they are reaped (no zombies) and their
-# exit codes are known. Adopted processes (another worker's children) are watched by pid.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-_EXIT_CODES: dict[int, int] = {}
-_CHILDREN_LOCK = threading.Lock()
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _deployed_hash(spec: EndpointSpec) -> str:
+    """The spec's config hash plus which reference stand-in serves it."""
+    return spec.config_hash(spec.model_category or "", spec.model_specialty or "")
 
 
 class LocalInstance(BaseModel):
@@ -105,79 +111,7 @@ class LocalRecord(BaseModel):
     min_instances: int
     max_instances: int
     instances: list[LocalInstance] = Field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def _proc_start(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22: starttime
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
-def _reap_child(pid: int) -> bool | None:
-    """For a process this worker started: True if it has exited (exit code kept, zombie
-    collected), False if running. None if it is not one of ours."""
-    with _CHILDREN_LOCK:
-        proc = _CHILDREN.get(pid)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            return False
-        _EXIT_CODES[pid] = proc.returncode
-        del _CHILDREN[pid]
-        return True
-
-
-def pid_alive(pid: int, proc_start: int | None = None) -> bool:
-    """Is the process we recorded (pid + start time) still running? Zombies and reused pids
-    count as gone."""
-    exited = _reap_child(pid)
-    if exited is not None:
-        return not exited
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    current = _proc_start(pid)
-    if proc_start is not None and current is not None and current != proc_start:
-        return False  # the pid now belongs to another process
-    if _proc_state(pid) in ("Z", "X"):
-        if proc_start is not None and current == proc_start:  # ours (adopted child): collect
-            with contextlib.suppress(ChildProcessError, OSError):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done == pid:
-                    _EXIT_CODES[pid] = os.waitstatus_to_exitcode(status)
-        return False
-    return True
-
-
-def _ping(port: int, instance_id: str, timeout: float = 1.0) -> int | None:
-    """HTTP status of /ping from *this* instance (header check guards against port reuse)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/ping")
-        resp = conn.getresponse()
-        resp.read()
-        if resp.getheader(INSTANCE_HEADER) != instance_id:
-            return None
-        return resp.status
-    except OSError:
-        return None
-    finally:
-        conn.close()
+    pending: list[str] = Field(default_factory=list)  # instance ids the current change started
 
 
 class LocalStandInBackend:
@@ -289,13 +223,13 @@ class LocalStandInBackend:
                 start_new_session=True,  # survives the worker (and its Ctrl-C)
                 close_fds=True,
             )
-        with _CHILDREN_LOCK:
-            _CHILDREN[proc.pid] = proc
+        with CHILDREN_LOCK:
+            CHILDREN[proc.pid] = proc
         log.info("endpoint %s: started instance %s (pid %d)", name, instance_id, proc.pid)
         return LocalInstance(
             instance_id=instance_id,
             pid=proc.pid,
-            proc_start=_proc_start(proc.pid),
+            proc_start=proc_start_ticks(proc.pid),
             config_hash=rec.config_hash,
             started_at=_now(),
             log_offset=offset,
@@ -303,7 +237,9 @@ class LocalStandInBackend:
 
     def _spawn_into(self, rec: LocalRecord, count: int) -> None:
         for _ in range(count):
-            rec.instances.append(self._spawn(rec))
+            inst = self._spawn(rec)
+            rec.instances.append(inst)
+            rec.pending.append(inst.instance_id)
             self._save(rec)  # recorded right away: a crash now leaves no unknown process
 
     def _stop(self, name: str, instances: list[LocalInstance]) -> None:
@@ -335,7 +271,7 @@ class LocalStandInBackend:
                 inst.port = int(self._port_file(name, inst.instance_id).read_text())
             except (OSError, ValueError):
                 return "starting"
-        return "ready" if _ping(inst.port, inst.instance_id) == 200 else "starting"
+        return "ready" if ping_instance(inst.port, inst.instance_id) == 200 else "starting"
 
     def _probe_all(self, rec: LocalRecord) -> dict[str, Probe]:
         return {i.instance_id: self._probe(rec.endpoint_name, i) for i in rec.instances}
@@ -350,7 +286,7 @@ class LocalStandInBackend:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         own = [ln for ln in lines if f"[{inst.instance_id}]" in ln]
         tail = "\n".join((own or lines)[-8:])[-1500:]
-        code = _EXIT_CODES.get(inst.pid)
+        code = EXIT_CODES.get(inst.pid)
         exit_text = f"exit code {code}" if code is not None else "exited"
         return f"instance {inst.instance_id} (pid {inst.pid}) {exit_text}: {tail or 'no output'}"
 
@@ -369,28 +305,27 @@ class LocalStandInBackend:
             time.sleep(0.05)
 
     def _transition(self, rec: LocalRecord, probes: dict[str, Probe]) -> bool:
-        """Creating/Updating -> InService or Failed (or roll back). True if it changed `rec`;
-        the caller holds the lock."""
+        """Creating/Updating -> InService, Failed or rolled back, judged on the *pending*
+        instances (those this change started; an older instance dying meanwhile is healed later,
+        not a failed change). True if it changed `rec`; the caller holds the lock."""
         if rec.status not in ("Creating", "Updating"):
             return False
-        new = [i for i in rec.instances if i.config_hash == rec.config_hash]
-        old = [i for i in rec.instances if i.config_hash != rec.config_hash]
-        dead = [i for i in new if probes.get(i.instance_id) == "dead"]
+        pending = [i for i in rec.instances if i.instance_id in rec.pending]
+        dead = [i for i in pending if probes.get(i.instance_id) == "dead"]
         limit = rec.spec.container_startup_timeout_s or self.startup_timeout
         overdue = (_now() - rec.updated_at).total_seconds() > limit
-        if not dead and overdue:
-            dead = [i for i in new if probes.get(i.instance_id) != "ready"]
         if dead:
-            reason = (
-                self._failure_reason(rec.endpoint_name, dead[0])
-                if probes.get(dead[0].instance_id) == "dead"
-                else f"instance {dead[0].instance_id} did not answer /ping within {limit:.0f}s"
-            )
-            self._fail_new(rec, new, old, dead, reason)
-        elif new and all(probes.get(i.instance_id) == "ready" for i in new):
+            self._fail_change(rec, pending, self._failure_reason(rec.endpoint_name, dead[0]))
+        elif overdue and any(probes.get(i.instance_id) != "ready" for i in pending):
+            slow = next(i for i in pending if probes.get(i.instance_id) != "ready")
+            reason = f"instance {slow.instance_id} did not answer /ping within {limit:.0f}s"
+            self._fail_change(rec, pending, reason)
+        elif all(probes.get(i.instance_id) == "ready" for i in pending):
+            old = [i for i in rec.instances if i.config_hash != rec.config_hash]
             if old:  # blue/green switch: the new fleet serves, the old one goes
                 self._stop(rec.endpoint_name, old)
-            rec.instances, rec.previous_spec = new, None
+                rec.instances = [i for i in rec.instances if i not in old]
+            rec.previous_spec, rec.pending = None, []
             rec.status, rec.failure_reason = "InService", None
         else:
             return False
@@ -398,31 +333,23 @@ class LocalStandInBackend:
         self._save(rec)
         return True
 
-    def _fail_new(
-        self,
-        rec: LocalRecord,
-        new: list[LocalInstance],
-        old: list[LocalInstance],
-        dead: list[LocalInstance],
-        reason: str,
-    ) -> None:
+    def _fail_change(self, rec: LocalRecord, pending: list[LocalInstance], reason: str) -> None:
         name = rec.endpoint_name
         log.warning("endpoint %s: %s", name, reason)
+        self._stop(name, pending if rec.status == "Updating" else rec.instances)
+        rec.instances = [i for i in rec.instances if i not in pending]
+        rec.pending = []
         if rec.status == "Creating":  # like SageMaker: Failed, nothing keeps running
-            self._stop(name, rec.instances)
             rec.instances, rec.status, rec.failure_reason = [], "Failed", reason
-        elif old:  # a config update failed: roll back to the old fleet
-            self._stop(name, new)
-            assert rec.previous_spec is not None
+            return
+        if rec.previous_spec is not None:  # a config update failed: back to the old fleet
             rec.spec, rec.previous_spec = rec.previous_spec, None
-            rec.config_hash = rec.spec.config_hash()
-            rec.instances, rec.desired_instance_count = old, len(old)
-            rec.status, rec.failure_reason = "InService", f"update rolled back: {reason}"
+            rec.config_hash = _deployed_hash(rec.spec)
+            reason = f"update rolled back: {reason}"
         else:  # a scale-out failed: keep what runs (SageMaker's RollingBack -> InService)
-            self._stop(name, dead)
-            rec.instances = [i for i in rec.instances if i not in dead]
-            rec.desired_instance_count = len(rec.instances)
-            rec.status, rec.failure_reason = "InService", f"scale-out rolled back: {reason}"
+            reason = f"scale-out rolled back: {reason}"
+        rec.desired_instance_count = len(rec.instances)
+        rec.status, rec.failure_reason = "InService", reason
 
     def _info(self, rec: LocalRecord, probes: dict[str, Probe]) -> EndpointInfo:
         ready = [i for i in rec.instances if probes.get(i.instance_id) == "ready"]
@@ -491,7 +418,7 @@ class LocalStandInBackend:
                     f"endpoint {name} is Failed: {rec.failure_reason}",
                     failure_reason=rec.failure_reason,
                 )
-            if rec.config_hash != spec.config_hash():
+            if rec.config_hash != _deployed_hash(spec):
                 return self._update_config(rec, spec)
             missing = len(rec.instances) < rec.desired_instance_count
             if rec.status == "InService" and ("dead" in probes.values() or missing):
@@ -505,7 +432,7 @@ class LocalStandInBackend:
             endpoint_name=spec.endpoint_name,
             model_id=spec.model_id,
             spec=spec,
-            config_hash=spec.config_hash(),
+            config_hash=_deployed_hash(spec),
             status="Creating",
             created_at=now,
             updated_at=now,
@@ -523,7 +450,7 @@ class LocalStandInBackend:
         """UpdateEndpoint: a new fleet with the new spec; the old one serves until it is ready."""
         if rec.status != "InService":
             raise InvalidEndpointState(f"endpoint {rec.endpoint_name} is {rec.status}")
-        rec.previous_spec, rec.spec, rec.config_hash = rec.spec, spec, spec.config_hash()
+        rec.previous_spec, rec.spec, rec.config_hash = rec.spec, spec, _deployed_hash(spec)
         rec.status, rec.updated_at, rec.failure_reason = "Updating", _now(), None
         self._save(rec)
         self._spawn_into(rec, max(1, rec.desired_instance_count))
@@ -631,7 +558,7 @@ class LocalStandInBackend:
             raise EndpointFailed(f"endpoint {name} is Failed: {rec.failure_reason}")
         if rec.status not in ("InService", "Updating"):
             raise InvalidEndpointState(f"endpoint {name} is {rec.status}, not InService")
-        serving = rec.previous_spec.config_hash() if rec.previous_spec else rec.config_hash
+        serving = _deployed_hash(rec.previous_spec) if rec.previous_spec else rec.config_hash
         ready = [i for i in rec.instances if i.port and i.config_hash == serving]
         if not ready:
             raise ServiceUnavailable(f"no instance of endpoint {name} is serving")

@@ -147,7 +147,7 @@ def classification(req: Request) -> dict[str, Any]:
 @stand_in("object_detection", "vision_detection")
 def detection(req: Request) -> dict[str, Any]:
     rng = req.rng()
-    dets = [
+    dets: list[dict[str, Any]] = [
         {"label": rng.choice(_COCO), "score": round(rng.uniform(0.3, 0.99), 4), "box": _box(rng)}
         for _ in range(rng.randint(1, 5))
     ]
@@ -179,7 +179,8 @@ def _audio_seconds(req: Request) -> float:
 @stand_in("speech_to_text", "audio_stt")
 def speech_to_text(req: Request) -> dict[str, Any]:
     rng, duration = req.rng(), _audio_seconds(req)
-    segments, start = [], 0.0
+    segments: list[dict[str, Any]] = []
+    start = 0.0
     while start < duration:
         end = min(duration, round(start + rng.uniform(2.0, 6.0), 2))
         segments.append({"id": len(segments), "start": start, "end": end,

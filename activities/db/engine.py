@@ -114,8 +114,13 @@ def resolve_database_urls(settings: Settings, *, start_embedded: bool = True) ->
     here unless `start_embedded` is false. `app_database_url` unset means the same server and
     database as the owner, logging in as `app_db_user`/`app_db_password`.
     """
-    embedded = settings.database_url is None
-    if not embedded:
+    # Only an app URL (a worker in production): nothing embedded; the owner URL is unused there.
+    only_app = settings.database_url is None and settings.app_database_url is not None
+    embedded = settings.database_url is None and not only_app
+    if only_app:
+        assert settings.app_database_url is not None
+        owner = normalize_url(settings.app_database_url.get_secret_value())
+    elif not embedded:
         assert settings.database_url is not None
         owner = normalize_url(settings.database_url.get_secret_value())
     elif start_embedded:

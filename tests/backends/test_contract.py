@@ -195,3 +195,27 @@ def test_require_in_service() -> None:
         assert (exc.value.code, exc.value.retryable) == (code, retryable)
     with pytest.raises(BackendError, match="does not exist"):
         require_in_service(None, "e")
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def test_factory_builds_the_configured_backend(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from activities.backends.factory import create_backend
+    from activities.backends.local import LocalStandInBackend
+    from activities.backends.sagemaker import SageMakerBackend
+    from workers.settings import Settings
+
+    local = create_backend(Settings(backend="local", data_dir=tmp_path))
+    assert isinstance(local, LocalStandInBackend) and local.data_dir == tmp_path.resolve()
+    sm = create_backend(
+        Settings(
+            backend="sagemaker",
+            data_dir=tmp_path,
+            aws_region="eu-west-1",
+            sagemaker_execution_role_arn="arn:aws:iam::123456789012:role/r",
+            async_output_s3_uri="s3://b/async",
+        )
+    )
+    assert isinstance(sm, SageMakerBackend) and sm.sm.meta.region_name == "eu-west-1"
+    assert sm.async_output_s3_uri == "s3://b/async" and sm.kind == "sagemaker"

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from activities.backends import local
+from activities.backends import local_process
 from activities.backends.base import (
     AsyncInferenceFailed,
     EndpointFailed,
@@ -55,7 +55,7 @@ def _kill_everything(data_dir: Path, before: set[int]) -> None:
             cleaner._delete(record.stem)
         except Exception:  # keep cleaning; the kill loop below is the safety net
             pass
-    for pid in set(local._CHILDREN) - before:
+    for pid in set(local_process.CHILDREN) - before:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
@@ -64,7 +64,7 @@ def _kill_everything(data_dir: Path, before: set[int]) -> None:
 
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[LocalStandInBackend]:
-    before = set(local._CHILDREN)
+    before = set(local_process.CHILDREN)
     b = LocalStandInBackend(tmp_path, stop_timeout_seconds=3, orphan_grace_seconds=1)
     try:
         yield b
@@ -88,7 +88,9 @@ def record(backend: LocalStandInBackend, name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- lifecycle
 
 
-async def test_ensure_starts_a_real_server_answering_ping(backend: LocalStandInBackend) -> None:
+async def test_ensure_starts_a_real_server_answering_ping(
+    backend: LocalStandInBackend,
+) -> None:
     s = spec()
     started = time.monotonic()
     info = await backend.ensure_endpoint(s)
@@ -145,7 +147,7 @@ async def test_delete_kills_processes_and_removes_record(backend: LocalStandInBa
         assert not pid_alive(pid)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # gone, not a zombie
-        assert local._EXIT_CODES.get(pid) == 0  # exited cleanly on SIGTERM
+        assert local_process.EXIT_CODES.get(pid) == 0  # exited cleanly on SIGTERM
     assert not backend.record_path(s.endpoint_name).exists()
     assert await backend.describe_endpoint(s.endpoint_name) is None
     await backend.delete_endpoint(s.endpoint_name)  # idempotent
@@ -178,11 +180,10 @@ async def test_killed_process_is_detected_and_healed(backend: LocalStandInBacken
     await backend.set_capacity(s.endpoint_name, 2, 1, 3)
     first, second = backend.endpoint_pids(s.endpoint_name)
     os.kill(second, signal.SIGKILL)
-    info = await wait_for(lambda: _with_count(backend, s.endpoint_name, 1, "exited"))
+    info = await wait_for(lambda: _with_count(backend, s.endpoint_name, 1, f"(pid {second})"))
     assert info.status == "InService" and info.desired_instance_count == 2
-    assert f"(pid {second})" in (info.status_message or "")
     os.kill(first, signal.SIGKILL)
-    info = await wait_for(lambda: _with_count(backend, s.endpoint_name, 0))
+    info = await wait_for(lambda: _with_count(backend, s.endpoint_name, 0, f"(pid {first})"))
     assert info.status == "OutOfService"  # nothing serves: reported, not hidden
     [listed] = await backend.list_endpoints("radiant-test-")
     assert listed.status == "OutOfService"
@@ -193,7 +194,8 @@ async def test_killed_process_is_detected_and_healed(backend: LocalStandInBacken
 
 async def _with_count(backend: LocalStandInBackend, name: str, n: int, note: str = ""):  # type: ignore[no-untyped-def]
     info = await backend.describe_endpoint(name)
-    ok = info and info.instance_count == n and note in (info.status_message or "")
+    exited = (info.status_message or "").partition("exited: ")[2].partition(";")[0] if info else ""
+    ok = info and info.instance_count == n and note in exited
     return info if ok else None
 
 
@@ -205,6 +207,21 @@ async def test_config_change_replaces_the_fleet(backend: LocalStandInBackend) ->
     assert after.status == "InService" and after.config_name != before.config_name
     [new_pid] = backend.endpoint_pids(s.endpoint_name)
     assert new_pid != old_pid and not pid_alive(old_pid) and pid_alive(new_pid)
+
+
+async def test_failed_config_change_rolls_back_to_the_old_fleet(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    s = spec()
+    before = await backend.ensure_endpoint(s)
+    [old_pid] = backend.endpoint_pids(s.endpoint_name)
+    broken = s.model_copy(update={"model_data_url": str(tmp_path / "missing.tar.gz")})
+    after = await backend.ensure_endpoint(broken)
+    assert after.status == "InService" and after.config_name == before.config_name
+    assert "update rolled back" in (after.failure_reason or "")
+    assert "model data not found" in (after.failure_reason or "")
+    assert backend.endpoint_pids(s.endpoint_name) == [old_pid] and pid_alive(old_pid)
+    assert (await backend.invoke(s.endpoint_name, b"x", "image/png")).body  # still serving
 
 
 # --------------------------------------------------------------------------- warm-up and failure

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from activities.backends.factory import create_backend
+from activities.backends.local import LocalStandInBackend
 from activities.backends.base import HostingBackend
 from activities.db.catalog_sync import sync_catalog
 from activities.db.engine import create_app_engine
@@ -57,16 +57,23 @@ def make_settings(data_dir: Path, owner_url: str, app_url: str, task_queue: str)
     )
 
 
+@pytest.fixture(scope="session")
+def catalog_db(migrated_db):
+    """The migrated database with the catalog synced (thermal_states refers to the models)."""
+    sync_catalog(migrated_db.owner_url, load_catalog())
+    return migrated_db
+
+
 @pytest_asyncio.fixture(scope="session")
 async def thermal(
-    temporal_client: Client, migrated_db, tmp_path_factory: pytest.TempPathFactory
+    temporal_client: Client, catalog_db, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ThermalHarness]:
+    migrated_db = catalog_db
     data_dir = tmp_path_factory.mktemp("thermal-data")
     queue = f"thermal-{uuid.uuid4().hex[:6]}"
     settings = make_settings(data_dir, migrated_db.owner_url, migrated_db.app_url, queue)
-    sync_catalog(migrated_db.owner_url, load_catalog())  # thermal_states refers to the models
     engine = create_app_engine(migrated_db.app_url)
-    backend = create_backend(settings)
+    backend = LocalStandInBackend(data_dir)
     deps = WorkerDeps(settings=settings, catalog=load_catalog(), backend=backend, engine=engine)
     async with build_worker(temporal_client, deps, queue):
         yield ThermalHarness(

@@ -49,7 +49,8 @@ def server_processes(name: str) -> list[int]:
     return pids
 
 
-async def test_worker_killed_mid_warmup(temporal_client: Client, migrated_db, tmp_path: Path):
+async def test_worker_killed_mid_warmup(temporal_client: Client, catalog_db, tmp_path: Path):
+    migrated_db = catalog_db
     app = f"crash{uuid.uuid4().hex[:6]}"
     queue = f"crash-{uuid.uuid4().hex[:6]}"
     target = temporal_client.service_client.config.target_host

@@ -1,5 +1,238 @@
-"""`radiant bench` commands (being written)."""
+"""`radiant bench`: synthetic traces and the thermal-policy benchmark.
+
+    radiant bench make-trace --family mixed --days 7 --seed 42 --out trace.csv
+    radiant bench thermal-policy --trace trace.csv [--warmup-seconds 300] [--json]
+
+Errors (bad trace, unknown model, bad option) are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _load_catalog() -> Any:
+    """The catalog (a seam for tests); catalog errors become a one-line failure."""
+    from models_catalog.catalog import load_catalog
+    from models_catalog.errors import CatalogError
+
+    try:
+        return load_catalog()
+    except CatalogError as exc:
+        _fail(f"cannot load the model catalog: {exc}")
+
+
+def _canonical(catalog: Any, name: str) -> str:
+    """Canonical deployable id for an id or alias; raises LookupError/ValueError with a message."""
+    if hasattr(catalog, "model"):
+        return str(catalog.model(name).id)
+    if hasattr(catalog, "resolve_model_id"):
+        name = catalog.resolve_model_id(name)
+    ids = {m.id for m in catalog.deployable_models()}
+    if name not in ids:
+        raise LookupError(f"unknown model {name!r}")
+    return name
+
+
+def _resolve_ids(catalog: Any, names: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            out[name] = _canonical(catalog, name)
+        except Exception as exc:  # CatalogError, LookupError: all mean "not a deployable model"
+            _fail(str(exc) if str(exc) else f"unknown model {name!r}")
+    return out
+
+
+@app.command("make-trace")
+def make_trace(
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    family: str = typer.Option(
+        "mixed", "--family", help="mixed, periodic, diurnal, bursty or rare."
+    ),
+    days: float = typer.Option(7.0, "--days", help="Simulated days."),
+    seed: int = typer.Option(42, "--seed", help="Random seed (same seed, same trace)."),
+    models: list[str] | None = typer.Option(
+        None, "--models", help="Model ids or aliases (repeat or comma-separate); default all."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Write a seeded synthetic request trace (model_id,arrival_ts,duration_s)."""
+    from models_catalog import tracegen
+
+    if family not in tracegen.ALL_FAMILIES:
+        _fail(f"unknown family {family!r}; expected one of {', '.join(tracegen.ALL_FAMILIES)}")
+    if not days > 0:
+        _fail("--days must be positive")
+    catalog = _load_catalog()
+    only = None
+    if models:
+        names = [n.strip() for item in models for n in item.split(",") if n.strip()]
+        only = sorted(set(_resolve_ids(catalog, names).values()))
+    tms = tracegen.trace_models_from_catalog(catalog, only)
+    rows = tracegen.generate_trace(tms, family, days=days, seed=seed)
+    try:
+        tracegen.write_trace_csv(rows, out)
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
+    families = tracegen.assign_families([m.model_id for m in tms], family, seed)
+    per_family = Counter(families.values())
+    per_model = Counter(r.model_id for r in rows)
+    summary = {
+        "out": str(out),
+        "family": family,
+        "days": days,
+        "seed": seed,
+        "models": len(tms),
+        "requests": len(rows),
+        "models_per_family": dict(sorted(per_family.items())),
+        "requests_per_model": dict(sorted(per_model.items())),
+        "family_of_model": dict(sorted(families.items())),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console.print(
+        f"wrote [bold]{len(rows)}[/] requests for {len(tms)} models ({family}, {days:g} days, "
+        f"seed {seed}) to {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if family == "mixed":
+        console.print(
+            "families: " + ", ".join(f"{k} {v}" for k, v in sorted(per_family.items())),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+@app.command("thermal-policy")
+def thermal_policy(
+    trace: Path = typer.Option(..., "--trace", help="Trace CSV (model_id,arrival_ts,duration_s)."),
+    warmup_seconds: int | None = typer.Option(
+        None, "--warmup-seconds", help="Override every model's warm-up time (seconds)."
+    ),
+    concurrency: int = typer.Option(
+        4, "--concurrency", help="Requests one instance serves at once."
+    ),
+    deadline_minutes: float = typer.Option(
+        15.0, "--deadline-minutes", help="A request waiting longer than this fails."
+    ),
+    per_model: bool = typer.Option(False, "--per-model", help="Also show each model."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Replay a trace through always-warm, fixed (seed COLD) and automatic policies."""
+    from models_catalog import simulator, tracegen
+
+    if warmup_seconds is not None and warmup_seconds < 0:
+        _fail("--warmup-seconds must be >= 0")
+    if concurrency < 1:
+        _fail("--concurrency must be >= 1")
+    if not deadline_minutes > 0:
+        _fail("--deadline-minutes must be positive")
+    try:
+        rows = tracegen.read_trace_csv(trace)
+    except tracegen.TraceFormatError as exc:
+        _fail(f"{trace}: {exc}")
+    if not rows:
+        _fail(f"{trace}: the trace has no requests")
+    catalog = _load_catalog()
+    first_line: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        first_line.setdefault(r.model_id, i + 2)
+    canonical: dict[str, str] = {}
+    for name, line in first_line.items():
+        try:
+            canonical[name] = _canonical(catalog, name)
+        except Exception as exc:
+            _fail(f"{trace}: line {line}: {exc or f'unknown model {name!r}'}")
+    if any(k != v for k, v in canonical.items()):
+        rows = [tracegen.TraceRow(canonical[r.model_id], r.arrival_ts, r.duration_s) for r in rows]
+    specs = simulator.specs_from_catalog(
+        catalog, warmup_override=warmup_seconds, concurrency_per_instance=concurrency
+    )
+    result = simulator.run_benchmark(rows, specs, deadline_s=deadline_minutes * 60.0)
+    data = result.to_dict(per_model=per_model)
+    data["trace"] = str(trace)
+    data["config"] = {
+        "warmup_seconds_override": warmup_seconds,
+        "concurrency_per_instance": concurrency,
+        "deadline_s": deadline_minutes * 60.0,
+        "fixed_check_interval_s": 300,
+    }
+    if json_out:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    _print_tables(result, data, per_model)
+
+
+def _print_tables(result: Any, data: dict[str, Any], per_model: bool) -> None:
+    pols = result.policies
+    first = next(iter(pols.values()))
+    table = Table(
+        title=f"Thermal policies: {len(result.model_ids)} models, "
+        f"{result.horizon_s / 86400:g} days, {first.requests:,} requests"
+    )
+    table.add_column("metric")
+    for name in pols:
+        table.add_column(name, justify="right")
+    ratios = data["ratios_automatic_vs_fixed"]
+    has_ratio = bool(ratios)
+    if has_ratio:
+        table.add_column("auto/fixed", justify="right")
+    waits = {name: pol.wait_percentiles() for name, pol in pols.items()}
+    metrics: list[tuple[str, Any, str | None]] = [
+        ("billed GPU cost", lambda p: f"${p.cost:,.2f}", "cost"),
+        ("billed instance-h", lambda p: f"{p.billed_hours:,.1f}", None),
+        ("idle instance-h", lambda p: f"{p.idle_hours:,.1f}", "idle_instance_hours"),
+        ("  of which warm-up", lambda p: f"{p.warmup_hours:,.1f}", None),
+        ("cold starts", lambda p: f"{p.cold_starts:,}", "cold_starts"),
+        ("cold-start fraction", lambda p: f"{p.cold_start_fraction:.2%}", None),
+        ("added wait p50 (s)", lambda p: f"{waits[p.policy]['p50']:.1f}", None),
+        ("added wait p95 (s)", lambda p: f"{waits[p.policy]['p95']:.1f}", None),
+        ("added wait p99 (s)", lambda p: f"{waits[p.policy]['p99']:.1f}", None),
+        ("failed requests", lambda p: f"{p.failed:,}", None),
+    ]
+    for label, fmt, ratio_key in metrics:
+        cells = [label, *(fmt(p) for p in pols.values())]
+        if has_ratio:
+            cells.append(_fmt_ratio(ratios.get(ratio_key)) if ratio_key else "")
+        table.add_row(*cells)
+    console.print(table)
+    if per_model:
+        pm = Table(title="Per model (fixed -> automatic)")
+        for col in ("model", "requests", "cold fixed", "cold auto", "idle-h fixed", "idle-h auto"):
+            pm.add_column(col, justify="left" if col == "model" else "right")
+        fixed = {m.model_id: m for m in result.policies["fixed"].models}
+        auto = {m.model_id: m for m in result.policies["automatic"].models}
+        for mid in result.model_ids:
+            f, a = fixed[mid], auto[mid]
+            pm.add_row(
+                mid,
+                str(f.requests),
+                str(f.cold_starts),
+                str(a.cold_starts),
+                f"{f.idle_s / 3600:.1f}",
+                f"{a.idle_s / 3600:.1f}",
+            )
+        console.print(pm)

@@ -1,0 +1,396 @@
+"""Activities of the mid-level service jobs: plan (tenant, tier, service state, models), hold
+models warm through their thermal workflows, invoke endpoints (sync or async), meter.
+
+Invocation contract with the model containers (the real ones and the local stand-in): the body
+is JSON `{"input_location": <path or s3 URI>, "content_type": ..., "options": {...}}`; the input
+itself stays where the caller put it (inputs by reference), only its location travels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
+from activities.heartbeat import with_heartbeat
+from activities.metering import MeteringActivities, RecordUsageRequest, service_call_entries
+from activities.tenants import UnknownTenantError, get_tenant_async
+from activities.thermal_control import ThermalControl
+from models_catalog import pricing
+from models_catalog.catalog import Catalog
+from models_catalog.errors import CatalogError
+from models_catalog.service_state import (
+    ModelThermalRow,
+    model_availability,
+    service_status,
+    uses_async_inference,
+)
+from models_catalog.types import ServiceState, ThermalState
+from workflows.service_types import (
+    ERR_INVALID_INPUT,
+    ERR_MODEL_UNAVAILABLE,
+    ERR_SERVICE_UNAVAILABLE,
+    ERR_TIER_TOO_LOW,
+    ERR_UNKNOWN_OPERATION,
+    ERR_UNKNOWN_SERVICE,
+    ERR_UNKNOWN_TENANT,
+)
+from workflows.thermal_types import ReleaseRequest, WarmUpRequest
+
+ERR_RESULT_NOT_READY = "AsyncResultNotReady"
+OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by reference
+
+
+def _reject(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def _backend_error(err: BackendError) -> ApplicationError:
+    return ApplicationError(err.message, type=err.code, non_retryable=not err.retryable)
+
+
+class PlanRequest(BaseModel):
+    tenant: str
+    app_id: str
+    environment: str
+    service: str
+    operation: str
+    optional_models: list[str] = Field(default_factory=list)
+
+
+class PlannedStep(BaseModel):
+    """One model invocation of the job, in order."""
+
+    role: Literal["primary", "chained", "extra"]  # chained: once per item of the previous step
+    model_id: str
+    endpoint_name: str
+    mode: Literal["sync", "async"] = "sync"
+
+
+class JobPlan(BaseModel):
+    tenant_id: str
+    tenant_name: str
+    tier: int
+    service: str
+    operation: str
+    unit: str
+    unit_price: Decimal
+    long_running: bool
+    content_types: list[str]
+    steps: list[PlannedStep]
+    degraded: bool = False
+    degraded_reason: str | None = None
+    poll_seconds: float = 5.0  # async results are polled this often (worker setting)
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(s.model_id for s in self.steps))
+
+
+class AcquireRequest(BaseModel):
+    app_id: str
+    environment: str
+    model_id: str
+    lease_id: str
+    requester: str
+
+
+class InvokeRequest(BaseModel):
+    endpoint_name: str
+    model_id: str
+    input_location: str
+    content_type: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    step: str  # stable name of the step, for stored outputs
+
+
+class InvokeOutput(BaseModel):
+    output: Any
+    served_by: str
+
+
+class MeterRequest(BaseModel):
+    plan: JobPlan
+    workflow_id: str
+    app_id: str
+    environment: str
+    units: Decimal
+    invocations: list[str]  # model ids, one per invocation, in order
+
+
+class MeterResult(BaseModel):
+    billed: Decimal
+    internal_cost: Decimal
+    rows_inserted: int
+    rows_already_present: int
+    costs: dict[str, Decimal]  # per model
+
+
+class JobActivities:
+    def __init__(
+        self,
+        catalog: Catalog,
+        backend: HostingBackend,
+        engine: AsyncEngine,
+        control: ThermalControl,
+        data_dir: Path,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self.catalog = catalog
+        self.backend = backend
+        self.engine = engine
+        self.control = control
+        self.data_dir = data_dir
+        self.poll_seconds = poll_seconds
+        self.metering = MeteringActivities(engine)
+
+    # ------------------------------------------------------------------ plan
+    @activity.defn(name="jobs.plan")
+    async def plan(self, req: PlanRequest) -> JobPlan:
+        """Everything that can reject the job, checked before any cost."""
+        try:
+            service = self.catalog.service(req.service)
+        except CatalogError as exc:
+            raise _reject(str(exc), ERR_UNKNOWN_SERVICE) from None
+        try:
+            op = self.catalog.operation(service.id, req.operation)
+        except CatalogError as exc:
+            raise _reject(str(exc), ERR_UNKNOWN_OPERATION) from None
+        try:
+            tenant = await get_tenant_async(self.engine, req.tenant)
+        except UnknownTenantError as exc:
+            raise _reject(str(exc), ERR_UNKNOWN_TENANT) from None
+
+        thermal, admin_disabled = await self._states(req, service.id)
+        status = service_status(self.catalog, service, thermal, admin_disabled)
+        if status.state in (ServiceState.DISABLED, ServiceState.OFFLINE):
+            raise _reject(
+                f"service {service.id} is {status.state.value} in {req.app_id}/{req.environment}: "
+                f"{status.reason}",
+                ERR_SERVICE_UNAVAILABLE,
+            )
+        for model_id in op.required_models:
+            ok, why = model_availability(self.catalog, model_id, thermal)
+            if not ok:
+                raise _reject(
+                    f"{service.id}/{op.id} needs {model_id}, which is unavailable: {why}",
+                    ERR_MODEL_UNAVAILABLE,
+                )
+
+        steps, degraded = self._choose(op.id, op.required_models, op.optional_models, req, thermal, tenant.tier)
+        needed = max([service.min_tier] + [self.catalog.model(s.model_id).min_tier for s in steps])
+        if tenant.tier < needed:
+            raise _reject(
+                f"tenant {tenant.name} is tier {tenant.tier}; {service.id}/{op.id} needs tier "
+                f"{needed} or higher",
+                ERR_TIER_TOO_LOW,
+            )
+        price = service.pricing.price_for(op.unit)
+        assert price is not None  # the catalog validates that every operation has its price
+        return JobPlan(
+            tenant_id=str(tenant.id), tenant_name=tenant.name, tier=tenant.tier,
+            service=service.id, operation=op.id, unit=op.unit, unit_price=price,
+            long_running=op.long_running, content_types=list(op.content_types), steps=steps,
+            degraded=bool(degraded), degraded_reason="; ".join(degraded) or None,
+            poll_seconds=self.poll_seconds,
+        )  # fmt: skip
+
+    def _choose(
+        self,
+        op_id: str,
+        required: list[str],
+        optional: list[str],
+        req: PlanRequest,
+        thermal: dict[str, ModelThermalRow],
+        tier: int,
+    ) -> tuple[list[PlannedStep], list[str]]:
+        """Required models, with an optional model the caller asked for either replacing the
+        required model of the same specialty or running as an extra step; an unavailable one
+        is skipped and the job says so (graceful degradation, DESIGN 5)."""
+        chosen = list(required)
+        extras: list[str] = []
+        degraded: list[str] = []
+        for name in req.optional_models:
+            try:
+                model = self.catalog.model(name)
+            except CatalogError as exc:
+                raise _reject(str(exc), ERR_INVALID_INPUT) from None
+            if model.id not in optional:
+                raise _reject(
+                    f"{model.id} is not an option of {req.service}/{op_id}; options: "
+                    f"{', '.join(optional) or 'none'}",
+                    ERR_INVALID_INPUT,
+                )
+            ok, why = model_availability(self.catalog, model.id, thermal)
+            if ok and model.min_tier > tier:
+                ok, why = False, f"{model.id} needs tier {model.min_tier}"
+            if not ok:
+                degraded.append(f"{why}; ran on {', '.join(required)}")
+                continue
+            same = [i for i, m in enumerate(chosen) if self.catalog.model(m).specialty == model.specialty]
+            if same:
+                chosen[same[0]] = model.id
+            else:
+                extras.append(model.id)
+        roles = ["primary"] + ["chained"] * (len(chosen) - 1) + ["extra"] * len(extras)
+        steps = [
+            PlannedStep(
+                role=role, model_id=m, endpoint_name=endpoint_name(req.app_id, req.environment, m),
+                mode="async" if uses_async_inference(self.catalog, m) else "sync",
+            )
+            for role, m in zip(roles, chosen + extras, strict=True)
+        ]
+        return steps, degraded
+
+    async def _states(
+        self, req: PlanRequest, service_id: str
+    ) -> tuple[dict[str, ModelThermalRow], bool]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT model_id, target_state, instance_count, last_error FROM thermal_states "
+                    "WHERE app_id = :a AND environment = :e"
+                ),
+                {"a": req.app_id, "e": req.environment},
+            )
+            thermal = {
+                r[0]: ModelThermalRow(ThermalState(r[1]), r[2], r[3]) for r in rows
+            }
+            flag = (
+                await conn.execute(
+                    text(
+                        "SELECT admin_disabled FROM service_states "
+                        "WHERE app_id = :a AND environment = :e AND service_id = :s"
+                    ),
+                    {"a": req.app_id, "e": req.environment, "s": service_id},
+                )
+            ).scalar()
+        if flag is None:  # never set by an admin: the catalog's default
+            flag = self.catalog.service(service_id).default_state == ServiceState.DISABLED
+        return thermal, bool(flag)
+
+    # ------------------------------------------------------------------ models
+    @activity.defn(name="jobs.acquire_model")
+    async def acquire_model(self, req: AcquireRequest) -> str:
+        """Hold the model: warm it (a COLD model starts now; the job waits) with a lease that
+        keeps it from scaling to zero until released. Returns the endpoint status."""
+        status = await with_heartbeat(
+            self.control.warm_up(
+                req.app_id, req.environment, req.model_id,
+                WarmUpRequest(requester=req.requester, lease_id=req.lease_id),
+            ),
+            every=5.0,
+        )  # fmt: skip
+        return status.endpoint_status or "InService"
+
+    @activity.defn(name="jobs.release_model")
+    async def release_model(self, req: AcquireRequest) -> None:
+        from workflows.thermal import ModelThermalWorkflow
+
+        handle = self.control.handle(req.app_id, req.environment, req.model_id)
+        await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=req.lease_id))
+
+    # ------------------------------------------------------------------ invoke
+    def _body(self, req: InvokeRequest) -> bytes:
+        return json.dumps(
+            {"input_location": req.input_location, "content_type": req.content_type,
+             "options": req.options, "model_id": req.model_id}
+        ).encode()  # fmt: skip
+
+    def _output(self, raw: bytes, req: InvokeRequest) -> Any:
+        """Small outputs travel in history; larger ones are stored and passed by reference."""
+        if len(raw) > OUTPUT_INLINE_LIMIT:
+            info = activity.info()
+            out = self.data_dir / "job_outputs" / hashlib.sha256(info.workflow_id.encode()).hexdigest()[:16]
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{req.step}.json"
+            path.write_bytes(raw)
+            return {"output_ref": str(path), "size_bytes": len(raw)}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {"raw": raw.decode("utf-8", "replace")}
+
+    @activity.defn(name="jobs.invoke")
+    async def invoke(self, req: InvokeRequest) -> InvokeOutput:
+        try:
+            result = await self.backend.invoke(
+                req.endpoint_name, self._body(req), "application/json", "application/json"
+            )
+        except BackendError as err:
+            raise _backend_error(err) from err
+        return InvokeOutput(output=self._output(result.body, req), served_by=req.endpoint_name)
+
+    @activity.defn(name="jobs.start_async")
+    async def start_async(self, req: InvokeRequest) -> AsyncInvocation:
+        """Asynchronous inference: the request document goes next to the input; the endpoint
+        queues it and writes the result to its output location."""
+        info = activity.info()
+        key = hashlib.sha256(f"{info.workflow_id}/{req.step}".encode()).hexdigest()[:20]
+        spool = self.data_dir / "async_requests"
+        spool.mkdir(parents=True, exist_ok=True)
+        request_path = spool / f"{key}.json"
+        request_path.write_bytes(self._body(req))
+        try:
+            return await self.backend.invoke_async(
+                req.endpoint_name, str(request_path), "application/json"
+            )
+        except BackendError as err:
+            raise _backend_error(err) from err
+
+    @activity.defn(name="jobs.fetch_async")
+    async def fetch_async(self, inv: AsyncInvocation) -> InvokeOutput:
+        """One poll; not ready -> a benign retryable error (the retry policy is the poll loop,
+        so a long fold holds no worker slot while it runs)."""
+        try:
+            raw = await self.backend.fetch_async_result(inv)
+        except BackendError as err:
+            raise _backend_error(err) from err
+        if raw is None:
+            raise ApplicationError(
+                f"result {inv.inference_id} not ready",
+                type=ERR_RESULT_NOT_READY,
+                category=ApplicationErrorCategory.BENIGN,
+            )
+        step = InvokeRequest(endpoint_name="", model_id="", input_location="", content_type="",
+                             step=f"async-{inv.inference_id}")  # fmt: skip
+        return InvokeOutput(output=self._output(raw, step), served_by=inv.output_location)
+
+    # ------------------------------------------------------------------ meter
+    @activity.defn(name="jobs.meter")
+    async def meter(self, req: MeterRequest) -> MeterResult:
+        """The service charge and one cost row per model invocation, exactly once."""
+        plan = req.plan
+        service = self.catalog.service(plan.service)
+        charge = pricing.service_charge(service, plan.operation, req.units)
+        costs = [
+            pricing.model_cost(self.catalog.model(m), plan.unit, req.units) for m in req.invocations
+        ]
+        entries = service_call_entries(
+            tenant_id=uuid.UUID(plan.tenant_id), workflow_id=req.workflow_id, app_id=req.app_id,
+            environment=req.environment, service_id=plan.service, operation_id=plan.operation,
+            unit=plan.unit, units=req.units, unit_price=charge.unit_price,
+            billed_amount=charge.amount, model_costs=costs,
+            occurred_at=datetime.now(UTC),
+            metadata={"degraded": plan.degraded, "models": plan.models},
+        )  # fmt: skip
+        result = await self.metering.record(RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries))
+        per_model: dict[str, Decimal] = {}
+        for c in costs:
+            per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
+        return MeterResult(
+            billed=charge.amount, internal_cost=sum((c.amount for c in costs), Decimal(0)),
+            rows_inserted=result.inserted, rows_already_present=result.already_present,
+            costs=per_model,
+        )  # fmt: skip

@@ -1,0 +1,288 @@
+"""Activities of the LLM workflows: plan (tenant, validation, selection), hold a self-hosted model
+warm, call LiteLLM, meter.
+
+Secrets stay in the worker: provider keys are read from the worker's environment when a call is
+made and never enter a Temporal payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.exceptions import ApplicationError
+
+from activities.heartbeat import with_heartbeat
+from activities.llm import calls, deployments as deps
+from activities.llm.costs import litellm_cost, price_call
+from activities.llm.ledger import record_llm_usage
+from activities.llm.state import find_tenant, health_views, thermal_views
+from activities.llm.types import (
+    ERR_CONTEXT_WINDOW,
+    ERR_MODEL_UNAVAILABLE,
+    ERR_NO_DEPLOYMENT,
+    ERR_NO_MODEL,
+    ERR_TIER_TOO_LOW,
+    ERR_UNKNOWN_MODEL,
+    ERR_UNKNOWN_TENANT,
+    LLMCallInput,
+    LLMCallResult,
+    LLMKind,
+    LLMPlan,
+    LLMRequest,
+    MeterInput,
+    MeterResult,
+    WarmUpHold,
+    WarmUpHoldResult,
+)
+from activities.thermal_control import ThermalControl
+from models_catalog.catalog import Catalog
+from models_catalog.errors import UnknownModelError
+from models_catalog.selection import (
+    R_CONTEXT,
+    R_TIER,
+    Exclusion,
+    SelectionCriteria,
+    configured_providers,
+    resolve_any_model,
+    select_with_fallback,
+)
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_types import WarmUpRequest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKENIZER_MODEL = "gpt-4o"  # estimates for automatic selection (o200k tokenizer)
+
+
+class PrepareInput(BaseModel):
+    kind: LLMKind
+    request: LLMRequest
+
+
+class LLMActivities:
+    def __init__(
+        self,
+        catalog: Catalog,
+        engine: AsyncEngine | None,
+        control: ThermalControl,
+        *,
+        backend_kind: str,
+        data_dir: Path,
+        aws_region: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        timeout_seconds: float = calls.DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.catalog = catalog
+        self.engine = engine
+        self.control = control
+        self.backend_kind = backend_kind
+        self.data_dir = Path(data_dir)
+        self.aws_region = aws_region
+        self.environ = os.environ if environ is None else environ
+        # Per-model extra litellm_params (tests: mock_response, api_base of a local fake).
+        self.overrides: Mapping[str, Mapping[str, Any]] = overrides if overrides is not None else {}
+        self.routers = calls.RouterCache(timeout=timeout_seconds)
+
+    def _engine(self) -> AsyncEngine:
+        if self.engine is None:
+            raise ApplicationError("the worker has no database connection", non_retryable=True)
+        return self.engine
+
+    # ------------------------------------------------------------------ plan
+    @activity.defn(name="llm.prepare")
+    async def prepare(self, inp: PrepareInput) -> LLMPlan:
+        """Tenant, model, token estimate and selection; every refusal happens here, before cost."""
+        req = inp.request
+        engine = self._engine()
+        tenant = await find_tenant(engine, req.tenant)
+        if tenant is None:
+            raise ApplicationError(f"unknown tenant {req.tenant!r}", type=ERR_UNKNOWN_TENANT,
+                                   non_retryable=True)  # fmt: skip
+        pinned = None
+        if req.model:
+            try:
+                pinned = resolve_any_model(self.catalog, req.model)[1]
+            except UnknownModelError as err:
+                raise ApplicationError(str(err), type=ERR_UNKNOWN_MODEL, non_retryable=True) from err
+        tokens = self._count_tokens(inp.kind, req, pinned)
+        needed = tokens + ((req.max_tokens or 0) if inp.kind != "embedding" else 0)
+        criteria = SelectionCriteria(
+            task=inp.kind,
+            input_modalities=["text"],
+            output_modalities=["embedding" if inp.kind == "embedding" else "text"],
+            tenant_tier=tenant.tier,
+            prefer_hosting=req.prefer_hosting,  # type: ignore[arg-type]  # checked by the workflow
+            required_capabilities=req.required_capabilities,
+            min_context_window=max(1, needed),
+            require_hipaa=req.require_hipaa,
+            model=pinned,
+        )
+        selection = select_with_fallback(
+            self.catalog,
+            criteria,
+            await thermal_views(engine, req.app_id, req.environment),
+            await health_views(engine),
+            configured_providers(self.catalog, self.environ),
+        )
+        choice = selection.choice
+        if choice is None:
+            raise _refusal(pinned, selection.excluded, needed)
+        return LLMPlan(
+            tenant_id=tenant.id,
+            tenant_tier=tenant.tier,
+            model_id=choice.model_id,
+            hosting=choice.hosting,
+            provider_id=choice.provider_id,
+            wait_for_warm_up=selection.wait_for_warm_up,
+            warm_up=selection.warm_up,
+            prompt_tokens=tokens,
+            explanation=selection.explanation[:15],
+        )
+
+    def _count_tokens(self, kind: str, req: LLMRequest, pinned: str | None) -> int:
+        from litellm import token_counter
+
+        model = DEFAULT_TOKENIZER_MODEL
+        if pinned in self.catalog.external_models:
+            model = self.catalog.external_models[pinned].litellm_route
+        if kind == "chat":
+            return int(token_counter(model=model, messages=req.messages))
+        if kind == "completion":
+            return int(token_counter(model=model, text=req.prompt or ""))
+        # Embeddings: every input must fit the model on its own.
+        return max((int(token_counter(model=model, text=t)) for t in req.input), default=0)
+
+    # ------------------------------------------------------------------ thermal
+    @activity.defn(name="llm.hold_warm")
+    async def hold_warm(self, req: WarmUpHold) -> WarmUpHoldResult:
+        """Wait until the model is ready and hold a lease on it (released by the workflow).
+        Heartbeats while a cold model warms, so a dead worker is noticed."""
+        try:
+            status = await with_heartbeat(
+                self.control.warm_up(
+                    req.app_id, req.environment, req.model_id,
+                    WarmUpRequest(requester=req.requester, deadline_seconds=req.deadline_seconds,
+                                  lease_id=req.lease_id, lease_seconds=req.lease_seconds),
+                )  # fmt: skip
+            )
+        except WorkflowUpdateFailedError as err:
+            raise _from_update_failure(err) from err
+        return WarmUpHoldResult(endpoint_name=status.endpoint_name, ready=status.ready,
+                                state=status.current_state.value)  # fmt: skip
+
+    @activity.defn(name="llm.start_warm_up")
+    async def start_warm_up(self, req: WarmUpHold) -> None:
+        """Start a warm-up and return once the thermal workflow accepted it (the request that
+        asked is served elsewhere meanwhile)."""
+        control = self.control
+        await control.client.start_update_with_start_workflow(
+            ModelThermalWorkflow.warm_up,
+            WarmUpRequest(requester=req.requester, deadline_seconds=req.deadline_seconds),
+            start_workflow_operation=control._start_op(req.app_id, req.environment, req.model_id),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+
+    # ------------------------------------------------------------------ call
+    @activity.defn(name="llm.call")
+    async def call(self, inp: LLMCallInput) -> LLMCallResult:
+        model_list, fallbacks = self.model_list_for(inp)
+        router = self.routers.get(model_list, fallbacks)
+        raw = await calls.invoke(router, inp)
+        owner = {d["model_info"]["id"]: d for d in model_list}
+        served = owner.get(raw.deployment_id)
+        if served is None:  # LiteLLM always reports it; be loud if a release stops doing so
+            log.warning("LiteLLM did not report the serving deployment (%r)", raw.deployment_id)
+            served = next(d for d in model_list if d["model_name"] == inp.model_id)
+        model_id = served["model_name"]
+        return LLMCallResult(
+            model_id=model_id,
+            served_by=served["model_info"]["id"],
+            provider_id=served["model_info"]["provider"],
+            hosting=served["model_info"]["hosting"],
+            fallback_used=model_id != inp.model_id,
+            content=raw.content,
+            embeddings=raw.embeddings,
+            finish_reason=raw.finish_reason,
+            usage=raw.usage,
+            cost=price_call(self.catalog, model_id, raw.usage, litellm_cost(raw.reported_cost)),
+            latency_ms=raw.latency_ms,
+        )
+
+    def model_list_for(self, inp: LLMCallInput) -> tuple[list[deps.Deployment], list[Any]]:
+        """Deployments of the requested model and (external models) of its fallbacks."""
+        groups = [inp.model_id]
+        ext = self.catalog.external_models.get(inp.model_id)
+        if ext is not None and inp.allow_fallbacks:
+            groups += ext.fallbacks
+        model_list: list[deps.Deployment] = []
+        for group in groups:
+            model_list += self._deployments(group, inp.app_id, inp.environment)
+        if not any(d["model_name"] == inp.model_id for d in model_list):
+            if ext is not None:
+                provider = self.catalog.providers[ext.provider_id]
+                raise ApplicationError(
+                    f"model {ext.id} cannot be called: provider {provider.id} is not configured "
+                    f"({provider.api_key_env} unset) or has no LiteLLM adapter",
+                    type=ERR_MODEL_UNAVAILABLE, non_retryable=True,
+                )  # fmt: skip
+            raise ApplicationError(f"no running instance of {inp.model_id} answers yet",
+                                   type=ERR_NO_DEPLOYMENT)  # fmt: skip
+        return model_list, deps.fallbacks_for(self.catalog, {d["model_name"] for d in model_list})
+
+    def _deployments(self, model_id: str, app_id: str, env: str) -> list[deps.Deployment]:
+        extra = self.overrides.get(model_id)
+        if model_id in self.catalog.external_models:
+            dep = deps.external_deployment(self.catalog, self.catalog.external_models[model_id],
+                                           key_style="value", environ=self.environ,
+                                           overrides=extra)  # fmt: skip
+            return [dep] if dep is not None else []
+        model = self.catalog.models[model_id]
+        endpoint = deps.self_hosted_endpoint(app_id, env, model_id)
+        if self.backend_kind == "sagemaker":
+            return [deps.sagemaker_deployment(model, endpoint, region=self.aws_region,
+                                              overrides=extra)]  # fmt: skip
+        instances = deps.local_instances(self.data_dir, endpoint)
+        return deps.local_deployments(model, endpoint, instances, overrides=extra)
+
+    # ------------------------------------------------------------------ meter
+    @activity.defn(name="llm.meter")
+    async def meter(self, inp: MeterInput) -> MeterResult:
+        return await record_llm_usage(self._engine(), inp)
+
+
+def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) -> ApplicationError:
+    """The error for "no model": a pinned model's own reasons, or a summary."""
+    if pinned is not None:
+        excl = next(e for e in excluded if e.model_id == pinned)
+        codes = excl.codes
+        kind = (ERR_TIER_TOO_LOW if R_TIER in codes
+                else ERR_CONTEXT_WINDOW if R_CONTEXT in codes else ERR_MODEL_UNAVAILABLE)  # fmt: skip
+        return ApplicationError(f"model {excl.describe()}", type=kind, non_retryable=True)
+    relevant = [e for e in excluded if e.does_task]
+    if relevant and all(R_CONTEXT in e.codes for e in relevant):
+        return ApplicationError(
+            f"the input (~{needed_tokens} tokens) exceeds the context window of every model "
+            "that could serve it", type=ERR_CONTEXT_WINDOW, non_retryable=True,
+        )  # fmt: skip
+    reasons = "; ".join(e.describe() for e in relevant[:8])
+    more = f" (+{len(relevant) - 8} more)" if len(relevant) > 8 else ""
+    return ApplicationError(f"no model can serve this request: {reasons}{more}",
+                            type=ERR_NO_MODEL, non_retryable=True)  # fmt: skip
+
+
+def _from_update_failure(err: WorkflowUpdateFailedError) -> ApplicationError:
+    cause = err.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    if isinstance(cause, ApplicationError):
+        return ApplicationError(cause.message, type=cause.type, non_retryable=cause.non_retryable)
+    return ApplicationError(str(err))

@@ -1,0 +1,162 @@
+"""One LiteLLM call through a Router, and what came back.
+
+Temporal owns retries (`num_retries=0`, no cooldowns: a retried activity must not find its
+deployment benched by an earlier attempt). The Router still applies the catalog's *fallbacks*
+(gpt-4o -> claude-sonnet-4 -> gemini-2.0-flash), because the activity records which deployment
+served (`_hidden_params["model_id"]` is the deployment's `model_info.id`) and meters that model.
+
+LiteLLM exceptions become `ApplicationError`s: the caller's or provider's refusal (4xx, auth,
+context window) is non-retryable; outages, timeouts and rate limits are retryable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from activities.llm.deployments import Deployment
+from activities.llm.types import (
+    ERR_CONTEXT_WINDOW,
+    ERR_PROVIDER_REJECTED,
+    LLMCallInput,
+    TokenUsage,
+)
+
+ERR_PROVIDER_UNAVAILABLE = "ProviderUnavailable"  # retryable
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class RawOutcome:
+    deployment_id: str
+    content: str | None
+    embeddings: list[list[float]] | None
+    finish_reason: str | None
+    usage: TokenUsage
+    reported_cost: Any
+    latency_ms: int
+
+
+class RouterCache:
+    """Routers keyed by their exact model list: building one per call is wasteful, and a changed
+    list (a local instance restarted on a new port, a key rotated) gets a fresh Router."""
+
+    def __init__(self, size: int = 32, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.size = size
+        self.timeout = timeout
+        self._routers: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, model_list: list[Deployment], fallbacks: list[dict[str, list[str]]]) -> Any:
+        from litellm import Router
+
+        key = hashlib.sha256(
+            json.dumps([model_list, fallbacks], sort_keys=True, default=str).encode()
+        ).hexdigest()
+        router = self._routers.get(key)
+        if router is None:
+            router = Router(model_list=model_list, fallbacks=fallbacks, num_retries=0,
+                            disable_cooldowns=True, timeout=self.timeout)  # fmt: skip
+            self._routers[key] = router
+            while len(self._routers) > self.size:
+                self._routers.popitem(last=False)
+        self._routers.move_to_end(key)
+        return router
+
+
+async def invoke(router: Any, inp: LLMCallInput) -> RawOutcome:
+    """Call the Router for `inp.model_id` (a model group) and normalise the response."""
+    opts: dict[str, Any] = {}
+    if inp.max_tokens is not None:
+        opts["max_tokens"] = inp.max_tokens
+    if inp.temperature is not None:
+        opts["temperature"] = inp.temperature
+    started = time.monotonic()
+    try:
+        if inp.kind == "chat":
+            resp = await router.acompletion(model=inp.model_id, messages=inp.messages, **opts)
+        elif inp.kind == "completion":
+            resp = await router.atext_completion(model=inp.model_id, prompt=inp.prompt, **opts)
+        else:
+            resp = await router.aembedding(model=inp.model_id, input=inp.input)
+    except ApplicationError:
+        raise
+    except Exception as exc:  # LiteLLM raises its own hierarchy (and plain ValueErrors)
+        raise as_application_error(exc) from exc
+    latency = int((time.monotonic() - started) * 1000)
+    hidden = getattr(resp, "_hidden_params", {}) or {}
+    deployment_id = str(hidden.get("model_id") or "")
+    return RawOutcome(
+        deployment_id=deployment_id,
+        content=_content(inp.kind, resp),
+        embeddings=_embeddings(resp) if inp.kind == "embedding" else None,
+        finish_reason=_finish_reason(inp.kind, resp),
+        usage=_usage(getattr(resp, "usage", None)),
+        reported_cost=hidden.get("response_cost"),
+        latency_ms=latency,
+    )
+
+
+def _content(kind: str, resp: Any) -> str | None:
+    if kind == "embedding" or not getattr(resp, "choices", None):
+        return None
+    choice = resp.choices[0]
+    if kind == "chat":
+        return getattr(choice.message, "content", None)
+    return getattr(choice, "text", None)
+
+
+def _finish_reason(kind: str, resp: Any) -> str | None:
+    if kind == "embedding" or not getattr(resp, "choices", None):
+        return None
+    return getattr(resp.choices[0], "finish_reason", None)
+
+
+def _embeddings(resp: Any) -> list[list[float]]:
+    out = []
+    for row in resp.data:
+        vec = row["embedding"] if isinstance(row, dict) else row.embedding
+        out.append([float(x) for x in vec])
+    return out
+
+
+def _usage(usage: Any) -> TokenUsage:
+    if usage is None:
+        return TokenUsage()
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = int(getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+    cached = min(cached, prompt)
+    return TokenUsage(input_tokens=prompt - cached, output_tokens=completion,
+                      cached_input_tokens=cached)  # fmt: skip
+
+
+# The request (or its credentials) is wrong: retrying the same call cannot succeed.
+_REJECTED = (
+    "AuthenticationError",
+    "BadRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ContentPolicyViolationError",
+    "UnprocessableEntityError",
+    "UnsupportedParamsError",
+    "InvalidRequestError",
+    "BudgetExceededError",
+)
+
+
+def as_application_error(exc: BaseException) -> ApplicationError:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    message = f"{type(exc).__name__}: {str(exc)[:1000]}"
+    if "ContextWindowExceededError" in names:
+        return ApplicationError(message, type=ERR_CONTEXT_WINDOW, non_retryable=True)
+    if names & set(_REJECTED):
+        return ApplicationError(message, type=ERR_PROVIDER_REJECTED, non_retryable=True)
+    # Rate limits, timeouts, 5xx, connection errors, "no deployments available": try again later.
+    return ApplicationError(message, type=ERR_PROVIDER_UNAVAILABLE)

@@ -1,0 +1,59 @@
+"""The usage-ledger row of one LLM call, through the shared metering writer.
+
+`activities.metering` owns the ledger rules (DESIGN 6): key "{workflow id}#{step}" from business
+ids, `ON CONFLICT DO NOTHING` inside a tenant transaction, the `llm_call` row convention
+(billed_amount = provider cost x 1.40 and internal_cost = provider cost on one row). The LLM
+workflow's own `llm.meter` activity builds the entry and delegates to it, so the worker does not
+need a second registration of `metering.record` (one name, one activity per worker).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.llm.types import MeterInput, MeterResult
+from activities.metering import MeteringActivities, RecordUsageRequest, UsageEntry, usage_key
+
+
+def usage_entry(inp: MeterInput) -> UsageEntry:
+    r, cost = inp.result, inp.result.cost
+    return UsageEntry(
+        tenant_id=uuid.UUID(inp.tenant_id),
+        idempotency_key=usage_key(inp.workflow_id, inp.step),
+        kind="llm_call",
+        app_id=inp.app_id,
+        environment=inp.environment,
+        model_id=r.model_id,
+        provider_id=r.provider_id,
+        workflow_id=inp.workflow_id,
+        units=cost.units,
+        unit=cost.unit,
+        unit_price=cost.unit_price,
+        billed_amount=cost.billed,
+        internal_cost=cost.internal_cost,
+        input_tokens=r.usage.input_tokens + r.usage.cached_input_tokens,
+        output_tokens=r.usage.output_tokens,
+        served_by=r.served_by,
+        metadata={
+            "request_id": inp.request_id,
+            "call": inp.kind,
+            "hosting": r.hosting,
+            "requested_model": inp.requested_model,
+            "fallback_used": r.fallback_used,
+            "cached_input_tokens": r.usage.cached_input_tokens,
+            "markup": str(cost.markup),
+            "litellm_cost": str(cost.litellm_cost) if cost.litellm_cost is not None else None,
+            "latency_ms": r.latency_ms,
+        },
+    )
+
+
+async def record_llm_usage(engine: AsyncEngine, inp: MeterInput) -> MeterResult:
+    """Call from inside an activity (the metering writer logs through the activity logger)."""
+    entry = usage_entry(inp)
+    result = await MeteringActivities(engine).record(
+        RecordUsageRequest(tenant_id=entry.tenant_id, entries=[entry])
+    )
+    return MeterResult(idempotency_key=entry.idempotency_key, inserted=result.inserted == 1)

@@ -1,0 +1,194 @@
+"""Inputs and results of the LLM workflows and activities (pure pydantic; client, worker and tests
+import it freely).
+
+`LLMRequest` is deliberately lenient (no validators that could fail while Temporal decodes the
+workflow input, which would fail the workflow *task* and retry forever): the workflow validates
+it and fails with a non-retryable `ApplicationError` of one of the types below instead.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+LLMKind = Literal["chat", "completion", "embedding"]
+KINDS: tuple[str, ...] = ("chat", "completion", "embedding")
+
+# ApplicationError types. All non-retryable: the request itself is wrong or cannot be served.
+ERR_INVALID_REQUEST = "InvalidLLMRequest"
+ERR_EMPTY_PROMPT = "EmptyPrompt"
+ERR_PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+ERR_UNKNOWN_MODEL = "UnknownModel"
+ERR_UNKNOWN_TENANT = "UnknownTenant"
+ERR_TIER_TOO_LOW = "TierTooLow"
+ERR_CONTEXT_WINDOW = "ContextWindowExceeded"
+ERR_MODEL_UNAVAILABLE = "ModelUnavailable"  # OFF, failed, unconfigured provider, wrong task ...
+ERR_NO_MODEL = "NoModelAvailable"  # automatic selection found nothing
+ERR_PROVIDER_REJECTED = "ProviderRejected"  # the provider refused the request (4xx, auth)
+ERR_NO_DEPLOYMENT = "NoDeployment"  # the chosen model has no reachable deployment right now
+
+NON_RETRYABLE_LLM_ERRORS = [
+    ERR_INVALID_REQUEST,
+    ERR_EMPTY_PROMPT,
+    ERR_PAYLOAD_TOO_LARGE,
+    ERR_UNKNOWN_MODEL,
+    ERR_UNKNOWN_TENANT,
+    ERR_TIER_TOO_LOW,
+    ERR_CONTEXT_WINDOW,
+    ERR_MODEL_UNAVAILABLE,
+    ERR_NO_MODEL,
+    ERR_PROVIDER_REJECTED,
+]
+
+# Inputs travel in workflow history; keep them well under Temporal's 2 MB payload limit.
+MAX_INPUT_BYTES = 512 * 1024
+
+
+def llm_workflow_id(kind: str, request_id: str) -> str:
+    return f"llm/{kind}/{request_id}"
+
+
+class LLMRequest(BaseModel):
+    """One chat, completion or embedding request (seed 003 client shape)."""
+
+    request_id: str
+    tenant: str  # tenant name or id
+    app_id: str = "radiant"
+    environment: str = "dev"
+    user_id: str = "anonymous"
+    model: str | None = None  # id or alias; None: the selector chooses
+    messages: list[dict[str, Any]] = Field(default_factory=list)  # chat
+    prompt: str | None = None  # completion
+    input: list[str] = Field(default_factory=list)  # embedding
+    max_tokens: int | None = None
+    temperature: float | None = None
+    prefer_hosting: str = "any"  # self_hosted (required: waits for a cold model) | external | any
+    required_capabilities: list[str] = Field(default_factory=list)
+    require_hipaa: bool = False
+    allow_fallbacks: bool = True  # the catalog's LiteLLM fallbacks (gpt-4o -> claude, ...)
+    warmup_deadline_seconds: float | None = None  # how long a cold self-hosted model may take
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int = 0  # excluding cached input tokens
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cached_input_tokens
+
+
+class LLMPlan(BaseModel):
+    """What `llm.prepare` decided: who the tenant is and which model serves."""
+
+    tenant_id: str
+    tenant_tier: int
+    model_id: str  # serves this request
+    hosting: Literal["self_hosted", "external"]
+    provider_id: str
+    wait_for_warm_up: bool  # model_id is self-hosted and not running: hold until it is
+    warm_up: str | None = None  # cold self-hosted model to warm in the background
+    prompt_tokens: int  # LiteLLM's token estimate of the input
+    explanation: list[str] = Field(default_factory=list)
+
+
+class LLMCallInput(BaseModel):
+    kind: LLMKind
+    model_id: str
+    app_id: str
+    environment: str
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    prompt: str | None = None
+    input: list[str] = Field(default_factory=list)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    allow_fallbacks: bool = True
+    request_id: str = ""  # sent to providers that accept a user/request id (tracing only)
+
+
+class LLMCost(BaseModel):
+    """The catalog price of a call, ledger precision. External: billed = cost x (1 + markup)."""
+
+    billed: Decimal
+    internal_cost: Decimal | None  # provider cost (external); None for self-hosted (its GPU
+    # time is metered as endpoint uptime, DESIGN 2)
+    unit: str  # "token" | "request"
+    units: Decimal
+    unit_price: Decimal | None = None
+    markup: Decimal
+    litellm_cost: Decimal | None = None  # LiteLLM's own estimate (cost map), for cross-checks
+
+
+class LLMCallResult(BaseModel):
+    model_id: str  # the catalog model that actually served (differs from the input on fallback)
+    served_by: str  # the LiteLLM deployment id (endpoint / instance / provider route)
+    provider_id: str
+    hosting: Literal["self_hosted", "external"]
+    fallback_used: bool
+    content: str | None = None
+    embeddings: list[list[float]] | None = None
+    finish_reason: str | None = None
+    usage: TokenUsage
+    cost: LLMCost
+    latency_ms: int
+
+
+class MeterInput(BaseModel):
+    tenant_id: str
+    workflow_id: str
+    step: str  # with workflow_id: the ledger idempotency key (never the attempt)
+    kind: LLMKind
+    request_id: str
+    app_id: str
+    environment: str
+    requested_model: str | None
+    result: LLMCallResult
+
+
+class MeterResult(BaseModel):
+    idempotency_key: str
+    inserted: bool  # False: a row with this key existed (a retry), nothing was written
+
+
+class LLMResponse(BaseModel):
+    """What the client gets back (seed 003: content, usage, finish_reason; plus who served)."""
+
+    request_id: str
+    workflow_id: str
+    kind: LLMKind
+    model: str  # the catalog model that served
+    requested_model: str | None
+    served_by: str
+    provider_id: str
+    hosting: Literal["self_hosted", "external"]
+    fallback_used: bool
+    waited_for_warm_up: bool = False
+    warming_in_background: str | None = None
+    content: str | None = None
+    embeddings: list[list[float]] | None = None
+    finish_reason: str | None = None
+    usage: TokenUsage
+    billed: Decimal
+    internal_cost: Decimal | None
+    selection: list[str] = Field(default_factory=list)
+
+
+class WarmUpHold(BaseModel):
+    """Hold a self-hosted model warm for one request (update-with-start on its thermal workflow)."""
+
+    app_id: str
+    environment: str
+    model_id: str
+    lease_id: str
+    requester: str
+    deadline_seconds: float | None = None
+    lease_seconds: float = 900.0
+
+
+class WarmUpHoldResult(BaseModel):
+    endpoint_name: str
+    ready: bool
+    state: str

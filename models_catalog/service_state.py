@@ -1,0 +1,86 @@
+"""Service state and model availability (DESIGN 5), as pure functions over the catalog and the
+recorded thermal states, shared by the job planner and `radiant services status`.
+
+- A model is *available* unless it is OFF, failed, or not deployable (COLD is available on
+  demand: a request warms it and is held meanwhile).
+- Service state: DISABLED if an admin disabled it; else OFFLINE if a required model is
+  unavailable; else DEGRADED if an optional model is unavailable; else RUNNING.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models_catalog.catalog import Catalog
+from models_catalog.errors import CatalogError
+from models_catalog.types import MidLevelService, ServiceState, ThermalState
+
+
+@dataclass(frozen=True)
+class ModelThermalRow:
+    """What Postgres records of one model in one (app, environment)."""
+
+    target_state: ThermalState
+    instance_count: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service_id: str
+    state: ServiceState
+    reason: str
+    unavailable_models: list[str] = field(default_factory=list)
+
+
+def model_availability(
+    catalog: Catalog, model_id: str, thermal: dict[str, ModelThermalRow]
+) -> tuple[bool, str]:
+    """(available, reason). Models with no recorded row use their catalog default state."""
+    try:
+        model = catalog.model(model_id)
+    except CatalogError as exc:
+        return False, str(exc)
+    row = thermal.get(model.id)
+    target = row.target_state if row else model.thermal.default_state
+    if target == ThermalState.OFF:
+        return False, f"{model.id} is OFF"
+    if row and row.last_error and row.instance_count == 0:
+        return False, f"{model.id} failed: {row.last_error}"
+    return True, ""
+
+
+def service_status(
+    catalog: Catalog,
+    service: MidLevelService,
+    thermal: dict[str, ModelThermalRow],
+    admin_disabled: bool,
+) -> ServiceStatus:
+    if admin_disabled:
+        return ServiceStatus(service.id, ServiceState.DISABLED, "disabled by an admin")
+    # OFFLINE follows the service's own required models; a model only some operations need
+    # (or an optional one) degrades the service, and those operations reject on their own.
+    others = [m for op in service.operations for m in op.models] + service.optional_models
+    others = [m for m in dict.fromkeys(others) if m not in service.required_models]
+    checks = {m: model_availability(catalog, m, thermal) for m in service.required_models}
+    missing = {m: why for m, (ok, why) in checks.items() if not ok}
+    if missing:
+        return ServiceStatus(
+            service.id, ServiceState.OFFLINE,
+            "required model unavailable: " + "; ".join(missing.values()), list(missing),
+        )  # fmt: skip
+    degraded = [m for m in others if not model_availability(catalog, m, thermal)[0]]
+    if degraded:
+        return ServiceStatus(
+            service.id, ServiceState.DEGRADED,
+            "model(s) unavailable: " + ", ".join(degraded), degraded,
+        )  # fmt: skip
+    return ServiceStatus(service.id, ServiceState.RUNNING, "all models available")
+
+
+def uses_async_inference(catalog: Catalog, model_id: str) -> bool:
+    """A model is hosted on an asynchronous inference endpoint when every operation that uses
+    it is long-running (protein folding, 3D reconstruction, long transcription, ...); its jobs
+    then submit and poll instead of holding a connection open."""
+    uses = [op for _, op in catalog.operations() if model_id in op.models]
+    return bool(uses) and all(op.long_running for op in uses)

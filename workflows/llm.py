@@ -1,0 +1,240 @@
+"""Text generation and embeddings: ChatCompletionWorkflow, TextCompletionWorkflow,
+EmbeddingWorkflow (ids `llm/{kind}/{request_id}`).
+
+One request = one workflow: validate (here, deterministic, before any activity), plan (tenant,
+model, token estimate, selection; refusals happen before any cost), warm a cold self-hosted model
+in the background or hold the request until its model is ready (a lease keeps it from scaling to
+zero mid-call; released afterwards), call LiteLLM, meter exactly once, answer.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.llm.activities import LLMActivities, PrepareInput
+    from activities.llm.types import (
+        ERR_EMPTY_PROMPT,
+        ERR_INVALID_REQUEST,
+        ERR_PAYLOAD_TOO_LARGE,
+        MAX_INPUT_BYTES,
+        NON_RETRYABLE_LLM_ERRORS,
+        LLMCallInput,
+        LLMCallResult,
+        LLMKind,
+        LLMPlan,
+        LLMRequest,
+        LLMResponse,
+        MeterInput,
+        WarmUpHold,
+    )
+    from workflows import search_attributes as sa
+    from workflows.thermal import DEFAULT_WARMUP_DEADLINE, ModelThermalWorkflow
+    from workflows.thermal_types import ReleaseRequest, thermal_workflow_id
+
+PREPARE_TIMEOUT = timedelta(seconds=60)
+CALL_TIMEOUT = timedelta(minutes=5)  # the Router's own per-call timeout is 120 s
+METER_TIMEOUT = timedelta(seconds=30)
+HOLD_HEARTBEAT = timedelta(seconds=30)
+QUICK_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE_LLM_ERRORS)
+# Temporal owns retries of provider calls (LiteLLM's are off): a few, with backoff.
+CALL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=5,
+    non_retryable_error_types=NON_RETRYABLE_LLM_ERRORS,
+)
+# The call happened: metering must eventually succeed (a database outage only delays the row).
+METER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=60))
+HOSTING = ("self_hosted", "external", "any")
+ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
+def validate(kind: str, req: LLMRequest) -> None:
+    """Refuse malformed requests before any activity runs (no cost, no usage row)."""
+
+    def bad(message: str, err_type: str = ERR_INVALID_REQUEST) -> ApplicationError:
+        return ApplicationError(message, type=err_type, non_retryable=True)
+
+    if not req.request_id.strip():
+        raise bad("request_id is empty")
+    if not req.tenant.strip():
+        raise bad("tenant is empty")
+    if req.prefer_hosting not in HOSTING:
+        raise bad(f"prefer_hosting {req.prefer_hosting!r} is not one of {', '.join(HOSTING)}")
+    if req.max_tokens is not None and req.max_tokens < 1:
+        raise bad(f"max_tokens must be at least 1, got {req.max_tokens}")
+    if req.temperature is not None and not 0 <= req.temperature <= 2:
+        raise bad(f"temperature must be between 0 and 2, got {req.temperature}")
+    if req.warmup_deadline_seconds is not None and req.warmup_deadline_seconds <= 0:
+        raise bad("warmup_deadline_seconds must be positive")
+    if kind == "chat":
+        payload: object = req.messages
+        if not req.messages:
+            raise bad("messages is empty", ERR_EMPTY_PROMPT)
+        for i, msg in enumerate(req.messages):
+            if msg.get("role") not in ROLES:
+                raise bad(f"messages[{i}].role {msg.get('role')!r} is not one of {', '.join(ROLES)}")
+        if not any(_has_text(m.get("content")) for m in req.messages):
+            raise bad("every message is empty", ERR_EMPTY_PROMPT)
+    elif kind == "completion":
+        payload = req.prompt
+        if not (req.prompt or "").strip():
+            raise bad("prompt is empty", ERR_EMPTY_PROMPT)
+    else:
+        payload = req.input
+        if not req.input or any(not t.strip() for t in req.input):
+            raise bad("input is empty (or holds an empty string)", ERR_EMPTY_PROMPT)
+    size = len(json.dumps(payload, default=str).encode())
+    if size > MAX_INPUT_BYTES:
+        raise bad(f"input is {size} bytes; at most {MAX_INPUT_BYTES} travel inline",
+                  ERR_PAYLOAD_TOO_LARGE)  # fmt: skip
+
+
+def _has_text(content: object) -> bool:
+    if isinstance(content, str):
+        return bool(content.strip())
+    if isinstance(content, list):  # content parts
+        return any(isinstance(p, dict) and (p.get("text") or p.get("image_url")) for p in content)
+    return False
+
+
+def _unwrap(err: ActivityError) -> BaseException:
+    """Fail the workflow with the activity's own ApplicationError (its type is the contract)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    return err
+
+
+async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
+    validate(kind, req)
+    info = workflow.info()
+    workflow.upsert_search_attributes(
+        [sa.APP.value_set(req.app_id), sa.ENVIRONMENT.value_set(req.environment)]
+    )
+    try:
+        plan: LLMPlan = await workflow.execute_activity_method(
+            LLMActivities.prepare, PrepareInput(kind=kind, request=req),
+            start_to_close_timeout=PREPARE_TIMEOUT, retry_policy=QUICK_RETRY,
+        )  # fmt: skip
+    except ActivityError as err:
+        raise _unwrap(err) from err
+    workflow.upsert_search_attributes(
+        [sa.TENANT.value_set(plan.tenant_id), sa.MODEL.value_set(plan.model_id)]
+    )
+    if plan.warm_up is not None:
+        await _start_background_warm_up(req, plan.warm_up)
+
+    leased = False
+    deadline = req.warmup_deadline_seconds or DEFAULT_WARMUP_DEADLINE
+    try:
+        if plan.hosting == "self_hosted":
+            await workflow.execute_activity_method(
+                LLMActivities.hold_warm,
+                WarmUpHold(app_id=req.app_id, environment=req.environment, model_id=plan.model_id,
+                           lease_id=info.workflow_id, requester=info.workflow_id,
+                           deadline_seconds=deadline),
+                start_to_close_timeout=timedelta(seconds=deadline + 120),
+                heartbeat_timeout=HOLD_HEARTBEAT, retry_policy=QUICK_RETRY,
+            )  # fmt: skip
+            leased = True  # (a lease left by a hold that failed late expires on its own)
+        result: LLMCallResult = await workflow.execute_activity_method(
+            LLMActivities.call,
+            LLMCallInput(kind=kind, model_id=plan.model_id, app_id=req.app_id,
+                         environment=req.environment, messages=req.messages, prompt=req.prompt,
+                         input=req.input, max_tokens=req.max_tokens, temperature=req.temperature,
+                         allow_fallbacks=req.allow_fallbacks, request_id=req.request_id),
+            start_to_close_timeout=CALL_TIMEOUT, retry_policy=CALL_RETRY,
+        )  # fmt: skip
+        await workflow.execute_activity_method(
+            LLMActivities.meter,
+            MeterInput(tenant_id=plan.tenant_id, workflow_id=info.workflow_id, step="llm_call",
+                       kind=kind, request_id=req.request_id, app_id=req.app_id,
+                       environment=req.environment, requested_model=req.model, result=result),
+            start_to_close_timeout=METER_TIMEOUT, retry_policy=METER_RETRY,
+        )  # fmt: skip
+    except ActivityError as err:
+        raise _unwrap(err) from err
+    finally:
+        if leased:
+            await _release(req, plan.model_id, info.workflow_id)
+    if result.model_id != plan.model_id:
+        workflow.upsert_search_attributes([sa.MODEL.value_set(result.model_id)])
+    return LLMResponse(
+        request_id=req.request_id, workflow_id=info.workflow_id, kind=kind,
+        model=result.model_id, requested_model=req.model, served_by=result.served_by,
+        provider_id=result.provider_id, hosting=result.hosting,
+        fallback_used=result.fallback_used, waited_for_warm_up=plan.wait_for_warm_up,
+        warming_in_background=plan.warm_up, content=result.content,
+        embeddings=result.embeddings, finish_reason=result.finish_reason, usage=result.usage,
+        billed=result.cost.billed, internal_cost=result.cost.internal_cost,
+        selection=plan.explanation,
+    )  # fmt: skip
+
+
+async def _start_background_warm_up(req: LLMRequest, model_id: str) -> None:
+    """Best effort: this request is served by another model either way."""
+    try:
+        await workflow.execute_activity_method(
+            LLMActivities.start_warm_up,
+            WarmUpHold(app_id=req.app_id, environment=req.environment, model_id=model_id,
+                       lease_id="", requester=workflow.info().workflow_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )  # fmt: skip
+    except ActivityError as err:
+        workflow.logger.warning("background warm-up of %s not started: %s", model_id, err.cause)
+
+
+async def _release(req: LLMRequest, model_id: str, lease_id: str) -> None:
+    handle = workflow.get_external_workflow_handle(
+        thermal_workflow_id(req.app_id, req.environment, model_id)
+    )
+    try:
+        await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease_id))
+    except Exception as err:  # noqa: BLE001 - the lease expires on its own anyway
+        workflow.logger.warning("could not release lease %s on %s: %s", lease_id, model_id, err)
+
+
+@workflow.defn
+class ChatCompletionWorkflow:
+    @workflow.run
+    async def run(self, req: LLMRequest) -> LLMResponse:
+        return await serve("chat", req)
+
+
+@workflow.defn
+class TextCompletionWorkflow:
+    @workflow.run
+    async def run(self, req: LLMRequest) -> LLMResponse:
+        return await serve("completion", req)
+
+
+@workflow.defn
+class EmbeddingWorkflow:
+    @workflow.run
+    async def run(self, req: LLMRequest) -> LLMResponse:
+        return await serve("embedding", req)
+
+
+WORKFLOW_BY_KIND: dict[str, type] = {
+    "chat": ChatCompletionWorkflow,
+    "completion": TextCompletionWorkflow,
+    "embedding": EmbeddingWorkflow,
+}
+
+__all__ = [
+    "ChatCompletionWorkflow",
+    "EmbeddingWorkflow",
+    "TextCompletionWorkflow",
+    "WORKFLOW_BY_KIND",
+    "serve",
+    "validate",
+]

@@ -1,0 +1,209 @@
+"""ServiceJobWorkflow: one durable job of a mid-level service (all 16 operations, typed by
+service and operation).
+
+Order: plan (tenant, tier, service state, models) -> validate the input -> hold the models warm
+(COLD models warm up while the job waits; never failed for being cold) -> invoke (sync, or async
+inference polled without holding a worker slot) -> meter exactly once -> result. Everything
+that can reject a job happens before the first cost: the warm-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.inputs import InputActivities, ValidateRequest
+    from activities.job_activities import (
+        AcquireRequest,
+        InvokeOutput,
+        InvokeRequest,
+        JobActivities,
+        JobPlan,
+        MeterRequest,
+        PlannedStep,
+        PlanRequest,
+    )
+    from workflows import search_attributes as sa
+    from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
+
+QUICK = timedelta(seconds=60)
+NO_RETRY_ON_REJECT = RetryPolicy(maximum_interval=timedelta(seconds=30))
+INVOKE_TIMEOUT = timedelta(minutes=10)
+WARMUP_TIMEOUT = timedelta(hours=1)  # an endpoint can sit in Creating for 35+ minutes
+ASYNC_DEADLINE = timedelta(hours=12)
+ANALYZE_MAX_DETECTIONS = 5  # perception/analyze segments at most this many detections
+
+
+@workflow.defn
+class ServiceJobWorkflow:
+    def __init__(self) -> None:
+        self.stage = "queued"
+        self.detail: str | None = None
+
+    @workflow.query
+    def progress(self) -> dict[str, Any]:
+        return {"stage": self.stage, "detail": self.detail}
+
+    def _set(self, stage: str, detail: str | None = None) -> None:
+        self.stage, self.detail = stage, detail
+
+    @workflow.run
+    async def run(self, req: ServiceRequest) -> ServiceResult:
+        info = workflow.info()
+        workflow.upsert_search_attributes([
+            sa.TENANT.value_set(req.tenant), sa.APP.value_set(req.app_id),
+            sa.ENVIRONMENT.value_set(req.environment), sa.SERVICE.value_set(req.service),
+            sa.OPERATION.value_set(req.operation),
+        ])  # fmt: skip
+        self._set("planning")
+        plan = await workflow.execute_activity_method(
+            JobActivities.plan,
+            PlanRequest(tenant=req.tenant, app_id=req.app_id, environment=req.environment,
+                        service=req.service, operation=req.operation,
+                        optional_models=req.optional_models),
+            start_to_close_timeout=QUICK, retry_policy=NO_RETRY_ON_REJECT,
+        )  # fmt: skip
+        workflow.upsert_search_attributes([sa.MODEL.value_set(plan.steps[0].model_id)])
+        self._set("validating input")
+        validated = await workflow.execute_activity_method(
+            InputActivities.validate,
+            ValidateRequest.for_operation(req.input, plan.service, plan.operation,
+                                          plan.content_types, plan.unit),
+            start_to_close_timeout=timedelta(minutes=5), retry_policy=NO_RETRY_ON_REJECT,
+        )  # fmt: skip
+
+        leases = {
+            m: AcquireRequest(app_id=req.app_id, environment=req.environment, model_id=m,
+                              lease_id=f"{info.workflow_id}/{m}", requester=info.workflow_id)
+            for m in plan.models
+        }  # fmt: skip
+        try:
+            self._set("waiting for warm-up", ", ".join(plan.models))
+            await asyncio.gather(*(
+                workflow.execute_activity_method(
+                    JobActivities.acquire_model, lease, start_to_close_timeout=WARMUP_TIMEOUT,
+                    heartbeat_timeout=timedelta(seconds=30), retry_policy=NO_RETRY_ON_REJECT,
+                )
+                for lease in leases.values()
+            ))  # fmt: skip
+            calls = await self._invoke_all(req, plan, validated)
+        finally:
+            # Release even when cancelled or failed: the models may scale to zero again.
+            await asyncio.gather(*(
+                workflow.execute_activity_method(
+                    JobActivities.release_model, lease, start_to_close_timeout=QUICK)
+                for lease in leases.values()
+            ))  # fmt: skip
+
+        # Charged only now, after every invocation succeeded: a cancelled or failed job
+        # pays nothing for work that did not finish.
+        self._set("metering")
+        metered = await workflow.execute_activity_method(
+            JobActivities.meter,
+            MeterRequest(plan=plan, workflow_id=info.workflow_id, app_id=req.app_id,
+                         environment=req.environment, units=validated.units,
+                         invocations=[c.model_id for c in calls]),
+            start_to_close_timeout=QUICK,
+        )  # fmt: skip
+        for call in calls:
+            call.internal_cost = metered.costs.get(call.model_id, Decimal(0))
+        self._set("done")
+        return ServiceResult(
+            request_id=req.request_id, workflow_id=info.workflow_id, service=plan.service,
+            operation=plan.operation, tenant_id=plan.tenant_id, models_used=plan.models,
+            degraded=plan.degraded, degraded_reason=plan.degraded_reason,
+            output=self._combine(plan, calls), units=validated.units, unit=plan.unit,
+            billed=metered.billed, internal_cost=metered.internal_cost, calls=calls,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ invocation
+    async def _invoke_all(
+        self, req: ServiceRequest, plan: JobPlan, validated: ValidatedInput
+    ) -> list[ModelCall]:
+        calls: list[ModelCall] = []
+        previous: Any = None
+        for index, step in enumerate(plan.steps):
+            if step.role == "chained" and plan.operation == "analyze":
+                # perception/analyze: segment each detection of the detector's output.
+                boxes = [d.get("box") for d in (previous or {}).get("detections", [])]
+                for n, box in enumerate(boxes[:ANALYZE_MAX_DETECTIONS]):
+                    out = await self._invoke(req, plan, step, validated,
+                                             {**req.options, "box": box}, f"{index}-{n}")  # fmt: skip
+                    calls.append(self._call(step, out, plan))
+                continue
+            options = dict(req.options)
+            if previous is not None and step.role != "primary":
+                options["previous_output"] = previous
+            out = await self._invoke(req, plan, step, validated, options, str(index))
+            calls.append(self._call(step, out, plan))
+            if step.role == "primary":
+                previous = out.output
+        return calls
+
+    def _call(self, step: PlannedStep, out: InvokeOutput, plan: JobPlan) -> ModelCall:
+        return ModelCall(
+            model_id=step.model_id, endpoint_name=step.endpoint_name,
+            mode=step.mode, output=out.output,
+            units=Decimal(0), internal_cost=Decimal(0),
+        )  # fmt: skip
+
+    async def _invoke(
+        self,
+        req: ServiceRequest,
+        plan: JobPlan,
+        step: PlannedStep,
+        validated: ValidatedInput,
+        options: dict[str, Any],
+        name: str,
+    ) -> InvokeOutput:
+        self._set("invoking", f"{step.model_id} ({step.mode})")
+        call = InvokeRequest(
+            endpoint_name=step.endpoint_name, model_id=step.model_id,
+            input_location=validated.location, content_type=validated.content_type,
+            options=options, step=f"step-{name}-{step.model_id}",
+        )  # fmt: skip
+        if step.mode == "sync":
+            return await workflow.execute_activity_method(
+                JobActivities.invoke, call, start_to_close_timeout=INVOKE_TIMEOUT
+            )
+        invocation = await workflow.execute_activity_method(
+            JobActivities.start_async, call, start_to_close_timeout=QUICK
+        )
+        poll = timedelta(seconds=plan.poll_seconds)
+        try:
+            return await workflow.execute_activity_method(
+                JobActivities.fetch_async,
+                invocation,
+                start_to_close_timeout=QUICK,
+                schedule_to_close_timeout=ASYNC_DEADLINE,
+                retry_policy=RetryPolicy(
+                    initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll
+                ),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            raise ApplicationError(
+                f"{step.model_id} failed: {cause.message if isinstance(cause, ApplicationError) else err}",
+                type="InvocationFailed",
+                non_retryable=True,
+            ) from None
+
+    def _combine(self, plan: JobPlan, calls: list[ModelCall]) -> Any:
+        """The job's answer: the primary output, with chained and extra outputs attached."""
+        if not calls:
+            return None
+        primary = calls[0].output
+        rest = calls[1:]
+        if not rest:
+            return primary
+        return {
+            "primary": primary,
+            "steps": [{"model_id": c.model_id, "output": c.output} for c in rest],
+        }

@@ -1,0 +1,91 @@
+"""Requests and results of the mid-level service jobs (pure pydantic, shared by all sides)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+# ApplicationError types of service jobs (all non-retryable: a retry cannot fix them).
+ERR_INVALID_INPUT = "InvalidInput"  # malformed payload, wrong content type, empty, unreadable
+ERR_INPUT_TOO_LARGE = "InputTooLarge"
+ERR_INPUT_NOT_FOUND = "InputNotFound"
+ERR_UNKNOWN_SERVICE = "UnknownService"
+ERR_UNKNOWN_OPERATION = "UnknownOperation"
+ERR_UNKNOWN_TENANT = "UnknownTenant"
+ERR_TIER_TOO_LOW = "TierTooLow"
+ERR_SERVICE_UNAVAILABLE = "ServiceUnavailable"  # disabled or offline
+ERR_MODEL_UNAVAILABLE = "ModelUnavailable"  # a required model is OFF / failed / not deployable
+
+INLINE_LIMIT_BYTES = 256 * 1024  # inline inputs travel in workflow history: keep them small
+
+
+def job_workflow_id(service: str, operation: str, request_id: str) -> str:
+    return f"job/{service}/{operation}/{request_id}"
+
+
+class InputRef(BaseModel):
+    """Where the input is: `s3://bucket/key` (sagemaker backend), a local path (local backend),
+    or small inline bytes (base64, at most INLINE_LIMIT_BYTES once decoded)."""
+
+    uri: str | None = None
+    inline_base64: str | None = None
+    content_type: str | None = None  # as declared by the caller; checked against magic bytes
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputRef:
+        if (self.uri is None) == (self.inline_base64 is None):
+            raise ValueError("give exactly one of input.uri or input.inline_base64")
+        return self
+
+
+class ValidatedInput(BaseModel):
+    """An input that passed every check, with what billing and invocation need to know."""
+
+    location: str  # where the model server reads it: a local path or an s3:// URI
+    content_type: str  # detected from the bytes
+    size_bytes: int
+    sha256: str
+    units: Decimal  # billable units of the operation's unit (images, audio minutes, ...)
+    details: dict[str, Any] = Field(default_factory=dict)  # e.g. width/height, duration_s
+
+
+class ServiceRequest(BaseModel):
+    tenant: str  # tenant name or id
+    app_id: str = "radiant"
+    environment: str = "dev"
+    user_id: str = "anonymous"
+    request_id: str
+    service: str
+    operation: str
+    input: InputRef
+    options: dict[str, Any] = Field(default_factory=dict)
+    optional_models: list[str] = Field(default_factory=list)  # optional models the caller wants
+
+
+class ModelCall(BaseModel):
+    model_id: str
+    endpoint_name: str
+    mode: str  # "sync" | "async"
+    output: Any = None
+    units: Decimal
+    internal_cost: Decimal
+
+
+class ServiceResult(BaseModel):
+    request_id: str
+    workflow_id: str
+    service: str
+    operation: str
+    tenant_id: str
+    models_used: list[str]
+    degraded: bool = False
+    degraded_reason: str | None = None
+    output: Any = None
+    units: Decimal
+    unit: str
+    billed: Decimal  # what the tenant pays (service unit price x units)
+    internal_cost: Decimal  # model-level prices of the models used (for margin reports)
+    calls: list[ModelCall] = Field(default_factory=list)
