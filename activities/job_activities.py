@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -25,6 +24,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
 from activities.heartbeat import with_heartbeat
 from activities.metering import MeteringActivities, RecordUsageRequest, service_call_entries
+from activities.service_states import admin_disabled, load_admin_flags, load_thermal
 from activities.tenants import UnknownTenantError, get_tenant_async
 from activities.thermal_control import ThermalControl
 from models_catalog import pricing
@@ -36,7 +36,7 @@ from models_catalog.service_state import (
     service_status,
     uses_async_inference,
 )
-from models_catalog.types import ServiceState, ThermalState
+from models_catalog.types import ServiceState
 from workflows.service_types import (
     ERR_INVALID_INPUT,
     ERR_MODEL_UNAVAILABLE,
@@ -92,6 +92,7 @@ class JobPlan(BaseModel):
     degraded: bool = False
     degraded_reason: str | None = None
     poll_seconds: float = 5.0  # async results are polled this often (worker setting)
+    backend: Literal["local", "sagemaker"] = "local"  # where inputs must live (path vs s3://)
 
     @property
     def models(self) -> list[str]:
@@ -204,6 +205,7 @@ class JobActivities:
             long_running=op.long_running, content_types=list(op.content_types), steps=steps,
             degraded=bool(degraded), degraded_reason="; ".join(degraded) or None,
             poll_seconds=self.poll_seconds,
+            backend="sagemaker" if getattr(self.backend, "kind", "local") == "sagemaker" else "local",
         )  # fmt: skip
 
     def _choose(
@@ -257,28 +259,9 @@ class JobActivities:
         self, req: PlanRequest, service_id: str
     ) -> tuple[dict[str, ModelThermalRow], bool]:
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT model_id, target_state, instance_count, last_error FROM thermal_states "
-                    "WHERE app_id = :a AND environment = :e"
-                ),
-                {"a": req.app_id, "e": req.environment},
-            )
-            thermal = {
-                r[0]: ModelThermalRow(ThermalState(r[1]), r[2], r[3]) for r in rows
-            }
-            flag = (
-                await conn.execute(
-                    text(
-                        "SELECT admin_disabled FROM service_states "
-                        "WHERE app_id = :a AND environment = :e AND service_id = :s"
-                    ),
-                    {"a": req.app_id, "e": req.environment, "s": service_id},
-                )
-            ).scalar()
-        if flag is None:  # never set by an admin: the catalog's default
-            flag = self.catalog.service(service_id).default_state == ServiceState.DISABLED
-        return thermal, bool(flag)
+            thermal = await load_thermal(conn, req.app_id, req.environment)
+            flags = await load_admin_flags(conn, req.app_id, req.environment)
+        return thermal, admin_disabled(self.catalog, flags, service_id)
 
     # ------------------------------------------------------------------ models
     @activity.defn(name="jobs.acquire_model")

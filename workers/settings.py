@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     thermal_idle_seconds: float | None = None  # overrides every model's scaleToZeroAfterMinutes
     thermal_poll_seconds: float = 2.0  # how often a warm-up polls for InService
     reconcile_interval_seconds: int = 60  # the seed's check runs every 5 minutes; we run every 1
+    job_poll_seconds: float = 5.0  # how often a long job polls its async inference result
+    input_spool_s3_uri: str | None = None  # where small inline inputs go on the sagemaker backend
 
     data_dir: Path = Field(default=Path(".radiant"))
     catalog_dir: Path | None = None  # override the bundled catalog data (YAML)

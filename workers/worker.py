@@ -14,17 +14,28 @@ from temporalio.worker import Worker
 
 from activities.backends.base import HostingBackend
 from activities.fleet_activities import FleetActivities
+from activities.inputs import InputActivities
+from activities.job_activities import JobActivities
+from activities.metering import MeteringActivities
+from activities.service_states import ServiceStateActivities
+from activities.tenants import TenantActivities
 from activities.thermal_activities import ThermalActivities
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog
 from workers.settings import Settings
+from workflows.service_job import ServiceJobWorkflow
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
 from workflows.thermal_types import ThermalTimings
 
 log = logging.getLogger("radiant.worker")
 
-WORKFLOWS: list[type] = [ModelThermalWorkflow, ThermalReconcileWorkflow, BulkThermalUpdateWorkflow]
+WORKFLOWS: list[type] = [
+    ModelThermalWorkflow,
+    ThermalReconcileWorkflow,
+    BulkThermalUpdateWorkflow,
+    ServiceJobWorkflow,
+]
 
 
 @dataclass
@@ -34,7 +45,7 @@ class WorkerDeps:
     settings: Settings
     catalog: Catalog
     backend: HostingBackend
-    engine: AsyncEngine | None
+    engine: AsyncEngine
 
 
 def thermal_timings(settings: Settings) -> ThermalTimings:
@@ -52,7 +63,27 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
         deps.engine,
         image_registry=deps.settings.sagemaker_image_registry.format(region=deps.settings.aws_region),
     )
+    settings = deps.settings
+    jobs = JobActivities(
+        deps.catalog, deps.backend, deps.engine, control, settings.data_dir,
+        poll_seconds=settings.job_poll_seconds,
+    )  # fmt: skip
+    inputs = InputActivities(
+        spool_dir=settings.data_dir / "spool", spool_s3_uri=settings.input_spool_s3_uri
+    )
+    services = ServiceStateActivities(deps.engine, deps.catalog)
     return [
+        jobs.plan,
+        jobs.acquire_model,
+        jobs.release_model,
+        jobs.invoke,
+        jobs.start_async,
+        jobs.fetch_async,
+        jobs.meter,
+        inputs.validate,
+        services.refresh,
+        MeteringActivities(deps.engine).record,
+        TenantActivities(deps.engine).get,
         thermal.describe_model,
         thermal.ensure_endpoint,
         thermal.wait_in_service,

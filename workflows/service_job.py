@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -33,12 +34,25 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
 
+T = TypeVar("T")
 QUICK = timedelta(seconds=60)
 NO_RETRY_ON_REJECT = RetryPolicy(maximum_interval=timedelta(seconds=30))
 INVOKE_TIMEOUT = timedelta(minutes=10)
 WARMUP_TIMEOUT = timedelta(hours=1)  # an endpoint can sit in Creating for 35+ minutes
 ASYNC_DEADLINE = timedelta(hours=12)
 ANALYZE_MAX_DETECTIONS = 5  # perception/analyze segments at most this many detections
+
+
+async def _rejecting(call: Awaitable[T]) -> T:
+    """A rejection raised by an activity fails the job with the activity's own message and
+    type (the caller sees "tenant x is tier 3 ...", not "activity task failed")."""
+    try:
+        return await call
+    except ActivityError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.non_retryable:
+            raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+        raise
 
 
 @workflow.defn
@@ -63,21 +77,22 @@ class ServiceJobWorkflow:
             sa.OPERATION.value_set(req.operation),
         ])  # fmt: skip
         self._set("planning")
-        plan = await workflow.execute_activity_method(
+        plan = await _rejecting(workflow.execute_activity_method(
             JobActivities.plan,
             PlanRequest(tenant=req.tenant, app_id=req.app_id, environment=req.environment,
                         service=req.service, operation=req.operation,
                         optional_models=req.optional_models),
             start_to_close_timeout=QUICK, retry_policy=NO_RETRY_ON_REJECT,
-        )  # fmt: skip
+        ))  # fmt: skip
         workflow.upsert_search_attributes([sa.MODEL.value_set(plan.steps[0].model_id)])
         self._set("validating input")
-        validated = await workflow.execute_activity_method(
+        validated = await _rejecting(workflow.execute_activity_method(
             InputActivities.validate,
-            ValidateRequest.for_operation(req.input, plan.service, plan.operation,
-                                          plan.content_types, plan.unit),
+            ValidateRequest(input=req.input, service=plan.service, operation=plan.operation,
+                            content_types=plan.content_types, unit=plan.unit,
+                            backend=plan.backend),
             start_to_close_timeout=timedelta(minutes=5), retry_policy=NO_RETRY_ON_REJECT,
-        )  # fmt: skip
+        ))  # fmt: skip
 
         leases = {
             m: AcquireRequest(app_id=req.app_id, environment=req.environment, model_id=m,
@@ -169,15 +184,15 @@ class ServiceJobWorkflow:
             input_location=validated.location, content_type=validated.content_type,
             options=options, step=f"step-{name}-{step.model_id}",
         )  # fmt: skip
-        if step.mode == "sync":
-            return await workflow.execute_activity_method(
-                JobActivities.invoke, call, start_to_close_timeout=INVOKE_TIMEOUT
-            )
-        invocation = await workflow.execute_activity_method(
-            JobActivities.start_async, call, start_to_close_timeout=QUICK
-        )
-        poll = timedelta(seconds=plan.poll_seconds)
         try:
+            if step.mode == "sync":
+                return await workflow.execute_activity_method(
+                    JobActivities.invoke, call, start_to_close_timeout=INVOKE_TIMEOUT
+                )
+            invocation = await workflow.execute_activity_method(
+                JobActivities.start_async, call, start_to_close_timeout=QUICK
+            )
+            poll = timedelta(seconds=plan.poll_seconds)
             return await workflow.execute_activity_method(
                 JobActivities.fetch_async,
                 invocation,
@@ -189,8 +204,9 @@ class ServiceJobWorkflow:
             )
         except ActivityError as err:
             cause = err.cause
+            why = cause.message if isinstance(cause, ApplicationError) else str(err)
             raise ApplicationError(
-                f"{step.model_id} failed: {cause.message if isinstance(cause, ApplicationError) else err}",
+                f"{step.model_id} failed on {step.endpoint_name}: {why}",
                 type="InvocationFailed",
                 non_retryable=True,
             ) from None

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         ReconcileInput,
         ReconcileReport,
     )
+    from activities.service_states import ScopeInput, ServiceStateActivities
     from workflows.thermal import ModelThermalWorkflow
     from workflows.thermal_types import thermal_workflow_id
 
@@ -67,6 +68,16 @@ class ThermalReconcileWorkflow:
         if report.drift or report.orphans:
             await workflow.execute_activity_method(
                 FleetActivities.report, report, start_to_close_timeout=QUICK
+            )
+        # Service states follow the models' states (DESIGN 5): recompute them per scope.
+        scopes = {(r.app_id, r.environment) for r in snap.recorded}
+        if inp.app_id and inp.environment:
+            scopes.add((inp.app_id, inp.environment))
+        for app_id, env in sorted(scopes):
+            await workflow.execute_activity_method(
+                ServiceStateActivities.refresh,
+                ScopeInput(app_id=app_id, environment=env),
+                start_to_close_timeout=QUICK,
             )
         return report
 

@@ -6,9 +6,13 @@ Speaks the SageMaker container contract: `GET /ping` (200 once loaded, 503 while
 `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`, so LiteLLM reaches it
 like any OpenAI-compatible server.
 
-Handlers are **reference stand-ins**: they return the response *schema* of the real model's
-container, with deterministic values derived from a hash of the input; no ML libraries. Add one
-with `@stand_in("specialty_or_category", ...)`. Standard library only: it starts in ~0.1 s.
+Handlers are **reference stand-ins** (`standin_handlers.py`, which documents the invocation body
+and every response schema): they read the real input and compute cheap, honest answers with
+Pillow and the standard library, in the response schema of the real model's container, marked
+`"stand_in": true`. The LLM stand-ins (TGI / OpenAI shapes, below) keep those exact shapes and are
+marked by the X-Radiant-Stand-In header only. Add one with `@stand_in("specialty_or_category")`.
+No ML libraries; Pillow is imported only by the handlers that decode images, so a model server
+still starts in ~0.1 s.
 
     python -m activities.backends.local_model_server --model-id yolov8m \\
         --category vision_detection --specialty object_detection --port-file /tmp/p
@@ -26,11 +30,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from activities.backends.standin_handlers import (  # noqa: F401 - re-exported for callers
+    STAND_INS,
+    BadInput,
+    Handler,
+    Request,
+    stand_in,
+)
 
 log = logging.getLogger("radiant.local_model_server")
 
@@ -40,54 +50,9 @@ STAND_IN_HEADER = "X-Radiant-Stand-In"
 
 # --------------------------------------------------------------------------- reference stand-ins
 
-
-class BadInput(ValueError):
-    """The request cannot be served: the container's 4xx (the same input fails again)."""
-
-
-@dataclass
-class Request:
-    body: bytes
-    content_type: str
-    model_id: str
-
-    @property
-    def digest(self) -> bytes:
-        return hashlib.sha256(self.model_id.encode() + b"\0" + self.body).digest()
-
-    def rng(self) -> random.Random:
-        """Same input -> same output (a reference stand-in is deterministic)."""
-        return random.Random(int.from_bytes(self.digest[:8], "big"))
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            return None
-
-    def text(self, *keys: str) -> str:
-        """The text payload: a JSON field among `keys`, else the body as UTF-8."""
-        data = self.json()
-        if isinstance(data, dict):
-            for key in keys:
-                if isinstance(data.get(key), str):
-                    return data[key]
-        return self.body.decode("utf-8", "replace")
-
-
-Handler = Callable[[Request], Any]
-HANDLERS: dict[str, Handler] = {}
-
-
-def stand_in(*keys: str) -> Callable[[Handler], Handler]:
-    """Register a reference stand-in under specialties and/or categories."""
-
-    def register(fn: Handler) -> Handler:
-        for key in keys:
-            HANDLERS[key] = fn
-        return fn
-
-    return register
+# The stand-ins live in standin_handlers.py (pure functions, testable without a process); this
+# module registers the LLM ones into the same table. HANDLERS is that table.
+HANDLERS: dict[str, Handler] = STAND_INS
 
 
 def pick_handler(category: str, specialty: str) -> tuple[str, Handler]:
@@ -101,21 +66,6 @@ _WORDS = (
     "the model answers with a deterministic reference text derived from the prompt so tests "
     "and demos can check the shape of every response without a gpu"
 ).split()
-_IMAGENET = ["tabby cat", "golden retriever", "sports car", "espresso", "mountain bike",
-             "container ship", "daisy", "laptop", "pizza", "red fox"]  # fmt: skip
-_COCO = ["person", "car", "bicycle", "dog", "cat", "truck", "bus", "chair", "bottle", "bird"]
-_IMAGE_W, _IMAGE_H = 640, 480  # the stand-in does not decode images
-
-
-def _box(rng: random.Random, w: int = _IMAGE_W, h: int = _IMAGE_H) -> list[int]:
-    x1, y1 = rng.randrange(0, w - 40), rng.randrange(0, h - 40)
-    return [x1, y1, rng.randrange(x1 + 20, w), rng.randrange(y1 + 20, h)]
-
-
-def _scores(rng: random.Random, n: int) -> list[float]:
-    raw = sorted((rng.random() for _ in range(n)), reverse=True)
-    total = sum(raw) * 1.25  # leave mass for the classes not listed
-    return [round(v / total, 4) for v in raw]
 
 
 def _vector(rng: random.Random, dim: int) -> list[float]:
@@ -124,118 +74,6 @@ def _vector(rng: random.Random, dim: int) -> list[float]:
 
 def _sentence(rng: random.Random, n_words: int) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(max(1, n_words))).capitalize() + "."
-
-
-def _rect_rle(box: list[int], w: int, h: int) -> dict[str, Any]:
-    """Uncompressed COCO RLE (column-major) of a rectangular mask."""
-    x1, y1, x2, y2 = box
-    counts = [x1 * h + y1]
-    for _ in range(x1, x2 - 1):
-        counts += [y2 - y1, (h - y2) + y1]
-    counts += [y2 - y1, (h - y2) + (w - x2) * h]
-    return {"size": [h, w], "counts": counts}
-
-
-@stand_in("image_classification", "vision_classification")
-def classification(req: Request) -> dict[str, Any]:
-    rng = req.rng()
-    labels = rng.sample(_IMAGENET, 5)
-    preds = [{"label": lb, "score": s} for lb, s in zip(labels, _scores(rng, 5), strict=True)]
-    return {"predictions": preds, "model": req.model_id}
-
-
-@stand_in("object_detection", "vision_detection")
-def detection(req: Request) -> dict[str, Any]:
-    rng = req.rng()
-    dets: list[dict[str, Any]] = [
-        {"label": rng.choice(_COCO), "score": round(rng.uniform(0.3, 0.99), 4), "box": _box(rng)}
-        for _ in range(rng.randint(1, 5))
-    ]
-    dets.sort(key=lambda d: -d["score"])
-    return {"detections": dets, "model": req.model_id}
-
-
-@stand_in("instance_segmentation", "medical_segmentation", "vision_segmentation")
-def segmentation(req: Request) -> dict[str, Any]:
-    rng = req.rng()
-    masks = []
-    for _ in range(rng.randint(1, 3)):
-        box = _box(rng)
-        masks.append(
-            {
-                "box": box,
-                "area": (box[2] - box[0]) * (box[3] - box[1]),
-                "score": round(rng.uniform(0.5, 0.99), 4),
-                "rle": _rect_rle(box, _IMAGE_W, _IMAGE_H),
-            }
-        )
-    return {"masks": masks, "model": req.model_id}
-
-
-def _audio_seconds(req: Request) -> float:
-    return round(max(1.0, len(req.body) / 32000), 2)  # as if 16 kHz 16-bit mono PCM
-
-
-@stand_in("speech_to_text", "audio_stt")
-def speech_to_text(req: Request) -> dict[str, Any]:
-    rng, duration = req.rng(), _audio_seconds(req)
-    segments: list[dict[str, Any]] = []
-    start = 0.0
-    while start < duration:
-        end = min(duration, round(start + rng.uniform(2.0, 6.0), 2))
-        segments.append({"id": len(segments), "start": start, "end": end,
-                         "text": _sentence(rng, rng.randint(3, 9))})  # fmt: skip
-        start = end
-    text = " ".join(s["text"] for s in segments)
-    return {"text": text, "segments": segments, "duration_s": duration, "language": "en"}
-
-
-@stand_in("speaker_identification", "audio_speaker")
-def speakers(req: Request) -> dict[str, Any]:
-    rng, duration = req.rng(), _audio_seconds(req)
-    n = rng.randint(1, 3)
-    segments, start = [], 0.0
-    while start < duration:
-        end = min(duration, round(start + rng.uniform(1.0, 5.0), 2))
-        segments.append({"speaker": f"SPEAKER_{rng.randrange(n):02d}", "start": start, "end": end})
-        start = end
-    return {"segments": segments, "num_speakers": n, "embedding": _vector(rng, 192)}
-
-
-_AMINO = "ACDEFGHIKLMNPQRSTVWY"
-_THREE = dict(zip(_AMINO, "ALA CYS ASP GLU PHE GLY HIS ILE LYS LEU MET ASN PRO GLN ARG SER THR "
-                          "VAL TRP TYR".split(), strict=True))  # fmt: skip
-
-
-def _sequence(req: Request) -> str:
-    raw = req.text("sequence", "inputs", "text")
-    seq = "".join(raw.split()).upper()
-    if not seq or any(c not in _AMINO and c != "X" for c in seq):  # X: unknown residue
-        raise BadInput("input is not an amino-acid sequence (one-letter codes)")
-    return seq
-
-
-@stand_in("protein_embeddings")
-def protein_embeddings(req: Request) -> dict[str, Any]:
-    seq = _sequence(req)
-    return {"embedding": _vector(req.rng(), 64), "length": len(seq), "model": req.model_id}
-
-
-@stand_in("protein_folding")
-def protein_folding(req: Request) -> dict[str, Any]:
-    """CA-only PDB along an ideal alpha helix, with per-residue pLDDT."""
-    import math
-
-    rng, seq = req.rng(), _sequence(req)
-    lines, plddt = [], []
-    for i, aa in enumerate(seq, start=1):
-        x, y, z = 2.3 * math.cos(i * 1.745), 2.3 * math.sin(i * 1.745), 1.5 * i
-        score = round(rng.uniform(50.0, 95.0), 2)
-        plddt.append(score)
-        lines.append(f"ATOM  {i:5d}  CA  {_THREE.get(aa, 'UNK')} A{i:4d}    "
-                     f"{x:8.3f}{y:8.3f}{z:8.3f}  1.00{score:6.2f}           C")  # fmt: skip
-    lines.append("END")
-    return {"pdb": "\n".join(lines) + "\n", "plddt": plddt, "model": req.model_id}
 
 
 def generate(model_id: str, prompt: str, max_tokens: int = 32) -> str:
@@ -253,11 +91,13 @@ def text_generation(req: Request) -> list[dict[str, str]]:
 
 
 def generic(req: Request) -> dict[str, Any]:
+    """Models with no stand-in of their own: echo what was received (size and digest)."""
     return {
         "model": req.model_id,
         "result": f"reference stand-in output {req.digest.hex()[:12]}",
         "input_bytes": len(req.body),
         "sha256": hashlib.sha256(req.body).hexdigest(),
+        "stand_in": True,
     }
 
 

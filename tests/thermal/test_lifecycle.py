@@ -12,7 +12,7 @@ from temporalio.client import WorkflowExecutionStatus
 from activities.backends.base import EndpointSpec
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from models_catalog.types import ThermalState
-from tests.thermal.conftest import TIMINGS, ThermalHarness
+from tests.fixtures.worker import TIMINGS, ThermalHarness
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
 from workflows.thermal_types import ReleaseRequest, SetTargetRequest, WarmUpRequest

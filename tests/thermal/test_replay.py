@@ -15,7 +15,7 @@ from temporalio.worker import Replayer
 
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from models_catalog.types import ThermalState
-from tests.thermal.conftest import ThermalHarness
+from tests.fixtures.worker import ThermalHarness
 from workers.worker import WORKFLOWS
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow

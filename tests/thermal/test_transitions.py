@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from models_catalog import thermal_policy as policy
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
-from tests.thermal.conftest import ThermalHarness
+from tests.fixtures.worker import ThermalHarness
 from workers.cli.common import failure_message
 from workflows.thermal_types import ERR_MODEL_OFF, SetTargetRequest, WarmUpRequest
 
