@@ -365,6 +365,9 @@ def _object_regions(img: Any) -> tuple[list[Proposal], int, int, float, float]:
             continue
         if bw >= 0.95 * w or bh >= 0.95 * h:
             continue
+        touches = region.x0 == 0 or region.y0 == 0 or region.x1 == w or region.y1 == h
+        if touches and region.area > total * 0.02:  # large and cut by the frame: background
+            continue
         ring = _ring_mean(region, rgb, w, h)
         contrast = min(1.0, _dist(region.mean, ring) / 200)
         fill = region.area / (bw * bh)
@@ -480,8 +483,16 @@ def _segment_in_box(img: Any, box: list[int]) -> dict[str, Any] | None:
         p = 3 * (y * aw + x)
         return rgb[p], rgb[p + 1], rgb[p + 2]
 
-    border = [px(x, y) for x in range(bx0, bx1) for y in (by0, by1 - 1)]
-    border += [px(x, y) for y in range(by0, by1) for x in (bx0, bx1 - 1)]
+    # Background: the ring just outside the prompt box (a tight box's own border would be the
+    # object); the box's border when the box fills the image.
+    pad = max(2, round(0.05 * max(bx1 - bx0, by1 - by0)))
+    rx0, ry0 = max(0, bx0 - pad), max(0, by0 - pad)
+    rx1, ry1 = min(aw, bx1 + pad), min(ah, by1 + pad)
+    border = [px(x, y) for y in range(ry0, ry1) for x in range(rx0, rx1)
+              if not (bx0 <= x < bx1 and by0 <= y < by1)]  # fmt: skip
+    if not border:
+        border = [px(x, y) for x in range(bx0, bx1) for y in (by0, by1 - 1)]
+        border += [px(x, y) for y in range(by0, by1) for x in (bx0, bx1 - 1)]
     bg = tuple(sorted(c[i] for c in border)[len(border) // 2] for i in range(3))
     dists = {(x, y): _dist(px(x, y), bg) for y in range(by0, by1) for x in range(bx0, bx1)}
     ordered = sorted(dists.values())
@@ -912,20 +923,23 @@ def otsu(values: Sequence[float], bins: int = 256) -> float:
         hist[int((v - lo) * scale)] += 1
     total = len(values)
     sum_all = sum(i * c for i, c in enumerate(hist))
-    best, best_t, w0, sum0 = -1.0, 0, 0, 0.0
+    between: list[float] = []
+    w0, sum0 = 0, 0.0
     for t in range(bins):
         w0 += hist[t]
-        if w0 == 0:
-            continue
-        w1 = total - w0
-        if w1 == 0:
-            break
         sum0 += t * hist[t]
+        w1 = total - w0
+        if w0 == 0 or w1 == 0:
+            between.append(-1.0)
+            continue
         m0, m1 = sum0 / w0, (sum_all - sum0) / w1
-        between = w0 * w1 * (m0 - m1) ** 2
-        if between > best:
-            best, best_t = between, t
-    return lo + (best_t + 0.5) / scale
+        between.append(w0 * w1 * (m0 - m1) ** 2)
+    best = max(between)
+    # Empty bins between two modes give a plateau of equal scores: take its middle, so the
+    # threshold sits between the modes rather than on the edge of the lower one.
+    ties = [t for t, b in enumerate(between) if b >= best * (1 - 1e-9)]
+    best_t = (ties[0] + ties[-1]) / 2
+    return lo + (best_t + 1) / scale
 
 
 def _bright_threshold(values: Sequence[float], options: dict[str, Any]) -> float:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from workers.cli import bench, catalog, config, db, services, stack, tenants, thermal, usage
+from workers.cli import bench, catalog, config, db, demo, jobs, services, stack, tenants, thermal, usage
 
 app = typer.Typer(no_args_is_help=True, help="RADIANT Orchestrator: durable self-hosted model orchestration.")
 app.command("config")(config.show_config)
 app.add_typer(catalog.app, name="catalog", help="The model catalog (models, services, providers).")
 app.add_typer(db.app, name="db", help="Database migrations.")
 app.add_typer(bench.app, name="bench", help="Benchmarks.")
+app.command("demo")(demo.demo)
+app.command("submit")(jobs.submit)
+app.add_typer(jobs.app, name="jobs", help="Service jobs: show, list, cancel.")
 app.add_typer(services.app, name="services", help="Mid-level service states.")
 app.add_typer(tenants.app, name="tenants", help="Tenants and their tiers.")
 app.add_typer(usage.app, name="usage", help="Usage and margin reports from the ledger.")

@@ -50,28 +50,31 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def up(
-    ready_hook: str | None = typer.Option(None, hidden=True, help="Shell command run once ready (tests, demo)."),
-) -> None:
-    """Start the embedded stack in the foreground: Temporal dev server with Web UI, PostgreSQL,
-    migrations, catalog sync, schedules and a worker. Ctrl-C stops all of it."""
+StackBody = Callable[[Settings], Awaitable[None]]
+
+
+def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool = True) -> None:
+    """Bring the embedded stack up, run `body` (if any) against it, then keep serving until
+    Ctrl-C when `stay`; always stop everything it started on the way out."""
     from activities.db.embedded import release_embedded_postgres
     from activities.db.errors import DatabaseError
     from models_catalog.errors import CatalogError
     from workers.temporal import TemporalUnavailableError, start_dev_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     temporal: subprocess.Popen[bytes] | None = None
+
+    def _terminate(*_: object) -> None:  # SIGTERM takes the same clean path as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         prepare_database(settings)
         temporal = start_dev_server(settings, settings.data_dir / "temporal.log")
-        host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
-        ui = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{settings.temporal_ui_port}"
         console.print(f"[green]Temporal[/] at {settings.temporal_address}; "
-                      f"[bold]Web UI: {ui}/namespaces/{settings.temporal_namespace}/workflows[/]")  # fmt: skip
-        asyncio.run(_serve_stack(settings, ready_hook))
+                      f"[bold]Web UI: {web_ui(settings)}[/]")  # fmt: skip
+        asyncio.run(_serve_stack(settings, body, stay))
     except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -84,6 +87,18 @@ def up(
         if settings.database_url is None:
             release_embedded_postgres(settings.data_dir)
         console.print("stopped")
+
+
+def web_ui(settings: Settings) -> str:
+    host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
+    host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    return f"http://{host}:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
+
+
+def up() -> None:
+    """Start the embedded stack in the foreground: Temporal dev server with Web UI, PostgreSQL,
+    migrations, catalog sync, schedules and a worker. Ctrl-C stops all of it."""
+    run_stack(get_settings())
 
 
 def _stop_local_endpoints(settings: Settings) -> None:
@@ -102,7 +117,7 @@ def _stop_local_endpoints(settings: Settings) -> None:
         asyncio.run(stop_all())
 
 
-async def _serve_stack(settings: Settings, ready_hook: str | None) -> None:
+async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -> None:
     from workers.main import serve
     from workers.schedules import ensure_schedules
     from workers.temporal import connect
@@ -111,17 +126,18 @@ async def _serve_stack(settings: Settings, ready_hook: str | None) -> None:
     names = await ensure_schedules(client, settings)
     console.print(f"[green]schedules[/]: {', '.join(names)}")
     stop = asyncio.Event()
-    hooks: list[Callable[[], Awaitable[None]]] = []
-    if ready_hook:
-        async def run_hook() -> None:
-            await asyncio.sleep(1)
-            proc = await asyncio.create_subprocess_shell(ready_hook)
-            await proc.wait()
-            stop.set()
-
-        hooks.append(run_hook)
-    console.print("[green]worker running[/]; press Ctrl-C to stop")
-    await asyncio.gather(serve(settings, stop), *(h() for h in hooks))
+    worker_task = asyncio.ensure_future(serve(settings, stop))
+    console.print("[green]worker running[/]")
+    try:
+        if body is not None:
+            await body(settings)
+        if stay:
+            console.print("press Ctrl-C to stop")
+            await worker_task
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await worker_task
 
 
 def worker() -> None:

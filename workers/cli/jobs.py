@@ -1,0 +1,154 @@
+"""`radiant submit` and `radiant jobs show|list|cancel`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from workers.cli.common import console, emit_json, fail, run
+from workers.job_client import JobClient
+from workers.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True)
+JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--option takes key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)  # numbers, booleans, lists
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def submit(
+    service: str,
+    operation: str,
+    tenant: str = typer.Option(..., help="Tenant name or id."),
+    input_ref: str = typer.Option(..., "--input", help="Local path, s3:// URI, or inline:<path>."),
+    option: list[str] = typer.Option([], help="Operation option key=value (repeatable)."),
+    model: list[str] = typer.Option([], help="Optional model to use (repeatable)."),
+    request_id: str | None = typer.Option(None, help="Idempotent request id (default: random)."),
+    wait: bool = typer.Option(False, "--wait", help="Show progress and the result."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Submit a service job; prints its workflow id and Web UI link."""
+    settings = get_settings()
+    options = _options(option)
+
+    async def go() -> Any:
+        jobs = await JobClient.connect(settings)
+        try:
+            handle = await jobs.submit(service, operation, tenant=tenant, input_uri=input_ref,
+                                       options=options, optional_models=model,
+                                       request_id=request_id)  # fmt: skip
+        except ValueError as exc:
+            fail(str(exc))
+        if not as_json:
+            console.print(f"job [bold]{handle.id}[/]\nWeb UI: {jobs.web_ui_link(handle.id)}")
+        if not wait:
+            return {"workflow_id": handle.id, "web_ui": jobs.web_ui_link(handle.id)}
+        result = asyncio.ensure_future(handle.result())
+        last = None
+        while not result.done():
+            try:
+                progress = await jobs.progress(handle.id)
+                line = f"{progress['stage']}" + (f": {progress['detail']}" if progress.get("detail") else "")
+                if line != last and not as_json:
+                    console.print(f"  … {line}")
+                    last = line
+            except Exception:  # not started by a worker yet
+                pass
+            await asyncio.wait({result}, timeout=0.3)
+        return result.result()
+
+    out = run(go())
+    if as_json or not wait:
+        if as_json:
+            emit_json(out)
+        return
+    _print_result(out)
+
+
+def _print_result(result: Any) -> None:
+    console.print(f"[green]done[/] {result.service}/{result.operation}: "
+                  f"{result.units} {result.unit}(s), billed {result.billed:.4f}, "
+                  f"models {', '.join(result.models_used)}"
+                  + (f" [yellow](degraded: {result.degraded_reason})[/]" if result.degraded else ""))  # fmt: skip
+    console.print_json(json.dumps(result.output, default=str)[:4000])
+
+
+@app.command("show")
+def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
+    """A job's status, progress and (when done) result."""
+    settings = get_settings()
+
+    async def go() -> dict[str, Any]:
+        jobs = await JobClient.connect(settings)
+        desc = await jobs.handle(workflow_id).describe()
+        out: dict[str, Any] = {"workflow_id": workflow_id, "status": desc.status.name if desc.status else None,
+                               "started": str(desc.start_time), "web_ui": jobs.web_ui_link(workflow_id)}  # fmt: skip
+        if desc.status and desc.status.name == "RUNNING":
+            out["progress"] = await jobs.progress(workflow_id)
+        elif desc.status and desc.status.name == "COMPLETED":
+            out["result"] = (await jobs.handle(workflow_id).result()).model_dump(mode="json")
+        return out
+
+    out = run(go())
+    if as_json:
+        emit_json(out)
+    else:
+        console.print_json(json.dumps(out, default=str))
+
+
+@app.command("list")
+def list_jobs(
+    tenant: str | None = typer.Option(None, help="Only this tenant's jobs."),
+    limit: int = typer.Option(20, min=1, max=1000),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Recent jobs (newest first), from Temporal's visibility store."""
+    settings = get_settings()
+
+    async def go() -> list[dict[str, Any]]:
+        jobs = await JobClient.connect(settings)
+        return [{"workflow_id": w.id, "status": w.status.name if w.status else None,
+                 "started": str(w.start_time), "tenant": w.typed_search_attributes.get(_tenant_key())}
+                for w in await jobs.list_jobs(tenant, limit)]  # fmt: skip
+
+    rows = run(go())
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("workflow id", "status", "tenant", "started")
+    for r in rows:
+        table.add_row(r["workflow_id"], r["status"] or "", r["tenant"] or "", r["started"])
+    console.print(table)
+
+
+def _tenant_key():  # type: ignore[no-untyped-def]
+    from workflows.search_attributes import TENANT
+
+    return TENANT
+
+
+@app.command("cancel")
+def cancel(workflow_id: str) -> None:
+    """Cancel a job; work that did not finish is not charged."""
+    settings = get_settings()
+
+    async def go() -> None:
+        jobs = await JobClient.connect(settings)
+        await jobs.cancel(workflow_id)
+
+    run(go())
+    console.print(f"cancellation requested for {workflow_id}")

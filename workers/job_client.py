@@ -1,0 +1,123 @@
+"""Typed Python client for service jobs (what `radiant submit` and `radiant jobs` use).
+
+    client = await JobClient.connect(get_settings())
+    handle = await client.submit("perception", "detect", tenant="acme", input_uri="/data/cat.png")
+    result = await handle.result()          # ServiceResult
+
+The same job can be started with plain JSON from the Temporal CLI (the worker uses the pydantic
+data converter):
+
+    temporal workflow start --task-queue radiant --type ServiceJobWorkflow \\
+      --workflow-id job/perception/detect/r1 \\
+      --input '{"tenant":"acme","request_id":"r1","service":"perception","operation":"detect",
+                "input":{"uri":"/data/cat.png"}}'
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from workers.settings import Settings
+from workers.temporal import connect
+from workflows import search_attributes as sa
+from workflows.service_job import ServiceJobWorkflow
+from workflows.service_types import (
+    INLINE_LIMIT_BYTES,
+    InputRef,
+    ServiceRequest,
+    ServiceResult,
+    job_workflow_id,
+)
+
+
+def input_ref(reference: str, content_type: str | None = None) -> InputRef:
+    """`s3://...` or a local path by reference; `inline:<path>` sends a small file inline."""
+    if reference.startswith("inline:"):
+        data = Path(reference.removeprefix("inline:")).read_bytes()
+        if len(data) > INLINE_LIMIT_BYTES:
+            raise ValueError(
+                f"inline inputs are limited to {INLINE_LIMIT_BYTES // 1024} KiB; pass a path "
+                "or an s3:// URI instead"
+            )
+        return InputRef(inline_base64=base64.b64encode(data).decode(), content_type=content_type)
+    if not reference.startswith("s3://"):
+        reference = str(Path(reference).expanduser().resolve())
+    return InputRef(uri=reference, content_type=content_type)
+
+
+class JobClient:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> JobClient:
+        return cls(await connect(settings), settings)
+
+    async def submit(
+        self,
+        service: str,
+        operation: str,
+        *,
+        tenant: str,
+        input_uri: str,
+        options: dict[str, Any] | None = None,
+        optional_models: list[str] | None = None,
+        request_id: str | None = None,
+        user_id: str = "cli",
+        app_id: str | None = None,
+        environment: str | None = None,
+    ) -> WorkflowHandle[Any, ServiceResult]:
+        request_id = request_id or uuid.uuid4().hex[:12]
+        req = ServiceRequest(
+            tenant=tenant, app_id=app_id or self.settings.app_id,
+            environment=environment or self.settings.environment, user_id=user_id,
+            request_id=request_id, service=service, operation=operation.strip("/"),
+            input=input_ref(input_uri), options=options or {},
+            optional_models=optional_models or [],
+        )  # fmt: skip
+        return await self.client.start_workflow(
+            ServiceJobWorkflow.run,
+            req,
+            id=job_workflow_id(req.service, req.operation, request_id),
+            task_queue=self.settings.task_queue,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(sa.TENANT, tenant),
+                SearchAttributePair(sa.SERVICE, req.service),
+                SearchAttributePair(sa.OPERATION, req.operation),
+            ]),
+        )  # fmt: skip
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any, ServiceResult]:
+        return self.client.get_workflow_handle(workflow_id, result_type=ServiceResult)
+
+    async def progress(self, workflow_id: str) -> dict[str, Any]:
+        return await self.handle(workflow_id).query(ServiceJobWorkflow.progress)
+
+    async def list_jobs(self, tenant: str | None = None, limit: int = 20) -> list[WorkflowExecutionDescription]:
+        query = "WorkflowType = 'ServiceJobWorkflow'"
+        if tenant:
+            query += f" AND RadiantTenant = '{tenant.replace(chr(39), '')}'"
+        out = []
+        async for wf in self.client.list_workflows(query, limit=limit):
+            out.append(wf)
+        return out
+
+    async def cancel(self, workflow_id: str) -> None:
+        await self.handle(workflow_id).cancel()
+
+    def web_ui_link(self, workflow_id: str) -> str:
+        host = self.settings.temporal_address.rpartition(":")[0] or "localhost"
+        host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+        from urllib.parse import quote
+
+        return (
+            f"http://{host}:{self.settings.temporal_ui_port}/namespaces/"
+            f"{self.settings.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
+        )
