@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
 
 T = TypeVar("T")
-console = Console()
+console = Console(soft_wrap=True)  # long URLs and ids stay on one line (copyable)
 err_console = Console(stderr=True)
 
 
