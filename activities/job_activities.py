@@ -8,6 +8,7 @@ itself stays where the caller put it (inputs by reference), only its location tr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -147,6 +148,8 @@ class JobActivities:
         control: ThermalControl,
         data_dir: Path,
         poll_seconds: float = 5.0,
+        request_s3_uri: str | None = None,
+        s3_client: Any = None,
     ) -> None:
         self.catalog = catalog
         self.backend = backend
@@ -154,6 +157,9 @@ class JobActivities:
         self.control = control
         self.data_dir = data_dir
         self.poll_seconds = poll_seconds
+        # sagemaker backend: async request documents go to S3 (InvokeEndpointAsync reads S3)
+        self.request_s3_uri = request_s3_uri
+        self.s3 = s3_client
         self.metering = MeteringActivities(engine)
 
     # ------------------------------------------------------------------ plan
@@ -321,16 +327,34 @@ class JobActivities:
         queues it and writes the result to its output location."""
         info = activity.info()
         key = hashlib.sha256(f"{info.workflow_id}/{req.step}".encode()).hexdigest()[:20]
-        spool = self.data_dir / "async_requests"
-        spool.mkdir(parents=True, exist_ok=True)
-        request_path = spool / f"{key}.json"
-        request_path.write_bytes(self._body(req))
+        location = await self._store_request(key, self._body(req))
         try:
-            return await self.backend.invoke_async(
-                req.endpoint_name, str(request_path), "application/json"
-            )
+            return await self.backend.invoke_async(req.endpoint_name, location, "application/json")
         except BackendError as err:
             raise _backend_error(err) from err
+
+    async def _store_request(self, key: str, body: bytes) -> str:
+        """Where the endpoint reads the request: S3 on SageMaker, a spool file locally. The key
+        derives from the workflow and step, so a retry overwrites the same object."""
+        if getattr(self.backend, "kind", "local") == "sagemaker":
+            if not (self.request_s3_uri and self.s3 is not None):
+                raise _reject(
+                    "asynchronous inference on SageMaker needs RADIANT_INPUT_SPOOL_S3_URI or "
+                    "RADIANT_ASYNC_OUTPUT_S3_URI (an s3:// prefix for request documents)",
+                    "MisconfiguredWorker",
+                )
+            bucket, _, prefix = self.request_s3_uri.removeprefix("s3://").partition("/")
+            object_key = f"{prefix.rstrip('/')}/async-requests/{key}.json".lstrip("/")
+            await asyncio.to_thread(
+                self.s3.put_object, Bucket=bucket, Key=object_key, Body=body,
+                ContentType="application/json",
+            )  # fmt: skip
+            return f"s3://{bucket}/{object_key}"
+        spool = self.data_dir / "async_requests"
+        spool.mkdir(parents=True, exist_ok=True)
+        path = spool / f"{key}.json"
+        path.write_bytes(body)
+        return str(path)
 
     @activity.defn(name="jobs.fetch_async")
     async def fetch_async(self, inv: AsyncInvocation) -> InvokeOutput:

@@ -276,15 +276,21 @@ def _self_hosted(
         reasons.append(Reason(code=R_DEPRECATED, message="deprecated"))
     view = view or ThermalView(state=model.thermal.default_state)
     if view.state == ThermalState.OFF:
-        reasons.append(Reason(code=R_OFF, message="OFF in this app/environment (an admin must "
-                                                  "set it to COLD, WARM, HOT or AUTOMATIC)"))  # fmt: skip
+        reasons.append(
+            Reason(
+                code=R_OFF,
+                message="OFF in this app/environment (an admin must "
+                "set it to COLD, WARM, HOT or AUTOMATIC)",
+            )
+        )
     # A failed warm-up makes a model unavailable to automatic selection (DESIGN 5); a caller who
     # pins it is new intent and the thermal workflow tries again.
     if view.failed and not view.ready and c.model is None:
         reasons.append(Reason(code=R_FAILED, message=f"last transition failed: {view.last_error}"))
     if reasons:
-        return Exclusion(model_id=model.id, hosting="self_hosted", reasons=reasons,
-                         does_task=c.task in tasks)  # fmt: skip
+        return Exclusion(
+            model_id=model.id, hosting="self_hosted", reasons=reasons, does_task=c.task in tasks
+        )
     return Candidate(
         model_id=model.id,
         display_name=model.display_name,
@@ -328,17 +334,23 @@ def _external(
     if provider.status != "active":
         reasons.append(Reason(code=R_PROVIDER_DISABLED, message=f"provider {provider.id} disabled"))
     if provider.litellm_provider is None:
-        reasons.append(Reason(code=R_NO_ADAPTER,
-                              message=f"LiteLLM has no adapter for {provider.id}"))  # fmt: skip
+        reasons.append(
+            Reason(code=R_NO_ADAPTER, message=f"LiteLLM has no adapter for {provider.id}")
+        )
     if provider.id not in configured:
-        reasons.append(Reason(code=R_UNCONFIGURED, message=f"provider {provider.id} not "
-                                                           f"configured ({provider.api_key_env} unset)"))  # fmt: skip
+        reasons.append(
+            Reason(
+                code=R_UNCONFIGURED,
+                message=f"provider {provider.id} not configured ({provider.api_key_env} unset)",
+            )
+        )
     view = health.get(provider.id, HealthView())
     if view.status == "unhealthy":
         reasons.append(Reason(code=R_UNHEALTHY, message=f"provider {provider.id} unhealthy"))
     if reasons:
-        return Exclusion(model_id=model.id, hosting="external", reasons=reasons,
-                         does_task=c.task in tasks)  # fmt: skip
+        return Exclusion(
+            model_id=model.id, hosting="external", reasons=reasons, does_task=c.task in tasks
+        )
     return Candidate(
         model_id=model.id,
         display_name=model.display_name,
@@ -379,8 +391,13 @@ def _price(catalog: Catalog, c: Candidate) -> Decimal:
 
 def rank_key(catalog: Catalog, c: Candidate) -> tuple[int, float, int, Decimal, str]:
     latency = float(c.avg_latency_ms) if c.avg_latency_ms is not None else _INF
-    return (_thermal_rank(c), latency, _HEALTH_RANK.get(c.health_status or "", 2),
-            _price(catalog, c), c.model_id)  # fmt: skip
+    return (
+        _thermal_rank(c),
+        latency,
+        _HEALTH_RANK.get(c.health_status or "", 2),
+        _price(catalog, c),
+        c.model_id,
+    )
 
 
 def rank_models(
@@ -437,8 +454,15 @@ def select_model(
     primary = candidates[0] if candidates else None
     wait = primary is not None and primary.warmup_required
     lines = _explain(criteria, primary, primary, None, wait, candidates, excluded)
-    return Selection(criteria=criteria, choice=primary, primary=primary, wait_for_warm_up=wait,
-                     candidates=candidates, excluded=excluded, explanation=lines)  # fmt: skip
+    return Selection(
+        criteria=criteria,
+        choice=primary,
+        primary=primary,
+        wait_for_warm_up=wait,
+        candidates=candidates,
+        excluded=excluded,
+        explanation=lines,
+    )
 
 
 def select_with_fallback(
@@ -460,9 +484,16 @@ def select_with_fallback(
         else:
             wait = True
     lines = _explain(criteria, choice, primary, warm_up, wait, candidates, excluded)
-    return Selection(criteria=criteria, choice=choice, primary=primary, warm_up=warm_up,
-                     wait_for_warm_up=wait, candidates=candidates, excluded=excluded,
-                     explanation=lines)  # fmt: skip
+    return Selection(
+        criteria=criteria,
+        choice=choice,
+        primary=primary,
+        warm_up=warm_up,
+        wait_for_warm_up=wait,
+        candidates=candidates,
+        excluded=excluded,
+        explanation=lines,
+    )
 
 
 def _explain(
@@ -489,8 +520,10 @@ def _explain(
                 f"{choice.model_id} while {warm_up} warms up in the background"
             )
         elif wait:
-            lines.append(f"the request waits for {choice.model_id} to warm up "
-                         f"(~{choice.warmup_time_seconds}s)")  # fmt: skip
+            lines.append(
+                f"the request waits for {choice.model_id} to warm up "
+                f"(~{choice.warmup_time_seconds}s)"
+            )
         lines.append("order: HOT > WARM > COLD self-hosted, then external; then latency, health")
         for i, cand in enumerate(candidates[:10], start=1):
             lines.append(f"  {i}. {cand.describe()}")

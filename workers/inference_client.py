@@ -74,18 +74,29 @@ class InferenceClient:
         return await self._run("completion", model_key, prompt=prompt, **options)
 
     async def embedding(
-        self, model_key: str | None = None, input: str | list[str] = "", **options: Any  # noqa: A002
+        self,
+        model_key: str | None = None,
+        input: str | list[str] = "",
+        **options: Any,  # noqa: A002
     ) -> LLMResponse:
         texts = [input] if isinstance(input, str) else list(input)
         return await self._run("embedding", model_key, input=texts, **options)
 
     async def _run(self, kind: LLMKind, model_key: str | None, **fields: Any) -> LLMResponse:
         request_id = fields.pop("request_id", None) or uuid.uuid4().hex
-        req = LLMRequest(request_id=request_id, tenant=self.tenant, app_id=self.app_id,
-                         environment=self.environment, model=model_key, **fields)  # fmt: skip
+        req = LLMRequest(
+            request_id=request_id,
+            tenant=self.tenant,
+            app_id=self.app_id,
+            environment=self.environment,
+            model=model_key,
+            **fields,
+        )
         workflow_id = llm_workflow_id(kind, request_id)
-        pairs = [SearchAttributePair(sa.APP, self.app_id),
-                 SearchAttributePair(sa.ENVIRONMENT, self.environment)]  # fmt: skip
+        pairs = [
+            SearchAttributePair(sa.APP, self.app_id),
+            SearchAttributePair(sa.ENVIRONMENT, self.environment),
+        ]
         if model_key:
             pairs.append(SearchAttributePair(sa.MODEL, model_key))
         try:
@@ -125,12 +136,20 @@ class InferenceClient:
             crit = SelectionCriteria(task=kind, tenant_tier=tenant_tier, output_modalities=[output])
             cands, _ = rank_models(self.catalog, crit, thermal or {}, {}, configured)
             for c in cands:
-                row = out.setdefault(c.model_id, {
-                    "model_key": c.model_id, "display_name": c.display_name, "hosting": c.hosting,
-                    "provider": c.provider_id, "tasks": [], "context_window": c.context_window,
-                    "min_tier": c.min_tier, "ready": c.ready,
-                    "thermal_state": c.thermal_state.value if c.thermal_state else None,
-                })  # fmt: skip
+                row = out.setdefault(
+                    c.model_id,
+                    {
+                        "model_key": c.model_id,
+                        "display_name": c.display_name,
+                        "hosting": c.hosting,
+                        "provider": c.provider_id,
+                        "tasks": [],
+                        "context_window": c.context_window,
+                        "min_tier": c.min_tier,
+                        "ready": c.ready,
+                        "thermal_state": c.thermal_state.value if c.thermal_state else None,
+                    },
+                )
                 row["tasks"].append(kind)
         return list(out.values())
 
@@ -145,6 +164,7 @@ class InferenceClient:
             "temporal": temporal,
             "task_queue": self.task_queue,
             "configured_providers": sorted(configured_providers(self.catalog)),
-            "self_hosted_llms": [m.id for m in self.catalog.models.values()
-                                 if m.category.value == "llm_text"],
-        }  # fmt: skip
+            "self_hosted_llms": [
+                m.id for m in self.catalog.models.values() if m.category.value == "llm_text"
+            ],
+        }

@@ -66,6 +66,8 @@ def llm_activities(
 ) -> list[Any]:
     """Activities of the LLM workflows and the registry sync. The keyword arguments exist for
     tests (provider keys, LiteLLM mock responses, local fake URLs); a worker passes none."""
+    import litellm  # noqa: F401 - import it (seconds) at start-up, not in the first request
+
     settings = deps.settings
     timings = ThermalTimings(
         idle_seconds=settings.thermal_idle_seconds, poll_seconds=settings.thermal_poll_seconds
@@ -114,11 +116,17 @@ def registry_schedules(settings: Settings) -> dict[str, Schedule]:
     plan = {
         HEALTH_SCHEDULE_ID: ("health", every_5_min, "provider health: latency, error rate, status"),
         THERMAL_SCHEDULE_ID: ("thermal", every_5_min, "thermal sync (the thermal reconcile)"),
-        PRICING_SCHEDULE_ID: ("pricing", ScheduleSpec(calendars=[_at(weekday=0)]),
-                              "weekly: catalog prices vs LiteLLM's cost map, for review"),
-        FULL_SCHEDULE_ID: ("full", ScheduleSpec(calendars=[_at()]),
-                           "daily: provider model lists, health and thermal"),
-    }  # fmt: skip
+        PRICING_SCHEDULE_ID: (
+            "pricing",
+            ScheduleSpec(calendars=[_at(weekday=0)]),
+            "weekly: catalog prices vs LiteLLM's cost map, for review",
+        ),
+        FULL_SCHEDULE_ID: (
+            "full",
+            ScheduleSpec(calendars=[_at()]),
+            "daily: provider model lists, health and thermal",
+        ),
+    }
     return {
         schedule_id: Schedule(
             action=ScheduleActionStartWorkflow(

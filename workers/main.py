@@ -7,6 +7,7 @@ import logging
 import signal
 
 from workers.deps import build_deps
+from workers.schedules import ensure_schedules
 from workers.settings import Settings, get_settings
 from workers.temporal import connect
 from workers.worker import run_worker
@@ -19,6 +20,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     client = await connect(settings)
     deps = await build_deps(settings)
+    await ensure_schedules(client, settings)  # idempotent: every worker may do it
     try:
         await run_worker(client, deps, stop)
     finally:

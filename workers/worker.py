@@ -67,6 +67,8 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
     jobs = JobActivities(
         deps.catalog, deps.backend, deps.engine, control, settings.data_dir,
         poll_seconds=settings.job_poll_seconds,
+        request_s3_uri=settings.input_spool_s3_uri or settings.async_output_s3_uri,
+        s3_client=getattr(deps.backend, "s3", None),
     )  # fmt: skip
     inputs = InputActivities(
         spool_dir=settings.data_dir / "spool", spool_s3_uri=settings.input_spool_s3_uri

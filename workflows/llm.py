@@ -80,7 +80,9 @@ def validate(kind: str, req: LLMRequest) -> None:
             raise bad("messages is empty", ERR_EMPTY_PROMPT)
         for i, msg in enumerate(req.messages):
             if msg.get("role") not in ROLES:
-                raise bad(f"messages[{i}].role {msg.get('role')!r} is not one of {', '.join(ROLES)}")
+                raise bad(
+                    f"messages[{i}].role {msg.get('role')!r} is not one of {', '.join(ROLES)}"
+                )
         if not any(_has_text(m.get("content")) for m in req.messages):
             raise bad("every message is empty", ERR_EMPTY_PROMPT)
     elif kind == "completion":
@@ -93,8 +95,9 @@ def validate(kind: str, req: LLMRequest) -> None:
             raise bad("input is empty (or holds an empty string)", ERR_EMPTY_PROMPT)
     size = len(json.dumps(payload, default=str).encode())
     if size > MAX_INPUT_BYTES:
-        raise bad(f"input is {size} bytes; at most {MAX_INPUT_BYTES} travel inline",
-                  ERR_PAYLOAD_TOO_LARGE)  # fmt: skip
+        raise bad(
+            f"input is {size} bytes; at most {MAX_INPUT_BYTES} travel inline", ERR_PAYLOAD_TOO_LARGE
+        )
 
 
 def _has_text(content: object) -> bool:
@@ -121,9 +124,11 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
     )
     try:
         plan: LLMPlan = await workflow.execute_activity_method(
-            LLMActivities.prepare, PrepareInput(kind=kind, request=req),
-            start_to_close_timeout=PREPARE_TIMEOUT, retry_policy=QUICK_RETRY,
-        )  # fmt: skip
+            LLMActivities.prepare,
+            PrepareInput(kind=kind, request=req),
+            start_to_close_timeout=PREPARE_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
     except ActivityError as err:
         raise _unwrap(err) from err
     workflow.upsert_search_attributes(
@@ -138,28 +143,53 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
         if plan.hosting == "self_hosted":
             await workflow.execute_activity_method(
                 LLMActivities.hold_warm,
-                WarmUpHold(app_id=req.app_id, environment=req.environment, model_id=plan.model_id,
-                           lease_id=info.workflow_id, requester=info.workflow_id,
-                           deadline_seconds=deadline),
+                WarmUpHold(
+                    app_id=req.app_id,
+                    environment=req.environment,
+                    model_id=plan.model_id,
+                    lease_id=info.workflow_id,
+                    requester=info.workflow_id,
+                    deadline_seconds=deadline,
+                ),
                 start_to_close_timeout=timedelta(seconds=deadline + 120),
-                heartbeat_timeout=HOLD_HEARTBEAT, retry_policy=QUICK_RETRY,
-            )  # fmt: skip
+                heartbeat_timeout=HOLD_HEARTBEAT,
+                retry_policy=QUICK_RETRY,
+            )
             leased = True  # (a lease left by a hold that failed late expires on its own)
         result: LLMCallResult = await workflow.execute_activity_method(
             LLMActivities.call,
-            LLMCallInput(kind=kind, model_id=plan.model_id, app_id=req.app_id,
-                         environment=req.environment, messages=req.messages, prompt=req.prompt,
-                         input=req.input, max_tokens=req.max_tokens, temperature=req.temperature,
-                         allow_fallbacks=req.allow_fallbacks, request_id=req.request_id),
-            start_to_close_timeout=CALL_TIMEOUT, retry_policy=CALL_RETRY,
-        )  # fmt: skip
+            LLMCallInput(
+                kind=kind,
+                model_id=plan.model_id,
+                app_id=req.app_id,
+                environment=req.environment,
+                messages=req.messages,
+                prompt=req.prompt,
+                input=req.input,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                allow_fallbacks=req.allow_fallbacks,
+                request_id=req.request_id,
+            ),
+            start_to_close_timeout=CALL_TIMEOUT,
+            retry_policy=CALL_RETRY,
+        )
         await workflow.execute_activity_method(
             LLMActivities.meter,
-            MeterInput(tenant_id=plan.tenant_id, workflow_id=info.workflow_id, step="llm_call",
-                       kind=kind, request_id=req.request_id, app_id=req.app_id,
-                       environment=req.environment, requested_model=req.model, result=result),
-            start_to_close_timeout=METER_TIMEOUT, retry_policy=METER_RETRY,
-        )  # fmt: skip
+            MeterInput(
+                tenant_id=plan.tenant_id,
+                workflow_id=info.workflow_id,
+                step="llm_call",
+                kind=kind,
+                request_id=req.request_id,
+                app_id=req.app_id,
+                environment=req.environment,
+                requested_model=req.model,
+                result=result,
+            ),
+            start_to_close_timeout=METER_TIMEOUT,
+            retry_policy=METER_RETRY,
+        )
     except ActivityError as err:
         raise _unwrap(err) from err
     finally:
@@ -168,15 +198,25 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
     if result.model_id != plan.model_id:
         workflow.upsert_search_attributes([sa.MODEL.value_set(result.model_id)])
     return LLMResponse(
-        request_id=req.request_id, workflow_id=info.workflow_id, kind=kind,
-        model=result.model_id, requested_model=req.model, served_by=result.served_by,
-        provider_id=result.provider_id, hosting=result.hosting,
-        fallback_used=result.fallback_used, waited_for_warm_up=plan.wait_for_warm_up,
-        warming_in_background=plan.warm_up, content=result.content,
-        embeddings=result.embeddings, finish_reason=result.finish_reason, usage=result.usage,
-        billed=result.cost.billed, internal_cost=result.cost.internal_cost,
+        request_id=req.request_id,
+        workflow_id=info.workflow_id,
+        kind=kind,
+        model=result.model_id,
+        requested_model=req.model,
+        served_by=result.served_by,
+        provider_id=result.provider_id,
+        hosting=result.hosting,
+        fallback_used=result.fallback_used,
+        waited_for_warm_up=plan.wait_for_warm_up,
+        warming_in_background=plan.warm_up,
+        content=result.content,
+        embeddings=result.embeddings,
+        finish_reason=result.finish_reason,
+        usage=result.usage,
+        billed=result.cost.billed,
+        internal_cost=result.cost.internal_cost,
         selection=plan.explanation,
-    )  # fmt: skip
+    )
 
 
 async def _start_background_warm_up(req: LLMRequest, model_id: str) -> None:
@@ -184,11 +224,16 @@ async def _start_background_warm_up(req: LLMRequest, model_id: str) -> None:
     try:
         await workflow.execute_activity_method(
             LLMActivities.start_warm_up,
-            WarmUpHold(app_id=req.app_id, environment=req.environment, model_id=model_id,
-                       lease_id="", requester=workflow.info().workflow_id),
+            WarmUpHold(
+                app_id=req.app_id,
+                environment=req.environment,
+                model_id=model_id,
+                lease_id="",
+                requester=workflow.info().workflow_id,
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=3),
-        )  # fmt: skip
+        )
     except ActivityError as err:
         workflow.logger.warning("background warm-up of %s not started: %s", model_id, err.cause)
 

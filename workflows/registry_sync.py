@@ -45,13 +45,16 @@ class RegistrySyncWorkflow:
         if kind not in SYNC_TYPES:
             raise ApplicationError(
                 f"unknown sync type {inp.sync_type!r}; choose one of {', '.join(SYNC_TYPES)}",
-                type=ERR_INVALID_SYNC_TYPE, non_retryable=True,
-            )  # fmt: skip
+                type=ERR_INVALID_SYNC_TYPE,
+                non_retryable=True,
+            )
         wf_id = workflow.info().workflow_id
         log_id: int = await workflow.execute_activity_method(
-            RegistrySyncActivities.start_log, StartLogInput(sync_type=kind, workflow_id=wf_id),
-            start_to_close_timeout=LOG_TIMEOUT, retry_policy=RETRY,
-        )  # fmt: skip
+            RegistrySyncActivities.start_log,
+            StartLogInput(sync_type=kind, workflow_id=wf_id),
+            start_to_close_timeout=LOG_TIMEOUT,
+            retry_policy=RETRY,
+        )
         result = RegistrySyncResult(log_id=log_id, sync_type=kind, status="running")
         try:
             await self._steps(kind, wf_id, result)
@@ -68,26 +71,43 @@ class RegistrySyncWorkflow:
         if kind == "full":
             models = await workflow.execute_activity_method(
                 RegistrySyncActivities.list_provider_models,
-                start_to_close_timeout=CHECK_TIMEOUT, retry_policy=RETRY,
-            )  # fmt: skip
+                start_to_close_timeout=CHECK_TIMEOUT,
+                retry_policy=RETRY,
+            )
             result.models_added = models.discovered
             details["provider_models"] = [x.model_dump() for x in models.listings]
-            review = [f"{'/'.join(x.provider_ids)}: new model {m}" for x in models.listings
-                      for m in x.unknown]  # fmt: skip
-            review += [f"{'/'.join(x.provider_ids)}: {m} not listed by the provider"
-                       for x in models.listings for m in x.missing]  # fmt: skip
+            review = [
+                f"{'/'.join(x.provider_ids)}: new model {m}"
+                for x in models.listings
+                for m in x.unknown
+            ]
+            review += [
+                f"{'/'.join(x.provider_ids)}: {m} not listed by the provider"
+                for x in models.listings
+                for m in x.missing
+            ]
             details["review"] = review
+            result.errors += [
+                f"{'/'.join(x.provider_ids)}: {x.status}"
+                for x in models.listings
+                if x.status.startswith("error")
+            ]
         if kind in ("full", "health"):
             report = await workflow.execute_activity_method(
                 RegistrySyncActivities.check_health,
-                start_to_close_timeout=CHECK_TIMEOUT, retry_policy=RETRY,
-            )  # fmt: skip
+                start_to_close_timeout=CHECK_TIMEOUT,
+                retry_policy=RETRY,
+            )
             result.providers_checked = report.checked
             details["health"] = {
-                r.provider_id: {"status": r.status, "latency_ms": r.latency_ms,
-                                "http_status": r.http_status, "error": r.error}
+                r.provider_id: {
+                    "status": r.status,
+                    "latency_ms": r.latency_ms,
+                    "http_status": r.http_status,
+                    "error": r.error,
+                }
                 for r in report.results
-            }  # fmt: skip
+            }
             if report.not_in_database:
                 result.errors.append(
                     "providers missing from the database (run `radiant catalog sync`): "
@@ -96,8 +116,9 @@ class RegistrySyncWorkflow:
         if kind == "pricing":
             pricing = await workflow.execute_activity_method(
                 RegistrySyncActivities.check_pricing,
-                start_to_close_timeout=CHECK_TIMEOUT, retry_policy=RETRY,
-            )  # fmt: skip
+                start_to_close_timeout=CHECK_TIMEOUT,
+                retry_policy=RETRY,
+            )
             details["pricing"] = pricing.model_dump(mode="json")
             details["review"] = [
                 f"{d.model_id} {d.field}: catalog {d.catalog} vs LiteLLM {d.litellm} USD {d.unit}"
@@ -105,8 +126,10 @@ class RegistrySyncWorkflow:
             ]
         if kind in ("full", "thermal"):
             reconcile = await workflow.execute_child_workflow(
-                ThermalReconcileWorkflow.run, ReconcileInput(), id=f"{wf_id}/thermal-reconcile",
-            )  # fmt: skip
+                ThermalReconcileWorkflow.run,
+                ReconcileInput(),
+                id=f"{wf_id}/thermal-reconcile",
+            )
             details["thermal"] = reconcile.model_dump(mode="json")
 
     async def _finish(self, result: RegistrySyncResult, status: str) -> None:
@@ -115,9 +138,14 @@ class RegistrySyncWorkflow:
             details["errors"] = result.errors
         await workflow.execute_activity_method(
             RegistrySyncActivities.finish_log,
-            FinishLogInput(log_id=result.log_id, status=status,  # type: ignore[arg-type]
-                           models_added=result.models_added,
-                           models_updated=result.models_updated,
-                           models_deprecated=result.models_deprecated, details=details),
-            start_to_close_timeout=LOG_TIMEOUT, retry_policy=RETRY,
-        )  # fmt: skip
+            FinishLogInput(
+                log_id=result.log_id,
+                status=status,  # type: ignore[arg-type]
+                models_added=result.models_added,
+                models_updated=result.models_updated,
+                models_deprecated=result.models_deprecated,
+                details=details,
+            ),
+            start_to_close_timeout=LOG_TIMEOUT,
+            retry_policy=RETRY,
+        )

@@ -20,7 +20,8 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import with_heartbeat
-from activities.llm import calls, deployments as deps
+from activities.llm import calls
+from activities.llm import deployments as deps
 from activities.llm.costs import litellm_cost, price_call
 from activities.llm.ledger import record_llm_usage
 from activities.llm.state import find_tenant, health_views, thermal_views
@@ -59,7 +60,9 @@ from workflows.thermal_types import WarmUpRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOKENIZER_MODEL = "gpt-4o"  # estimates for automatic selection (o200k tokenizer)
+# Token estimates for automatic selection and self-hosted models (o200k tokenizer): their own
+# tokenizers are not bundled offline, so a near limit is judged approximately; TGI still refuses.
+DEFAULT_TOKENIZER_MODEL = "gpt-4o"
 
 
 class PrepareInput(BaseModel):
@@ -105,14 +108,17 @@ class LLMActivities:
         engine = self._engine()
         tenant = await find_tenant(engine, req.tenant)
         if tenant is None:
-            raise ApplicationError(f"unknown tenant {req.tenant!r}", type=ERR_UNKNOWN_TENANT,
-                                   non_retryable=True)  # fmt: skip
+            raise ApplicationError(
+                f"unknown tenant {req.tenant!r}", type=ERR_UNKNOWN_TENANT, non_retryable=True
+            )
         pinned = None
         if req.model:
             try:
                 pinned = resolve_any_model(self.catalog, req.model)[1]
             except UnknownModelError as err:
-                raise ApplicationError(str(err), type=ERR_UNKNOWN_MODEL, non_retryable=True) from err
+                raise ApplicationError(
+                    str(err), type=ERR_UNKNOWN_MODEL, non_retryable=True
+                ) from err
         tokens = self._count_tokens(inp.kind, req, pinned)
         needed = tokens + ((req.max_tokens or 0) if inp.kind != "embedding" else 0)
         criteria = SelectionCriteria(
@@ -169,15 +175,22 @@ class LLMActivities:
         try:
             status = await with_heartbeat(
                 self.control.warm_up(
-                    req.app_id, req.environment, req.model_id,
-                    WarmUpRequest(requester=req.requester, deadline_seconds=req.deadline_seconds,
-                                  lease_id=req.lease_id, lease_seconds=req.lease_seconds),
-                )  # fmt: skip
+                    req.app_id,
+                    req.environment,
+                    req.model_id,
+                    WarmUpRequest(
+                        requester=req.requester,
+                        deadline_seconds=req.deadline_seconds,
+                        lease_id=req.lease_id,
+                        lease_seconds=req.lease_seconds,
+                    ),
+                )
             )
         except WorkflowUpdateFailedError as err:
             raise _from_update_failure(err) from err
-        return WarmUpHoldResult(endpoint_name=status.endpoint_name, ready=status.ready,
-                                state=status.current_state.value)  # fmt: skip
+        return WarmUpHoldResult(
+            endpoint_name=status.endpoint_name, ready=status.ready, state=status.current_state.value
+        )
 
     @activity.defn(name="llm.start_warm_up")
     async def start_warm_up(self, req: WarmUpHold) -> None:
@@ -232,24 +245,31 @@ class LLMActivities:
                 raise ApplicationError(
                     f"model {ext.id} cannot be called: provider {provider.id} is not configured "
                     f"({provider.api_key_env} unset) or has no LiteLLM adapter",
-                    type=ERR_MODEL_UNAVAILABLE, non_retryable=True,
-                )  # fmt: skip
-            raise ApplicationError(f"no running instance of {inp.model_id} answers yet",
-                                   type=ERR_NO_DEPLOYMENT)  # fmt: skip
+                    type=ERR_MODEL_UNAVAILABLE,
+                    non_retryable=True,
+                )
+            raise ApplicationError(
+                f"no running instance of {inp.model_id} answers yet", type=ERR_NO_DEPLOYMENT
+            )
         return model_list, deps.fallbacks_for(self.catalog, {d["model_name"] for d in model_list})
 
     def _deployments(self, model_id: str, app_id: str, env: str) -> list[deps.Deployment]:
         extra = self.overrides.get(model_id)
         if model_id in self.catalog.external_models:
-            dep = deps.external_deployment(self.catalog, self.catalog.external_models[model_id],
-                                           key_style="value", environ=self.environ,
-                                           overrides=extra)  # fmt: skip
+            dep = deps.external_deployment(
+                self.catalog,
+                self.catalog.external_models[model_id],
+                key_style="value",
+                environ=self.environ,
+                overrides=extra,
+            )
             return [dep] if dep is not None else []
         model = self.catalog.models[model_id]
         endpoint = deps.self_hosted_endpoint(app_id, env, model_id)
         if self.backend_kind == "sagemaker":
-            return [deps.sagemaker_deployment(model, endpoint, region=self.aws_region,
-                                              overrides=extra)]  # fmt: skip
+            return [
+                deps.sagemaker_deployment(model, endpoint, region=self.aws_region, overrides=extra)
+            ]
         instances = deps.local_instances(self.data_dir, endpoint)
         return deps.local_deployments(model, endpoint, instances, overrides=extra)
 
@@ -264,23 +284,31 @@ def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) 
     if pinned is not None:
         excl = next(e for e in excluded if e.model_id == pinned)
         codes = excl.codes
-        kind = (ERR_TIER_TOO_LOW if R_TIER in codes
-                else ERR_CONTEXT_WINDOW if R_CONTEXT in codes else ERR_MODEL_UNAVAILABLE)  # fmt: skip
+        kind = (
+            ERR_TIER_TOO_LOW
+            if R_TIER in codes
+            else ERR_CONTEXT_WINDOW
+            if R_CONTEXT in codes
+            else ERR_MODEL_UNAVAILABLE
+        )
         return ApplicationError(f"model {excl.describe()}", type=kind, non_retryable=True)
     relevant = [e for e in excluded if e.does_task]
     if relevant and all(R_CONTEXT in e.codes for e in relevant):
         return ApplicationError(
             f"the input (~{needed_tokens} tokens) exceeds the context window of every model "
-            "that could serve it", type=ERR_CONTEXT_WINDOW, non_retryable=True,
-        )  # fmt: skip
+            "that could serve it",
+            type=ERR_CONTEXT_WINDOW,
+            non_retryable=True,
+        )
     reasons = "; ".join(e.describe() for e in relevant[:8])
     more = f" (+{len(relevant) - 8} more)" if len(relevant) > 8 else ""
-    return ApplicationError(f"no model can serve this request: {reasons}{more}",
-                            type=ERR_NO_MODEL, non_retryable=True)  # fmt: skip
+    return ApplicationError(
+        f"no model can serve this request: {reasons}{more}", type=ERR_NO_MODEL, non_retryable=True
+    )
 
 
 def _from_update_failure(err: WorkflowUpdateFailedError) -> ApplicationError:
-    cause = err.cause
+    cause: BaseException | None = err.cause
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = getattr(cause, "cause", None) or cause.__cause__
     if isinstance(cause, ApplicationError):

@@ -60,8 +60,13 @@ class RouterCache:
         ).hexdigest()
         router = self._routers.get(key)
         if router is None:
-            router = Router(model_list=model_list, fallbacks=fallbacks, num_retries=0,
-                            disable_cooldowns=True, timeout=self.timeout)  # fmt: skip
+            router = Router(
+                model_list=model_list,
+                fallbacks=fallbacks,
+                num_retries=0,
+                disable_cooldowns=True,
+                timeout=self.timeout,
+            )
             self._routers[key] = router
             while len(self._routers) > self.size:
                 self._routers.popitem(last=False)
@@ -76,6 +81,8 @@ async def invoke(router: Any, inp: LLMCallInput) -> RawOutcome:
         opts["max_tokens"] = inp.max_tokens
     if inp.temperature is not None:
         opts["temperature"] = inp.temperature
+    if inp.request_id:
+        opts["metadata"] = {"request_id": inp.request_id}
     started = time.monotonic()
     try:
         if inp.kind == "chat":
@@ -133,8 +140,9 @@ def _usage(usage: Any) -> TokenUsage:
     details = getattr(usage, "prompt_tokens_details", None)
     cached = int(getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
     cached = min(cached, prompt)
-    return TokenUsage(input_tokens=prompt - cached, output_tokens=completion,
-                      cached_input_tokens=cached)  # fmt: skip
+    return TokenUsage(
+        input_tokens=prompt - cached, output_tokens=completion, cached_input_tokens=cached
+    )
 
 
 # The request (or its credentials) is wrong: retrying the same call cannot succeed.

@@ -29,20 +29,30 @@ def price_call(
     catalog: Catalog, model_id: str, usage: TokenUsage, reported: Decimal | None = None
 ) -> LLMCost:
     if model_id in catalog.external_models:
-        model = catalog.external_models[model_id]
         charge = external_charge(
-            model,
+            catalog.external_models[model_id],
             ExternalUsage(
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 cached_input_tokens=usage.cached_input_tokens,
             ),
         )
-        return LLMCost(billed=charge.billed, internal_cost=charge.cost, unit="token",
-                       units=as_units(usage.total), markup=charge.markup,
-                       litellm_cost=reported)  # fmt: skip
-    model = catalog.models[model_id]
-    per_request = model_cost(model, "request", 1)
-    return LLMCost(billed=per_request.amount, internal_cost=None, unit="request",
-                   units=per_request.quantity, unit_price=per_request.rate,
-                   markup=model.pricing.markup, litellm_cost=reported)  # fmt: skip
+        return LLMCost(
+            billed=charge.billed,
+            internal_cost=charge.cost,
+            unit="token",
+            units=as_units(usage.total),
+            markup=charge.markup,
+            litellm_cost=reported,
+        )
+    own = catalog.models[model_id]
+    per_request = model_cost(own, "request", 1)
+    return LLMCost(
+        billed=per_request.amount,
+        internal_cost=None,
+        unit="request",
+        units=per_request.quantity,
+        unit_price=per_request.rate,
+        markup=own.pricing.markup,
+        litellm_cost=reported,
+    )

@@ -80,9 +80,13 @@ def sagemaker_deployment(
     return {
         "model_name": model.id,
         "litellm_params": params,
-        "model_info": {"id": f"{model.id}@{endpoint}", "provider": "self_hosted",
-                       "hosting": "self_hosted", "mode": "chat"},
-    }  # fmt: skip
+        "model_info": {
+            "id": f"{model.id}@{endpoint}",
+            "provider": "self_hosted",
+            "hosting": "self_hosted",
+            "mode": "chat",
+        },
+    }
 
 
 def local_deployments(
@@ -94,15 +98,24 @@ def local_deployments(
     """One deployment per running stand-in instance: (instance id, `http://host:port/v1`)."""
     out = []
     for instance_id, api_base in instances:
-        params: dict[str, Any] = {"model": f"openai/{model.id}", "api_base": api_base,
-                                  "api_key": LOCAL_API_KEY}  # fmt: skip
+        params: dict[str, Any] = {
+            "model": f"openai/{model.id}",
+            "api_base": api_base,
+            "api_key": LOCAL_API_KEY,
+        }
         params.update(overrides or {})
-        out.append({
-            "model_name": model.id,
-            "litellm_params": params,
-            "model_info": {"id": f"{model.id}@{endpoint}/{instance_id}",
-                           "provider": "self_hosted", "hosting": "self_hosted", "mode": "chat"},
-        })  # fmt: skip
+        out.append(
+            {
+                "model_name": model.id,
+                "litellm_params": params,
+                "model_info": {
+                    "id": f"{model.id}@{endpoint}/{instance_id}",
+                    "provider": "self_hosted",
+                    "hosting": "self_hosted",
+                    "mode": "chat",
+                },
+            }
+        )
     return out
 
 
@@ -160,8 +173,13 @@ def external_model_list(
             continue
         if wanted is not None and model.litellm_mode not in wanted:
             continue
-        dep = external_deployment(catalog, model, key_style=key_style, environ=environ,
-                                  overrides=(overrides or {}).get(model.id))  # fmt: skip
+        dep = external_deployment(
+            catalog,
+            model,
+            key_style=key_style,
+            environ=environ,
+            overrides=(overrides or {}).get(model.id),
+        )
         if dep is not None:
             out.append(dep)
     return out

@@ -70,31 +70,53 @@ async def probe(
     environ: Mapping[str, str],
     *,
     base_override: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     slow_ms: int = DEFAULT_SLOW_MS,
 ) -> ProbeResult:
     key = environ.get(provider.api_key_env, "").strip()
     url = models_url(provider, base_override)
     if not key:
-        return ProbeResult(provider_id=provider.id, status="unknown", checked=False,
-                           error=f"unconfigured: {provider.api_key_env} unset")  # fmt: skip
+        return ProbeResult(
+            provider_id=provider.id,
+            status="unknown",
+            checked=False,
+            error=f"unconfigured: {provider.api_key_env} unset",
+        )
     if url is None:
-        return ProbeResult(provider_id=provider.id, status="unknown", checked=False,
-                           error="no API URL in the catalog")  # fmt: skip
+        return ProbeResult(
+            provider_id=provider.id,
+            status="unknown",
+            checked=False,
+            error="no API URL in the catalog",
+        )
     started = time.monotonic()
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
             resp = await client.get(url, headers=auth_headers(provider, key))
     except (httpx.HTTPError, OSError) as exc:
-        return ProbeResult(provider_id=provider.id, status="unhealthy", checked=True, url=url,
-                           error=f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__)
+        return ProbeResult(
+            provider_id=provider.id,
+            status="unhealthy",
+            checked=True,
+            url=url,
+            error=f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__,
+        )
     latency = int((time.monotonic() - started) * 1000)
     status = classify(resp.status_code, latency, slow_ms)
-    error = None if status == "healthy" else (
-        f"HTTP {resp.status_code}" if resp.status_code >= 300 else f"slow: {latency} ms"
+    error = (
+        None
+        if status == "healthy"
+        else (f"HTTP {resp.status_code}" if resp.status_code >= 300 else f"slow: {latency} ms")
     )
-    return ProbeResult(provider_id=provider.id, status=status, checked=True, url=url,
-                       http_status=resp.status_code, latency_ms=latency, error=error)  # fmt: skip
+    return ProbeResult(
+        provider_id=provider.id,
+        status=status,
+        checked=True,
+        url=url,
+        http_status=resp.status_code,
+        latency_ms=latency,
+        error=error,
+    )
 
 
 async def probe_all(
@@ -102,7 +124,7 @@ async def probe_all(
     environ: Mapping[str, str],
     *,
     base_overrides: Mapping[str, str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     slow_ms: int = DEFAULT_SLOW_MS,
 ) -> list[ProbeResult]:
     """Probe concurrently; providers sharing an account and URL (openai, openai-images, ...)
@@ -114,8 +136,13 @@ async def probe_all(
         key = (models_url(p, overrides.get(p.id)), p.api_key_env)
         if key not in shared:
             shared[key] = asyncio.ensure_future(
-                probe(p, environ, base_override=overrides.get(p.id), timeout=timeout,
-                      slow_ms=slow_ms)  # fmt: skip
+                probe(
+                    p,
+                    environ,
+                    base_override=overrides.get(p.id),
+                    timeout_s=timeout_s,
+                    slow_ms=slow_ms,
+                )
             )
         tasks.append((p, shared[key]))
     out = []
@@ -162,12 +189,19 @@ async def record(engine: AsyncEngine, results: list[ProbeResult], known: set[str
                 skipped.append(r.provider_id)
                 continue
             failed = r.checked and r.status != "healthy"
-            await conn.execute(_UPSERT, {
-                "provider_id": r.provider_id, "status": r.status, "latency": r.latency_ms,
-                "failure": (Decimal(1) if failed else Decimal(0)) if r.checked else None,
-                "failures": 1 if failed else 0, "error": r.error, "alpha": ALPHA,
-                "checked": r.checked,
-            })  # fmt: skip
+            await conn.execute(
+                _UPSERT,
+                {
+                    "provider_id": r.provider_id,
+                    "status": r.status,
+                    "latency": r.latency_ms,
+                    "failure": (Decimal(1) if failed else Decimal(0)) if r.checked else None,
+                    "failures": 1 if failed else 0,
+                    "error": r.error,
+                    "alpha": ALPHA,
+                    "checked": r.checked,
+                },
+            )
     return skipped
 
 

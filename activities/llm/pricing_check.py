@@ -36,7 +36,9 @@ class PricingReport(BaseModel):
     differences: list[PriceDifference]
 
 
-def _entry(catalog: Catalog, model: ExternalModel, cost_map: dict[str, Any]) -> tuple[str, dict] | None:
+def _entry(
+    catalog: Catalog, model: ExternalModel, cost_map: dict[str, Any]
+) -> tuple[str, dict] | None:
     lp = catalog.providers[model.provider_id].litellm_provider
     if lp is None:
         return None
@@ -53,15 +55,26 @@ def _pairs(model: ExternalModel, entry: dict) -> list[tuple[str, Decimal, str, D
     """(our field, our rate, cost-map field, factor from its unit to ours, unit label)."""
     p, k, out = model.pricing, Decimal(1000), []
     if p.type == "per_token" and p.input_per_1k is not None:
-        field = "input_cost_per_character" if p.input_unit == "characters" else "input_cost_per_token"
+        field = (
+            "input_cost_per_character" if p.input_unit == "characters" else "input_cost_per_token"
+        )
         out.append(("input_per_1k", p.input_per_1k, field, k, "per 1K"))
         if p.output_per_1k is not None:
             out.append(("output_per_1k", p.output_per_1k, "output_cost_per_token", k, "per 1K"))
         if p.cached_input_per_1k is not None:
-            out.append(("cached_input_per_1k", p.cached_input_per_1k,
-                        "cache_read_input_token_cost", k, "per 1K"))  # fmt: skip
+            out.append(
+                (
+                    "cached_input_per_1k",
+                    p.cached_input_per_1k,
+                    "cache_read_input_token_cost",
+                    k,
+                    "per 1K",
+                )
+            )
     if p.per_image is not None:
-        field = "output_cost_per_image" if "output_cost_per_image" in entry else "input_cost_per_image"
+        field = (
+            "output_cost_per_image" if "output_cost_per_image" in entry else "input_cost_per_image"
+        )
         out.append(("per_image", p.per_image, field, Decimal(1), "per image"))
     if p.per_second is not None:
         out.append(("per_second", p.per_second, "output_cost_per_second", Decimal(1), "per second"))
@@ -94,7 +107,16 @@ def compare_prices(catalog: Catalog, cost_map: dict[str, Any] | None = None) -> 
             prices += 1
             theirs = Decimal(repr(raw)) * factor
             if abs(ours - theirs) > max(abs(ours), abs(theirs)) * TOLERANCE:
-                diffs.append(PriceDifference(model_id=model.id, litellm_key=key, field=field,
-                                             catalog=ours, litellm=theirs.normalize(), unit=unit))
-    return PricingReport(compared_models=models, compared_prices=prices,
-                         not_in_cost_map=missing, differences=diffs)  # fmt: skip
+                diffs.append(
+                    PriceDifference(
+                        model_id=model.id,
+                        litellm_key=key,
+                        field=field,
+                        catalog=ours,
+                        litellm=theirs.normalize(),
+                        unit=unit,
+                    )
+                )
+    return PricingReport(
+        compared_models=models, compared_prices=prices, not_in_cost_map=missing, differences=diffs
+    )

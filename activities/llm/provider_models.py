@@ -60,13 +60,12 @@ def _names(payload: Any) -> set[str]:
     return out
 
 
-async def list_models(
-    provider: Provider, key: str, base: str, timeout: float = 10.0
-) -> set[str]:
+async def list_models(provider: Provider, key: str, base: str, timeout_s: float = 10.0) -> set[str]:
     params = _LIST_QUERY.get(provider.litellm_provider or "", {})
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        resp = await client.get(f"{base.rstrip('/')}/models", params=params,
-                                headers=auth_headers(provider, key))  # fmt: skip
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        resp = await client.get(
+            f"{base.rstrip('/')}/models", params=params, headers=auth_headers(provider, key)
+        )
     resp.raise_for_status()
     return _names(resp.json())
 
@@ -95,11 +94,20 @@ async def sync_provider_models(
         try:
             listed = await list_models(members[0], key, base)
         except (httpx.HTTPError, ValueError, OSError) as exc:
-            listings.append(ProviderListing(provider_ids=ids,
-                                            status=f"error: {type(exc).__name__}: {exc}"[:300]))
+            listings.append(
+                ProviderListing(
+                    provider_ids=ids, status=f"error: {type(exc).__name__}: {exc}"[:300]
+                )
+            )
             continue
         ours = {m.model_id for m in catalog.external_models.values() if m.provider_id in ids}
-        listings.append(ProviderListing(provider_ids=ids, status="listed", listed=len(listed),
-                                        unknown=sorted(listed - ours),
-                                        missing=sorted(ours - listed)))  # fmt: skip
+        listings.append(
+            ProviderListing(
+                provider_ids=ids,
+                status="listed",
+                listed=len(listed),
+                unknown=sorted(listed - ours),
+                missing=sorted(ours - listed),
+            )
+        )
     return ModelsReport(listings=listings)

@@ -106,31 +106,43 @@ class RegistrySyncActivities:
             if row is not None:
                 return int(row[0])
             inserted = await conn.execute(
-                text("INSERT INTO registry_sync_log (sync_type, status, details) "
-                     "VALUES (:t, 'running', CAST(:d AS jsonb)) RETURNING id"),
+                text(
+                    "INSERT INTO registry_sync_log (sync_type, status, details) "
+                    "VALUES (:t, 'running', CAST(:d AS jsonb)) RETURNING id"
+                ),
                 {"t": inp.sync_type, "d": json.dumps({"workflow_id": inp.workflow_id})},
-            )  # fmt: skip
+            )
             return int(inserted.scalar_one())
 
     @activity.defn(name="registry.finish_log")
     async def finish_log(self, inp: FinishLogInput) -> None:
         async with self._engine().begin() as conn:
             await conn.execute(
-                text("UPDATE registry_sync_log SET status = :s, finished_at = now(), "
-                     "models_added = :a, models_updated = :u, models_deprecated = :d, "
-                     "details = details || CAST(:details AS jsonb) WHERE id = :id"),
-                {"s": inp.status, "a": inp.models_added, "u": inp.models_updated,
-                 "d": inp.models_deprecated, "details": json.dumps(inp.details, default=str),
-                 "id": inp.log_id},
-            )  # fmt: skip
+                text(
+                    "UPDATE registry_sync_log SET status = :s, finished_at = now(), "
+                    "models_added = :a, models_updated = :u, models_deprecated = :d, "
+                    "details = details || CAST(:details AS jsonb) WHERE id = :id"
+                ),
+                {
+                    "s": inp.status,
+                    "a": inp.models_added,
+                    "u": inp.models_updated,
+                    "d": inp.models_deprecated,
+                    "details": json.dumps(inp.details, default=str),
+                    "id": inp.log_id,
+                },
+            )
 
     @activity.defn(name="registry.check_health")
     async def check_health(self) -> HealthReport:
         providers = [p for p in self.catalog.providers.values() if p.status == "active"]
         results = await health.probe_all(
-            providers, self.environ, base_overrides=self.base_overrides,
-            timeout=self.health_timeout, slow_ms=self.slow_ms,
-        )  # fmt: skip
+            providers,
+            self.environ,
+            base_overrides=self.base_overrides,
+            timeout_s=self.health_timeout,
+            slow_ms=self.slow_ms,
+        )
         engine = self._engine()
         skipped = await health.record(engine, results, await health.known_providers(engine))
         return HealthReport(results=results, not_in_database=skipped)

@@ -39,7 +39,9 @@ async def find_tenant(engine: AsyncEngine, tenant: str) -> TenantRow | None:
     return TenantRow(id=row["id"], name=row["name"], tier=int(row["tier"])) if row else None
 
 
-async def thermal_views(engine: AsyncEngine, app_id: str, environment: str) -> dict[str, ThermalView]:
+async def thermal_views(
+    engine: AsyncEngine, app_id: str, environment: str
+) -> dict[str, ThermalView]:
     """Per model: the *target* state (OFF means an admin turned it off, even while it drains),
     ready = instances running (an endpoint serves while it scales; the request still acquires
     the model through its thermal workflow, which has the last word)."""

@@ -106,7 +106,7 @@ class LLMCallInput(BaseModel):
     max_tokens: int | None = None
     temperature: float | None = None
     allow_fallbacks: bool = True
-    request_id: str = ""  # sent to providers that accept a user/request id (tracing only)
+    request_id: str = ""  # LiteLLM call metadata, for logging callbacks (never sent upstream)
 
 
 class LLMCost(BaseModel):
@@ -185,7 +185,8 @@ class WarmUpHold(BaseModel):
     lease_id: str
     requester: str
     deadline_seconds: float | None = None
-    lease_seconds: float = 900.0
+    # Outlives the call with its retries (5 min x 5 attempts + backoff); released right after.
+    lease_seconds: float = 1800.0
 
 
 class WarmUpHoldResult(BaseModel):

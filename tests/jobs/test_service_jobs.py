@@ -4,7 +4,10 @@ graceful degradation; usage rows exactly one per charge and per invocation."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import uuid
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -35,6 +38,7 @@ from workflows.service_types import (
 from workflows.thermal_types import SetTargetRequest
 
 CATALOG = load_catalog()
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 OPERATIONS = [f"{s.id}/{op.id}" for s, op in CATALOG.operations()]
 
 
@@ -100,6 +104,11 @@ async def test_operation_end_to_end(thermal: ThermalHarness, tenants, key: str):
     assert sum(r["internal_cost"] for r in invocations) == result.internal_cost
     for call in result.calls:
         assert call.mode == ("async" if op.long_running else "sync")
+    if os.environ.get("RADIANT_RECORD_HISTORIES"):  # replay fixtures for tests/thermal/test_replay
+        history = await thermal.client.get_workflow_handle(result.workflow_id).fetch_history()
+        (HISTORIES / f"job-{key.replace('/', '-')}.json").write_text(
+            json.dumps({"workflow_id": history.workflow_id, "history": history.to_json_dict()})
+        )
 
 
 async def test_analyze_chains_detect_then_segment(thermal: ThermalHarness, tenants):

@@ -67,8 +67,9 @@ class LLMHarness:
 
     async def tenant_id(self, name: str) -> str:
         async with self.engine.connect() as conn:
-            row = await conn.execute(text("SELECT id::text FROM tenants WHERE name = :n"),
-                                     {"n": name})  # fmt: skip
+            row = await conn.execute(
+                text("SELECT id::text FROM tenants WHERE name = :n"), {"n": name}
+            )
             return row.scalar_one()
 
 
@@ -79,6 +80,18 @@ def _overrides(openai: RunningFake) -> dict[str, dict[str, Any]]:
             out[model.id] = {"api_base": openai.v1}
         elif model.provider_id == "anthropic":
             out[model.id] = {"mock_response": MOCK_CLAUDE}
+    return out
+
+
+def _unique(fns: list[Any]) -> list[Any]:
+    """First activity of each name (a worker refuses two activities with one name)."""
+    seen: set[str] = set()
+    out = []
+    for fn in fns:
+        name = fn.__temporal_activity_definition.name
+        if name not in seen:
+            seen.add(name)
+            out.append(fn)
     return out
 
 
@@ -108,10 +121,15 @@ async def llm(
 ) -> AsyncIterator[LLMHarness]:
     data_dir: Path = tmp_path_factory.mktemp("llm-data")
     queue = f"llm-{uuid.uuid4().hex[:6]}"
-    settings = Settings(data_dir=data_dir, backend="local", database_url=migrated_db.owner_url,
-                        app_database_url=migrated_db.app_url, task_queue=queue,
-                        thermal_idle_seconds=TIMINGS.idle_seconds,
-                        thermal_poll_seconds=TIMINGS.poll_seconds)  # fmt: skip
+    settings = Settings(
+        data_dir=data_dir,
+        backend="local",
+        database_url=migrated_db.owner_url,
+        app_database_url=migrated_db.app_url,
+        task_queue=queue,
+        thermal_idle_seconds=TIMINGS.idle_seconds,
+        thermal_poll_seconds=TIMINGS.poll_seconds,
+    )
     sync_catalog(migrated_db.owner_url, CATALOG)
     engine = create_app_engine(migrated_db.app_url)
     backend = LocalStandInBackend(data_dir)
@@ -119,15 +137,21 @@ async def llm(
     overrides = _overrides(openai_fake)
     environ = dict(ENV)
     base_overrides: dict[str, str] = {}
+    ours = llm_activities(
+        deps,
+        temporal_client,
+        queue,
+        environ=environ,
+        overrides=overrides,
+        base_overrides=base_overrides,
+    )
     worker = Worker(
         temporal_client,
         task_queue=queue,
-        workflows=[*WORKFLOWS, *LLM_WORKFLOWS],
-        activities=[
-            *activities_for(deps, temporal_client, queue),
-            *llm_activities(deps, temporal_client, queue, environ=environ, overrides=overrides,
-                            base_overrides=base_overrides),  # fmt: skip
-        ],
+        # Deduplicated: once the lead wires the LLM part into the worker, these lists overlap;
+        # ours come first so the test's keys, mocks and fake URLs win.
+        workflows=list(dict.fromkeys([*LLM_WORKFLOWS, *WORKFLOWS])),
+        activities=_unique([*ours, *activities_for(deps, temporal_client, queue)]),
         max_concurrent_activities=50,
     )
     async with worker:

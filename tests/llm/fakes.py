@@ -43,15 +43,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802
         b = self.server.behaviour
         time.sleep(b.delay)
-        self.server.behaviour.requests.append({"method": "HEAD", "path": self.path,
-                                               "headers": {k.lower(): v for k, v in self.headers.items()}})  # fmt: skip
+        self.server.behaviour.requests.append(
+            {
+                "method": "HEAD",
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        )
         self._send(b.head_status, {})
 
     def do_GET(self) -> None:  # noqa: N802
         b = self.server.behaviour
         time.sleep(b.delay)
-        self.server.behaviour.requests.append({"method": "GET", "path": self.path,
-                                               "headers": {k.lower(): v for k, v in self.headers.items()}})  # fmt: skip
+        self.server.behaviour.requests.append(
+            {
+                "method": "GET",
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        )
         self._send(b.head_status, {"object": "list", "data": [{"id": "fake-model"}]})
 
     def do_POST(self) -> None:  # noqa: N802
@@ -62,12 +72,19 @@ class _Handler(BaseHTTPRequestHandler):
             data = json.loads(raw or b"{}")
         except ValueError:
             data = {"raw": raw.decode(errors="replace")}
-        b.requests.append({"method": "POST", "path": self.path, "json": data,
-                           "headers": {k.lower(): v for k, v in self.headers.items()}})  # fmt: skip
+        b.requests.append(
+            {
+                "method": "POST",
+                "path": self.path,
+                "json": data,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        )
         time.sleep(b.delay)
         if b.status >= 400:
-            self._send(b.status, {"error": {"message": f"fake failure {b.status}",
-                                            "type": "server_error"}})  # fmt: skip
+            self._send(
+                b.status, {"error": {"message": f"fake failure {b.status}", "type": "server_error"}}
+            )
             return
         self._send(200, self.server.answer(self.path, data))
 
@@ -81,26 +98,51 @@ class _FakeServer(ThreadingHTTPServer):
 
     def answer(self, path: str, data: dict[str, Any]) -> Any:
         b = self.behaviour
-        usage = {"prompt_tokens": b.prompt_tokens, "completion_tokens": b.completion_tokens,
-                 "total_tokens": b.prompt_tokens + b.completion_tokens}  # fmt: skip
+        usage = {
+            "prompt_tokens": b.prompt_tokens,
+            "completion_tokens": b.completion_tokens,
+            "total_tokens": b.prompt_tokens + b.completion_tokens,
+        }
         if path.endswith("/invocations"):  # SageMaker runtime, TGI container
             return [{"generated_text": b.text}]
         if path.endswith("/embeddings"):
             inputs = data.get("input") or []
             inputs = inputs if isinstance(inputs, list) else [inputs]
-            rows = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
-                    for i in range(len(inputs))]  # fmt: skip
-            return {"object": "list", "data": rows, "model": data.get("model"),
-                    "usage": {"prompt_tokens": b.prompt_tokens, "total_tokens": b.prompt_tokens}}
+            rows = [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                for i in range(len(inputs))
+            ]
+            return {
+                "object": "list",
+                "data": rows,
+                "model": data.get("model"),
+                "usage": {"prompt_tokens": b.prompt_tokens, "total_tokens": b.prompt_tokens},
+            }
         if path.endswith("/completions") and "chat" not in path:
-            return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
-                    "model": data.get("model"), "usage": usage,
-                    "choices": [{"index": 0, "text": b.text, "finish_reason": "stop",
-                                 "logprobs": None}]}  # fmt: skip
-        return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                "model": data.get("model"), "usage": usage,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": b.text}}]}  # fmt: skip
+            return {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": data.get("model"),
+                "usage": usage,
+                "choices": [
+                    {"index": 0, "text": b.text, "finish_reason": "stop", "logprobs": None}
+                ],
+            }
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": data.get("model"),
+            "usage": usage,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": b.text},
+                }
+            ],
+        }
 
 
 @dataclass

@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import litellm  # noqa: E402
 import psycopg
 import pytest
 import typer
@@ -14,12 +15,12 @@ import yaml
 from typer.testing import CliRunner
 
 import activities.llm  # noqa: F401 - LiteLLM's bundled cost map, before litellm is imported
-import litellm  # noqa: E402
 from activities.db.engine import libpq_conninfo
 from activities.llm.proxy_config import build_proxy_config, render_proxy_config
 from models_catalog.catalog import load_catalog
 from tests.llm.conftest import LLMHarness
-from workers.cli import litellm_config, llm as llm_cli, registry, select
+from workers.cli import litellm_config, registry, select
+from workers.cli import llm as llm_cli
 from workers.settings import get_settings
 
 CAT = load_catalog()
@@ -72,14 +73,17 @@ def test_litellm_config_generated_from_catalog_loads_in_a_router(tmp_path: Path)
         assert dep["litellm_params"]["api_key"] == f"os.environ/{CAT.providers[pid].api_key_env}"
     assert "midjourney-v6" not in names and "meshy-v3" not in names  # litellm_provider: null
     assert "mistral-7b-instruct" in names
-    assert {"openai-gpt-4o": ["anthropic-claude-sonnet-4", "google-gemini-2-flash"]} in \
-        cfg["router_settings"]["fallbacks"]  # fmt: skip
+    assert {"openai-gpt-4o": ["anthropic-claude-sonnet-4", "google-gemini-2-flash"]} in cfg[
+        "router_settings"
+    ]["fallbacks"]
     assert cfg["router_settings"]["num_retries"] == 0 == cfg["litellm_settings"]["num_retries"]
     assert cfg["router_settings"]["model_group_alias"]["gpt-4o"] == "openai-gpt-4o"
-    router = litellm.Router(model_list=cfg["model_list"],
-                            fallbacks=cfg["router_settings"]["fallbacks"],
-                            model_group_alias=cfg["router_settings"]["model_group_alias"],
-                            num_retries=0)  # fmt: skip
+    router = litellm.Router(
+        model_list=cfg["model_list"],
+        fallbacks=cfg["router_settings"]["fallbacks"],
+        model_group_alias=cfg["router_settings"]["model_group_alias"],
+        num_retries=0,
+    )
     assert names <= set(router.get_model_names())  # (plus the aliases)
 
 
@@ -119,21 +123,25 @@ def test_select_json_and_no_model_exit_1():
     assert any(not e["does_task"] for e in json.loads(res.stdout)["excluded"])
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--no-state"], "--tier"),
-    (["--tier", "9", "--no-state"], "between 1 and 5"),
-    (["--tier", "2", "--hosting", "cloud", "--no-state"], "--hosting"),
-    (["--tier", "2", "--model", "gpt-4oo", "--no-state"], "did you mean 'gpt-4o'"),
-    (["--tenant", "acme", "--no-state"], "--tenant needs the database"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--no-state"], "--tier"),
+        (["--tier", "9", "--no-state"], "between 1 and 5"),
+        (["--tier", "2", "--hosting", "cloud", "--no-state"], "--hosting"),
+        (["--tier", "2", "--model", "gpt-4oo", "--no-state"], "did you mean 'gpt-4o'"),
+        (["--tenant", "acme", "--no-state"], "--tenant needs the database"),
+    ],
+)
 def test_select_bad_input(args, needle):
     one_line_error(invoke("select", *args), needle)
 
 
 def test_select_reads_tenant_and_state(settings_env, migrated_db):
     with psycopg.connect(libpq_conninfo(migrated_db.owner_url), autocommit=True) as conn:
-        conn.execute("INSERT INTO tenants (name, tier) VALUES ('cli-t3', 3) "
-                     "ON CONFLICT (name) DO NOTHING")  # fmt: skip
+        conn.execute(
+            "INSERT INTO tenants (name, tier) VALUES ('cli-t3', 3) ON CONFLICT (name) DO NOTHING"
+        )
     res = invoke("select", "--tenant", "cli-t3", "--json", "--app", "nowhere")
     data = json.loads(res.stdout)
     assert res.exit_code == 0 and data["criteria"]["tenant_tier"] == 3
@@ -164,8 +172,9 @@ def test_registry_list_stats_history(settings_env, migrated_db):
     assert res.exit_code == 0 and f"\n{own} models\n" in res.stdout
     stats = json.loads(invoke("registry", "stats", "--json").stdout)
     assert stats["external_count"] == len(CAT.external_models)
-    assert stats["cold_count"] + stats["off_count"] + stats["warm_count"] + stats["hot_count"] \
-        + stats["automatic_count"] == len(CAT.models)  # fmt: skip
+    assert stats["cold_count"] + stats["off_count"] + stats["warm_count"] + stats[
+        "hot_count"
+    ] + stats["automatic_count"] == len(CAT.models)
     res = invoke("registry", "history", "--json")
     assert res.exit_code == 0 and isinstance(json.loads(res.stdout), list)
     one_line_error(invoke("registry", "list", "--hosting", "cloud"), "--hosting")
@@ -209,17 +218,28 @@ async def test_registry_sync_and_history_through_the_worker(worker_env: LLMHarne
 async def test_llm_chat_and_embed_through_the_worker(worker_env: LLMHarness):
     llm = worker_env
     tenant = llm.tenant("t1")
-    res = await asyncio.to_thread(invoke, "llm", "chat", "Hello", "--tenant", tenant,
-                                  "--model", "gpt-4o", "--app", llm.new_app())  # fmt: skip
+    res = await asyncio.to_thread(
+        invoke,
+        "llm",
+        "chat",
+        "Hello",
+        "--tenant",
+        tenant,
+        "--model",
+        "gpt-4o",
+        "--app",
+        llm.new_app(),
+    )
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == "hello from the fake"
     assert "model openai-gpt-4o" in res.stderr
-    res = await asyncio.to_thread(invoke, "llm", "embed", "a", "b", "--tenant", tenant,
-                                  "--json")  # fmt: skip
+    res = await asyncio.to_thread(invoke, "llm", "embed", "a", "b", "--tenant", tenant, "--json")
     assert res.exit_code == 0 and len(json.loads(res.stdout)["embeddings"]) == 2
-    res = await asyncio.to_thread(invoke, "llm", "chat", "Hello", "--tenant", "ghost",
-                                  "--model", "gpt-4o")  # fmt: skip
+    res = await asyncio.to_thread(
+        invoke, "llm", "chat", "Hello", "--tenant", "ghost", "--model", "gpt-4o"
+    )
     one_line_error(res, "unknown tenant 'ghost'")
-    res = await asyncio.to_thread(invoke, "llm", "chat", "Hi", "--tenant", tenant,
-                                  "--model", "mistral-7b-instruct")  # fmt: skip
+    res = await asyncio.to_thread(
+        invoke, "llm", "chat", "Hi", "--tenant", tenant, "--model", "mistral-7b-instruct"
+    )
     one_line_error(res, "needs tier 3, tenant is tier 1")

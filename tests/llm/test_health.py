@@ -36,11 +36,12 @@ async def test_healthy_with_credentials_sent():
 async def test_slow_answer_is_degraded():
     with fake_server(FakeBehaviour(delay=0.4)) as fake:
         res = await health.probe(OPENAI, KEYS, base_override=fake.v1, slow_ms=100)
-    assert res.status == "degraded" and res.latency_ms >= 400 and "slow" in res.error
+    assert res.status == "degraded" and (res.latency_ms or 0) >= 400 and "slow" in (res.error or "")
 
 
-@pytest.mark.parametrize("code,status", [(500, "unhealthy"), (503, "unhealthy"),
-                                         (401, "degraded"), (429, "degraded")])
+@pytest.mark.parametrize(
+    "code,status", [(500, "unhealthy"), (503, "unhealthy"), (401, "degraded"), (429, "degraded")]
+)
 async def test_http_errors(code, status):
     with fake_server(FakeBehaviour(head_status=code)) as fake:
         res = await health.probe(OPENAI, KEYS, base_override=fake.v1)
@@ -50,15 +51,15 @@ async def test_http_errors(code, status):
 async def test_connection_refused_is_unhealthy():
     res = await health.probe(OPENAI, KEYS, base_override=closed_port())
     assert res.status == "unhealthy" and res.checked and res.latency_ms is None
-    assert "ConnectError" in res.error
+    assert "ConnectError" in (res.error or "")
 
 
 async def test_no_answer_times_out_unhealthy():
     with silent_server() as url:
         started = time.monotonic()
-        res = await health.probe(OPENAI, KEYS, base_override=url, timeout=0.5)
+        res = await health.probe(OPENAI, KEYS, base_override=url, timeout_s=0.5)
         took = time.monotonic() - started
-    assert res.status == "unhealthy" and "Timeout" in res.error
+    assert res.status == "unhealthy" and "Timeout" in (res.error or "")
     assert took < 2.0
 
 
@@ -73,8 +74,9 @@ async def test_unconfigured_provider_is_not_probed():
 async def test_shared_accounts_are_probed_once():
     ids = ["openai", "openai-images", "openai-embeddings"]
     with fake_server() as fake:
-        results = await health.probe_all([CAT.providers[i] for i in ids], KEYS,
-                                         base_overrides={i: fake.v1 for i in ids})  # fmt: skip
+        results = await health.probe_all(
+            [CAT.providers[i] for i in ids], KEYS, base_overrides={i: fake.v1 for i in ids}
+        )
         assert len(fake.behaviour.requests) == 1
     assert [r.provider_id for r in results] == ids
     assert all(r.status == "healthy" for r in results)
@@ -84,16 +86,21 @@ async def test_shared_accounts_are_probed_once():
 async def synced(migrated_db, app_engine):
     sync_catalog(migrated_db.owner_url, CAT)
     async with app_engine.begin() as conn:  # the app role may not DELETE: reset by update
-        await conn.execute(text("UPDATE provider_health SET status = 'unknown', "
-                                "avg_latency_ms = NULL, error_rate = NULL, "
-                                "consecutive_failures = 0 WHERE provider_id = 'xai'"))  # fmt: skip
+        await conn.execute(
+            text(
+                "UPDATE provider_health SET status = 'unknown', "
+                "avg_latency_ms = NULL, error_rate = NULL, "
+                "consecutive_failures = 0 WHERE provider_id = 'xai'"
+            )
+        )
     return app_engine
 
 
 async def _row(engine, provider_id):
     async with engine.connect() as conn:
-        res = await conn.execute(text("SELECT * FROM provider_health WHERE provider_id = :p"),
-                                 {"p": provider_id})  # fmt: skip
+        res = await conn.execute(
+            text("SELECT * FROM provider_health WHERE provider_id = :p"), {"p": provider_id}
+        )
         return dict(res.mappings().one())
 
 
@@ -102,12 +109,21 @@ async def test_record_smooths_latency_and_error_rate(synced):
     known = await health.known_providers(engine)
 
     def r(status, latency, checked=True):
-        return health.ProbeResult(provider_id="xai", status=status, checked=checked,
-                                  latency_ms=latency, error=None if status == "healthy" else "x")
+        return health.ProbeResult(
+            provider_id="xai",
+            status=status,
+            checked=checked,
+            latency_ms=latency,
+            error=None if status == "healthy" else "x",
+        )
 
     await health.record(engine, [r("healthy", 100)], known)
     row = await _row(engine, "xai")
-    assert (row["status"], row["avg_latency_ms"], row["consecutive_failures"]) == ("healthy", 100, 0)
+    assert (row["status"], row["avg_latency_ms"], row["consecutive_failures"]) == (
+        "healthy",
+        100,
+        0,
+    )
     await health.record(engine, [r("healthy", 200)], known)
     row = await _row(engine, "xai")
     assert row["avg_latency_ms"] == 130  # 100 x 0.7 + 200 x 0.3
@@ -122,6 +138,7 @@ async def test_record_smooths_latency_and_error_rate(synced):
     row = await _row(engine, "xai")
     assert row["status"] == "unknown" and row["consecutive_failures"] == 2
     assert row["error_rate"] == Decimal("0.51")  # not probed: no sample
-    skipped = await health.record(engine, [r("healthy", 1).model_copy(
-        update={"provider_id": "nope"})], known)  # fmt: skip
+    skipped = await health.record(
+        engine, [r("healthy", 1).model_copy(update={"provider_id": "nope"})], known
+    )
     assert skipped == ["nope"]

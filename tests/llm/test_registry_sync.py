@@ -9,7 +9,12 @@ import uuid
 import psycopg
 import pytest
 from sqlalchemy import text
-from temporalio.client import ScheduleAlreadyRunningError, WorkflowFailureError
+from temporalio.client import (
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    WorkflowFailureError,
+)
 from temporalio.exceptions import ApplicationError
 
 from activities.db.engine import libpq_conninfo
@@ -39,14 +44,18 @@ def reset_health(llm: LLMHarness, migrated_db):
 
 async def run_sync(llm: LLMHarness, sync_type: str) -> RegistrySyncResult:
     return await llm.client.execute_workflow(
-        RegistrySyncWorkflow.run, RegistrySyncInput(sync_type=sync_type),
-        id=f"registry-sync/{sync_type}/test-{uuid.uuid4().hex[:8]}", task_queue=llm.task_queue,
-    )  # fmt: skip
+        RegistrySyncWorkflow.run,
+        RegistrySyncInput(sync_type=sync_type),
+        id=f"registry-sync/{sync_type}/test-{uuid.uuid4().hex[:8]}",
+        task_queue=llm.task_queue,
+    )
 
 
 async def log_row(llm: LLMHarness, log_id: int) -> dict:
     async with llm.engine.connect() as conn:
-        res = await conn.execute(text("SELECT * FROM registry_sync_log WHERE id = :i"), {"i": log_id})
+        res = await conn.execute(
+            text("SELECT * FROM registry_sync_log WHERE id = :i"), {"i": log_id}
+        )
         return dict(res.mappings().one())
 
 
@@ -79,8 +88,11 @@ async def test_health_sync(llm: LLMHarness, reset_health):
 
 async def test_pricing_sync_reports_and_applies_nothing(llm: LLMHarness):
     async with llm.engine.connect() as conn:
-        before = (await conn.execute(text("SELECT id, input_cost_per_1k, output_cost_per_1k "
-                                          "FROM models ORDER BY id"))).all()  # fmt: skip
+        before = (
+            await conn.execute(
+                text("SELECT id, input_cost_per_1k, output_cost_per_1k FROM models ORDER BY id")
+            )
+        ).all()
     result = await run_sync(llm, "pricing")
     pricing = result.details["pricing"]
     assert pricing["compared_models"] >= 20 and pricing["compared_prices"] >= 30
@@ -89,16 +101,27 @@ async def test_pricing_sync_reports_and_applies_nothing(llm: LLMHarness):
     assert log["status"] == "completed" and log["details"]["pricing"] == pricing
     assert log["models_updated"] == 0 and log["models_deprecated"] == 0
     async with llm.engine.connect() as conn:
-        after = (await conn.execute(text("SELECT id, input_cost_per_1k, output_cost_per_1k "
-                                         "FROM models ORDER BY id"))).all()  # fmt: skip
+        after = (
+            await conn.execute(
+                text("SELECT id, input_cost_per_1k, output_cost_per_1k FROM models ORDER BY id")
+            )
+        ).all()
     assert after == before
 
 
-async def test_full_sync_lists_models_for_review_and_never_deprecates(llm: LLMHarness, reset_health):
+async def test_full_sync_lists_models_for_review_and_never_deprecates(
+    llm: LLMHarness, reset_health
+):
     with fake_server(FakeBehaviour(head_status=503)) as down:
-        llm.base_overrides.update({"openai": llm.openai.v1, "openai-images": llm.openai.v1,
-                                   "openai-audio": llm.openai.v1,
-                                   "openai-embeddings": llm.openai.v1, "anthropic": down.v1})
+        llm.base_overrides.update(
+            {
+                "openai": llm.openai.v1,
+                "openai-images": llm.openai.v1,
+                "openai-audio": llm.openai.v1,
+                "openai-embeddings": llm.openai.v1,
+                "anthropic": down.v1,
+            }
+        )
         result = await run_sync(llm, "full")
     listings = {tuple(x["provider_ids"]): x for x in result.details["provider_models"]}
     openai = listings[("openai", "openai-images", "openai-audio", "openai-embeddings")]
@@ -107,14 +130,20 @@ async def test_full_sync_lists_models_for_review_and_never_deprecates(llm: LLMHa
     assert listings[("anthropic",)]["status"].startswith("error: HTTPStatusError")
     assert listings[("google", "veo")]["status"] == "skipped: unconfigured"
     assert result.models_added == 1 and result.models_deprecated == 0
-    assert "openai/openai-images/openai-audio/openai-embeddings: new model fake-model" in \
-        result.details["review"]  # fmt: skip
+    assert (
+        "openai/openai-images/openai-audio/openai-embeddings: new model fake-model"
+        in result.details["review"]
+    )
     assert "thermal" in result.details and result.providers_checked >= 2
     log = await log_row(llm, result.log_id)
     assert (log["status"], log["models_added"], log["models_deprecated"]) == ("completed", 1, 0)
     async with llm.engine.connect() as conn:
-        statuses = {r[0] for r in await conn.execute(text(
-            "SELECT DISTINCT status FROM models WHERE provider_id = 'anthropic'"))}  # fmt: skip
+        statuses = {
+            r[0]
+            for r in await conn.execute(
+                text("SELECT DISTINCT status FROM models WHERE provider_id = 'anthropic'")
+            )
+        }
     assert statuses == {"active"}  # Claude 4.5 and 3.5 Haiku are not deprecated
 
 
@@ -133,8 +162,12 @@ async def test_invalid_sync_type(llm: LLMHarness):
 
 async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarness, reset_health):
     schedules = registry_schedules(llm.settings)
-    assert set(schedules) == {HEALTH_SCHEDULE_ID, THERMAL_SCHEDULE_ID, PRICING_SCHEDULE_ID,
-                              FULL_SCHEDULE_ID}  # fmt: skip
+    assert set(schedules) == {
+        HEALTH_SCHEDULE_ID,
+        THERMAL_SCHEDULE_ID,
+        PRICING_SCHEDULE_ID,
+        FULL_SCHEDULE_ID,
+    }
     every = schedules[HEALTH_SCHEDULE_ID].spec.intervals[0].every
     assert every.total_seconds() == 300
     weekly = schedules[PRICING_SCHEDULE_ID].spec.calendars[0]
@@ -151,7 +184,9 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
         assert sorted(created) == sorted(schedules)  # created once, the second pass skipped
         for schedule_id in schedules:  # what the Web UI lists
             desc = await llm.client.get_schedule_handle(schedule_id).describe()
-            assert desc.schedule.action.workflow == "RegistrySyncWorkflow"
+            action_spec = desc.schedule.action
+            assert isinstance(action_spec, ScheduleActionStartWorkflow)
+            assert action_spec.workflow == "RegistrySyncWorkflow"
         handle = llm.client.get_schedule_handle(HEALTH_SCHEDULE_ID)
         await handle.trigger()
         for _ in range(100):
@@ -160,8 +195,10 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
                 break
             await asyncio.sleep(0.1)
         action = desc.info.recent_actions[0].action
+        assert isinstance(action, ScheduleActionExecutionStartWorkflow)
         result = await llm.client.get_workflow_handle(
-            action.workflow_id, result_type=RegistrySyncResult).result()
+            action.workflow_id, result_type=RegistrySyncResult
+        ).result()
         assert action.workflow_id.startswith("registry-sync/health/scheduled")
         assert result.status == "completed"
     finally:

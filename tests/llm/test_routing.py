@@ -10,12 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import litellm  # noqa: E402
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 import activities.llm  # noqa: F401 - LiteLLM's bundled cost map, before litellm is imported
-import litellm  # noqa: E402
 from activities.backends.base import EndpointSpec
 from activities.backends.local import LocalInstance, LocalRecord
 from activities.llm import calls
@@ -41,11 +41,25 @@ class _NoControl:  # the call activity never touches the thermal workflows
     client = None
 
 
-def acts(tmp_path: Path, overrides: dict[str, dict[str, Any]], *, backend: str = "local",
-         environ: dict[str, str] | None = None, timeout: float = 30.0) -> LLMActivities:  # fmt: skip
-    return LLMActivities(CAT, None, _NoControl(), backend_kind=backend, data_dir=tmp_path,  # type: ignore[arg-type]
-                         aws_region="us-east-1", environ=ENV if environ is None else environ,
-                         overrides=overrides, timeout_seconds=timeout)  # fmt: skip
+def acts(
+    tmp_path: Path,
+    overrides: dict[str, dict[str, Any]],
+    *,
+    backend: str = "local",
+    environ: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> LLMActivities:
+    return LLMActivities(
+        CAT,
+        None,
+        _NoControl(),  # type: ignore[arg-type]
+        backend_kind=backend,
+        data_dir=tmp_path,
+        aws_region="us-east-1",
+        environ=ENV if environ is None else environ,
+        overrides=overrides,
+        timeout_seconds=timeout,
+    )
 
 
 async def run_call(a: LLMActivities, **kw: Any):
@@ -62,20 +76,23 @@ def test_model_list_comes_from_the_catalog_and_skips_unconfigured_providers():
     providers = {d["model_info"]["provider"] for d in deps}
     assert providers == {"openai", "openai-images", "openai-audio", "openai-embeddings"}
     assert {d["model_name"] for d in deps} == {
-        m.id for m in CAT.external_models.values()
+        m.id
+        for m in CAT.external_models.values()
         if CAT.providers[m.provider_id].api_key_env == "OPENAI_API_KEY" and m.available
-    }  # fmt: skip
+    }
     gpt4o = next(d for d in deps if d["model_name"] == "openai-gpt-4o")
     assert gpt4o["litellm_params"] == {"model": "gpt-4o-2024-08-06", "api_key": "k"}
     assert gpt4o["model_info"]["id"] == "openai-gpt-4o"
     # gpt-4o's fallbacks (claude, gemini) are unconfigured here: no fallback entry at all
     assert fallbacks_for(CAT, {d["model_name"] for d in deps}) == []
     everyone = external_model_list(CAT, key_style="env_ref")
-    assert not any(CAT.providers[d["model_info"]["provider"]].litellm_provider is None
-                   for d in everyone)  # fmt: skip
+    assert not any(
+        CAT.providers[d["model_info"]["provider"]].litellm_provider is None for d in everyone
+    )
     names = {d["model_name"] for d in everyone}
-    assert {"openai-gpt-4o": ["anthropic-claude-sonnet-4", "google-gemini-2-flash"]} in \
-        fallbacks_for(CAT, names)  # fmt: skip
+    assert {
+        "openai-gpt-4o": ["anthropic-claude-sonnet-4", "google-gemini-2-flash"]
+    } in fallbacks_for(CAT, names)
 
 
 async def test_external_call_served_costed_and_crosschecked_with_litellm(tmp_path: Path):
@@ -84,7 +101,11 @@ async def test_external_call_served_costed_and_crosschecked_with_litellm(tmp_pat
         res = await run_call(a, model_id="openai-gpt-4o", max_tokens=50, temperature=0.2)
         sent = fake.posts()[-1]["json"]
     assert res.served_by == "openai-gpt-4o" and not res.fallback_used
-    assert (sent["model"], sent["max_tokens"], sent["temperature"]) == ("gpt-4o-2024-08-06", 50, 0.2)
+    assert (sent["model"], sent["max_tokens"], sent["temperature"]) == (
+        "gpt-4o-2024-08-06",
+        50,
+        0.2,
+    )
     cost = Decimal(1200) / 1000 * Decimal("0.0025") + Decimal(345) / 1000 * Decimal("0.01")
     assert res.cost.internal_cost == to_ledger(cost)
     assert res.cost.billed == to_ledger(cost * Decimal("1.40"))
@@ -94,16 +115,22 @@ async def test_external_call_served_costed_and_crosschecked_with_litellm(tmp_pat
     assert abs(res.cost.litellm_cost - res.cost.internal_cost) < Decimal("1e-9")
 
 
-@pytest.mark.parametrize("model_id", ["openai-gpt-4o", "openai-gpt-4o-mini",
-                                      "anthropic-claude-sonnet-4-5", "anthropic-claude-haiku-4-5"])
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "openai-gpt-4o",
+        "openai-gpt-4o-mini",
+        "anthropic-claude-sonnet-4-5",
+        "anthropic-claude-haiku-4-5",
+    ],
+)
 async def test_mock_response_cost_matches_litellm_completion_cost(tmp_path: Path, model_id: str):
     """LiteLLM's `mock_response` (10 prompt + 20 completion tokens) priced both ways."""
     a = acts(tmp_path, {model_id: {"mock_response": "mocked"}})
     res = await run_call(a, model_id=model_id)
     assert res.content == "mocked" and res.served_by == model_id
     route = CAT.external_models[model_id].litellm_route
-    resp = await litellm.acompletion(model=route, messages=HI, mock_response="mocked",
-                                     api_key="k")  # fmt: skip
+    resp = await litellm.acompletion(model=route, messages=HI, mock_response="mocked", api_key="k")
     theirs = Decimal(repr(litellm.completion_cost(completion_response=resp)))
     assert res.usage.input_tokens == resp.usage.prompt_tokens
     assert res.usage.output_tokens == resp.usage.completion_tokens
@@ -117,36 +144,55 @@ async def test_catalog_prices_what_litellm_cannot(tmp_path: Path):
     a = acts(tmp_path, {"anthropic-claude-sonnet-4": {"mock_response": "x"}})
     res = await run_call(a, model_id="anthropic-claude-sonnet-4")
     assert res.cost.litellm_cost in (None, Decimal(0))
-    assert res.cost.internal_cost == to_ledger(Decimal(10) / 1000 * Decimal("0.003")
-                                               + Decimal(20) / 1000 * Decimal("0.015"))
+    assert res.cost.internal_cost == to_ledger(
+        Decimal(10) / 1000 * Decimal("0.003") + Decimal(20) / 1000 * Decimal("0.015")
+    )
 
 
 async def test_fallback_serves_when_the_primary_fails_and_is_recorded(tmp_path: Path):
     with fake_server(FakeBehaviour(status=503)) as down:
-        a = acts(tmp_path, {"openai-gpt-4o": {"api_base": down.v1},
-                            "anthropic-claude-sonnet-4": {"mock_response": "from claude"}})
+        a = acts(
+            tmp_path,
+            {
+                "openai-gpt-4o": {"api_base": down.v1},
+                "anthropic-claude-sonnet-4": {"mock_response": "from claude"},
+            },
+        )
         res = await run_call(a, model_id="openai-gpt-4o")
         assert len(down.posts()) == 1  # no LiteLLM retries: Temporal owns them
     assert res.fallback_used and res.model_id == "anthropic-claude-sonnet-4"
     assert res.served_by == "anthropic-claude-sonnet-4" and res.provider_id == "anthropic"
     assert res.content == "from claude"
     p = CAT.external_models["anthropic-claude-sonnet-4"].pricing
-    assert res.cost.internal_cost == to_ledger(Decimal(10) / 1000 * p.input_per_1k
-                                               + Decimal(20) / 1000 * p.output_per_1k)
+    assert p.input_per_1k is not None and p.output_per_1k is not None
+    assert res.cost.internal_cost == to_ledger(
+        Decimal(10) / 1000 * p.input_per_1k + Decimal(20) / 1000 * p.output_per_1k
+    )
 
 
 async def test_mock_testing_fallbacks_picks_the_next_configured_fallback(tmp_path: Path):
     """LiteLLM's own fallback test switch, through the catalog's chain: gpt-4o -> claude."""
-    a = acts(tmp_path, {"openai-gpt-4o": {"mock_testing_fallbacks": True},
-                        "anthropic-claude-sonnet-4": {"mock_response": "fb"}})
+    a = acts(
+        tmp_path,
+        {
+            "openai-gpt-4o": {"mock_testing_fallbacks": True},
+            "anthropic-claude-sonnet-4": {"mock_response": "fb"},
+        },
+    )
     res = await run_call(a, model_id="openai-gpt-4o")
     assert res.fallback_used and res.served_by == "anthropic-claude-sonnet-4"
 
 
 async def test_no_fallbacks_when_refused(tmp_path: Path):
     a = acts(tmp_path, {})
-    inp = LLMCallInput(kind="chat", model_id="openai-gpt-4o", app_id="a", environment="e",
-                       messages=HI, allow_fallbacks=False)  # fmt: skip
+    inp = LLMCallInput(
+        kind="chat",
+        model_id="openai-gpt-4o",
+        app_id="a",
+        environment="e",
+        messages=HI,
+        allow_fallbacks=False,
+    )
     model_list, fallbacks = a.model_list_for(inp)
     assert [d["model_name"] for d in model_list] == ["openai-gpt-4o"] and fallbacks == []
     model_list, fallbacks = a.model_list_for(inp.model_copy(update={"allow_fallbacks": True}))
@@ -159,8 +205,11 @@ async def test_sagemaker_backend_routes_to_the_endpoint(tmp_path: Path):
     TGI body, SigV4-signed with dummy credentials, per-request price."""
     endpoint = self_hosted_endpoint("app", "dev", MISTRAL)
     with fake_server(FakeBehaviour(text="tgi says hi")) as sm:
-        extra = {"sagemaker_base_url": f"{sm.url}/endpoints/{endpoint}/invocations",
-                 "aws_access_key_id": "AKIDTEST", "aws_secret_access_key": "secret"}
+        extra = {
+            "sagemaker_base_url": f"{sm.url}/endpoints/{endpoint}/invocations",
+            "aws_access_key_id": "AKIDTEST",
+            "aws_secret_access_key": "secret",
+        }
         a = acts(tmp_path, {MISTRAL: extra}, backend="sagemaker")
         res = await run_call(a, model_id=MISTRAL, max_tokens=16)
         post = sm.posts()[-1]
@@ -179,12 +228,23 @@ def _write_local_record(data_dir: Path, endpoint: str, ports: list[int]) -> None
     spec = EndpointSpec(endpoint_name=endpoint, model_id=MISTRAL, image="img", instance_type="x")
     now = datetime.now(UTC)
     rec = LocalRecord(
-        endpoint_name=endpoint, model_id=MISTRAL, spec=spec, config_hash=spec.config_hash(),
-        status="InService", created_at=now, updated_at=now, desired_instance_count=len(ports),
-        min_instances=1, max_instances=3,
-        instances=[LocalInstance(instance_id=f"i-{n}", pid=1, port=p, config_hash=spec.config_hash(),
-                                 started_at=now) for n, p in enumerate(ports)],
-    )  # fmt: skip
+        endpoint_name=endpoint,
+        model_id=MISTRAL,
+        spec=spec,
+        config_hash=spec.config_hash(),
+        status="InService",
+        created_at=now,
+        updated_at=now,
+        desired_instance_count=len(ports),
+        min_instances=1,
+        max_instances=3,
+        instances=[
+            LocalInstance(
+                instance_id=f"i-{n}", pid=1, port=p, config_hash=spec.config_hash(), started_at=now
+            )
+            for n, p in enumerate(ports)
+        ],
+    )
     root = data_dir / "local_endpoints"
     root.mkdir(parents=True, exist_ok=True)
     (root / f"{endpoint}.json").write_text(rec.model_dump_json())
@@ -194,15 +254,17 @@ async def test_local_backend_routes_to_the_stand_in_instances(tmp_path: Path):
     """Each running stand-in instance is one `openai/<model>` deployment at its /v1 base."""
     endpoint = self_hosted_endpoint("app", "dev", MISTRAL)
     with fake_server(FakeBehaviour(text="one")) as i0, fake_server(FakeBehaviour(text="two")) as i1:
-        _write_local_record(tmp_path, endpoint, [int(i0.url.rsplit(":", 1)[1]),
-                                                 int(i1.url.rsplit(":", 1)[1])])  # fmt: skip
+        _write_local_record(
+            tmp_path, endpoint, [int(i0.url.rsplit(":", 1)[1]), int(i1.url.rsplit(":", 1)[1])]
+        )
         assert [b for _, b in local_instances(tmp_path, endpoint)] == [i0.v1, i1.v1]
         a = acts(tmp_path, {})
         seen = {(await run_call(a, model_id=MISTRAL)).served_by for _ in range(8)}
         comp = await run_call(a, kind="completion", model_id=MISTRAL, prompt="hello")
         assert comp.content in ("one", "two")
-        assert [p["json"]["prompt"] for p in i0.posts() + i1.posts()
-                if p["path"] == "/v1/completions"] == ["hello"]  # fmt: skip
+        assert [
+            p["json"]["prompt"] for p in i0.posts() + i1.posts() if p["path"] == "/v1/completions"
+        ] == ["hello"]
         sent = (i0.posts() + i1.posts())[0]["json"]
     assert sent["model"] == MISTRAL
     assert seen <= {f"{MISTRAL}@{endpoint}/i-0", f"{MISTRAL}@{endpoint}/i-1"} and seen
@@ -219,11 +281,17 @@ async def test_unconfigured_and_unreachable(tmp_path: Path):
     assert err.value.type == "NoDeployment" and not err.value.non_retryable
 
 
-@pytest.mark.parametrize("status,err_type,retryable", [
-    (401, "ProviderRejected", False), (400, "ProviderRejected", False),
-    (404, "ProviderRejected", False), (429, "ProviderUnavailable", True),
-    (500, "ProviderUnavailable", True), (503, "ProviderUnavailable", True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "status,err_type,retryable",
+    [
+        (401, "ProviderRejected", False),
+        (400, "ProviderRejected", False),
+        (404, "ProviderRejected", False),
+        (429, "ProviderUnavailable", True),
+        (500, "ProviderUnavailable", True),
+        (503, "ProviderUnavailable", True),
+    ],
+)
 async def test_provider_errors_are_classified(tmp_path: Path, status, err_type, retryable):
     with fake_server(FakeBehaviour(status=status)) as fake:
         a = acts(tmp_path, {"openai-gpt-4o": {"api_base": fake.v1}})
@@ -244,17 +312,22 @@ async def test_slow_provider_times_out_retryably(tmp_path: Path):
 
 
 def test_context_window_error_class():
-    exc = litellm.ContextWindowExceededError(message="too long", model="gpt-4o",
-                                             llm_provider="openai")  # fmt: skip
+    exc = litellm.ContextWindowExceededError(
+        message="too long", model="gpt-4o", llm_provider="openai"
+    )
     mapped = calls.as_application_error(exc)
     assert mapped.type == "ContextWindowExceeded" and mapped.non_retryable
 
 
 async def test_router_cache_reuses_and_refreshes():
     cache = calls.RouterCache(size=2)
-    ml = [{"model_name": "m", "litellm_params": {"model": "gpt-4o", "api_key": "k",
-                                                 "mock_response": "x"},
-           "model_info": {"id": "m"}}]  # fmt: skip
+    ml: list[dict[str, Any]] = [
+        {
+            "model_name": "m",
+            "litellm_params": {"model": "gpt-4o", "api_key": "k", "mock_response": "x"},
+            "model_info": {"id": "m"},
+        }
+    ]
     r1 = cache.get(ml, [])
     assert cache.get(ml, []) is r1
     ml2 = [{**ml[0], "litellm_params": {**ml[0]["litellm_params"], "api_key": "k2"}}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from models_catalog.catalog import load_catalog
@@ -28,8 +30,13 @@ from models_catalog.selection import (
 from models_catalog.types import ThermalState
 
 CAT = load_catalog()
-COLD, WARM, HOT, OFF, AUTO = (ThermalState.COLD, ThermalState.WARM, ThermalState.HOT,
-                              ThermalState.OFF, ThermalState.AUTOMATIC)  # fmt: skip
+COLD, WARM, HOT, OFF, AUTO = (
+    ThermalState.COLD,
+    ThermalState.WARM,
+    ThermalState.HOT,
+    ThermalState.OFF,
+    ThermalState.AUTOMATIC,
+)
 OA_AN = {"openai", "anthropic", "openai-embeddings"}
 MISTRAL = "mistral-7b-instruct"
 LLAMA = "llama-3-70b-instruct"
@@ -42,44 +49,174 @@ def crit(**kw) -> SelectionCriteria:
 
 
 def th(state: ThermalState, ready: bool = False, failed: bool = False) -> ThermalView:
-    return ThermalView(state=state, ready=ready, failed=failed, last_error="boom" if failed else None)
+    return ThermalView(
+        state=state, ready=ready, failed=failed, last_error="boom" if failed else None
+    )
 
 
 # (name, criteria, thermal, health, configured, expected choice, expected warm_up, expected wait)
-CASES = [
-    ("tier 1 cannot use the tier-3 self-hosted model", crit(tenant_tier=1), {}, {}, OA_AN,
-     "external", None, False),
-    ("cold self-hosted: serve externally, warm in background", crit(), {}, {}, OA_AN,
-     "external", MISTRAL, False),
-    ("cold self-hosted required: wait for it", crit(prefer_hosting="self_hosted"), {}, {}, OA_AN,
-     MISTRAL, None, True),
-    ("warm self-hosted beats external", crit(), {MISTRAL: th(WARM, True)}, {}, OA_AN,
-     MISTRAL, None, False),
-    ("HOT beats WARM", crit(tenant_tier=5),
-     {MISTRAL: th(WARM, True), LLAMA: th(HOT, True)}, {}, OA_AN, LLAMA, None, False),
-    ("COLD with instances still running counts as ready", crit(), {MISTRAL: th(COLD, True)}, {},
-     OA_AN, MISTRAL, None, False),
-    ("AUTOMATIC and running is ready", crit(), {MISTRAL: th(AUTO, True)}, {}, OA_AN,
-     MISTRAL, None, False),
-    ("WARM still warming is not ready", crit(), {MISTRAL: th(WARM, False)}, {}, OA_AN,
-     "external", MISTRAL, False),
-    ("OFF never chosen, even when required", crit(prefer_hosting="self_hosted"),
-     {MISTRAL: th(OFF)}, {}, OA_AN, None, None, False),
-    ("no configured provider and cold model: wait for it", crit(), {}, {}, set(),
-     MISTRAL, None, True),
+CASES: list[tuple[Any, ...]] = [
+    (
+        "tier 1 cannot use the tier-3 self-hosted model",
+        crit(tenant_tier=1),
+        {},
+        {},
+        OA_AN,
+        "external",
+        None,
+        False,
+    ),
+    (
+        "cold self-hosted: serve externally, warm in background",
+        crit(),
+        {},
+        {},
+        OA_AN,
+        "external",
+        MISTRAL,
+        False,
+    ),
+    (
+        "cold self-hosted required: wait for it",
+        crit(prefer_hosting="self_hosted"),
+        {},
+        {},
+        OA_AN,
+        MISTRAL,
+        None,
+        True,
+    ),
+    (
+        "warm self-hosted beats external",
+        crit(),
+        {MISTRAL: th(WARM, True)},
+        {},
+        OA_AN,
+        MISTRAL,
+        None,
+        False,
+    ),
+    (
+        "HOT beats WARM",
+        crit(tenant_tier=5),
+        {MISTRAL: th(WARM, True), LLAMA: th(HOT, True)},
+        {},
+        OA_AN,
+        LLAMA,
+        None,
+        False,
+    ),
+    (
+        "COLD with instances still running counts as ready",
+        crit(),
+        {MISTRAL: th(COLD, True)},
+        {},
+        OA_AN,
+        MISTRAL,
+        None,
+        False,
+    ),
+    (
+        "AUTOMATIC and running is ready",
+        crit(),
+        {MISTRAL: th(AUTO, True)},
+        {},
+        OA_AN,
+        MISTRAL,
+        None,
+        False,
+    ),
+    (
+        "WARM still warming is not ready",
+        crit(),
+        {MISTRAL: th(WARM, False)},
+        {},
+        OA_AN,
+        "external",
+        MISTRAL,
+        False,
+    ),
+    (
+        "OFF never chosen, even when required",
+        crit(prefer_hosting="self_hosted"),
+        {MISTRAL: th(OFF)},
+        {},
+        OA_AN,
+        None,
+        None,
+        False,
+    ),
+    (
+        "no configured provider and cold model: wait for it",
+        crit(),
+        {},
+        {},
+        set(),
+        MISTRAL,
+        None,
+        True,
+    ),
     ("nothing configured, tier 1: nothing", crit(tenant_tier=1), {}, {}, set(), None, None, False),
-    ("failed self-hosted model is unavailable", crit(prefer_hosting="self_hosted"),
-     {MISTRAL: th(COLD, failed=True)}, {}, OA_AN, None, None, False),
-    ("pinned failed model is tried again", crit(model=MISTRAL),
-     {MISTRAL: th(COLD, failed=True)}, {}, OA_AN, MISTRAL, None, True),
-    ("pinned cold model waits (no substitution)", crit(model="mistral-7b-v0.3"), {}, {}, OA_AN,
-     MISTRAL, None, True),
-    ("pinned alias of an external model", crit(model="gpt-4o"), {}, {}, OA_AN,
-     "openai-gpt-4o", None, False),
-    ("external only", crit(prefer_hosting="external"), {MISTRAL: th(HOT, True)}, {}, OA_AN,
-     "external", None, False),
-    ("HIPAA: only a HIPAA provider", crit(require_hipaa=True, tenant_tier=1), {}, {},
-     OA_AN | {"google"}, "anthropic", None, False),
+    (
+        "failed self-hosted model is unavailable",
+        crit(prefer_hosting="self_hosted"),
+        {MISTRAL: th(COLD, failed=True)},
+        {},
+        OA_AN,
+        None,
+        None,
+        False,
+    ),
+    (
+        "pinned failed model is tried again",
+        crit(model=MISTRAL),
+        {MISTRAL: th(COLD, failed=True)},
+        {},
+        OA_AN,
+        MISTRAL,
+        None,
+        True,
+    ),
+    (
+        "pinned cold model waits (no substitution)",
+        crit(model="mistral-7b-v0.3"),
+        {},
+        {},
+        OA_AN,
+        MISTRAL,
+        None,
+        True,
+    ),
+    (
+        "pinned alias of an external model",
+        crit(model="gpt-4o"),
+        {},
+        {},
+        OA_AN,
+        "openai-gpt-4o",
+        None,
+        False,
+    ),
+    (
+        "external only",
+        crit(prefer_hosting="external"),
+        {MISTRAL: th(HOT, True)},
+        {},
+        OA_AN,
+        "external",
+        None,
+        False,
+    ),
+    (
+        "HIPAA: only a HIPAA provider",
+        crit(require_hipaa=True, tenant_tier=1),
+        {},
+        {},
+        OA_AN | {"google"},
+        "anthropic",
+        None,
+        False,
+    ),
 ]
 
 
@@ -119,8 +256,14 @@ EXCLUSIONS = [
     (crit(require_hipaa=True), {}, {}, OA_AN, MISTRAL, R_HIPAA),
     (crit(min_context_window=300_000), {}, {}, OA_AN, "openai-gpt-4o", R_CONTEXT),
     (crit(min_context_window=5_000), {}, {}, OA_AN, MISTRAL, R_CONTEXT),  # MAX_INPUT_LENGTH 4096
-    (crit(task="image", output_modalities=["image"]), {}, {}, {"midjourney"}, "midjourney-v6",
-     R_NO_ADAPTER),
+    (
+        crit(task="image", output_modalities=["image"]),
+        {},
+        {},
+        {"midjourney"},
+        "midjourney-v6",
+        R_NO_ADAPTER,
+    ),
 ]
 
 
@@ -136,13 +279,24 @@ def test_never_chosen_across_many_criteria():
     """Unconfigured providers, non-deployable entries and OFF models never appear as candidates,
     whatever is asked."""
     thermal = {MISTRAL: th(OFF)}
-    for task in ("chat", "completion", "embedding", "image", "search", "inference", "transcription"):
+    for task in (
+        "chat",
+        "completion",
+        "embedding",
+        "image",
+        "search",
+        "inference",
+        "transcription",
+    ):
         for tier in range(1, 6):
             for hosting in ("any", "external", "self_hosted"):
                 out = "embedding" if task == "embedding" else "text"
-                c = crit(task=task, tenant_tier=tier, prefer_hosting=hosting,
-                         output_modalities=[out] if task in ("chat", "completion", "embedding")
-                         else [])  # fmt: skip
+                c = crit(
+                    task=task,
+                    tenant_tier=tier,
+                    prefer_hosting=hosting,
+                    output_modalities=[out] if task in ("chat", "completion", "embedding") else [],
+                )
                 cands, _ = rank_models(CAT, c, thermal, {}, {"openai"})
                 for cand in cands:
                     assert cand.model_id not in CAT.registry_entries
@@ -161,8 +315,10 @@ def test_registry_entry_pinned_is_not_deployable():
 
 def test_order_latency_then_health():
     c = crit(tenant_tier=1, prefer_hosting="external")
-    health = {"openai": HealthView(status="healthy", avg_latency_ms=900),
-              "anthropic": HealthView(status="healthy", avg_latency_ms=120)}  # fmt: skip
+    health = {
+        "openai": HealthView(status="healthy", avg_latency_ms=900),
+        "anthropic": HealthView(status="healthy", avg_latency_ms=120),
+    }
     cands, _ = rank_models(CAT, c, {}, health, OA_AN)
     assert cands[0].provider_id == "anthropic"
     providers = [x.provider_id for x in cands]
@@ -188,11 +344,13 @@ def test_select_model_without_fallback_returns_the_cold_primary():
 
 
 def test_embedding_and_capabilities():
-    sel = select_with_fallback(CAT, crit(task="embedding", output_modalities=["embedding"],
-                                         tenant_tier=1), {}, {}, OA_AN)  # fmt: skip
+    sel = select_with_fallback(
+        CAT, crit(task="embedding", output_modalities=["embedding"], tenant_tier=1), {}, {}, OA_AN
+    )
     assert sel.choice is not None and sel.choice.model_id.startswith("openai-text-embedding")
-    sel = select_with_fallback(CAT, crit(required_capabilities=["vision"], tenant_tier=1), {}, {},
-                               OA_AN)  # fmt: skip
+    sel = select_with_fallback(
+        CAT, crit(required_capabilities=["vision"], tenant_tier=1), {}, {}, OA_AN
+    )
     assert sel.choice is not None
     assert "vision" in CAT.external_models[sel.choice.model_id].capabilities
 
@@ -213,4 +371,4 @@ def test_criteria_are_validated():
     with pytest.raises(ValueError):
         SelectionCriteria(task="chat", tenant_tier=6)
     with pytest.raises(ValueError):
-        SelectionCriteria(task="chat", tenant_tier=1, prefer_hosting="cloud")
+        SelectionCriteria(task="chat", tenant_tier=1, prefer_hosting="cloud")  # type: ignore[arg-type]

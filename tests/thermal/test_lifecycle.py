@@ -10,6 +10,7 @@ import uuid
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.backends.base import EndpointSpec
+from workers.samples import SAMPLES
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from models_catalog.types import ThermalState
 from tests.fixtures.worker import TIMINGS, ThermalHarness
@@ -45,7 +46,8 @@ async def test_cold_request_is_held_served_and_scaled_to_zero(thermal: ThermalHa
     status = await thermal.control.warm_up(app, "test", MODEL, WarmUpRequest(lease_id=lease))
     assert status.ready and status.instance_count == 1 and status.current_state == ThermalState.COLD
     # A real model server answers the SageMaker container contract.
-    result = await thermal.backend.invoke(status.endpoint_name, b"\x89PNG fake", "image/png", "application/json")
+    image = SAMPLES["perception/detect"].read_bytes()
+    result = await thermal.backend.invoke(status.endpoint_name, image, "image/png", "application/json")
     assert b"detections" in result.body
     pids = thermal.backend.endpoint_pids(status.endpoint_name)
     assert len(pids) == 1 and pid_alive(pids[0])

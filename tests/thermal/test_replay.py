@@ -66,4 +66,7 @@ async def test_recorded_histories_replay(path: Path):
 
 
 def test_recorded_histories_exist():
-    assert len(list(HISTORIES.glob("*.json"))) >= 3, "record with RADIANT_RECORD_HISTORIES=1 pytest tests/thermal/test_replay.py"
+    names = {p.stem for p in HISTORIES.glob("*.json")}
+    assert {"thermal", "bulk", "reconcile"} <= names, "record: RADIANT_RECORD_HISTORIES=1 pytest tests/thermal/test_replay.py"
+    # one recorded job history per operation (RADIANT_RECORD_HISTORIES=1 pytest tests/jobs -k end_to_end)
+    assert len([n for n in names if n.startswith("job-")]) == 16

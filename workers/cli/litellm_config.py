@@ -19,12 +19,20 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("config")
 def config(
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
-    self_hosted: Annotated[bool, typer.Option(
-        "--self-hosted/--no-self-hosted",
-        help="Include the self-hosted text LLMs as sagemaker/<endpoint> of --app/--env.")] = True,
-    app_id: Annotated[str | None, typer.Option("--app", help="App id (default RADIANT_APP_ID).")] = None,
-    env: Annotated[str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")] = None,
-) -> None:  # fmt: skip
+    self_hosted: Annotated[
+        bool,
+        typer.Option(
+            "--self-hosted/--no-self-hosted",
+            help="Include the self-hosted text LLMs as sagemaker/<endpoint> of --app/--env.",
+        ),
+    ] = True,
+    app_id: Annotated[
+        str | None, typer.Option("--app", help="App id (default RADIANT_APP_ID).")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")
+    ] = None,
+) -> None:
     """Write the LiteLLM proxy YAML generated from the catalog."""
     settings = get_settings()
     catalog = load_catalog_or_die(settings)

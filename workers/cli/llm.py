@@ -17,17 +17,34 @@ from workers.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 
-TenantOpt = Annotated[str, typer.Option(envvar="RADIANT_TENANT", help="Tenant name or id (env RADIANT_TENANT).")]  # fmt: skip
-ModelOpt = Annotated[str | None, typer.Option(help="Model id or alias; default: the selector chooses.")]  # fmt: skip
-HostingOpt = Annotated[str, typer.Option(help="any | self_hosted (waits for a cold model) | external.")]  # fmt: skip
+TenantOpt = Annotated[
+    str, typer.Option(envvar="RADIANT_TENANT", help="Tenant name or id (env RADIANT_TENANT).")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option(help="Model id or alias; default: the selector chooses.")
+]
+HostingOpt = Annotated[
+    str, typer.Option(help="any | self_hosted (waits for a cold model) | external.")
+]
 AppOpt = Annotated[str | None, typer.Option("--app", help="App id (default RADIANT_APP_ID).")]
-EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")]  # fmt: skip
-RequestOpt = Annotated[str | None, typer.Option(help="Idempotency key of the request (default: new).")]  # fmt: skip
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")
+]
+RequestOpt = Annotated[
+    str | None, typer.Option(help="Idempotency key of the request (default: new).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")]
 
 
-def _request(kind: str, tenant: str, model: str | None, app_id: str | None, env: str | None,
-             hosting: str, **fields: Any) -> LLMResponse:  # fmt: skip
+def _request(
+    kind: str,
+    tenant: str,
+    model: str | None,
+    app_id: str | None,
+    env: str | None,
+    hosting: str,
+    **fields: Any,
+) -> LLMResponse:
     import asyncio
 
     from temporalio.client import WorkflowFailureError
@@ -43,13 +60,18 @@ def _request(kind: str, tenant: str, model: str | None, app_id: str | None, env:
     settings = get_settings()
 
     async def go() -> LLMResponse:
-        client = InferenceClient(await connect(settings), tenant=tenant,
-                                 task_queue=settings.task_queue,
-                                 app_id=app_id or settings.app_id,
-                                 environment=env or settings.environment)  # fmt: skip
-        call = {"chat": client.chat_completion, "completion": client.text_completion,
-                "embedding": client.embedding}[kind]  # fmt: skip
-        return await call(model, prefer_hosting=hosting, **fields)
+        client = InferenceClient(
+            await connect(settings),
+            tenant=tenant,
+            task_queue=settings.task_queue,
+            app_id=app_id or settings.app_id,
+            environment=env or settings.environment,
+        )
+        if kind == "chat":
+            return await client.chat_completion(model, prefer_hosting=hosting, **fields)
+        if kind == "completion":
+            return await client.text_completion(model, prefer_hosting=hosting, **fields)
+        return await client.embedding(model, prefer_hosting=hosting, **fields)
 
     try:
         return asyncio.run(go())
@@ -71,9 +93,11 @@ def _show(resp: LLMResponse, as_json: bool) -> None:
             typer.echo(f"[{i}] dim {len(vec)}: [{head}{', ...' if len(vec) > 4 else ''}]")
     else:
         typer.echo(resp.content or "")
-    notes = [f"model {resp.model} ({resp.hosting}, served by {resp.served_by})",
-             f"{resp.usage.input_tokens}+{resp.usage.output_tokens} tokens",
-             f"billed {resp.billed}"]  # fmt: skip
+    notes = [
+        f"model {resp.model} ({resp.hosting}, served by {resp.served_by})",
+        f"{resp.usage.input_tokens}+{resp.usage.output_tokens} tokens",
+        f"billed {resp.billed}",
+    ]
     if resp.fallback_used:
         notes.append(f"fallback from {resp.requested_model}")
     if resp.warming_in_background:
@@ -99,9 +123,21 @@ def chat(
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": message}
     ]
-    _show(_request("chat", tenant, model, app_id, env, hosting, messages=messages,
-                   max_tokens=max_tokens, temperature=temperature, request_id=request_id),
-          as_json)  # fmt: skip
+    _show(
+        _request(
+            "chat",
+            tenant,
+            model,
+            app_id,
+            env,
+            hosting,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            request_id=request_id,
+        ),
+        as_json,
+    )
 
 
 @app.command("complete")
@@ -117,8 +153,20 @@ def complete(
     as_json: JsonOpt = False,
 ) -> None:
     """Text completion."""
-    _show(_request("completion", tenant, model, app_id, env, hosting, prompt=prompt,
-                   max_tokens=max_tokens, request_id=request_id), as_json)  # fmt: skip
+    _show(
+        _request(
+            "completion",
+            tenant,
+            model,
+            app_id,
+            env,
+            hosting,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            request_id=request_id,
+        ),
+        as_json,
+    )
 
 
 @app.command("embed")
@@ -133,5 +181,9 @@ def embed(
     as_json: JsonOpt = False,
 ) -> None:
     """Embeddings of the texts."""
-    _show(_request("embedding", tenant, model, app_id, env, hosting, input=texts,
-                   request_id=request_id), as_json)  # fmt: skip
+    _show(
+        _request(
+            "embedding", tenant, model, app_id, env, hosting, input=texts, request_id=request_id
+        ),
+        as_json,
+    )

@@ -28,8 +28,12 @@ app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 HOSTING_TYPES = ("external", "self_hosted")
-AppOpt = Annotated[str | None, typer.Option("--app", help="App id for thermal states (default RADIANT_APP_ID).")]  # fmt: skip
-EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")]  # fmt: skip
+AppOpt = Annotated[
+    str | None, typer.Option("--app", help="App id for thermal states (default RADIANT_APP_ID).")
+]
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 _COLUMNS = (
@@ -40,8 +44,9 @@ _COLUMNS = (
 )
 
 
-async def _fetch(settings: Settings, sql: str, params: dict[str, Any],
-                 scope: tuple[str, str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+async def _fetch(
+    settings: Settings, sql: str, params: dict[str, Any], scope: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
     from activities.db.engine import create_app_engine, resolve_database_urls
     from activities.db.registry import set_registry_scope
 
@@ -56,9 +61,13 @@ async def _fetch(settings: Settings, sql: str, params: dict[str, Any],
 
 
 def _registry_rows(
-    settings: Settings, app_id: str, env: str, category: str | None, hosting: str | None,
+    settings: Settings,
+    app_id: str,
+    env: str,
+    category: str | None,
+    hosting: str | None,
     status: str | None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     where, params = [], {}
     if hosting:
         where.append("hosting_type = :hosting")
@@ -75,8 +84,10 @@ def _registry_rows(
     sql += " ORDER BY hosting_type, category, display_name"
     rows = run_db(_fetch(settings, sql, params, (app_id, env)), settings)
     if category and not rows:
-        known = run_db(_fetch(settings, "SELECT DISTINCT category FROM unified_model_registry "
-                                        "ORDER BY 1", {}), settings)  # fmt: skip
+        known = run_db(
+            _fetch(settings, "SELECT DISTINCT category FROM unified_model_registry ORDER BY 1", {}),
+            settings,
+        )
         names = [r["category"] for r in known]
         if category not in names:
             die(f"unknown category {category!r}; categories: {', '.join(names)}")
@@ -100,11 +111,13 @@ def _validate(hosting: str | None, status: str | None) -> None:
 def list_models(
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     hosting: Annotated[str | None, typer.Option(help="external | self_hosted.")] = None,
-    status: Annotated[str | None, typer.Option(help="active | beta | deprecated | coming_soon.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="active | beta | deprecated | coming_soon.")
+    ] = None,
     app_id: AppOpt = None,
     env: EnvOpt = None,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Every model, external and self-hosted, with thermal state and health."""
     _validate(hosting, status)
     settings = get_settings()
@@ -112,21 +125,46 @@ def list_models(
     rows = _registry_rows(settings, app_id, env, category, hosting, status)
     if as_json:
         external = sum(1 for r in rows if r["hosting_type"] == "external")
-        emit_json({"app_id": app_id, "environment": env, "total": len(rows),
-                   "external": external, "self_hosted": len(rows) - external, "models": rows})
+        emit_json(
+            {
+                "app_id": app_id,
+                "environment": env,
+                "total": len(rows),
+                "external": external,
+                "self_hosted": len(rows) - external,
+                "models": rows,
+            }
+        )
         return
-    table = Table("id", "hosting", "provider", "category", "status", "tier", "thermal",
-                  "health", "latency", title=f"unified model registry ({app_id}/{env})")  # fmt: skip
+    table = Table(
+        "id",
+        "hosting",
+        "provider",
+        "category",
+        "status",
+        "tier",
+        "thermal",
+        "health",
+        "latency",
+        title=f"unified model registry ({app_id}/{env})",
+    )
     for r in rows:
         thermal = r["effective_thermal_state"] or "-"
         if r["hosting_type"] == "self_hosted" and r["thermal_state"] is None and r["deployable"]:
             thermal += " (default)"
         if r["hosting_type"] == "self_hosted" and not r["deployable"]:
             thermal = "not deployable"
-        table.add_row(r["id"], r["hosting_type"], r["provider_id"], r["category"], r["status"],
-                      str(r["min_tier"] or "-"), thermal,
-                      r["health_status"] or "-",
-                      f"{r['avg_latency_ms']} ms" if r["avg_latency_ms"] is not None else "-")
+        table.add_row(
+            r["id"],
+            r["hosting_type"],
+            r["provider_id"],
+            r["category"],
+            r["status"],
+            str(r["min_tier"] or "-"),
+            thermal,
+            r["health_status"] or "-",
+            f"{r['avg_latency_ms']} ms" if r["avg_latency_ms"] is not None else "-",
+        )
     console.print(table)
     console.print(f"{len(rows)} models")
 
@@ -142,17 +180,23 @@ def stats(app_id: AppOpt = None, env: EnvOpt = None, as_json: JsonOpt = False) -
     health = Counter(r["health_status"] for r in ext)
     thermal = Counter(r["effective_thermal_state"] for r in own if r["deployable"])
     out = {
-        "app_id": app_id, "environment": env,
-        "external_count": len(ext), "self_hosted_count": len(own),
+        "app_id": app_id,
+        "environment": env,
+        "external_count": len(ext),
+        "self_hosted_count": len(own),
         "self_hosted_deployable": sum(1 for r in own if r["deployable"]),
-        "healthy_count": health.get("healthy", 0), "degraded_count": health.get("degraded", 0),
-        "unhealthy_count": health.get("unhealthy", 0), "unknown_health_count": health.get("unknown", 0),
-        "hot_count": thermal.get("HOT", 0), "warm_count": thermal.get("WARM", 0),
-        "cold_count": thermal.get("COLD", 0), "off_count": thermal.get("OFF", 0),
+        "healthy_count": health.get("healthy", 0),
+        "degraded_count": health.get("degraded", 0),
+        "unhealthy_count": health.get("unhealthy", 0),
+        "unknown_health_count": health.get("unknown", 0),
+        "hot_count": thermal.get("HOT", 0),
+        "warm_count": thermal.get("WARM", 0),
+        "cold_count": thermal.get("COLD", 0),
+        "off_count": thermal.get("OFF", 0),
         "automatic_count": thermal.get("AUTOMATIC", 0),
         "category_count": len({r["category"] for r in rows}),
         "provider_count": len({r["provider_id"] for r in ext}),
-    }  # fmt: skip
+    }
     if as_json:
         emit_json(out)
         return
@@ -187,18 +231,26 @@ def history(
     for r in rows:
         details = r["details"] or {}
         took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
-        table.add_row(str(r["id"]), r["sync_type"], r["status"],
-                      r["started_at"].isoformat(timespec="seconds"),
-                      f"{took:.1f}s" if took is not None else "-", str(r["models_added"]),
-                      str(len(details.get("errors", []))), str(len(details.get("review", []))))  # fmt: skip
+        table.add_row(
+            str(r["id"]),
+            r["sync_type"],
+            r["status"],
+            r["started_at"].isoformat(timespec="seconds"),
+            f"{took:.1f}s" if took is not None else "-",
+            str(r["models_added"]),
+            str(len(details.get("errors", []))),
+            str(len(details.get("review", []))),
+        )
     console.print(table)
 
 
 @app.command("sync")
 def sync(
-    sync_type: Annotated[str, typer.Option("--type", help="full | health | pricing | thermal.")] = "full",
+    sync_type: Annotated[
+        str, typer.Option("--type", help="full | health | pricing | thermal.")
+    ] = "full",
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Run one registry sync now and wait for it (a worker must be running)."""
     if sync_type not in SYNC_TYPES:
         die(f"--type must be one of {', '.join(SYNC_TYPES)}, not {sync_type!r}")
@@ -213,10 +265,11 @@ def sync(
     async def go() -> Any:
         client = await connect(settings)
         return await client.execute_workflow(
-            RegistrySyncWorkflow.run, RegistrySyncInput(sync_type=sync_type),
+            RegistrySyncWorkflow.run,
+            RegistrySyncInput(sync_type=sync_type),
             id=registry_sync_workflow_id(sync_type, f"manual-{uuid.uuid4().hex[:12]}"),
             task_queue=settings.task_queue,
-        )  # fmt: skip
+        )
 
     try:
         result = asyncio.run(go())
@@ -229,9 +282,11 @@ def sync(
     if as_json:
         emit_json(result)
         return
-    typer.echo(f"{result.sync_type} sync {result.status} (log id {result.log_id}): "
-               f"{result.providers_checked} providers checked, {result.models_added} new models "
-               f"for review, {len(result.details.get('review', []))} review items, "
-               f"{len(result.errors)} errors")  # fmt: skip
+    typer.echo(
+        f"{result.sync_type} sync {result.status} (log id {result.log_id}): "
+        f"{result.providers_checked} providers checked, {result.models_added} new models "
+        f"for review, {len(result.details.get('review', []))} review items, "
+        f"{len(result.errors)} errors"
+    )
     for err in result.errors:
         typer.echo(f"  error: {err}")

@@ -77,22 +77,43 @@ async def load_state(
 
 
 def select_command(
-    task: Annotated[str, typer.Option(help="chat, completion, embedding, image, inference, ...")] = "chat",
+    task: Annotated[
+        str, typer.Option(help="chat, completion, embedding, image, inference, ...")
+    ] = "chat",
     tier: Annotated[int | None, typer.Option(help="Tenant tier 1-5 (or give --tenant).")] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant name or id: its tier is used.")] = None,
     hosting: Annotated[str, typer.Option(help="any | self_hosted (required) | external.")] = "any",
-    input_modality: Annotated[list[str] | None, typer.Option("--input", help="Input modality (repeat).")] = None,
-    output_modality: Annotated[list[str] | None, typer.Option("--output", help="Output modality (repeat).")] = None,
-    capability: Annotated[list[str] | None, typer.Option(help="Required capability (repeat).")] = None,
-    min_context: Annotated[int | None, typer.Option(help="Minimum context window (tokens).")] = None,
+    input_modality: Annotated[
+        list[str] | None, typer.Option("--input", help="Input modality (repeat).")
+    ] = None,
+    output_modality: Annotated[
+        list[str] | None, typer.Option("--output", help="Output modality (repeat).")
+    ] = None,
+    capability: Annotated[
+        list[str] | None, typer.Option(help="Required capability (repeat).")
+    ] = None,
+    min_context: Annotated[
+        int | None, typer.Option(help="Minimum context window (tokens).")
+    ] = None,
     hipaa: Annotated[bool, typer.Option("--hipaa", help="Require HIPAA eligibility.")] = False,
     model: Annotated[str | None, typer.Option(help="Check one model (id or alias).")] = None,
-    app_id: Annotated[str | None, typer.Option("--app", help="App id (default RADIANT_APP_ID).")] = None,
-    env: Annotated[str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")] = None,
-    no_state: Annotated[bool, typer.Option("--no-state", help="Ignore the database: catalog default states, unknown health.")] = False,
-    show_all: Annotated[bool, typer.Option("--all", help="Also list models that do not do the task.")] = False,
+    app_id: Annotated[
+        str | None, typer.Option("--app", help="App id (default RADIANT_APP_ID).")
+    ] = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")
+    ] = None,
+    no_state: Annotated[
+        bool,
+        typer.Option(
+            "--no-state", help="Ignore the database: catalog default states, unknown health."
+        ),
+    ] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list models that do not do the task.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:  # fmt: skip
+) -> None:
     """Explain which model serves a request: HOT > WARM > COLD, then latency, then health."""
     settings = get_settings()
     if hosting not in HOSTING:
@@ -109,21 +130,29 @@ def select_command(
     health: dict[str, HealthView] = {}
     if not no_state:
         try:
-            thermal, health, tenant_tier = run_db(load_state(settings, app_id, env, tenant), settings)
+            thermal, health, tenant_tier = run_db(
+                load_state(settings, app_id, env, tenant), settings
+            )
         except LookupError as exc:
             die(str(exc))
         tier = tier or tenant_tier
+    assert tier is not None  # given, or read with the tenant
     default_out = "embedding" if task == "embedding" else "text"
     try:
         criteria = SelectionCriteria(
-            task=task, tenant_tier=tier, prefer_hosting=hosting,  # type: ignore[arg-type]
+            task=task,
+            tenant_tier=tier,
+            prefer_hosting=hosting,  # type: ignore[arg-type]
             input_modalities=input_modality or ["text"],
             output_modalities=output_modality or [default_out],
-            required_capabilities=capability or [], min_context_window=min_context,
-            require_hipaa=hipaa, model=model,
-        )  # fmt: skip
-        selection = select_with_fallback(catalog, criteria, thermal, health,
-                                         configured_providers(catalog))  # fmt: skip
+            required_capabilities=capability or [],
+            min_context_window=min_context,
+            require_hipaa=hipaa,
+            model=model,
+        )
+        selection = select_with_fallback(
+            catalog, criteria, thermal, health, configured_providers(catalog)
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         die(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")

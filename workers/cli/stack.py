@@ -119,12 +119,9 @@ def _stop_local_endpoints(settings: Settings) -> None:
 
 async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -> None:
     from workers.main import serve
-    from workers.schedules import ensure_schedules
-    from workers.temporal import connect
+    from workers.schedules import schedules
 
-    client = await connect(settings)
-    names = await ensure_schedules(client, settings)
-    console.print(f"[green]schedules[/]: {', '.join(names)}")
+    console.print(f"[green]schedules[/]: {', '.join(schedules(settings))}")
     stop = asyncio.Event()
     worker_task = asyncio.ensure_future(serve(settings, stop))
     console.print("[green]worker running[/]")

@@ -1,0 +1,172 @@
+"""`radiant bench throughput`: orchestration overhead of a service job, measured against bare
+Temporal workflows running the same number of no-op activities, in the same process, on the same
+dev server and worker settings.
+
+Both runs: N workflows, at most C in flight, each timed from submit to result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+
+@dataclass
+class RunFigures:
+    name: str
+    jobs: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return self.jobs / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workflows": self.jobs, "seconds": round(self.seconds, 3),
+            "per_second": round(self.per_second, 2),
+            "latency_p50_s": round(self.percentile(50), 4),
+            "latency_p95_s": round(self.percentile(95), 4),
+            "latency_p99_s": round(self.percentile(99), 4),
+            "latency_mean_s": round(statistics.fmean(self.latencies), 4),
+        }  # fmt: skip
+
+
+async def _timed(name: str, n: int, concurrency: int, start_one: Any) -> RunFigures:
+    gate = asyncio.Semaphore(concurrency)
+    figures = RunFigures(name, n, 0.0)
+
+    async def one(i: int) -> None:
+        async with gate:
+            t0 = time.perf_counter()
+            await start_one(i)
+            figures.latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    figures.seconds = time.perf_counter() - t0
+    return figures
+
+
+async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = None) -> dict[str, Any]:
+    from activities.backends.local import LocalStandInBackend
+    from activities.db.catalog_sync import sync_catalog
+    from activities.db.embedded import ensure_embedded_postgres, release_embedded_postgres
+    from activities.db.engine import create_app_engine
+    from activities.db.migrate import upgrade
+    from activities.service_states import refresh_service_states
+    from activities.tenants import create_tenant
+    from activities.thermal_control import ThermalControl
+    from models_catalog.catalog import load_catalog
+    from models_catalog.types import ThermalState
+    from sqlalchemy import text
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from workers.samples import SAMPLES
+    from workers.settings import Settings
+    from workers.temporal import temporal_cli
+    from workers.worker import WORKFLOWS, WorkerDeps, activities_for, thermal_timings
+    from workflows import bench_bare
+    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
+    from workflows.service_job import ServiceJobWorkflow
+    from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
+    from workflows.thermal_types import SetTargetRequest
+
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="radiant-bench-"))
+    owner = ensure_embedded_postgres(data_dir)
+    upgrade(owner)
+    catalog = load_catalog()
+    sync_catalog(owner, catalog)
+    settings = Settings(data_dir=data_dir, database_url=owner, task_queue="bench",
+                        job_poll_seconds=0.2, thermal_poll_seconds=0.2)  # fmt: skip
+    from activities.db.engine import resolve_database_urls
+
+    urls = resolve_database_urls(settings)
+    engine = create_app_engine(urls.app, pool_size=20)
+    tenant = create_tenant(owner, f"bench-{uuid.uuid4().hex[:6]}", 5)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), data_converter=pydantic_data_converter,
+        search_attributes=ALL_SEARCH_ATTRIBUTES,
+    )  # fmt: skip
+    backend = LocalStandInBackend(data_dir)
+    try:
+        client: Client = env.client
+        deps = WorkerDeps(settings=settings, catalog=catalog, backend=backend, engine=engine)
+        worker = Worker(
+            client, task_queue="bench", workflows=[*WORKFLOWS, bench_bare.BareWorkflow],
+            activities=[*activities_for(deps, client, "bench"), bench_bare.noop],
+            max_concurrent_activities=200,
+        )  # fmt: skip
+        async with worker:
+            app = "bench"
+            control = ThermalControl(client, "bench", thermal_timings(settings))
+            await refresh_service_states(engine, catalog, app, "dev", set_disabled={"perception": False})
+            await control.set_target(app, "dev", "yolov8m", SetTargetRequest(state=ThermalState.WARM))
+            run_id = uuid.uuid4().hex[:6]
+
+            async def job(i: int, tag: str = "job") -> None:
+                rid = f"{run_id}-{tag}-{i}"
+                await client.execute_workflow(
+                    ServiceJobWorkflow.run,
+                    ServiceRequest(tenant=tenant.name, app_id=app, environment="dev",
+                                   request_id=rid, service="perception", operation="detect",
+                                   input=InputRef(uri=str(SAMPLES["perception/detect"]))),
+                    id=job_workflow_id("perception", "detect", rid), task_queue="bench",
+                )  # fmt: skip
+
+            # Warm-up round (imports, connection pools, sticky caches), not measured.
+            await job(0, "warm")
+            history = await client.get_workflow_handle(
+                job_workflow_id("perception", "detect", f"{run_id}-warm-0")).fetch_history()  # fmt: skip
+            activity_count = sum(
+                1 for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            )
+
+            async def bare(i: int) -> None:
+                await client.execute_workflow(
+                    bench_bare.BareWorkflow.run, activity_count,
+                    id=f"bench-bare-{run_id}-{i}", task_queue="bench",
+                )  # fmt: skip
+
+            await bare(-1)
+            baseline = await _timed("bare", jobs, concurrency, bare)
+            project = await _timed("perception/detect", jobs, concurrency, job)
+
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT set_config('app.current_tenant_id', :t, false)"),
+                               {"t": str(tenant.id)})  # fmt: skip
+            rows = dict(
+                (await conn.execute(text(
+                    "SELECT kind, count(*) FROM usage_ledger WHERE workflow_id LIKE :p GROUP BY kind"),
+                    {"p": f"job/perception/detect/{run_id}-job-%"})).all()
+            )  # fmt: skip
+        return {
+            "jobs": jobs, "concurrency": concurrency, "activities_per_workflow": activity_count,
+            "project": project.as_dict(), "bare": baseline.as_dict(),
+            "ratio": round(project.per_second / baseline.per_second, 3),
+            "usage_rows": {"model_invocation": rows.get("model_invocation", 0),
+                           "service_charge": rows.get("service_charge", 0)},
+            "invocations": jobs,
+        }  # fmt: skip
+    finally:
+        for info in await backend.list_endpoints("radiant-"):
+            await backend.delete_endpoint(info.endpoint_name)
+        await env.shutdown()
+        await engine.dispose()
+        release_embedded_postgres(data_dir)
