@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -37,7 +38,7 @@ from models_catalog.service_state import (
     service_status,
     uses_async_inference,
 )
-from models_catalog.types import ServiceState
+from models_catalog.types import ServiceState, ThermalState
 from workflows.service_types import (
     ERR_INVALID_INPUT,
     ERR_MODEL_UNAVAILABLE,
@@ -47,9 +48,10 @@ from workflows.service_types import (
     ERR_UNKNOWN_SERVICE,
     ERR_UNKNOWN_TENANT,
 )
-from workflows.thermal_types import ReleaseRequest, WarmUpRequest
+from workflows.thermal_types import WarmUpRequest
 
 ERR_RESULT_NOT_READY = "AsyncResultNotReady"
+FAST_PATH_MARGIN_S = 30.0  # take a lease by signal only if the model is not scaling in sooner
 OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by reference
 
 
@@ -115,6 +117,7 @@ class InvokeRequest(BaseModel):
     content_type: str
     options: dict[str, Any] = Field(default_factory=dict)
     step: str  # stable name of the step, for stored outputs
+    task: str = ""  # the operation (one model may serve several, e.g. prithvi classify/floods)
 
 
 class InvokeOutput(BaseModel):
@@ -273,28 +276,54 @@ class JobActivities:
     @activity.defn(name="jobs.acquire_model")
     async def acquire_model(self, req: AcquireRequest) -> str:
         """Hold the model: warm it (a COLD model starts now; the job waits) with a lease that
-        keeps it from scaling to zero until released. Returns the endpoint status."""
-        status = await with_heartbeat(
-            self.control.warm_up(
-                req.app_id, req.environment, req.model_id,
-                WarmUpRequest(requester=req.requester, lease_id=req.lease_id),
-            ),
-            every=5.0,
-        )  # fmt: skip
-        return status.endpoint_status or "InService"
+        keeps it from scaling to zero until released. Returns how it was held."""
+        hold = WarmUpRequest(requester=req.requester, lease_id=req.lease_id)
+        if await self._ready_for_a_while(req):
+            # Fast path: ready and not about to scale in: a signal takes the lease without a
+            # round trip through the thermal workflow (which every job of the model shares).
+            from workflows.thermal import ModelThermalWorkflow
 
-    @activity.defn(name="jobs.release_model")
-    async def release_model(self, req: AcquireRequest) -> None:
-        from workflows.thermal import ModelThermalWorkflow
+            handle = self.control.handle(req.app_id, req.environment, req.model_id)
+            await handle.signal(ModelThermalWorkflow.lease, hold)
+            return "leased"
+        await with_heartbeat(
+            self.control.warm_up(req.app_id, req.environment, req.model_id, hold), every=5.0
+        )
+        return "warmed"
 
-        handle = self.control.handle(req.app_id, req.environment, req.model_id)
-        await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=req.lease_id))
+    async def _ready_for_a_while(self, req: AcquireRequest) -> bool:
+        """From the Postgres mirror (a query to the workflow would queue behind its tasks):
+        ready, not transitioning, and not scaling in within the margin. The mirror's last
+        activity can only be older than the workflow's, so the check errs on the safe side."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT target_state, current_state, instance_count, transitioning, "
+                        "last_activity_at FROM thermal_states "
+                        "WHERE app_id = :a AND environment = :e AND model_id = :m"
+                    ),
+                    {"a": req.app_id, "e": req.environment, "m": req.model_id},
+                )
+            ).first()
+        if row is None or row[2] < 1 or row[3] or row[0] != row[1]:
+            return False
+        target = ThermalState(row[0])
+        if target in (ThermalState.WARM, ThermalState.HOT):
+            return True  # never scaled to zero by idleness
+        if target != ThermalState.COLD or row[4] is None:
+            return False  # AUTOMATIC decides from traffic it alone sees: ask it
+        idle = self.control.timings.idle_seconds
+        if idle is None:
+            idle = self.catalog.model(req.model_id).thermal.scale_to_zero_after_minutes * 60.0
+        deadline = row[4] + timedelta(seconds=idle)
+        return deadline > datetime.now(UTC) + timedelta(seconds=FAST_PATH_MARGIN_S)
 
     # ------------------------------------------------------------------ invoke
     def _body(self, req: InvokeRequest) -> bytes:
         return json.dumps(
             {"input_location": req.input_location, "content_type": req.content_type,
-             "options": req.options, "model_id": req.model_id}
+             "options": req.options, "model_id": req.model_id, "task": req.task}
         ).encode()  # fmt: skip
 
     def _output(self, raw: bytes, req: InvokeRequest) -> Any:

@@ -8,6 +8,7 @@ Both runs: N workflows, at most C in flight, each timed from submit to result.
 from __future__ import annotations
 
 import asyncio
+import socket
 import statistics
 import tempfile
 import time
@@ -47,6 +48,12 @@ class RunFigures:
         }  # fmt: skip
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def _timed(name: str, n: int, concurrency: int, start_one: Any) -> RunFigures:
     gate = asyncio.Semaphore(concurrency)
     figures = RunFigures(name, n, 0.0)
@@ -63,6 +70,23 @@ async def _timed(name: str, n: int, concurrency: int, start_one: Any) -> RunFigu
     return figures
 
 
+async def _activity_breakdown(client: Client, workflow_ids: list[str]) -> dict[str, float]:
+    """Mean scheduled-to-completed milliseconds per activity type (where a job's time goes)."""
+    totals: dict[str, list[float]] = {}
+    for wid in workflow_ids:
+        history = await client.get_workflow_handle(wid).fetch_history()
+        scheduled: dict[int, tuple[str, float]] = {}
+        for e in history.events:
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                name = e.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[e.event_id] = (name, e.event_time.ToDatetime().timestamp())
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                attrs = e.activity_task_completed_event_attributes
+                name, t0 = scheduled[attrs.scheduled_event_id]
+                totals.setdefault(name, []).append((e.event_time.ToDatetime().timestamp() - t0) * 1000)
+    return {k: round(statistics.fmean(v), 1) for k, v in totals.items()}
+
+
 async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = None) -> dict[str, Any]:
     from activities.backends.local import LocalStandInBackend
     from activities.db.catalog_sync import sync_catalog
@@ -75,15 +99,12 @@ async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = Non
     from models_catalog.catalog import load_catalog
     from models_catalog.types import ThermalState
     from sqlalchemy import text
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.testing import WorkflowEnvironment
 
     from workers.samples import SAMPLES
     from workers.settings import Settings
-    from workers.temporal import temporal_cli
+    from workers.temporal import connect, start_dev_server
     from workers.worker import WORKFLOWS, WorkerDeps, activities_for, thermal_timings
     from workflows import bench_bare
-    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTES
     from workflows.service_job import ServiceJobWorkflow
     from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
     from workflows.thermal_types import SetTargetRequest
@@ -100,13 +121,13 @@ async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = Non
     urls = resolve_database_urls(settings)
     engine = create_app_engine(urls.app, pool_size=20)
     tenant = create_tenant(owner, f"bench-{uuid.uuid4().hex[:6]}", 5)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(), data_converter=pydantic_data_converter,
-        search_attributes=ALL_SEARCH_ATTRIBUTES,
-    )  # fmt: skip
+    # The same dev server `radiant up` runs (its output goes to a log, not to our stdout).
+    server_settings = settings.model_copy(update={
+        "temporal_address": f"127.0.0.1:{_free_port()}", "temporal_ui_port": _free_port()})  # fmt: skip
+    server = start_dev_server(server_settings, data_dir / "temporal.log")
     backend = LocalStandInBackend(data_dir)
     try:
-        client: Client = env.client
+        client: Client = await connect(server_settings)
         deps = WorkerDeps(settings=settings, catalog=catalog, backend=backend, engine=engine)
         worker = Worker(
             client, task_queue="bench", workflows=[*WORKFLOWS, bench_bare.BareWorkflow],
@@ -148,6 +169,10 @@ async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = Non
             baseline = await _timed("bare", jobs, concurrency, bare)
             project = await _timed("perception/detect", jobs, concurrency, job)
 
+            breakdown = await _activity_breakdown(
+                client, [job_workflow_id("perception", "detect", f"{run_id}-job-{i}") for i in range(min(jobs, 20))]
+            )
+
         async with engine.connect() as conn:
             await conn.execute(text("SELECT set_config('app.current_tenant_id', :t, false)"),
                                {"t": str(tenant.id)})  # fmt: skip
@@ -163,10 +188,12 @@ async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = Non
             "usage_rows": {"model_invocation": rows.get("model_invocation", 0),
                            "service_charge": rows.get("service_charge", 0)},
             "invocations": jobs,
+            "job_activity_ms": breakdown,
         }  # fmt: skip
     finally:
         for info in await backend.list_endpoints("radiant-"):
             await backend.delete_endpoint(info.endpoint_name)
-        await env.shutdown()
+        server.terminate()
+        server.wait(timeout=30)
         await engine.dispose()
         release_embedded_postgres(data_dir)

@@ -77,7 +77,6 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
     return [
         jobs.plan,
         jobs.acquire_model,
-        jobs.release_model,
         jobs.invoke,
         jobs.start_async,
         jobs.fetch_async,

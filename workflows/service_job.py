@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         PlanRequest,
     )
     from workflows import search_attributes as sa
+    from workflows.thermal import ModelThermalWorkflow
+    from workflows.thermal_types import ReleaseRequest, thermal_workflow_id
     from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
 
 T = TypeVar("T")
@@ -110,10 +112,12 @@ class ServiceJobWorkflow:
             ))  # fmt: skip
             calls = await self._invoke_all(req, plan, validated)
         finally:
-            # Release even when cancelled or failed: the models may scale to zero again.
+            # Release even when cancelled or failed: the models may scale to zero again. A
+            # signal from the workflow itself: no activity round trip.
             await asyncio.gather(*(
-                workflow.execute_activity_method(
-                    JobActivities.release_model, lease, start_to_close_timeout=QUICK)
+                workflow.get_external_workflow_handle(
+                    thermal_workflow_id(lease.app_id, lease.environment, lease.model_id)
+                ).signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease.lease_id))
                 for lease in leases.values()
             ))  # fmt: skip
 
@@ -182,7 +186,7 @@ class ServiceJobWorkflow:
         call = InvokeRequest(
             endpoint_name=step.endpoint_name, model_id=step.model_id,
             input_location=validated.location, content_type=validated.content_type,
-            options=options, step=f"step-{name}-{step.model_id}",
+            options=options, step=f"step-{name}-{step.model_id}", task=plan.operation,
         )  # fmt: skip
         try:
             if step.mode == "sync":

@@ -8,7 +8,7 @@ is an activity (create model/config/endpoint, wait InService, capacity, delete, 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -267,10 +267,9 @@ class ModelThermalWorkflow:
             self.s.current_state = self.s.target_state
             self.s.last_error = None
             self.blocked = False
-            if self._status() != before or not self.recorded:
-                await self._record(None)
-            # Only now: callers waiting on the generation see Postgres already agree.
             self.s.applied_generation = max(self.s.applied_generation, generation)
+            if self._status() != before or not self.recorded:
+                await self._record(None)  # waiters wake after this: they wait for `converging`
         except ActivityError as err:
             await self._fail(err)
 
@@ -448,7 +447,8 @@ class ModelThermalWorkflow:
             self.blocked = False
         generation, failures = s.generation, self.failures
         await workflow.wait_condition(
-            lambda: s.applied_generation >= generation or self.failures != failures
+            lambda: (s.applied_generation >= generation and not self.converging)
+            or self.failures != failures
         )
         if s.applied_generation < generation:
             raise ApplicationError(
@@ -517,6 +517,20 @@ class ModelThermalWorkflow:
         )
 
     @workflow.signal
+    def lease(self, req: WarmUpRequest) -> None:
+        """A caller that saw the model ready takes a lease without waiting for a reply (the
+        fast path of a job's model hold; `warm_up` is the path that waits)."""
+        if self.s is None or req.lease_id is None:
+            return
+        now = workflow.now()
+        self.s.last_activity_at = now
+        self.s.traffic = policy.observe_arrival(self.s.traffic, now.timestamp())
+        if all(lease.lease_id != req.lease_id for lease in self.s.leases):
+            self.s.leases.append(
+                Lease(lease_id=req.lease_id, expires_at=now + timedelta(seconds=req.lease_seconds))
+            )
+
+    @workflow.signal
     def touch(self) -> None:
         """An invocation happened (for callers that hold no lease)."""
         if self.s is not None:
@@ -554,6 +568,11 @@ class ModelThermalWorkflow:
             last_activity_at=s.last_activity_at,
             last_error=s.last_error,
             transitions=s.seq,
+            idle_deadline=(
+                datetime.fromtimestamp(self._idle_deadline(), UTC)
+                if s.target_state == COLD and s.last_activity_at and s.instance_count > 0
+                else None
+            ),
         )
 
 

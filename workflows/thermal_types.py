@@ -120,3 +120,4 @@ class ThermalStatus(BaseModel):
     last_activity_at: datetime | None
     last_error: str | None
     transitions: int
+    idle_deadline: datetime | None = None  # COLD with instances: when it scales to zero if idle

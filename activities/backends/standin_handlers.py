@@ -35,8 +35,9 @@ Response schemas (every one also has "model" and "stand_in": true):
 - segmentation -> {"masks": [{"box", "area", "score", "rle": {"size": [h, w], "counts"}}],
   "image_size", "method"}; COCO uncompressed RLE (column-major) at the input's resolution.
   With `options.box` (the perception/analyze pipeline calls this per detection): the foreground
-  inside the box (colour distance from the box border's median colour, largest component);
-  without: one mask per detected region.
+  inside the box (colour distance from the median colour of a ring just outside the box, split
+  into same-colour components; the largest one not touching the box edges); without: one mask
+  per detected region.
 - classification -> {"predictions": [{"label", "score"}] (all labels, scores sum to 1),
   "features"}. Labels: vegetation, sky, water, built_up, bare_ground, snow_ice, night, from colour
   and texture statistics (hue fractions, brightness, edge density) through a softmax.
@@ -497,16 +498,20 @@ def _segment_in_box(img: Any, box: list[int]) -> dict[str, Any] | None:
     dists = {(x, y): _dist(px(x, y), bg) for y in range(by0, by1) for x in range(bx0, bx1)}
     ordered = sorted(dists.values())
     threshold = max(24.0, 0.35 * ordered[int(0.95 * (len(ordered) - 1))])
-    fg = [0] * (aw * ah)
+    # Foreground pixels keep a coarse colour code, so touching regions of different colours
+    # (a pedestrian standing on the road) stay separate components; background is -1.
+    fg = [-1] * (aw * ah)
     for (x, y), d in dists.items():
         if d > threshold:
-            fg[y * aw + x] = 1
-    regions = [r for r in _components(fg, rgb, aw, ah) if fg[r.pixels[0]]]
+            r, g, b = px(x, y)
+            fg[y * aw + x] = (r // 48) * 36 + (g // 48) * 6 + b // 48
+    regions = [r for r in _components(fg, rgb, aw, ah) if fg[r.pixels[0]] >= 0]
     if not regions:
         return None
-    cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
-    best = max(regions, key=lambda r: (r.area, -abs((r.x0 + r.x1) / 2 - cx)
-                                       - abs((r.y0 + r.y1) / 2 - cy)))  # fmt: skip
+    # The prompted object lies inside the box: prefer components that do not touch its edges
+    # (background that runs through the box does), then the largest.
+    inner = [r for r in regions if r.x0 > bx0 and r.y0 > by0 and r.x1 < bx1 and r.y1 < by1]
+    best = max(inner or regions, key=lambda r: r.area)
     contrast = min(1.0, _dist(best.mean, bg) / 200)
     w, h = img.size
     return {
@@ -794,11 +799,11 @@ def plddt_from_propensity(seq: str, window: int = 9) -> list[float]:
     out = []
     for i in range(len(seq)):
         win = vals[max(0, i - half) : i + half + 1]
-        score = 85.0 - 45.0 * (sum(win) / len(win))
+        score = min(95.0, 85.0 - 45.0 * (sum(win) / len(win)))
         ends = min(i, len(seq) - 1 - i)
         if ends < 3:  # termini are floppier
             score -= (3 - ends) * 5
-        out.append(round(max(30.0, min(95.0, score)), 2))
+        out.append(round(max(30.0, score), 2))
     return out
 
 

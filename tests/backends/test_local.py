@@ -27,8 +27,13 @@ from activities.backends.base import (
     ModelError,
 )
 from activities.backends.local import LocalStandInBackend, pid_alive
+from workers.samples import SAMPLES
 
 pytestmark = pytest.mark.slow
+
+# Real inputs: the stand-ins decode what they are sent (a non-image is a 400, as from the real
+# container), so requests carry the bundled samples.
+PNG = SAMPLES["perception/detect"].read_bytes()
 
 
 def spec(model: str = "yolov8m", category: str = "vision_detection",
@@ -131,7 +136,7 @@ async def test_set_capacity_changes_live_processes(backend: LocalStandInBackend)
     ports = {i["port"] for i in record(backend, s.endpoint_name)["instances"]}
     assert len(ports) == 3
     for _ in range(3):  # round-robin over the three instances
-        await backend.invoke(s.endpoint_name, b"img", "image/png")
+        await backend.invoke(s.endpoint_name, PNG, "image/png")
     info = await backend.set_capacity(s.endpoint_name, 1, 1, 3)
     assert (info.instance_count, backend.endpoint_pids(s.endpoint_name)) == (1, [first])
     assert not any(pid_alive(p) for p in pids[1:])  # the newest went, the oldest stays
@@ -221,7 +226,7 @@ async def test_failed_config_change_rolls_back_to_the_old_fleet(
     assert "update rolled back" in (after.failure_reason or "")
     assert "model data not found" in (after.failure_reason or "")
     assert backend.endpoint_pids(s.endpoint_name) == [old_pid] and pid_alive(old_pid)
-    assert (await backend.invoke(s.endpoint_name, b"x", "image/png")).body  # still serving
+    assert (await backend.invoke(s.endpoint_name, PNG, "image/png")).body  # still serving
 
 
 # --------------------------------------------------------------------------- warm-up and failure
@@ -279,18 +284,23 @@ async def test_orphaned_server_exits_when_its_record_is_gone(backend: LocalStand
 
 
 SCHEMAS = [
-    ("yolov8m", "vision_detection", "object_detection", b"\x89PNG", {"detections", "model"}),
-    ("efficientnet-b0", "vision_classification", "image_classification", b"jpg",
-     {"predictions", "model"}),
-    ("sam2", "vision_segmentation", "instance_segmentation", b"jpg", {"masks", "model"}),
+    ("yolov8m", "vision_detection", "object_detection", PNG,
+     {"detections", "image_size", "method"}),
+    ("efficientnet-b0", "vision_classification", "image_classification",
+     SAMPLES["perception/classify"].read_bytes(), {"predictions", "features", "method"}),
+    ("sam2", "vision_segmentation", "instance_segmentation", PNG,
+     {"masks", "image_size", "method"}),
     ("whisper-turbo", "audio_stt", "speech_to_text", b"\0" * 1000,
-     {"text", "segments", "duration_s", "language"}),
+     {"text", "segments", "duration_s", "language", "noise_floor_dbfs"}),
     ("esm2-3b", "scientific_protein", "protein_embeddings", b"MKTAYIAKQR",
-     {"embedding", "length", "model"}),
+     {"embedding", "length", "id", "embeddings", "dim", "features"}),
     ("alphafold2", "scientific_protein", "protein_folding", b'{"sequence": "MKTAYIAK"}',
-     {"pdb", "plddt", "model"}),
-    ("prithvi-100m", "geospatial", "satellite_analysis", b"tif",
-     {"model", "result", "input_bytes", "sha256"}),
+     {"pdb", "plddt", "mean_plddt", "length", "id", "method"}),
+    ("prithvi-100m", "geospatial", "satellite_analysis",
+     SAMPLES["geospatial/classify"].read_bytes(),
+     {"task", "predictions", "dominant", "indices", "size", "method"}),
+    ("mistral-7b", "custom_category", "custom_specialty", b"tif",
+     {"result", "input_bytes", "sha256"}),
 ]  # fmt: skip
 
 
@@ -300,7 +310,8 @@ async def test_invoke_returns_each_reference_schema(backend: LocalStandInBackend
         await backend.ensure_endpoint(s)
         result = await backend.invoke(s.endpoint_name, payload, "application/octet-stream")
         body = json.loads(result.body)
-        assert set(body) == keys, model
+        assert set(body) == keys | {"model", "stand_in"}, model
+        assert body["stand_in"] is True and body["model"] == model
         assert result.content_type == "application/json"
         again = await backend.invoke(s.endpoint_name, payload, "application/octet-stream")
         assert again.body == result.body  # deterministic
@@ -311,14 +322,15 @@ async def test_invoke_returns_each_reference_schema(backend: LocalStandInBackend
 async def test_detection_and_folding_values(backend: LocalStandInBackend) -> None:
     s = spec()
     await backend.ensure_endpoint(s)
-    body = json.loads((await backend.invoke(s.endpoint_name, b"img", "image/png")).body)
+    body = json.loads((await backend.invoke(s.endpoint_name, PNG, "image/png")).body)
+    assert body["detections"]
     for d in body["detections"]:
         x1, y1, x2, y2 = d["box"]
         assert 0 <= x1 < x2 and 0 <= y1 < y2 and 0 < d["score"] <= 1 and d["label"]
     fold = spec("alphafold2", "scientific_protein", "protein_folding")
     await backend.ensure_endpoint(fold)
     out = json.loads((await backend.invoke(fold.endpoint_name, b"MKTAYIAK", "text/plain")).body)
-    assert len(out["plddt"]) == 8 and out["pdb"].count("ATOM") == 8
+    assert len(out["plddt"]) == 8 and out["pdb"].count(" CA ") == 8  # N, CA, C, O per residue
     with pytest.raises(ModelError) as exc:  # the container's 4xx: not retryable
         await backend.invoke(fold.endpoint_name, b"not a protein!", "text/plain")
     assert not exc.value.retryable and exc.value.http_status == 400
@@ -354,13 +366,13 @@ async def test_async_invoke_writes_and_fetches_result(
     s = spec(async_inference=True)
     await backend.ensure_endpoint(s)
     source = tmp_path / "request.bin"
-    source.write_bytes(b"\x89PNG image")
+    source.write_bytes(PNG)
     inv = await backend.invoke_async(s.endpoint_name, str(source), "image/png")
     assert inv.output_location.startswith(str(tmp_path / "local_async"))
     result = await wait_for(lambda: backend.fetch_async_result(inv))
     assert "detections" in json.loads(result)
     # Same as a synchronous call on the same input.
-    sync = await backend.invoke(s.endpoint_name, b"\x89PNG image", "image/png")
+    sync = await backend.invoke(s.endpoint_name, PNG, "image/png")
     assert json.loads(sync.body) == json.loads(result)
     # A missing input fails the inference, and fetching says so.
     bad = await backend.invoke_async(s.endpoint_name, str(tmp_path / "nope.bin"), "image/png")

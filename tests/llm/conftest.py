@@ -30,7 +30,7 @@ from workers.settings import Settings
 from workers.worker import WORKFLOWS, WorkerDeps, activities_for
 from workflows.thermal_types import ThermalTimings
 
-TIMINGS = ThermalTimings(idle_seconds=30.0, poll_seconds=0.2, warmup_deadline_seconds=60)
+TIMINGS = ThermalTimings(idle_seconds=120.0, poll_seconds=0.2, warmup_deadline_seconds=60)
 CATALOG = load_catalog()
 ENV = {"OPENAI_API_KEY": "sk-test-openai", "ANTHROPIC_API_KEY": "sk-test-anthropic"}
 TENANTS = {"t1": 1, "t3": 3, "t5": 5}

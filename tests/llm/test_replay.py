@@ -84,7 +84,7 @@ async def test_fresh_histories_replay(llm: LLMHarness):
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_recorded_histories_replay(path: Path):
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text())  # noqa: ASYNC240 - a small local file
     await replayer().replay_workflow(
         WorkflowHistory.from_json(data["workflow_id"], data["history"])
     )

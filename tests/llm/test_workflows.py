@@ -187,7 +187,7 @@ async def test_cold_model_warms_in_background_while_external_serves(llm: LLMHarn
     assert status.ready
     await _wait_mirror_ready(llm, app)
     second = await c.chat_completion(messages=[{"role": "user", "content": "hi again"}])
-    assert second.model == MISTRAL and second.hosting == "self_hosted"
+    assert second.model == MISTRAL and second.hosting == "self_hosted", second.selection
     assert second.warming_in_background is None and not second.waited_for_warm_up
 
 
@@ -296,3 +296,31 @@ async def test_get_available_models_and_health(llm: LLMHarness):
     assert not any(m["provider"] == "google" for m in models)
     health = await c.health()
     assert health["temporal"] == "ok" and MISTRAL in health["self_hosted_llms"]
+
+
+async def test_meter_writes_exactly_once(llm: LLMHarness):
+    """A retried meter activity (same workflow id and step) finds its row and writes nothing."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.llm.ledger import record_llm_usage
+    from activities.llm.types import LLMCallResult, LLMCost, MeterInput, TokenUsage
+
+    result = LLMCallResult(
+        model_id="openai-gpt-4o", served_by="openai-gpt-4o", provider_id="openai",
+        hosting="external", fallback_used=False, content="x",
+        usage=TokenUsage(input_tokens=3, output_tokens=4),
+        cost=LLMCost(billed=Decimal("0.1"), internal_cost=Decimal("0.07"), unit="token",
+                     units=Decimal(7), markup=Decimal("0.40")),
+        latency_ms=5,
+    )  # fmt: skip
+    wf = llm_workflow_id("chat", rid())
+    inp = MeterInput(tenant_id=await llm.tenant_id(llm.tenant("t1")), workflow_id=wf,
+                     step="llm_call", kind="chat", request_id="r", app_id="a",
+                     environment="e", requested_model=None, result=result)  # fmt: skip
+    env = ActivityEnvironment()
+    first = await env.run(record_llm_usage, llm.engine, inp)
+    second = await env.run(record_llm_usage, llm.engine, inp)
+    assert first.inserted and not second.inserted
+    assert first.idempotency_key == f"{wf}#llm_call"
+    rows = await llm.ledger(llm.tenant("t1"), wf)
+    assert len(rows) == 1 and rows[0]["billed_amount"] == Decimal("0.1")
