@@ -278,7 +278,10 @@ class JobActivities:
         """Hold the model: warm it (a COLD model starts now; the job waits) with a lease that
         keeps it from scaling to zero until released. Returns how it was held."""
         hold = WarmUpRequest(requester=req.requester, lease_id=req.lease_id)
-        if await self._ready_for_a_while(req):
+        ready = await self._ready_for_a_while(req)
+        if ready == "always":
+            return "unleased"  # WARM/HOT: idleness never scales it in, no lease to take
+        if ready == "for_a_while":
             # Fast path: ready and not about to scale in: a signal takes the lease without a
             # round trip through the thermal workflow (which every job of the model shares).
             from workflows.thermal import ModelThermalWorkflow
@@ -291,7 +294,7 @@ class JobActivities:
         )
         return "warmed"
 
-    async def _ready_for_a_while(self, req: AcquireRequest) -> bool:
+    async def _ready_for_a_while(self, req: AcquireRequest) -> str | None:
         """From the Postgres mirror (a query to the workflow would queue behind its tasks):
         ready, not transitioning, and not scaling in within the margin. The mirror's last
         activity can only be older than the workflow's, so the check errs on the safe side."""
@@ -307,17 +310,19 @@ class JobActivities:
                 )
             ).first()
         if row is None or row[2] < 1 or row[3] or row[0] != row[1]:
-            return False
+            return None
         target = ThermalState(row[0])
         if target in (ThermalState.WARM, ThermalState.HOT):
-            return True  # never scaled to zero by idleness
+            return "always"  # never scaled to zero by idleness
         if target != ThermalState.COLD or row[4] is None:
-            return False  # AUTOMATIC decides from traffic it alone sees: ask it
+            return None  # AUTOMATIC decides from traffic it alone sees: ask it
         idle = self.control.timings.idle_seconds
         if idle is None:
             idle = self.catalog.model(req.model_id).thermal.scale_to_zero_after_minutes * 60.0
         deadline = row[4] + timedelta(seconds=idle)
-        return deadline > datetime.now(UTC) + timedelta(seconds=FAST_PATH_MARGIN_S)
+        if deadline > datetime.now(UTC) + timedelta(seconds=FAST_PATH_MARGIN_S):
+            return "for_a_while"
+        return None
 
     # ------------------------------------------------------------------ invoke
     def _body(self, req: InvokeRequest) -> bytes:

@@ -26,6 +26,13 @@ RECONCILE_SCHEDULE_ID = "radiant-thermal-reconcile"
 
 
 def schedules(settings: Settings) -> dict[str, Schedule]:
+    """Every schedule of the project: the thermal reconcile and the registry syncs."""
+    from workers.llm_registration import registry_schedules
+
+    return {**_thermal_schedules(settings), **registry_schedules(settings)}
+
+
+def _thermal_schedules(settings: Settings) -> dict[str, Schedule]:
     every = timedelta(seconds=settings.reconcile_interval_seconds)
     return {
         RECONCILE_SCHEDULE_ID: Schedule(

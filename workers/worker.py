@@ -22,6 +22,7 @@ from activities.tenants import TenantActivities
 from activities.thermal_activities import ThermalActivities
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog
+from workers.llm_registration import LLM_WORKFLOWS, llm_activities
 from workers.settings import Settings
 from workflows.service_job import ServiceJobWorkflow
 from workflows.thermal import ModelThermalWorkflow
@@ -35,6 +36,7 @@ WORKFLOWS: list[type] = [
     ThermalReconcileWorkflow,
     BulkThermalUpdateWorkflow,
     ServiceJobWorkflow,
+    *LLM_WORKFLOWS,
 ]
 
 
@@ -97,6 +99,7 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
         fleet.delete_orphan,
         fleet.report,
         fleet.set_one,
+        *llm_activities(deps, client, task_queue),
     ]
 
 

@@ -103,13 +103,16 @@ class ServiceJobWorkflow:
         }  # fmt: skip
         try:
             self._set("waiting for warm-up", ", ".join(plan.models))
-            await asyncio.gather(*(
+            holds = await asyncio.gather(*(
                 workflow.execute_activity_method(
                     JobActivities.acquire_model, lease, start_to_close_timeout=WARMUP_TIMEOUT,
                     heartbeat_timeout=timedelta(seconds=30), retry_policy=NO_RETRY_ON_REJECT,
                 )
                 for lease in leases.values()
             ))  # fmt: skip
+            # WARM/HOT models are held without a lease: nothing to release for them.
+            leases = {m: lease for (m, lease), how in zip(leases.items(), holds, strict=True)
+                      if how != "unleased"}  # fmt: skip
             calls = await self._invoke_all(req, plan, validated)
         finally:
             # Release even when cancelled or failed: the models may scale to zero again. A

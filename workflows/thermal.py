@@ -442,6 +442,10 @@ class ModelThermalWorkflow:
     async def set_target(self, req: SetTargetRequest) -> ThermalStatus:
         s = await self._initialized()
         if req.state != s.target_state or s.generation != s.applied_generation or self.blocked:
+            if req.state == COLD and s.target_state != COLD and s.instance_count > 0:
+                # Turning a running model COLD starts its idle window now: callers that held
+                # it without a lease (WARM/HOT need none) finish before it scales in.
+                s.last_activity_at = workflow.now()
             s.target_state = req.state
             s.generation += 1
             self.blocked = False

@@ -58,7 +58,14 @@ async def test_transition_pair(thermal: ThermalHarness, first: ThermalState, sec
     await thermal.control.set_target(app, "test", MODEL, SetTargetRequest(state=first))
     await assert_consistent(thermal, app, first)
     before = (await thermal.control.status(app, "test", MODEL)).transitions
-    await thermal.control.set_target(app, "test", MODEL, SetTargetRequest(state=second))
+    status = await thermal.control.set_target(app, "test", MODEL, SetTargetRequest(state=second))
+    if second == ThermalState.COLD and status.instance_count > 0:
+        # Turning a running model COLD starts its idle window; it scales to zero after it.
+        assert first in (ThermalState.WARM, ThermalState.HOT) and status.idle_deadline
+        for _ in range(200):
+            if (await thermal.control.status(app, "test", MODEL)).instance_count == 0:
+                break
+            await asyncio.sleep(0.1)
     await assert_consistent(thermal, app, second)
     if first == second:  # a repeated identical request is a no-op: nothing recorded, nothing run
         assert (await thermal.control.status(app, "test", MODEL)).transitions == before

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import typer
 
-from workers.cli import bench, catalog, config, db, demo, jobs, services, stack, tenants, thermal, usage
+from workers.cli import (
+    bench,
+    catalog,
+    config,
+    db,
+    demo,
+    jobs,
+    litellm_config,
+    llm,
+    registry,
+    select,
+    services,
+    stack,
+    tenants,
+    thermal,
+    usage,
+)
 
 app = typer.Typer(no_args_is_help=True, help="RADIANT Orchestrator: durable self-hosted model orchestration.")
 app.command("config")(config.show_config)
@@ -14,6 +30,10 @@ app.add_typer(bench.app, name="bench", help="Benchmarks.")
 app.command("demo")(demo.demo)
 app.command("submit")(jobs.submit)
 app.add_typer(jobs.app, name="jobs", help="Service jobs: show, list, cancel.")
+app.add_typer(llm.app, name="llm", help="Chat, completion and embeddings through LiteLLM.")
+app.add_typer(registry.app, name="registry", help="The unified model registry and its syncs.")
+app.add_typer(litellm_config.app, name="litellm", help="The LiteLLM proxy configuration.")
+app.command("select")(select.select_command)
 app.add_typer(services.app, name="services", help="Mid-level service states.")
 app.add_typer(tenants.app, name="tenants", help="Tenants and their tiers.")
 app.add_typer(usage.app, name="usage", help="Usage and margin reports from the ledger.")
