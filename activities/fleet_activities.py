@@ -8,12 +8,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from activities.backends.base import BackendError, EndpointInfo, HostingBackend, endpoint_name
 from activities.heartbeat import with_heartbeat
+from activities.temporal_errors import application_error
 from activities.thermal_control import ThermalControl
 from models_catalog.types import ThermalState
 from workflows.thermal_types import SetTargetRequest, ThermalStatus, thermal_workflow_id
@@ -118,16 +118,20 @@ class FleetActivities:
                 rows = list(result)
         recorded = [
             RecordedModel(
-                app_id=r[0], environment=r[1], model_id=r[2], endpoint_name=r[3] or "",
-                target_state=ThermalState(r[4]), instance_count=r[5] or 0,
+                app_id=r[0],
+                environment=r[1],
+                model_id=r[2],
+                endpoint_name=r[3] or "",
+                target_state=ThermalState(r[4]),
+                instance_count=r[5] or 0,
                 workflow_running=await self._running(thermal_workflow_id(r[0], r[1], r[2])),
             )
             for r in rows
-        ]  # fmt: skip
+        ]
         try:
             endpoints = await self.backend.list_endpoints(_scope_prefix(inp))
         except BackendError as err:
-            raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
+            raise application_error(err) from err
         return FleetSnapshot(recorded=recorded, endpoints=endpoints)
 
     async def _running(self, workflow_id: str) -> bool:
@@ -142,12 +146,14 @@ class FleetActivities:
         try:
             await self.backend.delete_endpoint(endpoint_name)
         except BackendError as err:
-            raise ApplicationError(err.message, type=err.code, non_retryable=not err.retryable) from err
+            raise application_error(err) from err
 
     @activity.defn(name="fleet.report")
     async def report(self, report: ReconcileReport) -> None:
         activity.logger.warning(
-            "reconcile: drift=%s orphans=%s", report.drift, [o.endpoint_name for o in report.orphans]
+            "reconcile: drift=%s orphans=%s",
+            report.drift,
+            [o.endpoint_name for o in report.orphans],
         )
         if self.engine is None:
             return
@@ -172,4 +178,6 @@ class FleetActivities:
             )
             return BulkItemResult(model_id=item.model_id, ok=True, status=status)
         except Exception as exc:  # a failed model is reported, the others go on
-            return BulkItemResult(model_id=item.model_id, ok=False, error=str(getattr(exc, "cause", None) or exc))
+            return BulkItemResult(
+                model_id=item.model_id, ok=False, error=str(getattr(exc, "cause", None) or exc)
+            )

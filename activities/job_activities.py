@@ -27,6 +27,7 @@ from activities.backends.base import AsyncInvocation, BackendError, HostingBacke
 from activities.heartbeat import with_heartbeat
 from activities.metering import MeteringActivities, RecordUsageRequest, service_call_entries
 from activities.service_states import admin_disabled, load_admin_flags, load_thermal
+from activities.temporal_errors import application_error
 from activities.tenants import UnknownTenantError, get_tenant_async
 from activities.thermal_control import ThermalControl
 from models_catalog import pricing
@@ -57,10 +58,6 @@ OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by re
 
 def _reject(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
-
-
-def _backend_error(err: BackendError) -> ApplicationError:
-    return ApplicationError(err.message, type=err.code, non_retryable=not err.retryable)
 
 
 class PlanRequest(BaseModel):
@@ -198,7 +195,9 @@ class JobActivities:
                     ERR_MODEL_UNAVAILABLE,
                 )
 
-        steps, degraded = self._choose(op.id, op.required_models, op.optional_models, req, thermal, tenant.tier)
+        steps, degraded = self._choose(
+            op.id, op.required_models, op.optional_models, req, thermal, tenant.tier
+        )
         needed = max([service.min_tier] + [self.catalog.model(s.model_id).min_tier for s in steps])
         if tenant.tier < needed:
             raise _reject(
@@ -209,13 +208,23 @@ class JobActivities:
         price = service.pricing.price_for(op.unit)
         assert price is not None  # the catalog validates that every operation has its price
         return JobPlan(
-            tenant_id=str(tenant.id), tenant_name=tenant.name, tier=tenant.tier,
-            service=service.id, operation=op.id, unit=op.unit, unit_price=price,
-            long_running=op.long_running, content_types=list(op.content_types), steps=steps,
-            degraded=bool(degraded), degraded_reason="; ".join(degraded) or None,
+            tenant_id=str(tenant.id),
+            tenant_name=tenant.name,
+            tier=tenant.tier,
+            service=service.id,
+            operation=op.id,
+            unit=op.unit,
+            unit_price=price,
+            long_running=op.long_running,
+            content_types=list(op.content_types),
+            steps=steps,
+            degraded=bool(degraded),
+            degraded_reason="; ".join(degraded) or None,
             poll_seconds=self.poll_seconds,
-            backend="sagemaker" if getattr(self.backend, "kind", "local") == "sagemaker" else "local",
-        )  # fmt: skip
+            backend="sagemaker"
+            if getattr(self.backend, "kind", "local") == "sagemaker"
+            else "local",
+        )
 
     def _choose(
         self,
@@ -249,7 +258,11 @@ class JobActivities:
             if not ok:
                 degraded.append(f"{why}; ran on {', '.join(required)}")
                 continue
-            same = [i for i, m in enumerate(chosen) if self.catalog.model(m).specialty == model.specialty]
+            same = [
+                i
+                for i, m in enumerate(chosen)
+                if self.catalog.model(m).specialty == model.specialty
+            ]
             if same:
                 chosen[same[0]] = model.id
             else:
@@ -257,7 +270,9 @@ class JobActivities:
         roles = ["primary"] + ["chained"] * (len(chosen) - 1) + ["extra"] * len(extras)
         steps = [
             PlannedStep(
-                role=role, model_id=m, endpoint_name=endpoint_name(req.app_id, req.environment, m),
+                role=role,
+                model_id=m,
+                endpoint_name=endpoint_name(req.app_id, req.environment, m),
                 mode="async" if uses_async_inference(self.catalog, m) else "sync",
             )
             for role, m in zip(roles, chosen + extras, strict=True)
@@ -327,15 +342,24 @@ class JobActivities:
     # ------------------------------------------------------------------ invoke
     def _body(self, req: InvokeRequest) -> bytes:
         return json.dumps(
-            {"input_location": req.input_location, "content_type": req.content_type,
-             "options": req.options, "model_id": req.model_id, "task": req.task}
-        ).encode()  # fmt: skip
+            {
+                "input_location": req.input_location,
+                "content_type": req.content_type,
+                "options": req.options,
+                "model_id": req.model_id,
+                "task": req.task,
+            }
+        ).encode()
 
     def _output(self, raw: bytes, req: InvokeRequest) -> Any:
         """Small outputs travel in history; larger ones are stored and passed by reference."""
         if len(raw) > OUTPUT_INLINE_LIMIT:
             info = activity.info()
-            out = self.data_dir / "job_outputs" / hashlib.sha256(info.workflow_id.encode()).hexdigest()[:16]
+            out = (
+                self.data_dir
+                / "job_outputs"
+                / hashlib.sha256(info.workflow_id.encode()).hexdigest()[:16]
+            )
             out.mkdir(parents=True, exist_ok=True)
             path = out / f"{req.step}.json"
             path.write_bytes(raw)
@@ -352,7 +376,7 @@ class JobActivities:
                 req.endpoint_name, self._body(req), "application/json", "application/json"
             )
         except BackendError as err:
-            raise _backend_error(err) from err
+            raise application_error(err) from err
         return InvokeOutput(output=self._output(result.body, req), served_by=req.endpoint_name)
 
     @activity.defn(name="jobs.start_async")
@@ -365,7 +389,7 @@ class JobActivities:
         try:
             return await self.backend.invoke_async(req.endpoint_name, location, "application/json")
         except BackendError as err:
-            raise _backend_error(err) from err
+            raise application_error(err) from err
 
     async def _store_request(self, key: str, body: bytes) -> str:
         """Where the endpoint reads the request: S3 on SageMaker, a spool file locally. The key
@@ -380,9 +404,12 @@ class JobActivities:
             bucket, _, prefix = self.request_s3_uri.removeprefix("s3://").partition("/")
             object_key = f"{prefix.rstrip('/')}/async-requests/{key}.json".lstrip("/")
             await asyncio.to_thread(
-                self.s3.put_object, Bucket=bucket, Key=object_key, Body=body,
+                self.s3.put_object,
+                Bucket=bucket,
+                Key=object_key,
+                Body=body,
                 ContentType="application/json",
-            )  # fmt: skip
+            )
             return f"s3://{bucket}/{object_key}"
         spool = self.data_dir / "async_requests"
         spool.mkdir(parents=True, exist_ok=True)
@@ -397,15 +424,20 @@ class JobActivities:
         try:
             raw = await self.backend.fetch_async_result(inv)
         except BackendError as err:
-            raise _backend_error(err) from err
+            raise application_error(err) from err
         if raw is None:
             raise ApplicationError(
                 f"result {inv.inference_id} not ready",
                 type=ERR_RESULT_NOT_READY,
                 category=ApplicationErrorCategory.BENIGN,
             )
-        step = InvokeRequest(endpoint_name="", model_id="", input_location="", content_type="",
-                             step=f"async-{inv.inference_id}")  # fmt: skip
+        step = InvokeRequest(
+            endpoint_name="",
+            model_id="",
+            input_location="",
+            content_type="",
+            step=f"async-{inv.inference_id}",
+        )
         return InvokeOutput(output=self._output(raw, step), served_by=inv.output_location)
 
     # ------------------------------------------------------------------ meter
@@ -419,19 +451,30 @@ class JobActivities:
             pricing.model_cost(self.catalog.model(m), plan.unit, req.units) for m in req.invocations
         ]
         entries = service_call_entries(
-            tenant_id=uuid.UUID(plan.tenant_id), workflow_id=req.workflow_id, app_id=req.app_id,
-            environment=req.environment, service_id=plan.service, operation_id=plan.operation,
-            unit=plan.unit, units=req.units, unit_price=charge.unit_price,
-            billed_amount=charge.amount, model_costs=costs,
+            tenant_id=uuid.UUID(plan.tenant_id),
+            workflow_id=req.workflow_id,
+            app_id=req.app_id,
+            environment=req.environment,
+            service_id=plan.service,
+            operation_id=plan.operation,
+            unit=plan.unit,
+            units=req.units,
+            unit_price=charge.unit_price,
+            billed_amount=charge.amount,
+            model_costs=costs,
             occurred_at=datetime.now(UTC),
             metadata={"degraded": plan.degraded, "models": plan.models},
-        )  # fmt: skip
-        result = await self.metering.record(RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries))
+        )
+        result = await self.metering.record(
+            RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries)
+        )
         per_model: dict[str, Decimal] = {}
         for c in costs:
             per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
         return MeterResult(
-            billed=charge.amount, internal_cost=sum((c.amount for c in costs), Decimal(0)),
-            rows_inserted=result.inserted, rows_already_present=result.already_present,
+            billed=charge.amount,
+            internal_cost=sum((c.amount for c in costs), Decimal(0)),
+            rows_inserted=result.inserted,
+            rows_already_present=result.already_present,
             costs=per_model,
-        )  # fmt: skip
+        )

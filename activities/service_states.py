@@ -47,7 +47,10 @@ async def load_thermal(conn: AsyncConnection, app_id: str, env: str) -> dict[str
 
 async def load_admin_flags(conn: AsyncConnection, app_id: str, env: str) -> dict[str, bool]:
     rows = await conn.execute(
-        text("SELECT service_id, admin_disabled FROM service_states WHERE app_id = :a AND environment = :e"),
+        text(
+            "SELECT service_id, admin_disabled FROM service_states "
+            "WHERE app_id = :a AND environment = :e"
+        ),
         {"a": app_id, "e": env},
     )
     return {r[0]: bool(r[1]) for r in rows}
@@ -62,7 +65,12 @@ def admin_disabled(catalog: Catalog, flags: dict[str, bool], service_id: str) ->
 
 
 async def refresh_service_states(
-    engine: AsyncEngine, catalog: Catalog, app_id: str, env: str, *, set_disabled: dict[str, bool] | None = None
+    engine: AsyncEngine,
+    catalog: Catalog,
+    app_id: str,
+    env: str,
+    *,
+    set_disabled: dict[str, bool] | None = None,
 ) -> list[ServiceStateRow]:
     """Recompute every service's state, persist it, notify changes (one transaction)."""
     out: list[ServiceStateRow] = []
@@ -73,7 +81,10 @@ async def refresh_service_states(
         previous = {
             r[0]: r[1]
             for r in await conn.execute(
-                text("SELECT service_id, state FROM service_states WHERE app_id = :a AND environment = :e"),
+                text(
+                    "SELECT service_id, state FROM service_states "
+                    "WHERE app_id = :a AND environment = :e"
+                ),
                 {"a": app_id, "e": env},
             )
         }
@@ -81,10 +92,16 @@ async def refresh_service_states(
             disabled = admin_disabled(catalog, flags, service.id)
             status = service_status(catalog, service, thermal, disabled)
             changed = previous.get(service.id) != status.state.value
-            out.append(ServiceStateRow(
-                service_id=service.id, state=status.state, admin_disabled=disabled,
-                reason=status.reason, unavailable_models=status.unavailable_models, changed=changed,
-            ))  # fmt: skip
+            out.append(
+                ServiceStateRow(
+                    service_id=service.id,
+                    state=status.state,
+                    admin_disabled=disabled,
+                    reason=status.reason,
+                    unavailable_models=status.unavailable_models,
+                    changed=changed,
+                )
+            )
             await conn.execute(
                 text(
                     """
@@ -96,19 +113,37 @@ async def refresh_service_states(
                         reason = EXCLUDED.reason, unavailable_models = EXCLUDED.unavailable_models
                     """
                 ),
-                {"a": app_id, "e": env, "s": service.id, "st": status.state.value, "d": disabled,
-                 "r": status.reason, "u": status.unavailable_models},
-            )  # fmt: skip
+                {
+                    "a": app_id,
+                    "e": env,
+                    "s": service.id,
+                    "st": status.state.value,
+                    "d": disabled,
+                    "r": status.reason,
+                    "u": status.unavailable_models,
+                },
+            )
             if changed:
                 await conn.execute(
                     text(
-                        "INSERT INTO notifications (kind, app_id, environment, service_id, payload) "
+                        "INSERT INTO notifications "
+                        "(kind, app_id, environment, service_id, payload) "
                         "VALUES ('service.state_changed', :a, :e, :s, CAST(:p AS jsonb))"
                     ),
-                    {"a": app_id, "e": env, "s": service.id, "p": json.dumps({
-                        "service_id": service.id, "from": previous.get(service.id),
-                        "to": status.state.value, "reason": status.reason})},
-                )  # fmt: skip
+                    {
+                        "a": app_id,
+                        "e": env,
+                        "s": service.id,
+                        "p": json.dumps(
+                            {
+                                "service_id": service.id,
+                                "from": previous.get(service.id),
+                                "to": status.state.value,
+                                "reason": status.reason,
+                            }
+                        ),
+                    },
+                )
     return out
 
 
@@ -121,4 +156,6 @@ class ServiceStateActivities:
     async def refresh(self, scope: ScopeInput) -> list[ServiceStateRow]:
         """Idempotent: a retry recomputes the same states and notifies nothing twice (the
         second run sees no change)."""
-        return await refresh_service_states(self.engine, self.catalog, scope.app_id, scope.environment)
+        return await refresh_service_states(
+            self.engine, self.catalog, scope.app_id, scope.environment
+        )

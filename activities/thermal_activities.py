@@ -19,13 +19,16 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import (
     NON_RETRYABLE_ERROR_TYPES,
-    endpoint_name as make_endpoint_name,
     BackendError,
     EndpointInfo,
     EndpointSpec,
     HostingBackend,
 )
+from activities.backends.base import (
+    endpoint_name as make_endpoint_name,
+)
 from activities.heartbeat import with_heartbeat
+from activities.temporal_errors import application_error
 from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError, NotDeployableError
 from models_catalog.service_state import uses_async_inference
@@ -84,10 +87,6 @@ class RecordInput(BaseModel):
         return RecordKey(app_id=app_id, environment=environment, model_id=model_id)
 
 
-def _as_application_error(err: BackendError) -> ApplicationError:
-    return ApplicationError(err.message, type=err.code, non_retryable=not err.retryable)
-
-
 class ThermalActivities:
     def __init__(
         self,
@@ -143,13 +142,16 @@ class ThermalActivities:
             min_instances=req.min_instances,
             max_instances=req.max_instances,
             async_inference=req.spec.async_inference,
-            tags={"radiant:model": req.spec.model_id, "radiant:category": req.spec.category,
-                  "radiant:specialty": req.spec.specialty},
-        )  # fmt: skip
+            tags={
+                "radiant:model": req.spec.model_id,
+                "radiant:category": req.spec.category,
+                "radiant:specialty": req.spec.specialty,
+            },
+        )
         try:
             return await with_heartbeat(self.backend.ensure_endpoint(spec))
         except BackendError as err:
-            raise _as_application_error(err) from err
+            raise application_error(err) from err
 
     @activity.defn(name="thermal.wait_in_service")
     async def wait_in_service(self, endpoint_name: str) -> EndpointInfo:
@@ -157,10 +159,12 @@ class ThermalActivities:
         try:
             info = await self.backend.describe_endpoint(endpoint_name)
         except BackendError as err:
-            raise _as_application_error(err) from err
+            raise application_error(err) from err
         if info is None:
             raise ApplicationError(
-                f"endpoint {endpoint_name} does not exist", type=ERR_ENDPOINT_FAILED, non_retryable=True
+                f"endpoint {endpoint_name} does not exist",
+                type=ERR_ENDPOINT_FAILED,
+                non_retryable=True,
             )
         if info.status == "Failed":
             raise ApplicationError(
@@ -185,21 +189,21 @@ class ThermalActivities:
                 )
             )
         except BackendError as err:
-            raise _as_application_error(err) from err
+            raise application_error(err) from err
 
     @activity.defn(name="thermal.delete_endpoint")
     async def delete_endpoint(self, endpoint_name: str) -> None:
         try:
             await with_heartbeat(self.backend.delete_endpoint(endpoint_name))
         except BackendError as err:
-            raise _as_application_error(err) from err
+            raise application_error(err) from err
 
     @activity.defn(name="thermal.describe_endpoint")
     async def describe_endpoint(self, endpoint_name: str) -> EndpointInfo | None:
         try:
             return await self.backend.describe_endpoint(endpoint_name)
         except BackendError as err:
-            raise _as_application_error(err) from err
+            raise application_error(err) from err
 
     # ------------------------------------------------------------- postgres mirror
     @activity.defn(name="thermal.load_recorded_target")
@@ -245,10 +249,17 @@ class ThermalActivities:
                         updated_at = now()
                     """
                 ),
-                {**params, "cur": st.current_state.value, "tgt": st.target_state.value,
-                 "n": st.instance_count, "ep": st.endpoint_name, "tr": st.transitioning,
-                 "la": st.last_activity_at, "err": st.last_error},
-            )  # fmt: skip
+                {
+                    **params,
+                    "cur": st.current_state.value,
+                    "tgt": st.target_state.value,
+                    "n": st.instance_count,
+                    "ep": st.endpoint_name,
+                    "tr": st.transitioning,
+                    "la": st.last_activity_at,
+                    "err": st.last_error,
+                },
+            )
             await self._record_uptime(conn, req, now)
             if req.event:
                 payload = {
@@ -270,9 +281,13 @@ class ThermalActivities:
                         ON CONFLICT (dedupe_key) DO NOTHING
                         """
                     ),
-                    {**params, "k": f"{req.workflow_id}#{req.seq}", "kind": f"thermal.{req.event}",
-                     "p": json.dumps(payload, default=str)},
-                )  # fmt: skip
+                    {
+                        **params,
+                        "k": f"{req.workflow_id}#{req.seq}",
+                        "kind": f"thermal.{req.event}",
+                        "p": json.dumps(payload, default=str),
+                    },
+                )
 
     async def _record_uptime(self, conn, req: RecordInput, now: datetime) -> None:  # type: ignore[no-untyped-def]
         """Keep exactly one open interval while instances run, closed and reopened on change."""
@@ -303,6 +318,12 @@ class ThermalActivities:
                     VALUES (:a, :e, :m, :ep, :n, :it, :rate, :t)
                     """
                 ),
-                {**params, "ep": req.status.endpoint_name, "n": count,
-                 "it": req.instance_type, "rate": req.billed_hourly, "t": now},
-            )  # fmt: skip
+                {
+                    **params,
+                    "ep": req.status.endpoint_name,
+                    "n": count,
+                    "it": req.instance_type,
+                    "rate": req.billed_hourly,
+                    "t": now,
+                },
+            )

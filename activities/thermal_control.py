@@ -34,7 +34,9 @@ class ThermalControl:
     def _start_op(self, app_id: str, env: str, model_id: str) -> WithStartWorkflowOperation:
         return WithStartWorkflowOperation(
             ModelThermalWorkflow.run,
-            ModelThermalInput(app_id=app_id, environment=env, model_id=model_id, timings=self.timings),
+            ModelThermalInput(
+                app_id=app_id, environment=env, model_id=model_id, timings=self.timings
+            ),
             id=thermal_workflow_id(app_id, env, model_id),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -39,13 +39,14 @@ class RunFigures:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "workflows": self.jobs, "seconds": round(self.seconds, 3),
+            "workflows": self.jobs,
+            "seconds": round(self.seconds, 3),
             "per_second": round(self.per_second, 2),
             "latency_p50_s": round(self.percentile(50), 4),
             "latency_p95_s": round(self.percentile(95), 4),
             "latency_p99_s": round(self.percentile(99), 4),
             "latency_mean_s": round(statistics.fmean(self.latencies), 4),
-        }  # fmt: skip
+        }
 
 
 def _free_port() -> int:
@@ -83,11 +84,17 @@ async def _activity_breakdown(client: Client, workflow_ids: list[str]) -> dict[s
             elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 attrs = e.activity_task_completed_event_attributes
                 name, t0 = scheduled[attrs.scheduled_event_id]
-                totals.setdefault(name, []).append((e.event_time.ToDatetime().timestamp() - t0) * 1000)
+                totals.setdefault(name, []).append(
+                    (e.event_time.ToDatetime().timestamp() - t0) * 1000
+                )
     return {k: round(statistics.fmean(v), 1) for k, v in totals.items()}
 
 
-async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = None) -> dict[str, Any]:
+async def run_benchmark(
+    jobs: int, concurrency: int, data_dir: Path | None = None
+) -> dict[str, Any]:
+    from sqlalchemy import text
+
     from activities.backends.local import LocalStandInBackend
     from activities.db.catalog_sync import sync_catalog
     from activities.db.embedded import ensure_embedded_postgres, release_embedded_postgres
@@ -98,12 +105,10 @@ async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = Non
     from activities.thermal_control import ThermalControl
     from models_catalog.catalog import load_catalog
     from models_catalog.types import ThermalState
-    from sqlalchemy import text
-
     from workers.samples import SAMPLES
     from workers.settings import Settings
     from workers.temporal import connect, start_dev_server
-    from workers.worker import WORKFLOWS, WorkerDeps, activities_for, thermal_timings
+    from workers.worker import WORKFLOWS, WorkerDeps, activities_for
     from workflows import bench_bare
     from workflows.service_job import ServiceJobWorkflow
     from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
@@ -114,82 +119,122 @@ async def run_benchmark(jobs: int, concurrency: int, data_dir: Path | None = Non
     upgrade(owner)
     catalog = load_catalog()
     sync_catalog(owner, catalog)
-    settings = Settings(data_dir=data_dir, database_url=owner, task_queue="bench",
-                        job_poll_seconds=0.2, thermal_poll_seconds=0.2)  # fmt: skip
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=owner,
+        task_queue="bench",
+        job_poll_seconds=0.2,
+        thermal_poll_seconds=0.2,
+    )
     from activities.db.engine import resolve_database_urls
 
     urls = resolve_database_urls(settings)
     engine = create_app_engine(urls.app, pool_size=20)
     tenant = create_tenant(owner, f"bench-{uuid.uuid4().hex[:6]}", 5)
     # The same dev server `radiant up` runs (its output goes to a log, not to our stdout).
-    server_settings = settings.model_copy(update={
-        "temporal_address": f"127.0.0.1:{_free_port()}", "temporal_ui_port": _free_port()})  # fmt: skip
+    server_settings = settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{_free_port()}", "temporal_ui_port": _free_port()}
+    )
     server = start_dev_server(server_settings, data_dir / "temporal.log")
     backend = LocalStandInBackend(data_dir)
     try:
         client: Client = await connect(server_settings)
         deps = WorkerDeps(settings=settings, catalog=catalog, backend=backend, engine=engine)
         worker = Worker(
-            client, task_queue="bench", workflows=[*WORKFLOWS, bench_bare.BareWorkflow],
+            client,
+            task_queue="bench",
+            workflows=[*WORKFLOWS, bench_bare.BareWorkflow],
             activities=[*activities_for(deps, client, "bench"), bench_bare.noop],
             max_concurrent_activities=200,
-        )  # fmt: skip
+        )
         async with worker:
             app = "bench"
-            control = ThermalControl(client, "bench", thermal_timings(settings))
-            await refresh_service_states(engine, catalog, app, "dev", set_disabled={"perception": False})
-            await control.set_target(app, "dev", "yolov8m", SetTargetRequest(state=ThermalState.WARM))
+            control = ThermalControl(client, "bench", settings.thermal_timings())
+            await refresh_service_states(
+                engine, catalog, app, "dev", set_disabled={"perception": False}
+            )
+            await control.set_target(
+                app, "dev", "yolov8m", SetTargetRequest(state=ThermalState.WARM)
+            )
             run_id = uuid.uuid4().hex[:6]
 
             async def job(i: int, tag: str = "job") -> None:
                 rid = f"{run_id}-{tag}-{i}"
                 await client.execute_workflow(
                     ServiceJobWorkflow.run,
-                    ServiceRequest(tenant=tenant.name, app_id=app, environment="dev",
-                                   request_id=rid, service="perception", operation="detect",
-                                   input=InputRef(uri=str(SAMPLES["perception/detect"]))),
-                    id=job_workflow_id("perception", "detect", rid), task_queue="bench",
-                )  # fmt: skip
+                    ServiceRequest(
+                        tenant=tenant.name,
+                        app_id=app,
+                        environment="dev",
+                        request_id=rid,
+                        service="perception",
+                        operation="detect",
+                        input=InputRef(uri=str(SAMPLES["perception/detect"])),
+                    ),
+                    id=job_workflow_id("perception", "detect", rid),
+                    task_queue="bench",
+                )
 
             # Warm-up round (imports, connection pools, sticky caches), not measured.
             await job(0, "warm")
             history = await client.get_workflow_handle(
-                job_workflow_id("perception", "detect", f"{run_id}-warm-0")).fetch_history()  # fmt: skip
+                job_workflow_id("perception", "detect", f"{run_id}-warm-0")
+            ).fetch_history()
             activity_count = sum(
-                1 for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                1
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
             )
 
             async def bare(i: int) -> None:
                 await client.execute_workflow(
-                    bench_bare.BareWorkflow.run, activity_count,
-                    id=f"bench-bare-{run_id}-{i}", task_queue="bench",
-                )  # fmt: skip
+                    bench_bare.BareWorkflow.run,
+                    activity_count,
+                    id=f"bench-bare-{run_id}-{i}",
+                    task_queue="bench",
+                )
 
             await bare(-1)
             baseline = await _timed("bare", jobs, concurrency, bare)
             project = await _timed("perception/detect", jobs, concurrency, job)
 
             breakdown = await _activity_breakdown(
-                client, [job_workflow_id("perception", "detect", f"{run_id}-job-{i}") for i in range(min(jobs, 20))]
+                client,
+                [
+                    job_workflow_id("perception", "detect", f"{run_id}-job-{i}")
+                    for i in range(min(jobs, 20))
+                ],
             )
 
         async with engine.connect() as conn:
-            await conn.execute(text("SELECT set_config('app.current_tenant_id', :t, false)"),
-                               {"t": str(tenant.id)})  # fmt: skip
+            await conn.execute(
+                text("SELECT set_config('app.current_tenant_id', :t, false)"), {"t": str(tenant.id)}
+            )
             rows = dict(
-                (await conn.execute(text(
-                    "SELECT kind, count(*) FROM usage_ledger WHERE workflow_id LIKE :p GROUP BY kind"),
-                    {"p": f"job/perception/detect/{run_id}-job-%"})).all()
-            )  # fmt: skip
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT kind, count(*) FROM usage_ledger "
+                            "WHERE workflow_id LIKE :p GROUP BY kind"
+                        ),
+                        {"p": f"job/perception/detect/{run_id}-job-%"},
+                    )
+                ).all()
+            )
         return {
-            "jobs": jobs, "concurrency": concurrency, "activities_per_workflow": activity_count,
-            "project": project.as_dict(), "bare": baseline.as_dict(),
+            "jobs": jobs,
+            "concurrency": concurrency,
+            "activities_per_workflow": activity_count,
+            "project": project.as_dict(),
+            "bare": baseline.as_dict(),
             "ratio": round(project.per_second / baseline.per_second, 3),
-            "usage_rows": {"model_invocation": rows.get("model_invocation", 0),
-                           "service_charge": rows.get("service_charge", 0)},
+            "usage_rows": {
+                "model_invocation": rows.get("model_invocation", 0),
+                "service_charge": rows.get("service_charge", 0),
+            },
             "invocations": jobs,
             "job_activity_ms": breakdown,
-        }  # fmt: skip
+        }
     finally:
         for info in await backend.list_endpoints("radiant-"):
             await backend.delete_endpoint(info.endpoint_name)

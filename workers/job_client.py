@@ -100,7 +100,9 @@ class JobClient:
     async def progress(self, workflow_id: str) -> dict[str, Any]:
         return await self.handle(workflow_id).query(ServiceJobWorkflow.progress)
 
-    async def list_jobs(self, tenant: str | None = None, limit: int = 20) -> list[WorkflowExecutionDescription]:
+    async def list_jobs(
+        self, tenant: str | None = None, limit: int = 20
+    ) -> list[WorkflowExecutionDescription]:
         query = "WorkflowType = 'ServiceJobWorkflow'"
         if tenant:
             query += f" AND RadiantTenant = '{tenant.replace(chr(39), '')}'"

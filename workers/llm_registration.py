@@ -37,7 +37,6 @@ from activities.thermal_control import ThermalControl
 from workers.settings import Settings
 from workflows.llm import ChatCompletionWorkflow, EmbeddingWorkflow, TextCompletionWorkflow
 from workflows.registry_sync import RegistrySyncWorkflow
-from workflows.thermal_types import ThermalTimings
 
 if TYPE_CHECKING:
     from workers.worker import WorkerDeps
@@ -69,9 +68,7 @@ def llm_activities(
     import litellm  # noqa: F401 - import it (seconds) at start-up, not in the first request
 
     settings = deps.settings
-    timings = ThermalTimings(
-        idle_seconds=settings.thermal_idle_seconds, poll_seconds=settings.thermal_poll_seconds
-    )
+    timings = settings.thermal_timings()
     llm = LLMActivities(
         deps.catalog,
         deps.engine,

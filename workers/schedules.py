@@ -44,13 +44,15 @@ def _thermal_schedules(settings: Settings) -> dict[str, Schedule]:
             ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            state=ScheduleState(note="compare recorded thermal states with the backend; find orphans"),
+            state=ScheduleState(
+                note="compare recorded thermal states with the backend; find orphans"
+            ),
         ),
     }
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
-    """Create every schedule, or bring an existing one up to date (running this twice is a no-op)."""
+    """Create every schedule, or bring an existing one up to date (running it twice: no-op)."""
     for schedule_id, schedule in schedules(settings).items():
         try:
             await client.create_schedule(schedule_id, schedule)

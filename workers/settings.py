@@ -1,4 +1,4 @@
-"""Effective configuration, from environment variables with the ``RADIANT_`` prefix (or a .env file).
+"""Effective configuration: environment variables with the ``RADIANT_`` prefix (or a .env file).
 
 Every process (CLI, worker, `radiant up`) reads the same settings, so a worker pointed at a real
 Temporal cluster, a real PostgreSQL and real AWS needs only environment variables.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from workflows.thermal_types import ThermalTimings
 
 
 class Settings(BaseSettings):
@@ -57,6 +60,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    def thermal_timings(self) -> ThermalTimings:
+        """The durations every client of the thermal workflows passes when it starts one."""
+        from workflows.thermal_types import ThermalTimings
+
+        return ThermalTimings(
+            idle_seconds=self.thermal_idle_seconds, poll_seconds=self.thermal_poll_seconds
+        )
 
     def masked(self) -> dict[str, Any]:
         """Settings as plain values with secrets and URL passwords masked (for `radiant config`)."""

@@ -27,7 +27,6 @@ from workers.settings import Settings
 from workflows.service_job import ServiceJobWorkflow
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
-from workflows.thermal_types import ThermalTimings
 
 log = logging.getLogger("radiant.worker")
 
@@ -50,20 +49,16 @@ class WorkerDeps:
     engine: AsyncEngine
 
 
-def thermal_timings(settings: Settings) -> ThermalTimings:
-    return ThermalTimings(
-        idle_seconds=settings.thermal_idle_seconds, poll_seconds=settings.thermal_poll_seconds
-    )
-
-
 def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequence[Any]:
-    control = ThermalControl(client, task_queue, thermal_timings(deps.settings))
+    control = ThermalControl(client, task_queue, deps.settings.thermal_timings())
     fleet = FleetActivities(deps.backend, deps.engine, control)
     thermal = ThermalActivities(
         deps.catalog,
         deps.backend,
         deps.engine,
-        image_registry=deps.settings.sagemaker_image_registry.format(region=deps.settings.aws_region),
+        image_registry=deps.settings.sagemaker_image_registry.format(
+            region=deps.settings.aws_region
+        ),
     )
     settings = deps.settings
     jobs = JobActivities(

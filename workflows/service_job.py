@@ -10,9 +10,9 @@ that can reject a job happens before the first cost: the warm-up.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from decimal import Decimal
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -32,9 +32,9 @@ with workflow.unsafe.imports_passed_through():
         PlanRequest,
     )
     from workflows import search_attributes as sa
+    from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
     from workflows.thermal import ModelThermalWorkflow
     from workflows.thermal_types import ReleaseRequest, thermal_workflow_id
-    from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
 
 T = TypeVar("T")
 QUICK = timedelta(seconds=60)
@@ -73,77 +73,126 @@ class ServiceJobWorkflow:
     @workflow.run
     async def run(self, req: ServiceRequest) -> ServiceResult:
         info = workflow.info()
-        workflow.upsert_search_attributes([
-            sa.TENANT.value_set(req.tenant), sa.APP.value_set(req.app_id),
-            sa.ENVIRONMENT.value_set(req.environment), sa.SERVICE.value_set(req.service),
-            sa.OPERATION.value_set(req.operation),
-        ])  # fmt: skip
+        workflow.upsert_search_attributes(
+            [
+                sa.TENANT.value_set(req.tenant),
+                sa.APP.value_set(req.app_id),
+                sa.ENVIRONMENT.value_set(req.environment),
+                sa.SERVICE.value_set(req.service),
+                sa.OPERATION.value_set(req.operation),
+            ]
+        )
         self._set("planning")
-        plan = await _rejecting(workflow.execute_activity_method(
-            JobActivities.plan,
-            PlanRequest(tenant=req.tenant, app_id=req.app_id, environment=req.environment,
-                        service=req.service, operation=req.operation,
-                        optional_models=req.optional_models),
-            start_to_close_timeout=QUICK, retry_policy=NO_RETRY_ON_REJECT,
-        ))  # fmt: skip
+        plan = await _rejecting(
+            workflow.execute_activity_method(
+                JobActivities.plan,
+                PlanRequest(
+                    tenant=req.tenant,
+                    app_id=req.app_id,
+                    environment=req.environment,
+                    service=req.service,
+                    operation=req.operation,
+                    optional_models=req.optional_models,
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=NO_RETRY_ON_REJECT,
+            )
+        )
         workflow.upsert_search_attributes([sa.MODEL.value_set(plan.steps[0].model_id)])
         self._set("validating input")
-        validated = await _rejecting(workflow.execute_activity_method(
-            InputActivities.validate,
-            ValidateRequest(input=req.input, service=plan.service, operation=plan.operation,
-                            content_types=plan.content_types, unit=plan.unit,
-                            backend=plan.backend),
-            start_to_close_timeout=timedelta(minutes=5), retry_policy=NO_RETRY_ON_REJECT,
-        ))  # fmt: skip
+        validated = await _rejecting(
+            workflow.execute_activity_method(
+                InputActivities.validate,
+                ValidateRequest(
+                    input=req.input,
+                    service=plan.service,
+                    operation=plan.operation,
+                    content_types=plan.content_types,
+                    unit=plan.unit,
+                    backend=plan.backend,
+                ),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=NO_RETRY_ON_REJECT,
+            )
+        )
 
         leases = {
-            m: AcquireRequest(app_id=req.app_id, environment=req.environment, model_id=m,
-                              lease_id=f"{info.workflow_id}/{m}", requester=info.workflow_id)
+            m: AcquireRequest(
+                app_id=req.app_id,
+                environment=req.environment,
+                model_id=m,
+                lease_id=f"{info.workflow_id}/{m}",
+                requester=info.workflow_id,
+            )
             for m in plan.models
-        }  # fmt: skip
+        }
         try:
             self._set("waiting for warm-up", ", ".join(plan.models))
-            holds = await asyncio.gather(*(
-                workflow.execute_activity_method(
-                    JobActivities.acquire_model, lease, start_to_close_timeout=WARMUP_TIMEOUT,
-                    heartbeat_timeout=timedelta(seconds=30), retry_policy=NO_RETRY_ON_REJECT,
+            holds = await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        JobActivities.acquire_model,
+                        lease,
+                        start_to_close_timeout=WARMUP_TIMEOUT,
+                        heartbeat_timeout=timedelta(seconds=30),
+                        retry_policy=NO_RETRY_ON_REJECT,
+                    )
+                    for lease in leases.values()
                 )
-                for lease in leases.values()
-            ))  # fmt: skip
+            )
             # WARM/HOT models are held without a lease: nothing to release for them.
-            leases = {m: lease for (m, lease), how in zip(leases.items(), holds, strict=True)
-                      if how != "unleased"}  # fmt: skip
+            leases = {
+                m: lease
+                for (m, lease), how in zip(leases.items(), holds, strict=True)
+                if how != "unleased"
+            }
             calls = await self._invoke_all(req, plan, validated)
         finally:
             # Release even when cancelled or failed: the models may scale to zero again. A
             # signal from the workflow itself: no activity round trip.
-            await asyncio.gather(*(
-                workflow.get_external_workflow_handle(
-                    thermal_workflow_id(lease.app_id, lease.environment, lease.model_id)
-                ).signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease.lease_id))
-                for lease in leases.values()
-            ))  # fmt: skip
+            await asyncio.gather(
+                *(
+                    workflow.get_external_workflow_handle(
+                        thermal_workflow_id(lease.app_id, lease.environment, lease.model_id)
+                    ).signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease.lease_id))
+                    for lease in leases.values()
+                )
+            )
 
         # Charged only now, after every invocation succeeded: a cancelled or failed job
         # pays nothing for work that did not finish.
         self._set("metering")
         metered = await workflow.execute_activity_method(
             JobActivities.meter,
-            MeterRequest(plan=plan, workflow_id=info.workflow_id, app_id=req.app_id,
-                         environment=req.environment, units=validated.units,
-                         invocations=[c.model_id for c in calls]),
+            MeterRequest(
+                plan=plan,
+                workflow_id=info.workflow_id,
+                app_id=req.app_id,
+                environment=req.environment,
+                units=validated.units,
+                invocations=[c.model_id for c in calls],
+            ),
             start_to_close_timeout=QUICK,
-        )  # fmt: skip
+        )
         for call in calls:
             call.internal_cost = metered.costs.get(call.model_id, Decimal(0))
         self._set("done")
         return ServiceResult(
-            request_id=req.request_id, workflow_id=info.workflow_id, service=plan.service,
-            operation=plan.operation, tenant_id=plan.tenant_id, models_used=plan.models,
-            degraded=plan.degraded, degraded_reason=plan.degraded_reason,
-            output=self._combine(plan, calls), units=validated.units, unit=plan.unit,
-            billed=metered.billed, internal_cost=metered.internal_cost, calls=calls,
-        )  # fmt: skip
+            request_id=req.request_id,
+            workflow_id=info.workflow_id,
+            service=plan.service,
+            operation=plan.operation,
+            tenant_id=plan.tenant_id,
+            models_used=plan.models,
+            degraded=plan.degraded,
+            degraded_reason=plan.degraded_reason,
+            output=self._combine(plan, calls),
+            units=validated.units,
+            unit=plan.unit,
+            billed=metered.billed,
+            internal_cost=metered.internal_cost,
+            calls=calls,
+        )
 
     # ------------------------------------------------------------------ invocation
     async def _invoke_all(
@@ -156,8 +205,9 @@ class ServiceJobWorkflow:
                 # perception/analyze: segment each detection of the detector's output.
                 boxes = [d.get("box") for d in (previous or {}).get("detections", [])]
                 for n, box in enumerate(boxes[:ANALYZE_MAX_DETECTIONS]):
-                    out = await self._invoke(req, plan, step, validated,
-                                             {**req.options, "box": box}, f"{index}-{n}")  # fmt: skip
+                    out = await self._invoke(
+                        req, plan, step, validated, {**req.options, "box": box}, f"{index}-{n}"
+                    )
                     calls.append(self._call(step, out, plan))
                 continue
             options = dict(req.options)
@@ -171,10 +221,13 @@ class ServiceJobWorkflow:
 
     def _call(self, step: PlannedStep, out: InvokeOutput, plan: JobPlan) -> ModelCall:
         return ModelCall(
-            model_id=step.model_id, endpoint_name=step.endpoint_name,
-            mode=step.mode, output=out.output,
-            units=Decimal(0), internal_cost=Decimal(0),
-        )  # fmt: skip
+            model_id=step.model_id,
+            endpoint_name=step.endpoint_name,
+            mode=step.mode,
+            output=out.output,
+            units=Decimal(0),
+            internal_cost=Decimal(0),
+        )
 
     async def _invoke(
         self,
@@ -187,10 +240,14 @@ class ServiceJobWorkflow:
     ) -> InvokeOutput:
         self._set("invoking", f"{step.model_id} ({step.mode})")
         call = InvokeRequest(
-            endpoint_name=step.endpoint_name, model_id=step.model_id,
-            input_location=validated.location, content_type=validated.content_type,
-            options=options, step=f"step-{name}-{step.model_id}", task=plan.operation,
-        )  # fmt: skip
+            endpoint_name=step.endpoint_name,
+            model_id=step.model_id,
+            input_location=validated.location,
+            content_type=validated.content_type,
+            options=options,
+            step=f"step-{name}-{step.model_id}",
+            task=plan.operation,
+        )
         try:
             if step.mode == "sync":
                 return await workflow.execute_activity_method(

@@ -7,7 +7,6 @@ is an activity (create model/config/endpoint, wait InService, capacity, delete, 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
@@ -86,7 +85,9 @@ class ModelThermalWorkflow:
         except ActivityError as err:
             # Unknown or non-deployable model: tell every waiting caller why, then fail.
             cause = err.cause
-            self.fatal = cause if isinstance(cause, ApplicationError) else ApplicationError(str(err))
+            self.fatal = (
+                cause if isinstance(cause, ApplicationError) else ApplicationError(str(err))
+            )
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise ApplicationError(
                 self.fatal.message, type=self.fatal.type, non_retryable=True
@@ -104,7 +105,7 @@ class ModelThermalWorkflow:
         while True:
             try:
                 await workflow.wait_condition(self._has_work, timeout=self._next_timer())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # a timer (idle, lease expiry, pre-warm) fired: re-evaluate below
             await self._converge()
             if self._should_continue_as_new():
@@ -323,7 +324,10 @@ class ModelThermalWorkflow:
         if self.s.target_state in (WARM, HOT):
             cap = policy.capacity_for_state(self.s.target_state, self._limits())
             return {"min_instances": cap.min_instances, "max_instances": cap.max_instances}
-        return {"min_instances": min(desired, 1), "max_instances": max(desired, self.spec.max_instances)}
+        return {
+            "min_instances": min(desired, 1),
+            "max_instances": max(desired, self.spec.max_instances),
+        }
 
     async def _scale_to_zero(self) -> None:
         assert self.s is not None and self.spec is not None
@@ -451,8 +455,10 @@ class ModelThermalWorkflow:
             self.blocked = False
         generation, failures = s.generation, self.failures
         await workflow.wait_condition(
-            lambda: (s.applied_generation >= generation and not self.converging)
-            or self.failures != failures
+            lambda: (
+                (s.applied_generation >= generation and not self.converging)
+                or self.failures != failures
+            )
         )
         if s.applied_generation < generation:
             raise ApplicationError(
@@ -487,12 +493,14 @@ class ModelThermalWorkflow:
             deadline = req.deadline_seconds or self.inp.timings.warmup_deadline_seconds
             await workflow.wait_condition(
                 # Ready *and* recorded: a caller never sees a state Postgres does not show yet.
-                lambda: (self._ready() and not self.converging)
-                or self.failures != failures
-                or s.target_state == OFF,
+                lambda: (
+                    (self._ready() and not self.converging)
+                    or self.failures != failures
+                    or s.target_state == OFF
+                ),
                 timeout=deadline or DEFAULT_WARMUP_DEADLINE,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ApplicationError(
                 f"model {self.inp.model_id} was not ready within {deadline}s; the warm-up goes on",
                 type=ERR_WARMUP_DEADLINE,
@@ -516,9 +524,7 @@ class ModelThermalWorkflow:
         now = workflow.now()
         self.s.leases = [lease for lease in self.s.leases if lease.lease_id != req.lease_id]
         self.s.last_activity_at = now
-        self.s.traffic = policy.observe_completion(
-            self.s.traffic, now.timestamp()
-        )
+        self.s.traffic = policy.observe_completion(self.s.traffic, now.timestamp())
 
     @workflow.signal
     def lease(self, req: WarmUpRequest) -> None:

@@ -1,9 +1,10 @@
-"""Inputs, results and state of the thermal workflows (pure pydantic, shared by client and worker)."""
+"""Inputs, results and state of the thermal workflows (pure pydantic, client and worker)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+
 from pydantic import BaseModel, Field
 
 from models_catalog.thermal_policy import TrafficStats

@@ -463,7 +463,7 @@ def _box_option(options: dict[str, Any], w: int, h: int) -> list[int] | None:
         return None
     if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float)
                                                              for v in box)):  # fmt: skip
-        raise BadInput('options.box must be [x1, y1, x2, y2] in pixels')
+        raise BadInput("options.box must be [x1, y1, x2, y2] in pixels")
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
     if x2 - x1 < 2 or y2 - y1 < 2:

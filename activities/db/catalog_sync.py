@@ -20,7 +20,6 @@ from activities.db import schema
 from activities.db.engine import create_sync_engine, unavailable_error
 from models_catalog.catalog import Catalog
 
-
 # In foreign-key order: models -> providers, self_hosted_models -> instance_types.
 CATALOG_TABLES = [
     schema.instance_types,
@@ -42,7 +41,9 @@ class SyncReport:
         return sum(self.written.values()) + sum(self.deprecated.values())
 
     def summary(self) -> str:
-        parts = [f"{t}: {self.written[t]} written, {self.unchanged[t]} unchanged" for t in self.written]
+        parts = [
+            f"{t}: {self.written[t]} written, {self.unchanged[t]} unchanged" for t in self.written
+        ]
         return "; ".join(parts)
 
 
@@ -50,76 +51,143 @@ def _self_hosted_rows(catalog: Catalog) -> list[dict[str, Any]]:
     rows = []
     for m in catalog.models.values():
         p, t = m.pricing, m.thermal
-        rows.append({
-            "model_id": m.id, "display_name": m.display_name, "description": m.description,
-            "category": m.category.value, "specialty": m.specialty.value,
-            "instance_type": m.instance_type, "image": m.image, "min_tier": m.min_tier,
-            "gpu_memory_gb": m.gpu_memory_gb, "hourly_rate": p.hourly_rate,
-            "per_request": p.per_request, "per_image": p.per_image,
-            "per_minute_audio": p.per_minute_audio, "per_minute_video": p.per_minute_video,
-            "per_3d_model": p.per_3d_model, "markup": p.markup,
-            "default_state": t.default_state.value,
-            "scale_to_zero_after_minutes": t.scale_to_zero_after_minutes,
-            "warmup_time_seconds": t.warmup_time_seconds, "min_instances": t.min_instances,
-            "max_instances": t.max_instances, "status": m.status.value, "deployable": True,
-            "aliases": list(m.aliases), "capabilities": list(m.capabilities),
-            "spec": m.model_dump(mode="json"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model_id": m.id,
+                "display_name": m.display_name,
+                "description": m.description,
+                "category": m.category.value,
+                "specialty": m.specialty.value,
+                "instance_type": m.instance_type,
+                "image": m.image,
+                "min_tier": m.min_tier,
+                "gpu_memory_gb": m.gpu_memory_gb,
+                "hourly_rate": p.hourly_rate,
+                "per_request": p.per_request,
+                "per_image": p.per_image,
+                "per_minute_audio": p.per_minute_audio,
+                "per_minute_video": p.per_minute_video,
+                "per_3d_model": p.per_3d_model,
+                "markup": p.markup,
+                "default_state": t.default_state.value,
+                "scale_to_zero_after_minutes": t.scale_to_zero_after_minutes,
+                "warmup_time_seconds": t.warmup_time_seconds,
+                "min_instances": t.min_instances,
+                "max_instances": t.max_instances,
+                "status": m.status.value,
+                "deployable": True,
+                "aliases": list(m.aliases),
+                "capabilities": list(m.capabilities),
+                "spec": m.model_dump(mode="json"),
+            }
+        )
     for r in catalog.registry_entries.values():
-        rows.append({
-            "model_id": r.id, "display_name": r.display_name, "description": r.description,
-            "category": r.category or "unknown", "specialty": r.specialty,
-            "instance_type": None, "image": None, "min_tier": None, "gpu_memory_gb": None,
-            "hourly_rate": None, "per_request": None, "per_image": None,
-            "per_minute_audio": None, "per_minute_video": None, "per_3d_model": None,
-            "markup": None, "default_state": None, "scale_to_zero_after_minutes": None,
-            "warmup_time_seconds": None, "min_instances": None, "max_instances": None,
-            "status": "active", "deployable": False, "aliases": [], "capabilities": list(r.tags),
-            "spec": r.model_dump(mode="json"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model_id": r.id,
+                "display_name": r.display_name,
+                "description": r.description,
+                "category": r.category or "unknown",
+                "specialty": r.specialty,
+                "instance_type": None,
+                "image": None,
+                "min_tier": None,
+                "gpu_memory_gb": None,
+                "hourly_rate": None,
+                "per_request": None,
+                "per_image": None,
+                "per_minute_audio": None,
+                "per_minute_video": None,
+                "per_3d_model": None,
+                "markup": None,
+                "default_state": None,
+                "scale_to_zero_after_minutes": None,
+                "warmup_time_seconds": None,
+                "min_instances": None,
+                "max_instances": None,
+                "status": "active",
+                "deployable": False,
+                "aliases": [],
+                "capabilities": list(r.tags),
+                "spec": r.model_dump(mode="json"),
+            }
+        )
     return rows
 
 
 def _rows(catalog: Catalog) -> dict[Table, list[dict[str, Any]]]:
     instances = [
-        {"name": i.name, "vram_gb": i.vram_gb,
-         "base_hourly": i.base_hourly, "billed_hourly": i.billed_hourly}
+        {
+            "name": i.name,
+            "vram_gb": i.vram_gb,
+            "base_hourly": i.base_hourly,
+            "billed_hourly": i.billed_hourly,
+        }
         for i in catalog.instances.values()
-    ]  # fmt: skip
+    ]
     services = [
-        {"service_id": s.id, "display_name": s.display_name, "description": s.description,
-         "min_tier": s.min_tier, "required_models": list(s.required_models),
-         "optional_models": list(s.optional_models), "default_state": s.default_state.value,
-         "graceful_degradation": s.graceful_degradation, "per_request": s.pricing.per_request,
-         "per_image": s.pricing.per_image, "per_minute_audio": s.pricing.per_minute_audio,
-         "per_minute_video": s.pricing.per_minute_video,
-         "per_3d_model": s.pricing.per_3d_model, "markup": s.pricing.markup,
-         "operations": [op.model_dump(mode="json") for op in s.operations]}
+        {
+            "service_id": s.id,
+            "display_name": s.display_name,
+            "description": s.description,
+            "min_tier": s.min_tier,
+            "required_models": list(s.required_models),
+            "optional_models": list(s.optional_models),
+            "default_state": s.default_state.value,
+            "graceful_degradation": s.graceful_degradation,
+            "per_request": s.pricing.per_request,
+            "per_image": s.pricing.per_image,
+            "per_minute_audio": s.pricing.per_minute_audio,
+            "per_minute_video": s.pricing.per_minute_video,
+            "per_3d_model": s.pricing.per_3d_model,
+            "markup": s.pricing.markup,
+            "operations": [op.model_dump(mode="json") for op in s.operations],
+        }
         for s in catalog.services.values()
-    ]  # fmt: skip
+    ]
     providers = [
-        {"id": p.id, "display_name": p.display_name, "category": str(p.category),
-         "api_base_url": p.api_base or p.vendor_api_url, "auth_type": p.auth_type,
-         "secret_name": p.secret_name, "regions": list(p.regions),
-         "compliance": [str(c) for c in p.compliance], "rate_limit_rpm": p.rate_limit_rpm,
-         "rate_limit_tpm": p.rate_limit_tpm, "enabled": p.status == "active",
-         "spec": p.model_dump(mode="json")}
+        {
+            "id": p.id,
+            "display_name": p.display_name,
+            "category": str(p.category),
+            "api_base_url": p.api_base or p.vendor_api_url,
+            "auth_type": p.auth_type,
+            "secret_name": p.secret_name,
+            "regions": list(p.regions),
+            "compliance": [str(c) for c in p.compliance],
+            "rate_limit_rpm": p.rate_limit_rpm,
+            "rate_limit_tpm": p.rate_limit_tpm,
+            "enabled": p.status == "active",
+            "spec": p.model_dump(mode="json"),
+        }
         for p in catalog.providers.values()
-    ]  # fmt: skip
+    ]
     externals = [
-        {"id": m.id, "provider_id": m.provider_id, "model_id": m.model_id,
-         "litellm_id": m.litellm_id, "display_name": m.display_name, "category": str(m.category),
-         "capabilities": list(m.capabilities), "context_window": m.context_window,
-         "max_output": m.max_output_tokens, "pricing_type": m.pricing.type,
-         "input_cost_per_1k": m.pricing.input_per_1k,
-         "output_cost_per_1k": m.pricing.output_per_1k,
-         "cached_input_cost_per_1k": m.pricing.cached_input_per_1k,
-         "cost_per_request": m.pricing.per_request, "cost_per_image": m.pricing.per_image,
-         "cost_per_second": m.pricing.per_second, "cost_per_minute": m.pricing.per_minute,
-         "markup": m.pricing.markup, "min_tier": m.min_tier, "status": str(m.status.value),
-         "spec": m.model_dump(mode="json")}
+        {
+            "id": m.id,
+            "provider_id": m.provider_id,
+            "model_id": m.model_id,
+            "litellm_id": m.litellm_id,
+            "display_name": m.display_name,
+            "category": str(m.category),
+            "capabilities": list(m.capabilities),
+            "context_window": m.context_window,
+            "max_output": m.max_output_tokens,
+            "pricing_type": m.pricing.type,
+            "input_cost_per_1k": m.pricing.input_per_1k,
+            "output_cost_per_1k": m.pricing.output_per_1k,
+            "cached_input_cost_per_1k": m.pricing.cached_input_per_1k,
+            "cost_per_request": m.pricing.per_request,
+            "cost_per_image": m.pricing.per_image,
+            "cost_per_second": m.pricing.per_second,
+            "cost_per_minute": m.pricing.per_minute,
+            "markup": m.pricing.markup,
+            "min_tier": m.min_tier,
+            "status": str(m.status.value),
+            "spec": m.model_dump(mode="json"),
+        }
         for m in catalog.external_models.values()
-    ]  # fmt: skip
+    ]
     by_table = {
         schema.instance_types.name: instances,
         schema.self_hosted_models.name: _self_hosted_rows(catalog),

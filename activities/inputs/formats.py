@@ -216,7 +216,9 @@ def validate_tiff(data: bytes, *, require_geo: bool, min_bands: int = 1,
                       f"{max_scenes} scene(s) per request")  # fmt: skip
     for p in scenes[1:]:
         if (p.width, p.height, p.samples_per_pixel) != (
-            first.width, first.height, first.samples_per_pixel
+            first.width,
+            first.height,
+            first.samples_per_pixel,
         ):
             raise invalid(
                 f"TIFF scenes differ in size: page 1 is {first.width} x {first.height} x "

@@ -56,8 +56,10 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def _limit_text(max_bytes: int, what: str) -> str:
-    return f"{what} accepts at most {human_bytes(max_bytes)}" if what else (
-        f"the limit is {human_bytes(max_bytes)}"
+    return (
+        f"{what} accepts at most {human_bytes(max_bytes)}"
+        if what
+        else (f"the limit is {human_bytes(max_bytes)}")
     )
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest_asyncio
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.db.engine import create_app_engine
 from activities.db.schema import instance_types, self_hosted_models, tenants
 from tests.fixtures.postgres import MigratedDb
 
@@ -65,3 +67,18 @@ async def test_model(clean_db: MigratedDb, owner_engine: AsyncEngine) -> str:
             )
         )
     return TEST_MODEL
+
+
+# These tests empty tables: they run on the scratch database, not on the shared `migrated_db`.
+@pytest_asyncio.fixture(scope="session")
+async def owner_engine(scratch_db: MigratedDb) -> AsyncIterator[AsyncEngine]:
+    engine = create_app_engine(scratch_db.owner_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def app_engine(scratch_db: MigratedDb) -> AsyncIterator[AsyncEngine]:
+    engine = create_app_engine(scratch_db.app_url)
+    yield engine
+    await engine.dispose()

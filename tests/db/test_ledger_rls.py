@@ -90,11 +90,11 @@ async def test_tenant_cannot_insert_rows_for_another_tenant(
 
 
 async def test_no_tenant_set_means_no_rows(
-    migrated_db: MigratedDb, two_tenants: tuple[uuid.UUID, uuid.UUID]
+    clean_db: MigratedDb, two_tenants: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     a, _ = two_tenants
     # One pooled connection: the tenant setting must not outlive its transaction.
-    engine = create_app_engine(migrated_db.app_url, pool_size=1, max_overflow=0)
+    engine = create_app_engine(clean_db.app_url, pool_size=1, max_overflow=0)
     try:
         async with tenant_transaction(engine, a) as conn:
             await _record(conn, _row(a, "wf-1#charge"))

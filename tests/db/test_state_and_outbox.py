@@ -230,3 +230,7 @@ async def test_unified_registry_view(
     assert (scoped[test_model].app_id, scoped[test_model].thermal_state) == ("app", "WARM")
     assert scoped[test_model].instance_count == 1
     assert other_env[test_model].thermal_state is None  # never deployed in prod
+    async with owner_engine.begin() as conn:  # the session database is shared: leave no trace
+        await conn.execute(text("DELETE FROM provider_health WHERE provider_id = 'test-provider'"))
+        await conn.execute(text("DELETE FROM models WHERE provider_id = 'test-provider'"))
+        await conn.execute(text("DELETE FROM providers WHERE id = 'test-provider'"))

@@ -266,7 +266,8 @@ def test_tiff_without_geo_tags() -> None:
     assert "34735" in msg and "33922" in msg and "33550" in msg
     # Declared image/geotiff for a plain TIFF: still the precise message.
     assert refused(plain, "geospatial/classify", declared="image/geotiff").startswith(
-        "TIFF without georeferencing")
+        "TIFF without georeferencing"
+    )
 
 
 def test_geotiff_band_and_scene_limits() -> None:
@@ -373,11 +374,11 @@ def test_mp4_without_moov_and_truncated() -> None:
 
 
 def test_json_inputs() -> None:
-    assert "needs a non-empty \"problem\"" in refused(b'{"name": "x"}', "scientific/geometry/solve")
+    assert 'needs a non-empty "problem"' in refused(b'{"name": "x"}', "scientific/geometry/solve")
     assert "has no goal" in refused(b'{"problem": "a b c = triangle a b c"}',
                                     "scientific/geometry/solve")  # fmt: skip
     assert "must be an object" in refused(b"[1, 2]", "scientific/geometry/solve")
-    assert "needs a \"camera\"" in refused(b'{"scene_ref": "s1"}', "reconstruction/render")
-    assert "needs a \"scene\"" in refused(b'{"camera": {}}', "reconstruction/render")
+    assert 'needs a "camera"' in refused(b'{"scene_ref": "s1"}', "reconstruction/render")
+    assert 'needs a "scene"' in refused(b'{"camera": {}}', "reconstruction/render")
     msg = refused(b'{"problem": ', "scientific/geometry/solve", declared="application/json")
     assert msg.startswith("declared content type application/json, but the bytes are text/plain")

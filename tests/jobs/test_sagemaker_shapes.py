@@ -22,9 +22,7 @@ from models_catalog.service_state import uses_async_inference
 
 CATALOG = load_catalog()
 CASES = [
-    (f"{s.id}/{op.id}", model)
-    for s, op in CATALOG.operations()
-    for model in op.required_models
+    (f"{s.id}/{op.id}", model) for s, op in CATALOG.operations() for model in op.required_models
 ]
 
 
@@ -35,17 +33,30 @@ def body(data: bytes) -> StreamingBody:
 @pytest.fixture
 def stubbed(tmp_path: Path):
     kw = {"region_name": "us-east-1", "aws_access_key_id": "t", "aws_secret_access_key": "t"}
-    clients = {n: boto3.client(n, **kw) for n in ("sagemaker", "sagemaker-runtime",
-                                                   "application-autoscaling", "s3")}  # fmt: skip
+    clients = {
+        n: boto3.client(n, **kw)
+        for n in ("sagemaker", "sagemaker-runtime", "application-autoscaling", "s3")
+    }
     stubs = {n: Stubber(c) for n, c in clients.items()}
     for s in stubs.values():
         s.activate()
-    backend = SageMakerBackend(clients["sagemaker"], clients["sagemaker-runtime"],
-                               clients["application-autoscaling"], clients["s3"],
-                               "arn:aws:iam::123456789012:role/radiant",
-                               async_output_s3_uri="s3://radiant-async/prod")  # fmt: skip
-    jobs = JobActivities(CATALOG, backend, engine=None, control=None, data_dir=tmp_path,  # type: ignore[arg-type]
-                         request_s3_uri="s3://radiant-inputs/prod", s3_client=clients["s3"])  # fmt: skip
+    backend = SageMakerBackend(
+        clients["sagemaker"],
+        clients["sagemaker-runtime"],
+        clients["application-autoscaling"],
+        clients["s3"],
+        "arn:aws:iam::123456789012:role/radiant",
+        async_output_s3_uri="s3://radiant-async/prod",
+    )
+    jobs = JobActivities(
+        CATALOG,
+        backend,
+        engine=None,
+        control=None,
+        data_dir=tmp_path,  # type: ignore[arg-type]
+        request_s3_uri="s3://radiant-inputs/prod",
+        s3_client=clients["s3"],
+    )
     yield jobs, stubs
     for s in stubs.values():
         s.assert_no_pending_responses()
@@ -56,37 +67,48 @@ def stubbed(tmp_path: Path):
 async def test_operation_call_shapes(stubbed, key: str, model_id: str):
     jobs, stubs = stubbed
     name = endpoint_name("radiant", "prod", model_id)
-    req = InvokeRequest(endpoint_name=name, model_id=model_id,
-                        input_location="s3://radiant-inputs/prod/in/sample.bin",
-                        content_type="application/octet-stream", options={"k": 1}, step="s0")  # fmt: skip
+    req = InvokeRequest(
+        endpoint_name=name,
+        model_id=model_id,
+        input_location="s3://radiant-inputs/prod/in/sample.bin",
+        content_type="application/octet-stream",
+        options={"k": 1},
+        step="s0",
+    )
     env = ActivityEnvironment()
     answer = json.dumps({"model": model_id, "ok": True}).encode()
     if not uses_async_inference(CATALOG, model_id):
         stubs["sagemaker-runtime"].add_response(
             "invoke_endpoint",
             {"Body": body(answer), "ContentType": "application/json"},
-            {"EndpointName": name, "Body": ANY, "ContentType": "application/json",
-             "Accept": "application/json"},
-        )  # fmt: skip
+            {
+                "EndpointName": name,
+                "Body": ANY,
+                "ContentType": "application/json",
+                "Accept": "application/json",
+            },
+        )
         out = await env.run(jobs.invoke, req)
         assert out.output == {"model": model_id, "ok": True}
         return
     stubs["s3"].add_response(
-        "put_object", {}, {"Bucket": "radiant-inputs", "Key": ANY, "Body": ANY,
-                           "ContentType": "application/json"},
-    )  # fmt: skip
+        "put_object",
+        {},
+        {"Bucket": "radiant-inputs", "Key": ANY, "Body": ANY, "ContentType": "application/json"},
+    )
     out_uri = f"s3://radiant-async/prod/output/{model_id}.out"
     stubs["sagemaker-runtime"].add_response(
         "invoke_endpoint_async",
         {"InferenceId": "inf-1", "OutputLocation": out_uri},
         {"EndpointName": name, "InputLocation": ANY, "ContentType": "application/json"},
-    )  # fmt: skip
+    )
     invocation = await env.run(jobs.start_async, req)
     assert invocation.output_location == out_uri
     stubs["s3"].add_response(
-        "get_object", {"Body": body(answer)},
+        "get_object",
+        {"Body": body(answer)},
         {"Bucket": "radiant-async", "Key": f"prod/output/{model_id}.out"},
-    )  # fmt: skip
+    )
     out = await env.run(jobs.fetch_async, invocation)
     assert out.output == {"model": model_id, "ok": True}
 

@@ -7,8 +7,8 @@ import asyncio
 import json
 import os
 import uuid
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -62,14 +62,21 @@ async def submit(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> Se
     service, operation = key.split("/", 1)
     request_id = uuid.uuid4().hex[:10]
     req = ServiceRequest(
-        tenant=tenant, app_id=app, environment="test", request_id=request_id, service=service,
-        operation=operation, input=kw.pop("input", None) or InputRef(uri=str(SAMPLES.get(key, "/x"))),
+        tenant=tenant,
+        app_id=app,
+        environment="test",
+        request_id=request_id,
+        service=service,
+        operation=operation,
+        input=kw.pop("input", None) or InputRef(uri=str(SAMPLES.get(key, "/x"))),
         **kw,
-    )  # fmt: skip
+    )
     return await h.client.execute_workflow(
-        ServiceJobWorkflow.run, req, id=job_workflow_id(service, operation, request_id),
+        ServiceJobWorkflow.run,
+        req,
+        id=job_workflow_id(service, operation, request_id),
         task_queue=h.task_queue,
-    )  # fmt: skip
+    )
 
 
 async def usage_rows(h: ThermalHarness, tenant_id, workflow_id: str | None = None) -> list[dict]:
@@ -89,7 +96,9 @@ async def test_operation_end_to_end(thermal: ThermalHarness, tenants, key: str):
     service_id, op_id = key.split("/", 1)
     op = CATALOG.operation(service_id, op_id)
     app = thermal.new_app()
-    await prepare(thermal, app, service_id, CATALOG.service(service_id).required_models + op.required_models)
+    await prepare(
+        thermal, app, service_id, CATALOG.service(service_id).required_models + op.required_models
+    )
     result = await submit(thermal, app, big.name, key)
 
     assert result.models_used == op.required_models and not result.degraded
@@ -126,7 +135,9 @@ async def test_optional_model_unavailable_degrades(thermal: ThermalHarness, tena
     big, _ = tenants
     app = thermal.new_app()
     await prepare(thermal, app, "perception", [])
-    await thermal.control.set_target(app, "test", "yolov8x", SetTargetRequest(state=ThermalState.OFF))
+    await thermal.control.set_target(
+        app, "test", "yolov8x", SetTargetRequest(state=ThermalState.OFF)
+    )
     result = await submit(thermal, app, big.name, "perception/detect", optional_models=["yolov8x"])
     assert result.degraded and "yolov8x is OFF" in result.degraded_reason
     assert result.models_used == ["yolov8m"]
@@ -142,12 +153,25 @@ REJECTIONS = [
     ("perception/detect", {"disable": True}, ERR_SERVICE_UNAVAILABLE, "DISABLED"),
     ("medical/segment", {"models_off": True}, ERR_SERVICE_UNAVAILABLE, "medsam is OFF"),
     ("scientific/protein/fold", {"keep_off": True}, ERR_MODEL_UNAVAILABLE, "alphafold2"),
-    ("perception/detect", {"input": InputRef(uri=str(SAMPLES["medical/transcribe"]))},
-     ERR_INVALID_INPUT, "audio/wav"),
+    (
+        "perception/detect",
+        {"input": InputRef(uri=str(SAMPLES["medical/transcribe"]))},
+        ERR_INVALID_INPUT,
+        "audio/wav",
+    ),
     ("perception/detect", {"input": InputRef(inline_base64="")}, ERR_INVALID_INPUT, "empty"),
-    ("scientific/protein/embed", {"input": InputRef(inline_base64="PmJhZApNS1QxUQo=")},  # ">bad\nMKT1Q"
-     ERR_INVALID_INPUT, "'1'"),
-    ("perception/detect", {"input": InputRef(uri="/nonexistent/cat.png")}, "InputNotFound", "cat.png"),
+    (
+        "scientific/protein/embed",
+        {"input": InputRef(inline_base64="PmJhZApNS1QxUQo=")},  # ">bad\nMKT1Q"
+        ERR_INVALID_INPUT,
+        "'1'",
+    ),
+    (
+        "perception/detect",
+        {"input": InputRef(uri="/nonexistent/cat.png")},
+        "InputNotFound",
+        "cat.png",
+    ),
     ("perception/detect", {"optional_models": ["sam2"]}, ERR_INVALID_INPUT, "not an option"),
 ]
 
@@ -165,7 +189,9 @@ async def test_rejected_before_any_cost(thermal: ThermalHarness, tenants, key, c
         models = [] if op is None or case.get("keep_off") else op.required_models
         await prepare(thermal, app, service, CATALOG.service(service).required_models + models)
         if case.get("disable"):
-            await refresh_service_states(thermal.engine, CATALOG, app, "test", set_disabled={service: True})
+            await refresh_service_states(
+                thermal.engine, CATALOG, app, "test", set_disabled={service: True}
+            )
     extra = {k: v for k, v in case.items() if k in ("input", "optional_models")}
     before = len(await usage_rows(thermal, tenant.id))
     with pytest.raises(WorkflowFailureError) as info:
@@ -193,13 +219,21 @@ async def test_cancelled_job_is_not_charged(thermal: ThermalHarness, tenants):
     app = thermal.new_app()
     await prepare(thermal, app, "scientific", ["alphafold2"])
     request_id = uuid.uuid4().hex[:8]
-    req = ServiceRequest(tenant=big.name, app_id=app, environment="test", request_id=request_id,
-                         service="scientific", operation="protein/fold",
-                         input=InputRef(uri=str(SAMPLES["scientific/protein/fold"])))  # fmt: skip
+    req = ServiceRequest(
+        tenant=big.name,
+        app_id=app,
+        environment="test",
+        request_id=request_id,
+        service="scientific",
+        operation="protein/fold",
+        input=InputRef(uri=str(SAMPLES["scientific/protein/fold"])),
+    )
     handle = await thermal.client.start_workflow(
-        ServiceJobWorkflow.run, req, id=job_workflow_id("scientific", "protein/fold", request_id),
+        ServiceJobWorkflow.run,
+        req,
+        id=job_workflow_id("scientific", "protein/fold", request_id),
         task_queue=thermal.task_queue,
-    )  # fmt: skip
+    )
     for _ in range(100):  # cancel while it waits for the model or its result
         stage = (await handle.query(ServiceJobWorkflow.progress))["stage"]
         if stage in ("waiting for warm-up", "invoking"):
@@ -209,4 +243,6 @@ async def test_cancelled_job_is_not_charged(thermal: ThermalHarness, tenants):
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert await usage_rows(thermal, big.id, handle.id) == []
-    assert Decimal(0) == sum((r["billed_amount"] for r in await usage_rows(thermal, big.id, handle.id)), Decimal(0))
+    assert Decimal(0) == sum(
+        (r["billed_amount"] for r in await usage_rows(thermal, big.id, handle.id)), Decimal(0)
+    )

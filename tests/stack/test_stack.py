@@ -25,20 +25,29 @@ def free_port() -> int:
 
 def stack_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADIANT_")}
-    env.update({
-        "RADIANT_DATA_DIR": str(data_dir),
-        "RADIANT_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "RADIANT_TEMPORAL_UI_PORT": str(free_port()),
-        "RADIANT_THERMAL_IDLE_SECONDS": "30",
-        "RADIANT_THERMAL_POLL_SECONDS": "0.2",
-        "RADIANT_JOB_POLL_SECONDS": "0.2",
-    })  # fmt: skip
+    env.update(
+        {
+            "RADIANT_DATA_DIR": str(data_dir),
+            "RADIANT_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "RADIANT_TEMPORAL_UI_PORT": str(free_port()),
+            "RADIANT_THERMAL_IDLE_SECONDS": "30",
+            "RADIANT_THERMAL_POLL_SECONDS": "0.2",
+            "RADIANT_JOB_POLL_SECONDS": "0.2",
+        }
+    )
     return env
 
 
-def radiant(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli.main", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+def radiant(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_http(url: str, timeout: float = 90) -> httpx.Response:
@@ -53,8 +62,13 @@ def wait_http(url: str, timeout: float = 90) -> httpx.Response:
 
 
 def up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "workers.cli.main", "up"], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli.main", "up"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -77,10 +91,19 @@ def test_up_serves_web_ui_schedules_and_stops_cleanly(tmp_path: Path):
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout)["checked"] >= 0
         sched = subprocess.run(
-            [str(Path(sys.executable).with_name("temporal")), "schedule", "list",
-             "--address", env["RADIANT_TEMPORAL_ADDRESS"], "-o", "json"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).with_name("temporal")),
+                "schedule",
+                "list",
+                "--address",
+                env["RADIANT_TEMPORAL_ADDRESS"],
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert "radiant-thermal-reconcile" in sched.stdout
     finally:
         stop(proc)
@@ -103,7 +126,12 @@ def test_demo_runs_every_operation(tmp_path: Path):
     done = radiant("demo", "--all-operations", "--no-stay", env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for key in ("perception/analyze", "scientific/protein/fold", "reconstruction/render",
-                "medical/transcribe", "geospatial/change"):  # fmt: skip
+    for key in (
+        "perception/analyze",
+        "scientific/protein/fold",
+        "reconstruction/render",
+        "medical/transcribe",
+        "geospatial/change",
+    ):
         assert f"done {key}" in out
     assert "Usage of demo-tenant" in out and "Web UI:" in out

@@ -10,10 +10,10 @@ import uuid
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.backends.base import EndpointSpec
-from workers.samples import SAMPLES
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from models_catalog.types import ThermalState
 from tests.fixtures.worker import TIMINGS, ThermalHarness
+from workers.samples import SAMPLES
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
 from workflows.thermal_types import ReleaseRequest, SetTargetRequest, WarmUpRequest
@@ -21,8 +21,8 @@ from workflows.thermal_types import ReleaseRequest, SetTargetRequest, WarmUpRequ
 MODEL = "yolov8n"
 
 
-async def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate, limit: float = 30.0, every: float = 0.2):
+    deadline = asyncio.get_running_loop().time() + limit
     while True:
         value = await predicate()
         if value:
@@ -47,20 +47,24 @@ async def test_cold_request_is_held_served_and_scaled_to_zero(thermal: ThermalHa
     assert status.ready and status.instance_count == 1 and status.current_state == ThermalState.COLD
     # A real model server answers the SageMaker container contract.
     image = SAMPLES["perception/detect"].read_bytes()
-    result = await thermal.backend.invoke(status.endpoint_name, image, "image/png", "application/json")
+    result = await thermal.backend.invoke(
+        status.endpoint_name, image, "image/png", "application/json"
+    )
     assert b"detections" in result.body
     pids = thermal.backend.endpoint_pids(status.endpoint_name)
     assert len(pids) == 1 and pid_alive(pids[0])
 
-    await thermal.control.handle(app, "test", MODEL).signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease))
+    await thermal.control.handle(app, "test", MODEL).signal(
+        ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease)
+    )
 
     async def cold():
         st = await thermal.control.status(app, "test", MODEL)
         return st if st.instance_count == 0 and not st.transitioning else None
 
-    final = await wait_for(cold, timeout=TIMINGS.idle_seconds + 30)
+    final = await wait_for(cold, limit=TIMINGS.idle_seconds + 30)
     assert final.current_state == ThermalState.COLD and final.endpoint_status is None
-    await wait_for(lambda: asyncio.sleep(0, result=not pid_alive(pids[0])), timeout=10)
+    await wait_for(lambda: asyncio.sleep(0, result=not pid_alive(pids[0])), limit=10)
     assert await thermal.backend.describe_endpoint(status.endpoint_name) is None
 
     [row] = await thermal.rows("SELECT * FROM thermal_states WHERE app_id = :a", a=app)
@@ -68,8 +72,12 @@ async def test_cold_request_is_held_served_and_scaled_to_zero(thermal: ThermalHa
     [interval] = await thermal.rows("SELECT * FROM endpoint_uptime WHERE app_id = :a", a=app)
     assert interval["instance_count"] == 1 and interval["ended_at"] is not None
     assert interval["ended_at"] > interval["started_at"]
-    kinds = [r["kind"] for r in await thermal.rows(
-        "SELECT kind FROM notifications WHERE app_id = :a ORDER BY id", a=app)]
+    kinds = [
+        r["kind"]
+        for r in await thermal.rows(
+            "SELECT kind FROM notifications WHERE app_id = :a ORDER BY id", a=app
+        )
+    ]
     assert kinds == ["thermal.warmup_started", "thermal.ready", "thermal.went_cold"]
 
 
@@ -88,7 +96,11 @@ async def test_continue_as_new_keeps_state(thermal: ThermalHarness):
 
     async def new_run():
         desc = await thermal.client.get_workflow_handle(handle.id).describe()
-        return desc if desc.run_id != first_run and desc.status == WorkflowExecutionStatus.RUNNING else None
+        return (
+            desc
+            if desc.run_id != first_run and desc.status == WorkflowExecutionStatus.RUNNING
+            else None
+        )
 
     await wait_for(new_run)
     st = await control.status(app, "test", MODEL)
@@ -97,19 +109,30 @@ async def test_continue_as_new_keeps_state(thermal: ThermalHarness):
 
 async def test_reconcile_fixes_drift_and_reports_orphans(thermal: ThermalHarness):
     app = thermal.new_app()
-    st = await thermal.control.set_target(app, "test", MODEL, SetTargetRequest(state=ThermalState.WARM))
+    st = await thermal.control.set_target(
+        app, "test", MODEL, SetTargetRequest(state=ThermalState.WARM)
+    )
     # Drift: the model server dies behind the workflow's back.
     for pid in thermal.backend.endpoint_pids(st.endpoint_name):
         os.kill(pid, 9)
     # An orphan: an endpoint nobody's workflow owns (a GPU cost leak).
-    orphan = EndpointSpec(endpoint_name=f"radiant-{app}-test-orphan", model_id=MODEL,
-                          image="local", instance_type="ml.g4dn.xlarge", instance_count=1,
-                          max_instances=1, category="vision_detection", specialty="object_detection")
+    orphan = EndpointSpec(
+        endpoint_name=f"radiant-{app}-test-orphan",
+        model_id=MODEL,
+        image="local",
+        instance_type="ml.g4dn.xlarge",
+        instance_count=1,
+        max_instances=1,
+        category="vision_detection",
+        specialty="object_detection",
+    )
     await thermal.backend.ensure_endpoint(orphan)
 
     report = await thermal.client.execute_workflow(
-        ThermalReconcileWorkflow.run, ReconcileInput(app_id=app, delete_orphans=True),
-        id=f"reconcile-{app}", task_queue=thermal.task_queue,
+        ThermalReconcileWorkflow.run,
+        ReconcileInput(app_id=app, delete_orphans=True),
+        id=f"reconcile-{app}",
+        task_queue=thermal.task_queue,
     )
     assert [o.endpoint_name for o in report.orphans] == [orphan.endpoint_name]
     assert report.orphans[0].deleted
@@ -121,7 +144,12 @@ async def test_reconcile_fixes_drift_and_reports_orphans(thermal: ThermalHarness
         return info if info and info.status == "InService" and info.instance_count == 1 else None
 
     await wait_for(healed)
-    kinds = [r["kind"] for r in await thermal.rows("SELECT kind FROM notifications WHERE kind = 'thermal.reconcile'")]
+    kinds = [
+        r["kind"]
+        for r in await thermal.rows(
+            "SELECT kind FROM notifications WHERE kind = 'thermal.reconcile'"
+        )
+    ]
     assert kinds
 
 
@@ -130,8 +158,15 @@ async def test_bulk_update_with_bounded_concurrency(thermal: ThermalHarness):
     models = ["yolov8n", "mobilesam", "efficientnet-b0"]
     results = await thermal.client.execute_workflow(
         BulkThermalUpdateWorkflow.run,
-        BulkSetInput(app_id=app, environment="test", model_ids=models, state=ThermalState.WARM, max_concurrency=2),
-        id=f"bulk-{app}", task_queue=thermal.task_queue,
+        BulkSetInput(
+            app_id=app,
+            environment="test",
+            model_ids=models,
+            state=ThermalState.WARM,
+            max_concurrency=2,
+        ),
+        id=f"bulk-{app}",
+        task_queue=thermal.task_queue,
     )
     assert [r.model_id for r in results] == models and all(r.ok for r in results)
     for model in models:

@@ -38,12 +38,17 @@ async def test_fresh_thermal_histories_replay(thermal: ThermalHarness):
         await thermal.control.set_target(app, "test", "yolov8n", SetTargetRequest(state=state))
     await thermal.client.execute_workflow(
         BulkThermalUpdateWorkflow.run,
-        BulkSetInput(app_id=app, environment="test", model_ids=["mobilesam"], state=ThermalState.WARM),
-        id=f"bulk-replay-{app}", task_queue=thermal.task_queue,
+        BulkSetInput(
+            app_id=app, environment="test", model_ids=["mobilesam"], state=ThermalState.WARM
+        ),
+        id=f"bulk-replay-{app}",
+        task_queue=thermal.task_queue,
     )
     await thermal.client.execute_workflow(
-        ThermalReconcileWorkflow.run, ReconcileInput(app_id=app),
-        id=f"reconcile-replay-{app}", task_queue=thermal.task_queue,
+        ThermalReconcileWorkflow.run,
+        ReconcileInput(app_id=app),
+        id=f"reconcile-replay-{app}",
+        task_queue=thermal.task_queue,
     )
     histories = [
         await thermal.client.get_workflow_handle(wid).fetch_history()
@@ -60,13 +65,15 @@ async def test_fresh_thermal_histories_replay(thermal: ThermalHarness):
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_recorded_histories_replay(path: Path):
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text())  # noqa: ASYNC240 - a small test fixture
     history = WorkflowHistory.from_json(data["workflow_id"], data["history"])
     await replayer().replay_workflow(history)
 
 
 def test_recorded_histories_exist():
     names = {p.stem for p in HISTORIES.glob("*.json")}
-    assert {"thermal", "bulk", "reconcile"} <= names, "record: RADIANT_RECORD_HISTORIES=1 pytest tests/thermal/test_replay.py"
-    # one recorded job history per operation (RADIANT_RECORD_HISTORIES=1 pytest tests/jobs -k end_to_end)
+    assert {"thermal", "bulk", "reconcile"} <= names, (
+        "record: RADIANT_RECORD_HISTORIES=1 pytest tests/thermal/test_replay.py"
+    )
+    # one job history per operation: RADIANT_RECORD_HISTORIES=1 pytest tests/jobs -k end_to_end
     assert len([n for n in names if n.startswith("job-")]) == 16

@@ -26,7 +26,9 @@ def expected_instances(state: ThermalState) -> int:
     if state in (ThermalState.WARM, ThermalState.HOT):
         return policy.capacity_for_state(state, limits).desired
     if state == ThermalState.AUTOMATIC:  # no traffic yet: the policy's own answer
-        return policy.automatic_decision(policy.TrafficStats(), limits, 0.0, 0, in_flight=0).desired_instances
+        return policy.automatic_decision(
+            policy.TrafficStats(), limits, 0.0, 0, in_flight=0
+        ).desired_instances
     return 0  # OFF, and COLD while idle
 
 
@@ -82,7 +84,9 @@ async def test_concurrent_requests_are_serialized(thermal: ThermalHarness):
     assert final.target_state in (ThermalState.WARM, ThermalState.HOT)
     await thermal.control.set_target(app, "test", MODEL, SetTargetRequest(state=ThermalState.HOT))
     await assert_consistent(thermal, app, ThermalState.HOT)
-    endpoints = [e for e in await thermal.backend.list_endpoints("radiant-") if app in e.endpoint_name]
+    endpoints = [
+        e for e in await thermal.backend.list_endpoints("radiant-") if app in e.endpoint_name
+    ]
     assert len(endpoints) == 1
 
 
@@ -94,13 +98,18 @@ async def test_off_model_warm_up_is_rejected(thermal: ThermalHarness):
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == ERR_MODEL_OFF
     assert "alphafold2 is OFF" in cause.message
-    assert await thermal.backend.describe_endpoint(
-        (await thermal.control.status(app, "test", "alphafold2")).endpoint_name
-    ) is None
+    assert (
+        await thermal.backend.describe_endpoint(
+            (await thermal.control.status(app, "test", "alphafold2")).endpoint_name
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("model_id", ["no-such-model", "llama-3.3-70b"])
-async def test_unknown_or_non_deployable_model_fails_clearly(thermal: ThermalHarness, model_id: str):
+async def test_unknown_or_non_deployable_model_fails_clearly(
+    thermal: ThermalHarness, model_id: str
+):
     app = thermal.new_app()
     with pytest.raises(Exception) as info:  # noqa: B017 - the message is what matters
         await asyncio.wait_for(thermal.control.warm_up(app, "test", model_id, WarmUpRequest()), 30)

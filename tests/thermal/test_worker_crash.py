@@ -44,7 +44,11 @@ def server_processes(name: str) -> list[int]:
             state = (proc / "stat").read_text().split(")")[-1].split()[0]
         except OSError:
             continue
-        if b"activities.backends.local_model_server" in cmd and name.encode() in cmd and state != "Z":
+        if (
+            b"activities.backends.local_model_server" in cmd
+            and name.encode() in cmd
+            and state != "Z"
+        ):
             pids.append(int(proc.name))
     return pids
 
@@ -77,7 +81,7 @@ async def test_worker_killed_mid_warmup(temporal_client: Client, catalog_db, tmp
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
         )
         # Mid-warm-up: a model server process exists but is still loading.
-        await wait_for(lambda: asyncio.sleep(0, result=bool(server_processes(name))), timeout=60)
+        await wait_for(lambda: asyncio.sleep(0, result=bool(server_processes(name))), limit=60)
         status = await control.status(app, "test", MODEL)
         assert not status.ready
         first.send_signal(signal.SIGKILL)
@@ -87,7 +91,9 @@ async def test_worker_killed_mid_warmup(temporal_client: Client, catalog_db, tmp
         assert result.ready and result.instance_count == 1
         backend = LocalStandInBackend(tmp_path)
         endpoints = await backend.list_endpoints(f"radiant-{app}")
-        assert [(e.endpoint_name, e.instance_count, e.status) for e in endpoints] == [(name, 1, "InService")]
+        assert [(e.endpoint_name, e.instance_count, e.status) for e in endpoints] == [
+            (name, 1, "InService")
+        ]
         assert len(server_processes(name)) == 1
         rows = await _rows(migrated_db.app_url, app)
         assert rows == [("COLD", 1)]

@@ -241,7 +241,9 @@ def _print_tables(result: Any, data: dict[str, Any], per_model: bool) -> None:
 @app.command("throughput")
 def throughput(
     jobs: int = typer.Option(200, "--jobs", min=1, help="Workflows per run."),
-    concurrency: int = typer.Option(20, "--concurrency", min=1, help="At most this many in flight."),
+    concurrency: int = typer.Option(
+        20, "--concurrency", min=1, help="At most this many in flight."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Service-job throughput against bare workflows with the same number of no-op activities."""
@@ -257,16 +259,30 @@ def throughput(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("run", "workflows/s", "p50 s", "p95 s", "p99 s", "wall s",
-                  title=f"{jobs} workflows, concurrency {concurrency}, "
-                        f"{out['activities_per_workflow']} activities each")  # fmt: skip
+    table = Table(
+        "run",
+        "workflows/s",
+        "p50 s",
+        "p95 s",
+        "p99 s",
+        "wall s",
+        title=f"{jobs} workflows, concurrency {concurrency}, "
+        f"{out['activities_per_workflow']} activities each",
+    )
     for name in ("project", "bare"):
         f = out[name]
-        table.add_row("perception/detect jobs" if name == "project" else "bare workflows",
-                      f"{f['per_second']:.1f}", f"{f['latency_p50_s']:.3f}", f"{f['latency_p95_s']:.3f}",
-                      f"{f['latency_p99_s']:.3f}", f"{f['seconds']:.1f}")  # fmt: skip
+        table.add_row(
+            "perception/detect jobs" if name == "project" else "bare workflows",
+            f"{f['per_second']:.1f}",
+            f"{f['latency_p50_s']:.3f}",
+            f"{f['latency_p95_s']:.3f}",
+            f"{f['latency_p99_s']:.3f}",
+            f"{f['seconds']:.1f}",
+        )
     console = Console()
     console.print(table)
-    console.print(f"ratio jobs/bare = {out['ratio']:.3f} (goal >= 0.7); usage rows: "
-                  f"{out['usage_rows']['model_invocation']} model invocations + "
-                  f"{out['usage_rows']['service_charge']} charges for {out['invocations']} jobs")  # fmt: skip
+    console.print(
+        f"ratio jobs/bare = {out['ratio']:.3f} (goal >= 0.7); usage rows: "
+        f"{out['usage_rows']['model_invocation']} model invocations + "
+        f"{out['usage_rows']['service_charge']} charges for {out['invocations']} jobs"
+    )

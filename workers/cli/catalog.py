@@ -357,7 +357,13 @@ def sync(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     except DatabaseError as exc:
         _fail(str(exc))
     if as_json:
-        _echo_json({"written": report.written, "unchanged": report.unchanged,
-                    "deprecated": report.deprecated, "total_written": report.total_written})  # fmt: skip
+        _echo_json(
+            {
+                "written": report.written,
+                "unchanged": report.unchanged,
+                "deprecated": report.deprecated,
+                "total_written": report.total_written,
+            }
+        )
         return
     Console().print(f"catalog sync: {report.summary()}")

@@ -31,7 +31,9 @@ DEMO_JOBS = [
 
 
 def demo(
-    all_operations: bool = typer.Option(False, help="Run one job per operation (16), not per service."),
+    all_operations: bool = typer.Option(
+        False, help="Run one job per operation (16), not per service."
+    ),
     stay: bool | None = typer.Option(
         None, help="Keep the stack up for the Web UI afterwards (default: when interactive)."
     ),
@@ -53,7 +55,6 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
     from models_catalog.types import ThermalState
     from workers.job_client import JobClient
     from workers.samples import SAMPLES
-    from workers.worker import thermal_timings
     from workflows.thermal_types import SetTargetRequest
 
     catalog = load_catalog(settings.catalog_dir)
@@ -65,27 +66,40 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
     console.print(f"tenant [bold]{tenant.name}[/] (tier {tenant.tier})")
 
     jobs = await JobClient.connect(settings)
-    control = ThermalControl(jobs.client, settings.task_queue, thermal_timings(settings))
+    control = ThermalControl(jobs.client, settings.task_queue, settings.thermal_timings())
     engine = create_app_engine(urls.app)
     keys = [f"{s.id}/{op.id}" for s, op in catalog.operations()] if all_operations else DEMO_JOBS
     try:
         # An admin's one-time set-up: enable the services, make their models available (COLD:
         # no GPU cost until a job needs them).
         services = sorted({k.split("/", 1)[0] for k in keys})
-        await refresh_service_states(engine, catalog, settings.app_id, settings.environment,
-                                     set_disabled={s: False for s in services})  # fmt: skip
+        await refresh_service_states(
+            engine,
+            catalog,
+            settings.app_id,
+            settings.environment,
+            set_disabled={s: False for s in services},
+        )
         needed: set[str] = set()
         for key in keys:
             service_id, op_id = key.split("/", 1)
             needed.update(catalog.service(service_id).required_models)
             needed.update(catalog.operation(service_id, op_id).required_models)
-        off = [m for m in sorted(needed) if catalog.model(m).thermal.default_state == ThermalState.OFF]
+        off = [
+            m for m in sorted(needed) if catalog.model(m).thermal.default_state == ThermalState.OFF
+        ]
         with console.status(f"setting {len(off)} models from OFF to COLD ..."):
-            await asyncio.gather(*(
-                control.set_target(settings.app_id, settings.environment, m,
-                                   SetTargetRequest(state=ThermalState.COLD, reason="demo"))
-                for m in off
-            ))  # fmt: skip
+            await asyncio.gather(
+                *(
+                    control.set_target(
+                        settings.app_id,
+                        settings.environment,
+                        m,
+                        SetTargetRequest(state=ThermalState.COLD, reason="demo"),
+                    )
+                    for m in off
+                )
+            )
 
         table = Table("job", "models", "units", "billed", "wall s", "answer", title="sample jobs")
         table.columns[0].no_wrap = True
@@ -93,22 +107,39 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
         handles = []
         for key in keys:
             service_id, op_id = key.split("/", 1)
-            handles.append((key, time.monotonic(), await jobs.submit(
-                service_id, op_id, tenant=tenant.name, input_uri=str(SAMPLES[key]),
-                request_id=f"demo-{run_id}-{key.replace('/', '-')}")))  # fmt: skip
+            handles.append(
+                (
+                    key,
+                    time.monotonic(),
+                    await jobs.submit(
+                        service_id,
+                        op_id,
+                        tenant=tenant.name,
+                        input_uri=str(SAMPLES[key]),
+                        request_id=f"demo-{run_id}-{key.replace('/', '-')}",
+                    ),
+                )
+            )
         console.print(f"submitted {len(handles)} jobs; COLD models warm up while the jobs wait")
         for key, started, handle in handles:
             result = await handle.result()
-            table.add_row(key, ", ".join(result.models_used), f"{result.units} {result.unit}",
-                          f"{result.billed:.4f}", f"{time.monotonic() - started:.1f}",
-                          _summary(result.output))  # fmt: skip
+            table.add_row(
+                key,
+                ", ".join(result.models_used),
+                f"{result.units} {result.unit}",
+                f"{result.billed:.4f}",
+                f"{time.monotonic() - started:.1f}",
+                _summary(result.output),
+            )
             console.print(f"  done {key}: {jobs.web_ui_link(handle.id)}")
         console.print(table)
 
         states = Table("model", "target", "instances", "endpoint", title="thermal states")
         for m in sorted(needed):
             st = await control.status(settings.app_id, settings.environment, m)
-            states.add_row(m, st.target_state.value, str(st.instance_count), st.endpoint_status or "-")
+            states.add_row(
+                m, st.target_state.value, str(st.instance_count), st.endpoint_status or "-"
+            )
         console.print(states)
     finally:
         await engine.dispose()

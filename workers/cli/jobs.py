@@ -48,9 +48,15 @@ def submit(
     async def go() -> Any:
         jobs = await JobClient.connect(settings)
         try:
-            handle = await jobs.submit(service, operation, tenant=tenant, input_uri=input_ref,
-                                       options=options, optional_models=model,
-                                       request_id=request_id)  # fmt: skip
+            handle = await jobs.submit(
+                service,
+                operation,
+                tenant=tenant,
+                input_uri=input_ref,
+                options=options,
+                optional_models=model,
+                request_id=request_id,
+            )
         except ValueError as exc:
             fail(str(exc))
         if not as_json:
@@ -62,7 +68,9 @@ def submit(
         while not result.done():
             try:
                 progress = await jobs.progress(handle.id)
-                line = f"{progress['stage']}" + (f": {progress['detail']}" if progress.get("detail") else "")
+                line = f"{progress['stage']}" + (
+                    f": {progress['detail']}" if progress.get("detail") else ""
+                )
                 if line != last and not as_json:
                     console.print(f"  … {line}")
                     last = line
@@ -80,10 +88,12 @@ def submit(
 
 
 def _print_result(result: Any) -> None:
-    console.print(f"[green]done[/] {result.service}/{result.operation}: "
-                  f"{result.units} {result.unit}(s), billed {result.billed:.4f}, "
-                  f"models {', '.join(result.models_used)}"
-                  + (f" [yellow](degraded: {result.degraded_reason})[/]" if result.degraded else ""))  # fmt: skip
+    console.print(
+        f"[green]done[/] {result.service}/{result.operation}: "
+        f"{result.units} {result.unit}(s), billed {result.billed:.4f}, "
+        f"models {', '.join(result.models_used)}"
+        + (f" [yellow](degraded: {result.degraded_reason})[/]" if result.degraded else "")
+    )
     console.print_json(json.dumps(result.output, default=str)[:4000])
 
 
@@ -95,8 +105,12 @@ def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
     async def go() -> dict[str, Any]:
         jobs = await JobClient.connect(settings)
         desc = await jobs.handle(workflow_id).describe()
-        out: dict[str, Any] = {"workflow_id": workflow_id, "status": desc.status.name if desc.status else None,
-                               "started": str(desc.start_time), "web_ui": jobs.web_ui_link(workflow_id)}  # fmt: skip
+        out: dict[str, Any] = {
+            "workflow_id": workflow_id,
+            "status": desc.status.name if desc.status else None,
+            "started": str(desc.start_time),
+            "web_ui": jobs.web_ui_link(workflow_id),
+        }
         if desc.status and desc.status.name == "RUNNING":
             out["progress"] = await jobs.progress(workflow_id)
         elif desc.status and desc.status.name == "COMPLETED":
@@ -121,9 +135,15 @@ def list_jobs(
 
     async def go() -> list[dict[str, Any]]:
         jobs = await JobClient.connect(settings)
-        return [{"workflow_id": w.id, "status": w.status.name if w.status else None,
-                 "started": str(w.start_time), "tenant": w.typed_search_attributes.get(_tenant_key())}
-                for w in await jobs.list_jobs(tenant, limit)]  # fmt: skip
+        return [
+            {
+                "workflow_id": w.id,
+                "status": w.status.name if w.status else None,
+                "started": str(w.start_time),
+                "tenant": w.typed_search_attributes.get(_tenant_key()),
+            }
+            for w in await jobs.list_jobs(tenant, limit)
+        ]
 
     rows = run(go())
     if as_json:

@@ -22,7 +22,9 @@ from workers.cli import (
     usage,
 )
 
-app = typer.Typer(no_args_is_help=True, help="RADIANT Orchestrator: durable self-hosted model orchestration.")
+app = typer.Typer(
+    no_args_is_help=True, help="RADIANT Orchestrator: durable self-hosted model orchestration."
+)
 app.command("config")(config.show_config)
 app.add_typer(catalog.app, name="catalog", help="The model catalog (models, services, providers).")
 app.add_typer(db.app, name="db", help="Database migrations.")

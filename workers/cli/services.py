@@ -16,7 +16,9 @@ EnvOpt = typer.Option(None, "--env", help="Environment (default RADIANT_ENVIRONM
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _apply(app_id: str | None, env: str | None, changes: dict[str, bool] | None) -> list[ServiceStateRow]:
+def _apply(
+    app_id: str | None, env: str | None, changes: dict[str, bool] | None
+) -> list[ServiceStateRow]:
     from activities.db.engine import create_app_engine, resolve_database_urls
 
     settings = get_settings()
@@ -28,9 +30,12 @@ def _apply(app_id: str | None, env: str | None, changes: dict[str, bool] | None)
         engine = create_app_engine(resolve_database_urls(settings).app)
         try:
             return await refresh_service_states(
-                engine, catalog, app_id or settings.app_id, env or settings.environment,
+                engine,
+                catalog,
+                app_id or settings.app_id,
+                env or settings.environment,
                 set_disabled=changes,
-            )  # fmt: skip
+            )
         finally:
             await engine.dispose()
 
@@ -44,8 +49,13 @@ def _show(rows: list[ServiceStateRow], as_json: bool) -> None:
     table = Table("service", "state", "admin disabled", "reason", "unavailable models")
     colors = {"RUNNING": "green", "DEGRADED": "yellow", "OFFLINE": "red", "DISABLED": "dim"}
     for r in rows:
-        table.add_row(r.service_id, f"[{colors[r.state.value]}]{r.state.value}[/]",
-                      "yes" if r.admin_disabled else "", r.reason, ", ".join(r.unavailable_models))  # fmt: skip
+        table.add_row(
+            r.service_id,
+            f"[{colors[r.state.value]}]{r.state.value}[/]",
+            "yes" if r.admin_disabled else "",
+            r.reason,
+            ", ".join(r.unavailable_models),
+        )
     console.print(table)
 
 
@@ -56,12 +66,16 @@ def status(app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool 
 
 
 @app.command("enable")
-def enable(service: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt) -> None:
+def enable(
+    service: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
+) -> None:
     """Allow jobs on a service (its state then follows its models)."""
     _show(_apply(app_id, env, {service.lower(): False}), as_json)
 
 
 @app.command("disable")
-def disable(service: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt) -> None:
+def disable(
+    service: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
+) -> None:
     """Refuse new jobs on a service (DISABLED), whatever its models' states."""
     _show(_apply(app_id, env, {service.lower(): True}), as_json)

@@ -34,8 +34,10 @@ def prepare_database(settings: Settings) -> str:
     check_database(urls.owner)
     upgrade(urls.owner)
     report = sync_catalog(urls.owner, load_catalog(settings.catalog_dir))
-    console.print(f"[green]database ready[/] ({'embedded' if urls.embedded else 'configured'}); "
-                  f"catalog sync: {report.summary()}")  # fmt: skip
+    console.print(
+        f"[green]database ready[/] ({'embedded' if urls.embedded else 'configured'}); "
+        f"catalog sync: {report.summary()}"
+    )
     return urls.owner
 
 
@@ -61,7 +63,9 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
     from models_catalog.errors import CatalogError
     from workers.temporal import TemporalUnavailableError, start_dev_server
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     temporal: subprocess.Popen[bytes] | None = None
 
@@ -72,8 +76,10 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
     try:
         prepare_database(settings)
         temporal = start_dev_server(settings, settings.data_dir / "temporal.log")
-        console.print(f"[green]Temporal[/] at {settings.temporal_address}; "
-                      f"[bold]Web UI: {web_ui(settings)}[/]")  # fmt: skip
+        console.print(
+            f"[green]Temporal[/] at {settings.temporal_address}; "
+            f"[bold]Web UI: {web_ui(settings)}[/]"
+        )
         asyncio.run(_serve_stack(settings, body, stay))
     except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
         fail(str(exc))
@@ -148,5 +154,3 @@ def worker() -> None:
         main()
     except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
         fail(str(exc))
-
-

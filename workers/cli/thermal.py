@@ -20,7 +20,6 @@ from models_catalog.types import ThermalState
 from workers.cli.common import console, emit_json, fail, run
 from workers.settings import Settings, get_settings
 from workers.temporal import connect
-from workers.worker import thermal_timings
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
 from workflows.thermal_types import SetTargetRequest, ThermalStatus, WarmUpRequest
@@ -50,27 +49,38 @@ def parse_state(value: str) -> ThermalState:
     try:
         return ThermalState(value.upper())
     except ValueError:
-        fail(f"invalid thermal state {value!r}; choose one of {', '.join(s.value for s in ThermalState)}")
+        fail(
+            f"invalid thermal state {value!r}; choose one of "
+            + ", ".join(s.value for s in ThermalState)
+        )
 
 
 async def _control(settings: Settings) -> ThermalControl:
-    return ThermalControl(await connect(settings), settings.task_queue, thermal_timings(settings))
+    return ThermalControl(await connect(settings), settings.task_queue, settings.thermal_timings())
 
 
 def _status_table(rows: list[ThermalStatus]) -> Table:
-    table = Table("model", "target", "current", "instances", "endpoint", "ready", "last activity", "error")
+    table = Table(
+        "model", "target", "current", "instances", "endpoint", "ready", "last activity", "error"
+    )
     for st in rows:
         table.add_row(
-            st.model_id, st.target_state.value, st.current_state.value, str(st.instance_count),
-            st.endpoint_status or "-", "yes" if st.ready else "no",
+            st.model_id,
+            st.target_state.value,
+            st.current_state.value,
+            str(st.instance_count),
+            st.endpoint_status or "-",
+            "yes" if st.ready else "no",
             st.last_activity_at.isoformat(timespec="seconds") if st.last_activity_at else "-",
             st.last_error or "",
-        )  # fmt: skip
+        )
     return table
 
 
 @app.command("list")
-def list_states(app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt) -> None:
+def list_states(
+    app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
+) -> None:
     """Every deployable model's recorded thermal state (catalog default where never changed)."""
     settings, app_id, env = _scope(app_id, env)
     catalog = _catalog(settings)
@@ -93,12 +103,26 @@ def list_states(app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: 
     if as_json:
         emit_json({"app_id": app_id, "environment": env, "models": out})
         return
-    table = Table("model", "target", "current", "instances", "transitioning", "last activity", "error",
-                  title=f"thermal states of {app_id}/{env}")  # fmt: skip
+    table = Table(
+        "model",
+        "target",
+        "current",
+        "instances",
+        "transitioning",
+        "last activity",
+        "error",
+        title=f"thermal states of {app_id}/{env}",
+    )
     for r in out:
-        table.add_row(r["model_id"], r["target_state"], r["current_state"], str(r["instance_count"]),
-                      "yes" if r["transitioning"] else "", str(r["last_activity_at"] or "-"),
-                      r["last_error"] or "")  # fmt: skip
+        table.add_row(
+            r["model_id"],
+            r["target_state"],
+            r["current_state"],
+            str(r["instance_count"]),
+            "yes" if r["transitioning"] else "",
+            str(r["last_activity_at"] or "-"),
+            r["last_error"] or "",
+        )
     console.print(table)
 
 
@@ -118,7 +142,9 @@ async def _recorded(settings: Settings, app_id: str, env: str) -> dict[str, dict
 
 
 @app.command("show")
-def show(model: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt) -> None:
+def show(
+    model: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
+) -> None:
     """One model's live state, from its thermal workflow."""
     settings, app_id, env = _scope(app_id, env)
     model_id = _deployable(_catalog(settings), model)
@@ -213,19 +239,26 @@ def bulk(
     catalog = _catalog(settings)
     if all_models == bool(models):
         fail("give either --models a,b,c or --all")
-    ids = [m.id for m in catalog.deployable_models()] if all_models else [
-        _deployable(catalog, m.strip()) for m in (models or "").split(",") if m.strip()
-    ]
+    ids = (
+        [m.id for m in catalog.deployable_models()]
+        if all_models
+        else [_deployable(catalog, m.strip()) for m in (models or "").split(",") if m.strip()]
+    )
 
     async def go() -> list[Any]:
         client = await connect(settings)
         return await client.execute_workflow(
             BulkThermalUpdateWorkflow.run,
-            BulkSetInput(app_id=app_id, environment=env, model_ids=ids, state=target,
-                         max_concurrency=concurrency),
+            BulkSetInput(
+                app_id=app_id,
+                environment=env,
+                model_ids=ids,
+                state=target,
+                max_concurrency=concurrency,
+            ),
             id=f"thermal-bulk/{app_id}/{env}/{uuid.uuid4().hex[:8]}",
             task_queue=settings.task_queue,
-        )  # fmt: skip
+        )
 
     results = run(go())
     if as_json:
@@ -233,9 +266,13 @@ def bulk(
         return
     table = Table("model", "ok", "state", "instances", "error")
     for r in results:
-        table.add_row(r.model_id, "yes" if r.ok else "NO",
-                      r.status.current_state.value if r.status else "-",
-                      str(r.status.instance_count) if r.status else "-", r.error or "")  # fmt: skip
+        table.add_row(
+            r.model_id,
+            "yes" if r.ok else "NO",
+            r.status.current_state.value if r.status else "-",
+            str(r.status.instance_count) if r.status else "-",
+            r.error or "",
+        )
     console.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
@@ -266,8 +303,10 @@ def reconcile(
     for line in report.drift:
         console.print(f"[yellow]drift[/] {line}")
     for o in report.orphans:
-        console.print(f"[red]orphan[/] {o.endpoint_name} ({o.instance_count} instance(s))"
-                      + (" deleted" if o.deleted else ""))  # fmt: skip
+        console.print(
+            f"[red]orphan[/] {o.endpoint_name} ({o.instance_count} instance(s))"
+            + (" deleted" if o.deleted else "")
+        )
 
 
 def watch(

@@ -141,8 +141,14 @@ def wav_bytes(samples: Sequence[int], rate: int = 16000) -> bytes:
     data = struct.pack(f"<{len(samples)}h", *samples)
     fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
     head = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
-    return head + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + (
-        data
+    return (
+        head
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + (data)
     )
 
 
@@ -475,9 +481,14 @@ def build() -> dict[str, Callable[[], bytes]]:
             ct_like_volume(size, size, 1, (40, 26, 0, 7)), size, size
         ),
         "ct_volume.nii.gz": lambda: gzip.compress(
-            nifti_bytes(ct_like_volume(32, 32, 16, (20, 14, 8, 5)), (32, 32, 16), (1.0, 1.0, 2.0),
-                        description="RADIANT synthetic CT-like volume"),
-            compresslevel=9, mtime=0,
+            nifti_bytes(
+                ct_like_volume(32, 32, 16, (20, 14, 8, 5)),
+                (32, 32, 16),
+                (1.0, 1.0, 2.0),
+                description="RADIANT synthetic CT-like volume",
+            ),
+            compresslevel=9,
+            mtime=0,
         ),  # fmt: skip
         "flood_scene.tif": lambda: tiff_bytes([geotiff_scene(size, flood=5.0, seed=11)]),
         "change_pair.tif": lambda: tiff_bytes(
