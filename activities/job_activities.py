@@ -76,6 +76,7 @@ class PlannedStep(BaseModel):
     model_id: str
     endpoint_name: str
     mode: Literal["sync", "async"] = "sync"
+    needs_hold: bool = True  # False: WARM/HOT and running, the job just uses it
 
 
 class JobPlan(BaseModel):
@@ -268,12 +269,14 @@ class JobActivities:
             else:
                 extras.append(model.id)
         roles = ["primary"] + ["chained"] * (len(chosen) - 1) + ["extra"] * len(extras)
+        settled = {m for m, row in thermal.items() if row.warm_and_settled}
         steps = [
             PlannedStep(
                 role=role,
                 model_id=m,
                 endpoint_name=endpoint_name(req.app_id, req.environment, m),
                 mode="async" if uses_async_inference(self.catalog, m) else "sync",
+                needs_hold=m not in settled,
             )
             for role, m in zip(roles, chosen + extras, strict=True)
         ]

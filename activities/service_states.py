@@ -37,12 +37,16 @@ class ScopeInput(BaseModel):
 async def load_thermal(conn: AsyncConnection, app_id: str, env: str) -> dict[str, ModelThermalRow]:
     rows = await conn.execute(
         text(
-            "SELECT model_id, target_state, instance_count, last_error FROM thermal_states "
+            "SELECT model_id, target_state, instance_count, last_error, current_state, "
+            "transitioning FROM thermal_states "
             "WHERE app_id = :a AND environment = :e"
         ),
         {"a": app_id, "e": env},
     )
-    return {r[0]: ModelThermalRow(ThermalState(r[1]), r[2], r[3]) for r in rows}
+    return {
+        r[0]: ModelThermalRow(ThermalState(r[1]), r[2], r[3], ThermalState(r[4]), r[5])
+        for r in rows
+    }
 
 
 async def load_admin_flags(conn: AsyncConnection, app_id: str, env: str) -> dict[str, bool]:

@@ -23,6 +23,19 @@ class ModelThermalRow:
     target_state: ThermalState
     instance_count: int = 0
     last_error: str | None = None
+    current_state: ThermalState | None = None
+    transitioning: bool = False
+
+    @property
+    def warm_and_settled(self) -> bool:
+        """WARM/HOT, applied and running: idleness never scales it in, so a job can use it
+        without holding it (no lease, no round trip through its thermal workflow)."""
+        return (
+            self.target_state in (ThermalState.WARM, ThermalState.HOT)
+            and self.current_state == self.target_state
+            and self.instance_count > 0
+            and not self.transitioning
+        )
 
 
 @dataclass(frozen=True)

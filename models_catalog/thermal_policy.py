@@ -90,10 +90,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from itertools import accumulate
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models_catalog.thermal_predict import decaying_rate_end, hazard_plan, periodic_fit
 
 BIN_SECONDS = 60.0
 N_BINS = 240
@@ -101,6 +102,14 @@ RECENT_GAPS_KEEP = 16
 MAX_HISTOGRAM_SAMPLES = 4096
 RATE_TAU_SECONDS = 3600.0
 FIXED_CHECK_INTERVAL_S = 300.0
+#: An arrival ending a gap at least this long starts a new episode (a "head"); the arrivals that
+#: follow a head within FOLLOW_EDGES seconds are counted, to learn how many requests one cold
+#: start lets in during the warm-up (1 for a lone request, tens for a burst).
+HEAD_GAP_S = 600.0
+FOLLOW_EDGES = (30, 60, 90, 120, 180, 240, 300, 450, 600)
+MAX_HEADS = 256
+#: Per-gap decay of the predictor scores (log-likelihoods), about the last 50 gaps.
+SCORE_DECAY = 0.98
 _EPS = 1e-6
 
 THERMAL_STATES = ("OFF", "COLD", "WARM", "HOT", "AUTOMATIC")
@@ -143,6 +152,11 @@ class PolicyParams(_Frozen):
     prewarm_lead_s: float = 30.0
     min_unload_s: float = 120.0
     scale_in_delay_s: float = 300.0
+    periodic_tolerance: float = 0.05
+    periodic_margin_s: float = 2.0
+    periodic_margin_frac: float = 0.1
+    rate_predictor: bool = True
+    burst_multiplicity: bool = True
 
 
 DEFAULT_PARAMS = PolicyParams()
@@ -170,6 +184,16 @@ class TrafficStats(_Frozen):
     idle_since: float | None = None
     rate_ewma: float = 0.0
     recent_gaps: tuple[float, ...] = ()
+    # episode heads and the arrivals that follow them (cold-start multiplicity)
+    head_at: float | None = None
+    heads: int = 0
+    followers: tuple[int, ...] = ()
+    # which predictor has forecast the idle-ending gaps better (decayed log-likelihoods), and
+    # the calibration of the rate predictor (observed / expected idle-ending arrivals)
+    score_hist: float = 0.0
+    score_rate: float = 0.0
+    rate_calib_obs: float = 0.0
+    rate_calib_exp: float = 0.0
 
     @property
     def gap_samples(self) -> int:
@@ -266,11 +290,84 @@ def _record_gap(stats: TrafficStats, gap: float) -> dict[str, Any]:
     return {"bins": bins, "oob_count": oob, "recent_gaps": recent}
 
 
+def rate_calibration(stats: TrafficStats) -> float:
+    """Observed / expected idle-ending arrivals under the decaying-rate predictor (prior 1)."""
+    return (stats.rate_calib_obs + 1.0) / (stats.rate_calib_exp + 1.0)
+
+
+def _hist_log_density(stats: TrafficStats, gap: float) -> float:
+    """log density (per second) of ``gap`` under the gap histogram (add-half smoothing)."""
+    n = len(stats.bins)
+    total = sum(stats.bins) + stats.oob_count
+    denom = total + 0.5 * (n + 1)
+    idx = int(gap // stats.bin_seconds)
+    if idx < n:
+        return math.log((stats.bins[idx] + 0.5) / denom / stats.bin_seconds)
+    excess_mean = n * stats.bin_seconds  # OOB gaps: exponential excess over the range
+    p_oob = (stats.oob_count + 0.5) / denom
+    return math.log(p_oob / excess_mean) - (gap - n * stats.bin_seconds) / excess_mean
+
+
+def _rate_log_density(stats: TrafficStats, gap: float) -> tuple[float, float]:
+    """(log density of ``gap``, expected arrivals in it) under the decaying-rate predictor.
+
+    The predictor: after the last arrival, arrivals come as a Poisson process whose rate is the
+    calibrated EWMA rate decaying with the EWMA's own time constant, ``k * r0 * exp(-x / tau)``.
+    """
+    r0 = stats.rate_ewma
+    tau = RATE_TAU_SECONDS
+    decay = math.exp(-gap / tau)
+    expected_raw = r0 * tau * (1.0 - decay)
+    r = rate_calibration(stats) * r0
+    lam = max(1e-12, r * decay)
+    return math.log(lam) - r * tau * (1.0 - decay), expected_raw
+
+
+def followers_within(stats: TrafficStats, seconds: float) -> float:
+    """Mean number of arrivals within ``seconds`` after an episode head (linear between edges)."""
+    if stats.heads <= 0 or not stats.followers:
+        return 0.0
+    prev_e, prev_c = 0.0, 0.0
+    for e, c in zip(FOLLOW_EDGES, stats.followers, strict=False):
+        if seconds <= e:
+            frac = (seconds - prev_e) / (e - prev_e)
+            return (prev_c + frac * (c - prev_c)) / stats.heads
+        prev_e, prev_c = float(e), float(c)
+    return prev_c / stats.heads
+
+
 def observe_arrival(stats: TrafficStats, t: float) -> TrafficStats:
     """A request arrived at ``t``. Returns new stats (the input is not modified)."""
     update: dict[str, Any] = {}
+    followers = stats.followers or (0,) * len(FOLLOW_EDGES)
+    heads = stats.heads
+    head_at = stats.head_at
+    if stats.head_at is not None and stats.heads > 0:
+        since = t - stats.head_at
+        if 0.0 <= since < HEAD_GAP_S:
+            followers = tuple(
+                c + 1 if since <= e else c for e, c in zip(FOLLOW_EDGES, followers, strict=True)
+            )
     if stats.in_flight == 0 and stats.idle_since is not None and stats.last_arrival is not None:
-        update.update(_record_gap(stats, max(0.0, t - stats.last_arrival)))
+        gap = max(0.0, t - stats.last_arrival)
+        h_ll = _hist_log_density(stats, gap)
+        r_ll, expected = _rate_log_density(stats, gap)
+        update.update(
+            score_hist=SCORE_DECAY * stats.score_hist + h_ll,
+            score_rate=SCORE_DECAY * stats.score_rate + r_ll,
+            rate_calib_obs=SCORE_DECAY * stats.rate_calib_obs + 1.0,
+            rate_calib_exp=SCORE_DECAY * stats.rate_calib_exp + expected,
+        )
+        update.update(_record_gap(stats, gap))
+        if gap >= HEAD_GAP_S:
+            head_at = t
+            heads += 1
+            if heads > MAX_HEADS:
+                heads //= 2
+                followers = tuple(c // 2 for c in followers)
+    elif stats.last_arrival is None:
+        head_at = t
+        heads = 1
     if stats.last_arrival is None:
         rate = 1.0 / RATE_TAU_SECONDS
     else:
@@ -282,6 +379,9 @@ def observe_arrival(stats: TrafficStats, t: float) -> TrafficStats:
         last_arrival=t if stats.last_arrival is None else max(t, stats.last_arrival),
         idle_since=None,
         rate_ewma=rate,
+        head_at=head_at,
+        heads=heads,
+        followers=followers,
     )
     return stats.model_copy(update=update)
 
@@ -324,14 +424,6 @@ def current_rate(stats: TrafficStats, now: float) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _percentile_bin(cum: list[int], total: int, p: float) -> int:
-    target = p * total
-    for i, c in enumerate(cum):
-        if c >= target - 1e-9:
-            return i
-    return len(cum) - 1
-
-
 def histogram_cv(bins: tuple[int, ...]) -> float:
     """Coefficient of variation of the bin counts (sample std / mean), 0 for an empty histogram."""
     n = len(bins)
@@ -344,119 +436,63 @@ def histogram_cv(bins: tuple[int, ...]) -> float:
     return math.sqrt(var) / mean
 
 
-def _cost_aware_end(
-    bins: tuple[int, ...], oob: int, bin_s: float, ready_at: float, penalty: float
-) -> float:
-    """Keep-alive end (offset from the last arrival, a bin upper edge): min idle + penalty*colds.
+POOL_EVENTS = 4  # gaps a hazard estimate pools at least (widening the window of bins)
+POOL_MAX_HALF = 32  # at most 2 * 32 + 1 bins
 
-    Gaps shorter than ``ready_at`` are cold whatever the end is, so only longer ones count.
-    Each gap is taken at its bin midpoint. Candidate ends: ``ready_at`` itself (no keep-alive)
-    and every bin upper edge above it.
+
+def hazard_table(bins: tuple[int, ...], oob: int) -> tuple[list[float], list[float]]:
+    """Per bin: P(next arrival in bin k | none before k) and P(none before k).
+
+    Empirical conditional survival of the gap histogram (a life table). Sparse tails are
+    smoothed: the hazard of bin k pools the bins k - h .. k + h with the smallest half-width h
+    (1, 2, 4, ... 32 bins) whose window holds at least ``POOL_EVENTS`` gaps: events in the
+    window over survivor-bins in the window.
     """
     n = len(bins)
-    start_bin = min(n, int(ready_at // bin_s))
-    counts = list(bins[start_bin:])
-    beyond = sum(counts) + oob
-    best_end = ready_at
-    best_cost = penalty * beyond
-    idle_inside = 0.0
-    for j, cnt in enumerate(counts, start=start_bin):
-        end = (j + 1) * bin_s
-        if cnt:
-            mid = max(ready_at, (j + 0.5) * bin_s)
-            idle_inside += cnt * (mid - ready_at)
-            beyond -= cnt
-        cost = idle_inside + beyond * (end - ready_at + penalty)
-        if cost < best_cost - 1e-9:
-            best_cost = cost
-            best_end = end
-    return best_end
-
-
-def _ar1_log_prediction(samples: tuple[float, ...]) -> tuple[float, float]:
-    """AR(1) on log gaps: (predicted next gap in s, in-sample one-step log-residual std)."""
-    xs = [math.log(max(1.0, s)) for s in samples]
-    n = len(xs)
-    mean = sum(xs) / n
-    dev = [x - mean for x in xs]
-    den = sum(d * d for d in dev)
-    phi = 0.0
-    if den > 1e-12 and n >= 3:
-        phi = sum(dev[i] * dev[i - 1] for i in range(1, n)) / den
-        phi = max(-0.9, min(0.9, phi))
-    residuals = [dev[i] - phi * dev[i - 1] for i in range(1, n)]
-    std = math.sqrt(sum(r * r for r in residuals) / len(residuals)) if residuals else float("inf")
-    return math.exp(mean + phi * dev[-1]), std
+    total = sum(bins) + oob
+    surv_n = [0] * (n + 1)
+    surv_n[n] = oob
+    for k in range(n - 1, -1, -1):
+        surv_n[k] = surv_n[k + 1] + bins[k]
+    ev_cum = [0] * (n + 1)
+    sv_cum = [0] * (n + 1)
+    for k in range(n):
+        ev_cum[k + 1] = ev_cum[k] + bins[k]
+        sv_cum[k + 1] = sv_cum[k] + surv_n[k]
+    probs = [0.0] * n
+    for k in range(n):
+        if surv_n[k] <= 0:
+            continue
+        if bins[k] >= POOL_EVENTS:
+            probs[k] = bins[k] / surv_n[k]
+            continue
+        h = 1
+        while True:
+            lo, hi = max(0, k - h), min(n, k + h + 1)
+            events = ev_cum[hi] - ev_cum[lo]
+            if events >= POOL_EVENTS or h >= POOL_MAX_HALF:
+                break
+            h *= 2
+        den = sv_cum[hi] - sv_cum[lo]
+        probs[k] = events / den if den else 0.0
+    survival = [surv_n[k] / total if total else 0.0 for k in range(n)]
+    return probs, survival
 
 
 @lru_cache(maxsize=8192)
-def _idle_windows(
+def _histogram_plan(
     bins: tuple[int, ...],
     oob: int,
-    recent: tuple[float, ...],
     bin_s: float,
-    penalty_s: float,
-    params: PolicyParams,
-    elapsed_bins: int = 0,
-) -> tuple[str, float | None, float | None, str]:
-    """(mode, ready offset, keep-alive end offset, reason), offsets from the last arrival.
-
-    ``ready`` is when an instance should be ready for the next arrival (None: no pre-warm, stay
-    up); ``end`` when to give up waiting (None: use the fixed keep-alive from the idle start).
-    ``elapsed_bins``: whole bins between the last arrival and the idle start (a long request);
-    the next gap is known to be at least that long, so the windows come from the histogram
-    conditioned on it (shorter gaps dropped). The pattern test uses the whole histogram.
-    """
-    in_range = sum(bins)
-    total = in_range + oob
-    if total < params.min_samples:
-        return "fixed-fallback", None, None, f"thin history ({total} < {params.min_samples} gaps)"
-    oob_rate = oob / total
-    if oob_rate >= params.oob_threshold:
-        if len(recent) >= 4:
-            pred, err = _ar1_log_prediction(recent)
-            if err <= params.max_prediction_log_std:
-                return (
-                    "predictive",
-                    pred * (1.0 - params.prediction_margin),
-                    pred * (1.0 + params.prediction_margin),
-                    f"OOB rate {oob_rate:.2f}: AR(1) predicts the next arrival {pred:.0f}s "
-                    f"after the last (log err {err:.2f})",
-                )
-        end = _cost_aware_end(bins, oob, bin_s, 0.0, penalty_s) * (1.0 + params.histogram_margin)
-        return (
-            "predictive-unreliable",
-            None,
-            end,
-            f"OOB rate {oob_rate:.2f}, next arrival not predictable: keep-alive {end:.0f}s",
-        )
-    cv = histogram_cv(bins)
-    if cv < params.cv_threshold:
-        return (
-            "fixed-fallback",
-            None,
-            None,
-            f"histogram not representative (CV {cv:.2f} < {params.cv_threshold})",
-        )
-    if elapsed_bins > 0:
-        k = min(elapsed_bins, len(bins))
-        bins = (0,) * k + bins[k:]
-        in_range = sum(bins)
-        if in_range == 0:  # every gap seen so far is shorter than this request's run
-            end = _cost_aware_end(bins, oob, bin_s, 0.0, penalty_s)
-            return "histogram", None, end, "all recorded gaps shorter than the last run"
-    cum = list(accumulate(bins))
-    head = _percentile_bin(cum, in_range, params.head_percentile)
-    tail = _percentile_bin(cum, in_range, params.tail_percentile)
-    ready = head * bin_s * (1.0 - params.histogram_margin)
-    tail_end = (tail + 1) * bin_s
-    cost_end = _cost_aware_end(bins, oob, bin_s, ready, penalty_s)
-    end = max(ready, min(tail_end, cost_end) * (1.0 + params.histogram_margin))
-    return (
-        "histogram",
-        ready if head > 0 else None,
-        end,
-        f"head {head}m, tail {tail}m, cost cap {cost_end / 60:.0f}m (CV {cv:.1f})",
+    start_bin: int,
+    value_s: float,
+    warmup_cost_s: float,
+    min_down_s: float,
+    up_now: bool,
+) -> tuple[float | None, float]:
+    probs, survival = hazard_table(bins, oob)
+    return hazard_plan(
+        probs, survival, start_bin, bin_s, value_s, warmup_cost_s, min_down_s, up_now
     )
 
 
@@ -519,22 +555,74 @@ def automatic_decision(
         if params.cold_start_penalty_s is not None
         else params.penalty_factor * limits.scale_to_zero_after_minutes * 60.0
     )
-    mode, ready_off, end_off, why = _idle_windows(
-        stats.bins,
-        stats.oob_count,
-        stats.recent_gaps,
-        stats.bin_seconds,
-        penalty,
-        params,
-        int(max(0.0, s - anchor) // stats.bin_seconds),
-    )
-    if end_off is None:  # fixed keep-alive, counted from the idle start (to the minute)
-        keep_until = s + limits.scale_to_zero_after_minutes * 60.0
+    warm = float(limits.warmup_time_seconds)
+    lead = params.prewarm_lead_s
+    total = stats.gap_samples
+    ready_at: float | None = None  # absolute: instance ready by then (None: stay up now)
+    keep_until: float | None = None  # absolute: give up waiting then (None: fixed keep-alive)
+    if total < params.min_samples:
+        mode, why = "fixed-fallback", f"thin history ({total} < {params.min_samples} gaps)"
     else:
-        keep_until = max(s, anchor + end_off)
+        multiplicity = 1.0
+        if params.burst_multiplicity:
+            multiplicity += followers_within(stats, warm + lead)
+        value = penalty * multiplicity
+        fit = periodic_fit(
+            stats.recent_gaps,
+            anchor,
+            min_samples=params.min_samples,
+            tolerance=params.periodic_tolerance,
+        )
+        if fit is not None:
+            margin = params.periodic_margin_s + params.periodic_margin_frac * (fit.rmax - fit.rmin)
+            ready_at, keep_until, ahead = fit.window(max(now, s), margin)
+            mode = "periodic"
+            why = (
+                f"timer every {fit.period:.0f}s (jitter {fit.rmax - fit.rmin:.0f}s over "
+                f"{fit.samples} arrivals): next tick expected in "
+                f"[{ready_at - anchor:.0f}s, {keep_until - anchor:.0f}s] after the last"
+            )
+        elif params.rate_predictor and stats.score_rate > stats.score_hist:
+            r0 = rate_calibration(stats) * stats.rate_ewma
+            keep_until = anchor + decaying_rate_end(r0, RATE_TAU_SECONDS, value)
+            mode = "rate"
+            why = (
+                f"Poisson-like: rate {r0 * 3600:.1f}/h decaying, {multiplicity:.1f} cold starts "
+                f"per cold episode"
+            )
+        else:
+            elapsed = max(s - anchor, now - anchor, 0.0)
+            start_bin = int(elapsed // stats.bin_seconds)
+            ready_off, end_off = _histogram_plan(
+                stats.bins,
+                stats.oob_count,
+                stats.bin_seconds,
+                start_bin,
+                round(value, 3),
+                warm,
+                warm + lead + params.min_unload_s,
+                instances_now > 0,
+            )
+            mode = "histogram"
+            if ready_off is not None and ready_off >= end_off:  # nothing worth waiting for
+                ready_at, keep_until = None, s
+                why = f"no bin worth an instance ({multiplicity:.1f} cold starts per episode)"
+            else:
+                ready_at = None if ready_off is None else anchor + ready_off
+                keep_until = anchor + end_off
+                why = (
+                    f"cost-aware hazard plan ({multiplicity:.1f} cold starts per episode, "
+                    f"CV {histogram_cv(stats.bins):.1f})"
+                )
+    if keep_until is None:  # fixed keep-alive, counted from the idle start (to the minute)
+        keep_until = s + limits.scale_to_zero_after_minutes * 60.0
+        fixed = True
+    else:
+        keep_until = max(s, keep_until)
+        fixed = False
     prewarm_at = None
-    if ready_off is not None:
-        start = anchor + ready_off - limits.warmup_time_seconds - params.prewarm_lead_s
+    if ready_at is not None:
+        start = ready_at - warm - lead
         if start - s >= params.min_unload_s:
             prewarm_at = start
     if prewarm_at is not None and now < prewarm_at - _EPS:
@@ -542,7 +630,7 @@ def automatic_decision(
     else:
         up = now < keep_until - _EPS
     desired = max(floor, 1 if up else 0)
-    if end_off is None:
+    if fixed:
         plan = f"keep-alive {keep_until - s:.0f}s from the idle start"
     elif prewarm_at is not None:
         plan = (

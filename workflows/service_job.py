@@ -125,6 +125,7 @@ class ServiceJobWorkflow:
                 requester=info.workflow_id,
             )
             for m in plan.models
+            if any(step.needs_hold for step in plan.steps if step.model_id == m)
         }
         try:
             self._set("waiting for warm-up", ", ".join(plan.models))
