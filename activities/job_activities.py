@@ -268,7 +268,9 @@ class JobActivities:
                 chosen[same[0]] = model.id
             else:
                 extras.append(model.id)
-        roles = ["primary"] + ["chained"] * (len(chosen) - 1) + ["extra"] * len(extras)
+        roles: list[Literal["primary", "chained", "extra"]] = (
+            ["primary"] + ["chained"] * (len(chosen) - 1) + ["extra"] * len(extras)
+        )
         settled = {m for m, row in thermal.items() if row.warm_and_settled}
         steps = [
             PlannedStep(
@@ -361,7 +363,7 @@ class JobActivities:
             out = (
                 self.data_dir
                 / "job_outputs"
-                / hashlib.sha256(info.workflow_id.encode()).hexdigest()[:16]
+                / hashlib.sha256((info.workflow_id or "").encode()).hexdigest()[:16]
             )
             out.mkdir(parents=True, exist_ok=True)
             path = out / f"{req.step}.json"

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from workers.settings import Settings
@@ -102,7 +102,7 @@ class JobClient:
 
     async def list_jobs(
         self, tenant: str | None = None, limit: int = 20
-    ) -> list[WorkflowExecutionDescription]:
+    ) -> list[WorkflowExecution]:
         query = "WorkflowType = 'ServiceJobWorkflow'"
         if tenant:
             query += f" AND RadiantTenant = '{tenant.replace(chr(39), '')}'"

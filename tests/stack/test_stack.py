@@ -104,7 +104,12 @@ def test_up_serves_web_ui_schedules_and_stops_cleanly(tmp_path: Path):
             text=True,
             timeout=30,
         )
-        assert "radiant-thermal-reconcile" in sched.stdout
+        for name in (
+            "radiant-thermal-reconcile",
+            "radiant-registry-health",
+            "radiant-registry-full",
+        ):
+            assert name in sched.stdout
     finally:
         stop(proc)
     text = log.read_text()
