@@ -27,7 +27,7 @@ class PeriodicFit:
 
     def window(self, after: float, margin: float) -> tuple[float, float, int]:
         """(ready, end, ticks ahead): the first tick window whose end is after ``after``."""
-        k = 1
+        k = max(1, math.ceil((after - self.alpha - self.rmax - margin) / self.period - 1e-9))
         while self.alpha + k * self.period + self.rmax + margin <= after:
             k += 1
         base = self.alpha + k * self.period
@@ -47,7 +47,8 @@ def periodic_fit(
     The period estimate is the median gap; every gap must be within ``tolerance`` of a whole
     multiple (1, 2, 3: missed ticks are allowed) of it. The arrival times are rebuilt backwards
     from ``last_arrival``, each gets a tick index, and a least-squares line (index -> time) gives
-    the period and phase. The residual range is the jitter the next tick is expected within.
+    the period and phase. The residual range is the jitter the next tick is expected within; a
+    range over ``2 * tolerance`` of the period (drifting gaps) is not a timer.
     """
     gaps = [g for g in recent if g > 0]
     if len(gaps) < min_samples:
@@ -81,6 +82,8 @@ def periodic_fit(
     beta = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
     alpha = my - beta * mx
     res = [y - (alpha + beta * x) for x, y in zip(xs, ys, strict=True)]
+    if max(res) - min(res) > 2.0 * tolerance * beta:  # drifting, not a timer
+        return None
     return PeriodicFit(period=beta, alpha=alpha, rmin=min(res), rmax=max(res), samples=n)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from models_catalog.thermal_policy import (
@@ -11,9 +14,13 @@ from models_catalog.thermal_policy import (
     TrafficStats,
     automatic_decision,
     fixed_decision,
+    followers_within,
+    hazard_table,
     observe_arrival,
     observe_completion,
+    rate_calibration,
 )
+from models_catalog.thermal_predict import hazard_plan
 
 LIM = ThermalLimits(scale_to_zero_after_minutes=15, warmup_time_seconds=60, max_instances=3)
 
@@ -46,83 +53,197 @@ def test_thin_history_falls_back_to_fixed_keep_alive():
     assert automatic_decision(s, LIM, idle + 15 * 60, 1).desired_instances == 0
 
 
-def test_representative_histogram_prewarms_at_head_and_keeps_to_tail():
-    s = history([600.0] * 20)  # a 10-minute timer: every gap in bin 10
+def test_timer_is_phase_locked_and_prewarmed_for_the_next_tick():
+    s = history([600.0] * 20)  # a 10-minute timer, no jitter: ticks at 0, 600, ... 12000
     last, idle = s.last_arrival, s.idle_since
+    assert (last, idle) == (12000.0, 12001.0)
     d = automatic_decision(s, LIM, idle, 1)
-    assert d.mode == "histogram"
-    # ready at head lower edge 600 s - 10 % = 540 s; start = 540 - warm-up 60 - lead 30 = 450 s
-    assert d.prewarm_at == pytest.approx(last + 450.0)
-    # keep-alive to tail upper edge 660 s + 10 % = 726 s
-    assert d.keep_alive_until == pytest.approx(last + 726.0)
+    assert d.mode == "periodic"
+    # next tick 12600, jitter 0: ready 2 s before (margin), kept 2 s after;
+    # pre-warm starts warm-up 60 + lead 30 before the ready time
+    assert d.prewarm_at == pytest.approx(12598.0 - 90.0)
+    assert d.keep_alive_until == pytest.approx(12602.0)
     assert d.desired_instances == 0  # unload now
-    assert d.next_evaluation_at(idle) == pytest.approx(last + 450.0)
-    assert automatic_decision(s, LIM, last + 450.0, 0).desired_instances == 1
-    assert automatic_decision(s, LIM, last + 700.0, 1).desired_instances == 1
-    assert automatic_decision(s, LIM, last + 726.0, 1).desired_instances == 0
+    assert d.next_evaluation_at(idle) == pytest.approx(12508.0)
+    assert automatic_decision(s, LIM, 12508.0, 0).desired_instances == 1
+    assert automatic_decision(s, LIM, 12601.0, 1).desired_instances == 1
+    # the tick was missed: on to the next one (13200), unloaded until its pre-warm
+    d = automatic_decision(s, LIM, 12602.0, 1)
+    assert d.desired_instances == 0 and d.prewarm_at == pytest.approx(13198.0 - 90.0)
 
 
-def test_windows_use_percentiles_not_extremes():
-    # 95 % of gaps at 10 min, 4 % at 12 min, 1 % at 30 min (the 99th percentile is 12 min)
-    gaps = [600.0] * 95 + [720.0] * 4 + [1800.0]
-    s = history(gaps)
+def test_timer_jitter_sets_the_window():
+    # arrivals at k*600 + jitter; the jitter pattern is symmetric about the middle, so the
+    # least-squares line has slope exactly 600 and passes 6 s above the ticks: residuals -6..6,
+    # and the window is 12 s + 2 * (2 s + 10 % of 12 s)
+    half = [0.0, 12.0, 4.0, 8.0, 0.0, 12.0, 4.0, 8.0]
+    jit = half + half[::-1]
+    times = [k * 600.0 + j for k, j in enumerate(jit)]
+    s = TrafficStats()
+    for t in times:
+        s = observe_completion(observe_arrival(s, t), t + 1.0)
     d = automatic_decision(s, LIM, s.idle_since, 1)
-    assert d.mode == "histogram"
-    assert d.prewarm_at == pytest.approx(s.last_arrival + 450.0)
-    assert d.keep_alive_until == pytest.approx(s.last_arrival + 13 * 60 * 1.1)
+    assert d.mode == "periodic"
+    window = d.keep_alive_until - (d.prewarm_at + 90.0)
+    assert window == pytest.approx(12.0 + 2 * (2.0 + 1.2), abs=1e-6)
+    # the window covers every jitter offset of the next tick (9600 .. 9612)
+    assert d.prewarm_at + 90.0 == pytest.approx(9606.0 - 6.0 - 3.2)
+    assert d.keep_alive_until == pytest.approx(9606.0 + 6.0 + 3.2)
 
 
-def test_head_zero_means_stay_up():
-    s = history([30.0] * 20 + [200.0] * 5)  # short gaps: head in bin 0
+def test_timer_is_detected_from_six_gaps_and_dropped_when_it_stops():
+    s = history([1800.0] * 6)  # 6 gaps < min_samples 8, but a clean timer
     d = automatic_decision(s, LIM, s.idle_since, 1)
-    assert d.mode == "histogram" and d.prewarm_at is None
-    assert d.desired_instances == 1
-    assert d.keep_alive_until == pytest.approx(s.last_arrival + 4 * 60 * 1.1)
+    assert d.mode == "periodic" and d.desired_instances == 0
+    assert d.prewarm_at == pytest.approx(s.last_arrival + 1800.0 - 2.0 - 90.0)
+    # 3 ticks missed (3.5 periods later): no timer any more; thin history -> fixed fallback
+    late = s.last_arrival + 3.5 * 1800.0 + 1.0
+    assert automatic_decision(s, LIM, late, 0).mode == "fixed-fallback"
 
 
-def test_too_short_unload_stays_up():
-    s = history([300.0] * 20)  # 5-minute timer: ready at 240*0.9=216 s, start 126 s
-    slow = LIM.model_copy(update={"warmup_time_seconds": 120})  # start 66 s: < min_unload
-    assert automatic_decision(s, LIM, s.idle_since, 1).prewarm_at is not None
-    d = automatic_decision(s, slow, s.idle_since, 1)
-    assert d.prewarm_at is None and d.desired_instances == 1
+def test_timer_needs_regular_gaps():
+    s = history([600.0] * 10 + [900.0])  # 900 s is 1.5 periods: not a timer
+    assert automatic_decision(s, LIM, s.idle_since, 1).mode != "periodic"
 
 
-def test_flat_histogram_is_not_representative():
-    s = history([i * 60.0 + 30.0 for i in range(240)])  # one gap in every bin: CV 0
-    d = automatic_decision(s, LIM, s.idle_since, 1)
-    assert d.mode == "fixed-fallback" and "not representative" in d.reason
-    assert d.keep_alive_until == pytest.approx(s.idle_since + 900.0)
+HIST_ONLY = PolicyParams(burst_multiplicity=False, rate_predictor=False)
 
 
-def test_out_of_bound_regular_gaps_use_the_prediction():
+def test_hazard_plan_keeps_for_follow_ups_then_prewarms_for_the_long_gaps():
+    # 40 gaps of 30 s (bin 0) and 10 of 3 h (bin 180). Cold start worth 0.8 * 15 min = 720 s.
+    # Bin 0: p = 40/50 = 0.8, net = 0.8*720 - 60*(1 - 0.4) = 540 > 0 -> up through bin 0.
+    # Bins 1..179: empty blocks, p = 0.5 / (width * 10 survivors) -> not worth it.
+    # Bin 180: p = 10/10 = 1, net = 720 - 30 > 0, and 0.2 * 690 pays the 0.2 * 60 s warm-up.
+    # So: up to 60 s after the last arrival, down, ready again at 180 min, kept to 181 min.
+    s = history([30.0] * 40 + [3 * 3600.0] * 10)
+    last = s.last_arrival
+    d = automatic_decision(s, LIM, s.idle_since, 1, HIST_ONLY)
+    assert d.mode == "histogram" and d.desired_instances == 1
+    assert d.prewarm_at is None and d.keep_alive_until == pytest.approx(last + 60.0)
+    d = automatic_decision(s, LIM, last + 60.0, 1, HIST_ONLY)
+    assert d.desired_instances == 0
+    assert d.prewarm_at == pytest.approx(last + 180 * 60.0 - 90.0)
+    assert d.keep_alive_until == pytest.approx(last + 181 * 60.0)
+    assert automatic_decision(s, LIM, last + 180 * 60.0 - 90.0, 0, HIST_ONLY).desired_instances == 1
+    # a cold start worth 50 s: bin 180 nets 50 - 30 = 20, 0.2 * 20 < 0.2 * 60 s of warm-up
+    cheap = PolicyParams(burst_multiplicity=False, rate_predictor=False, cold_start_penalty_s=50)
+    d = automatic_decision(s, LIM, last + 60.0, 1, cheap)
+    assert d.desired_instances == 0 and d.prewarm_at is None
+
+
+def test_burst_multiplicity_makes_long_waits_worth_it():
+    # same histogram, cold start worth 50 s: lone requests are not worth a pre-warm ...
+    cheap = PolicyParams(rate_predictor=False, cold_start_penalty_s=50)
+    s = history([30.0] * 40 + [3 * 3600.0] * 10)
+    lone = automatic_decision(s, LIM, s.last_arrival + 60.0, 1, cheap)
+    # ... but after 10 more 3-h gaps, each ending in 9 requests 10 s apart, a cold start lets
+    # about 5 requests in during the warm-up (60 + 30 s) and the long gap is worth waiting for
+    b = s
+    t = s.last_arrival
+    for _ in range(10):
+        t += 3 * 3600.0
+        for k in range(9):
+            b = observe_completion(observe_arrival(b, t + 10.0 * k), t + 10.0 * k + 1.0)
+        t += 80.0
+    assert followers_within(b, 90.0) > 3.5
+    burst = automatic_decision(b, LIM, b.last_arrival + 60.0, 1, cheap)
+    assert lone.prewarm_at is None and burst.prewarm_at is not None
+
+
+def test_flat_histogram_goes_down_when_no_bin_pays():
+    s = history([i * 60.0 + 30.0 for i in range(240)])  # one gap in every bin, increasing
+    d = automatic_decision(s, LIM, s.idle_since, 1, HIST_ONLY)
+    assert d.mode == "histogram"  # drifting gaps are not a timer
+    # blocks of 8 bins: hazard 8 / (8 bins x ~240 survivors), about 1/240 per bin at first,
+    # worth 720/240 = 3 s against 60 s: down now; it rises as the survivors run out.
+    assert d.desired_instances == 0
+
+
+def test_out_of_bound_regular_gaps_are_a_timer():
     s = history([5 * 3600.0] * 10)  # every gap beyond the 4 h range, perfectly regular
     d = automatic_decision(s, LIM, s.idle_since, 1)
-    assert d.mode == "predictive"
+    assert d.mode == "periodic"
     last = s.last_arrival
-    assert d.prewarm_at == pytest.approx(last + 18000 * 0.85 - 60 - 30)
-    assert d.keep_alive_until == pytest.approx(last + 18000 * 1.15)
+    assert d.prewarm_at == pytest.approx(last + 18000 - 2 - 60 - 30)
+    assert d.keep_alive_until == pytest.approx(last + 18002)
     assert d.desired_instances == 0
-    assert automatic_decision(s, LIM, last + 16000.0, 0).desired_instances == 1
+    assert automatic_decision(s, LIM, last + 17950.0, 0).desired_instances == 1
 
 
 def test_out_of_bound_irregular_gaps_drop_at_once():
     hours = [5, 9, 4.5, 20, 6, 12, 5.5, 30, 7, 16]
     s = history([h * 3600.0 for h in hours])
+    # past the range the hazard is 1 / (mean excess 7.5 h): 60 s x 1/27000 s x 720 s << 60 s
+    assert s.oob_excess_s == pytest.approx(sum(h - 4 for h in hours) * 3600.0)
     d = automatic_decision(s, LIM, s.idle_since, 1)
-    assert d.mode == "predictive-unreliable"
     assert d.prewarm_at is None
     assert d.desired_instances == 0
 
 
 def test_long_run_conditions_the_histogram():
     # gaps: 90 % at 2 min, 10 % at 20 min. After a 10-minute request the 2-minute gaps are
-    # impossible, so the plan is built on the 20-minute gaps only: a pre-warm, not "stay up".
-    s = history([120.0] * 18 + [1200.0] * 2)
-    assert automatic_decision(s, LIM, s.idle_since, 1).prewarm_at is None
+    # impossible, so the plan starts at the elapsed bin: a pre-warm, not "stay up".
+    s = history([120.0] * 90 + [1200.0] * 10)
+    assert automatic_decision(s, LIM, s.idle_since, 1, HIST_ONLY).prewarm_at is None
     s_long = observe_completion(observe_arrival(s, s.idle_since + 120.0), s.idle_since + 720.0)
-    d = automatic_decision(s_long, LIM, s_long.idle_since, 1)
-    assert d.prewarm_at == pytest.approx(s_long.last_arrival + 1200 * 0.9 - 90)
+    d = automatic_decision(s_long, LIM, s_long.idle_since, 1, HIST_ONLY)
+    # bins 10..19 form an empty block (not worth it), bin 20 holds the 10 long gaps
+    assert d.desired_instances == 0
+    assert d.prewarm_at == pytest.approx(s_long.last_arrival + 1200.0 - 90.0)
+    assert d.keep_alive_until == pytest.approx(s_long.last_arrival + 1260.0)
+
+
+def test_poisson_traffic_uses_the_rate_predictor():
+    rng = random.Random(1)
+    s = history([rng.expovariate(1 / 300.0) for _ in range(60)])
+    assert s.score_rate > s.score_hist
+    d = automatic_decision(s, LIM, s.idle_since, 1)
+    assert d.mode == "rate" and d.desired_instances == 1
+    r = rate_calibration(s) * s.rate_ewma
+    m = 1.0 + followers_within(s, 90.0)
+    expected = s.last_arrival + 3600.0 * math.log(r * m * 0.8 * 900.0)
+    assert d.keep_alive_until == pytest.approx(expected)
+    # much later the decayed rate is not worth an instance
+    assert automatic_decision(s, LIM, expected + 1.0, 1).desired_instances == 0
+
+
+def test_hazard_table_by_hand():
+    bins = (40, 0, 0, 0, 0, 10) + (0,) * 10
+    probs, surv = hazard_table(bins, 0)
+    # survivors: 50, 10, 10, 10, 10, 10, 0...; bins 1-4 are one empty block (4 x 10 survivor
+    # bins, half a gap), bins 0 and 5 are dense enough to stand alone
+    assert probs[:6] == pytest.approx([0.8, 0.5 / 40, 0.5 / 40, 0.5 / 40, 0.5 / 40, 1.0])
+    assert probs[6:] == [0.0] * 10
+    assert surv[:7] == pytest.approx([1.0, 0.2, 0.2, 0.2, 0.2, 0.2, 0.0])
+    # OOB: constant hazard 1 - exp(-60 / mean excess) past the range
+    probs, surv = hazard_table((0,) * 4, 2, 3600.0)
+    q = 1 - math.exp(-60 / 3600)
+    assert (
+        len(probs) == 4 + 1200 and probs[4] == pytest.approx(q) and surv[5] == pytest.approx(1 - q)
+    )
+
+
+def test_hazard_plan_by_hand():
+    probs = [0.8, 0.0, 0.0, 0.0, 0.0, 1.0]
+    surv = [1.0, 0.2, 0.2, 0.2, 0.2, 0.2]
+    # net: bin 0 = 0.8*600 - 60*0.6 = 444; bins 1-4 = -60; bin 5 = 600 - 30 = 570
+    assert hazard_plan(probs, surv, 0, 60.0, 600.0, 60.0, 0.0, True) == (None, 60.0)
+    assert hazard_plan(probs, surv, 1, 60.0, 600.0, 60.0, 0.0, True) == (300.0, 360.0)
+    # a down stretch of 4 bins (240 s) shorter than min_down 300 s is bridged
+    assert hazard_plan(probs, surv, 0, 60.0, 600.0, 60.0, 300.0, True) == (None, 360.0)
+    # bin 5 does not pay a warm-up of 3000 s (0.2*570 < 0.2*3000): down for the whole range
+    assert hazard_plan(probs, surv, 1, 60.0, 600.0, 3000.0, 0.0, True) == (360.0, 360.0)
+
+
+def test_followers_count_requests_after_an_episode_head():
+    s = TrafficStats()
+    for t in (0.0, 10.0, 40.0, 100.0):  # the first arrival is a head
+        s = observe_completion(observe_arrival(s, t), t + 1.0)
+    assert s.heads == 1
+    assert s.followers[:5] == (1, 2, 2, 3, 3)  # within 30, 60, 90, 120, 180 s
+    assert followers_within(s, 45.0) == pytest.approx(1.5)
+    assert followers_within(s, 150.0) == pytest.approx(3.0)
+    assert followers_within(TrafficStats(), 90.0) == 0.0
 
 
 def test_concurrency_scale_out_is_capped_at_max():
@@ -173,6 +294,11 @@ def test_params_change_the_trade_off():
     s = history([120.0] * 20 + [1500.0] * 3)
     cheap = automatic_decision(s, LIM, s.idle_since, 1, PolicyParams(penalty_factor=0.5))
     keen = automatic_decision(s, LIM, s.idle_since, 1, PolicyParams(penalty_factor=8))
+    assert cheap.keep_alive_until < keen.keep_alive_until
+    rng = random.Random(3)
+    p = history([rng.expovariate(1 / 600.0) for _ in range(60)])
+    cheap = automatic_decision(p, LIM, p.idle_since, 1, PolicyParams(penalty_factor=0.5))
+    keen = automatic_decision(p, LIM, p.idle_since, 1, PolicyParams(penalty_factor=8))
     assert cheap.keep_alive_until < keen.keep_alive_until
 
 

@@ -86,24 +86,23 @@ def test_request_waiting_past_the_deadline_fails():
 
 def test_automatic_learns_a_timer_and_prewarms():
     # a request every 30 min for 2 days (96 requests). Fixed: 30 min > 15 min keep-alive (+ check
-    # rounding), so every request is cold. Automatic: the first 9 are cold (8 gaps needed before
-    # the histogram is trusted); then the instance is unloaded after each request and started
-    # 30*60*0.9 - 60 - 30 = 1530 s after the arrival: ready at 1590, 210 s before the next one.
+    # rounding), so every request is cold. Automatic: the first 7 are cold (a timer is trusted
+    # from 6 gaps on); then the instance is unloaded after each request and started
+    # 60 + 30 + 2 = 92 s before the next tick (warm-up, lead, margin): ready 2 s early.
     reqs = [(i * 1800.0, 1.0) for i in range(96)]
     f = simulate_model(spec(), reqs, "fixed", 2 * DAY)
     a = simulate_model(spec(), reqs, "automatic", 2 * DAY)
     assert f.cold_starts == 96
-    assert a.cold_starts == 9
-    assert a.waits[9:] == [0.0] * 87
+    assert a.cold_starts == 7
+    assert a.waits[7:] == [0.0] * 89
     # billing by hand:
-    #   requests 0-7: fixed fallback, warm-up 60 + busy 1 + keep-alive 900     = 8 x 961 s
-    #   request 8: its arrival adds the 8th gap, so at its completion the plan is the histogram:
+    #   requests 0-5: fixed fallback, warm-up 60 + busy 1 + keep-alive 900     = 6 x 961 s
+    #   request 6: its arrival adds the 6th gap, so at its completion the timer is known:
     #              unload at once                                              = 61 s
-    #   requests 9-95: pre-warm 1530 s after the previous arrival, served at 1800..1801
-    #                                                                          = 87 x 271 s
-    #   after request 95 the next pre-warm starts at 172530, 270 s before the 2-day horizon
-    assert a.billed_s == pytest.approx(8 * 961.0 + 61.0 + 87 * 271.0 + 270.0)
-    assert a.billed_s < f.billed_s / 2
+    #   requests 7-95: pre-warm 92 s before the tick, served tick..tick+1      = 89 x 93 s
+    #   after request 95 the next pre-warm starts at 172708, 92 s before the 2-day horizon
+    assert a.billed_s == pytest.approx(6 * 961.0 + 61.0 + 89 * 93.0 + 92.0)
+    assert a.billed_s < f.billed_s / 8
 
 
 def test_always_warm_scales_out_for_concurrency():
@@ -120,11 +119,11 @@ def test_run_benchmark_aggregates_and_ratios():
     assert set(res.policies) == {"always-warm", "fixed", "automatic"}
     assert res.horizon_s == 2 * DAY
     ratios = res.ratios()
-    assert ratios["cold_starts"] == pytest.approx(9 / 96, abs=1e-4)
+    assert ratios["cold_starts"] == pytest.approx(7 / 96, abs=1e-4)
     assert ratios["idle_instance_hours"] < 0.5
     d = res.to_dict()
     assert d["policies"]["fixed"]["failed"] == 0
-    assert d["policies"]["automatic"]["cold_starts"] == 9
+    assert d["policies"]["automatic"]["cold_starts"] == 7
     assert isinstance(d["policies"]["fixed"]["billed_gpu_cost"], str)
     with pytest.raises(KeyError):
         run_benchmark([TraceRow("nope", 0.0, 1.0)], specs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from models_catalog.thermal_policy import (
     MAX_HISTOGRAM_SAMPLES,
     N_BINS,
@@ -74,3 +76,48 @@ def test_rate_ewma_decays():
     r_now = current_rate(s, 3600.0)
     assert 0.5 / 60 < r_now < 1.0 / 60
     assert current_rate(s, 3600.0 * 5) < r_now / 10
+
+
+def test_old_stats_dicts_still_load():
+    # a dict written by the first version (no episode, score or OOB-excess fields)
+    s = TrafficStats()
+    for t in (0.0, 300.0, 900.0, 20000.0):
+        s = serve(s, t)
+    old = s.to_dict()
+    for key in (
+        "oob_excess_s",
+        "head_at",
+        "heads",
+        "followers",
+        "score_hist",
+        "score_rate",
+        "rate_calib_obs",
+        "rate_calib_exp",
+    ):
+        old.pop(key)
+    back = TrafficStats.from_dict(old)
+    assert back.bins == s.bins and back.heads == 0 and back.followers == ()
+    # and it keeps working: the next arrival starts counting followers
+    nxt = serve(back, 20010.0)
+    assert nxt.arrivals == s.arrivals + 1
+
+
+def test_oob_excess_and_heads_are_tracked():
+    s = serve(TrafficStats(), 0.0)  # the first arrival is an episode head
+    assert s.heads == 1 and s.head_at == 0.0
+    s = serve(s, 20.0)  # a follower within 30 s
+    assert s.followers[0] == 1 and s.heads == 1
+    s = serve(s, 5 * 3600.0)  # an OOB gap 1 h past the 4 h range, and a new head
+    assert s.oob_count == 1 and s.oob_excess_s == pytest.approx(3600.0 - 20.0)
+    assert s.heads == 2 and s.head_at == 5 * 3600.0
+    s = serve(s, 5 * 3600.0 + 100.0)  # within 120 s of the new head, not within 90 s
+    assert s.followers[:5] == (1, 1, 1, 2, 2)
+
+
+def test_stats_stay_small_after_a_long_history():
+    s = TrafficStats()
+    t = 0.0
+    for i in range(3000):
+        s = serve(s, t)
+        t += 30.0 if i % 10 else 5 * 3600.0
+    assert len(json.dumps(s.to_dict())) < 4000
