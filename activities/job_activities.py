@@ -21,13 +21,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
 from activities.heartbeat import with_heartbeat
 from activities.metering import MeteringActivities, RecordUsageRequest, service_call_entries
 from activities.service_states import admin_disabled, load_admin_flags, load_thermal
-from activities.temporal_errors import application_error
+from activities.temporal_errors import application_error, from_update_failure
 from activities.tenants import UnknownTenantError, get_tenant_async
 from activities.thermal_control import ThermalControl
 from models_catalog import pricing
@@ -309,9 +310,12 @@ class JobActivities:
             handle = self.control.handle(req.app_id, req.environment, req.model_id)
             await handle.signal(ModelThermalWorkflow.lease, hold)
             return "leased"
-        await with_heartbeat(
-            self.control.warm_up(req.app_id, req.environment, req.model_id, hold), every=5.0
-        )
+        try:
+            await with_heartbeat(
+                self.control.warm_up(req.app_id, req.environment, req.model_id, hold), every=5.0
+            )
+        except WorkflowUpdateFailedError as err:  # e.g. turned OFF since the plan
+            raise from_update_failure(err) from err
         return "warmed"
 
     async def _ready_for_a_while(self, req: AcquireRequest) -> str | None:

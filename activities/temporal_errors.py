@@ -4,6 +4,7 @@ non-retryable types by the same names)."""
 
 from __future__ import annotations
 
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from activities.backends.base import BackendError
@@ -11,3 +12,14 @@ from activities.backends.base import BackendError
 
 def application_error(err: BackendError) -> ApplicationError:
     return ApplicationError(err.message, type=err.code, non_retryable=not err.retryable)
+
+
+def from_update_failure(err: WorkflowUpdateFailedError) -> ApplicationError:
+    """A thermal update's refusal (model OFF, warm-up failed) as the caller's own error, with
+    the same type and retryability, so a retry policy does not retry what cannot succeed."""
+    cause: BaseException | None = err.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    if isinstance(cause, ApplicationError):
+        return ApplicationError(cause.message, type=cause.type, non_retryable=cause.non_retryable)
+    return ApplicationError(str(err))

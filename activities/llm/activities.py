@@ -43,6 +43,7 @@ from activities.llm.types import (
     WarmUpHold,
     WarmUpHoldResult,
 )
+from activities.temporal_errors import from_update_failure
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog
 from models_catalog.errors import UnknownModelError
@@ -187,7 +188,7 @@ class LLMActivities:
                 )
             )
         except WorkflowUpdateFailedError as err:
-            raise _from_update_failure(err) from err
+            raise from_update_failure(err) from err
         return WarmUpHoldResult(
             endpoint_name=status.endpoint_name, ready=status.ready, state=status.current_state.value
         )
@@ -305,12 +306,3 @@ def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) 
     return ApplicationError(
         f"no model can serve this request: {reasons}{more}", type=ERR_NO_MODEL, non_retryable=True
     )
-
-
-def _from_update_failure(err: WorkflowUpdateFailedError) -> ApplicationError:
-    cause: BaseException | None = err.cause
-    while cause is not None and not isinstance(cause, ApplicationError):
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    if isinstance(cause, ApplicationError):
-        return ApplicationError(cause.message, type=cause.type, non_retryable=cause.non_retryable)
-    return ApplicationError(str(err))
