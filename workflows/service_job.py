@@ -131,12 +131,14 @@ class ServiceJobWorkflow:
             self._set("waiting for warm-up", ", ".join(plan.models))
             holds = await asyncio.gather(
                 *(
-                    workflow.execute_activity_method(
-                        JobActivities.acquire_model,
-                        lease,
-                        start_to_close_timeout=WARMUP_TIMEOUT,
-                        heartbeat_timeout=timedelta(seconds=30),
-                        retry_policy=NO_RETRY_ON_REJECT,
+                    _rejecting(
+                        workflow.execute_activity_method(
+                            JobActivities.acquire_model,
+                            lease,
+                            start_to_close_timeout=WARMUP_TIMEOUT,
+                            heartbeat_timeout=timedelta(seconds=30),
+                            retry_policy=NO_RETRY_ON_REJECT,
+                        )
                     )
                     for lease in leases.values()
                 )
