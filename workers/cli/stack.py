@@ -132,6 +132,7 @@ async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -
     worker_task = asyncio.ensure_future(serve(settings, stop))
     console.print("[green]worker running[/]")
     try:
+        await _reconcile_at_start(settings)
         if body is not None:
             await body(settings)
         if stay:
@@ -141,6 +142,51 @@ async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -
         stop.set()
         with contextlib.suppress(Exception):
             await worker_task
+
+
+async def _reconcile_at_start(settings: Settings, limit_s: float = 120.0) -> None:
+    """The last `radiant up` stopped the local model servers behind the thermal workflows'
+    backs; reconcile now (the schedule would within a minute) and wait until Postgres agrees
+    with what runs, so the first jobs do not race the drift repair."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from activities.db.engine import create_app_engine, resolve_database_urls
+    from activities.fleet_activities import ReconcileInput
+    from workers.temporal import connect
+    from workflows.thermal_fleet import ThermalReconcileWorkflow
+
+    client = await connect(settings)
+    report = await client.execute_workflow(
+        ThermalReconcileWorkflow.run,
+        ReconcileInput(),
+        id=f"thermal-reconcile-startup-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+    )
+    if not report.resynced:
+        return
+    console.print(f"reconciled {len(report.resynced)} model(s) whose endpoints had stopped")
+    engine = create_app_engine(resolve_database_urls(settings).app)
+    deadline = asyncio.get_running_loop().time() + limit_s
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            async with engine.connect() as conn:
+                stale = (
+                    await conn.execute(
+                        text(
+                            "SELECT count(*) FROM thermal_states WHERE instance_count > 0 "
+                            "AND ('thermal/' || app_id || '/' || environment || '/' || model_id)"
+                            " = ANY(:ids)"
+                        ),
+                        {"ids": report.resynced},
+                    )
+                ).scalar_one()
+            if not stale:
+                return
+            await asyncio.sleep(0.3)
+    finally:
+        await engine.dispose()
 
 
 def worker() -> None:
