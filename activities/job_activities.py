@@ -107,6 +107,7 @@ class AcquireRequest(BaseModel):
     model_id: str
     lease_id: str
     requester: str
+    verify: bool = False  # the endpoint was found missing: re-read the backend, warm again
 
 
 class InvokeRequest(BaseModel):
@@ -298,8 +299,10 @@ class JobActivities:
     async def acquire_model(self, req: AcquireRequest) -> str:
         """Hold the model: warm it (a COLD model starts now; the job waits) with a lease that
         keeps it from scaling to zero until released. Returns how it was held."""
-        hold = WarmUpRequest(requester=req.requester, lease_id=req.lease_id)
-        ready = await self._ready_for_a_while(req)
+        hold = WarmUpRequest(
+            requester=req.requester, lease_id=req.lease_id, verify_endpoint=req.verify
+        )
+        ready = None if req.verify else await self._ready_for_a_while(req)
         if ready == "always":
             return "unleased"  # WARM/HOT: idleness never scales it in, no lease to take
         if ready == "for_a_while":

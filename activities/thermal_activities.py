@@ -42,10 +42,14 @@ from workflows.thermal_types import (
 
 ERR_NOT_READY = "EndpointNotReady"
 ERR_ENDPOINT_FAILED = "EndpointFailed"
+ERR_ENDPOINT_MISSING = "EndpointMissing"  # gone behind the workflow's back (drift)
+# Errors meaning "the endpoint is not there": the workflow re-reads the backend and goes on.
+MISSING_ENDPOINT_ERRORS = frozenset({ERR_ENDPOINT_MISSING, "EndpointNotFound", "ResourceNotFound"})
 # Error types no retry can fix: the workflow records them and stops trying.
 NON_RETRYABLE = [
     *NON_RETRYABLE_ERROR_TYPES,
     ERR_ENDPOINT_FAILED,
+    ERR_ENDPOINT_MISSING,
     ERR_UNKNOWN_MODEL,
     ERR_NOT_DEPLOYABLE,
 ]
@@ -163,7 +167,7 @@ class ThermalActivities:
         if info is None:
             raise ApplicationError(
                 f"endpoint {endpoint_name} does not exist",
-                type=ERR_ENDPOINT_FAILED,
+                type=ERR_ENDPOINT_MISSING,
                 non_retryable=True,
             )
         if info.status == "Failed":

@@ -42,7 +42,10 @@ NO_RETRY_ON_REJECT = RetryPolicy(maximum_interval=timedelta(seconds=30))
 INVOKE_TIMEOUT = timedelta(minutes=10)
 WARMUP_TIMEOUT = timedelta(hours=1)  # an endpoint can sit in Creating for 35+ minutes
 ASYNC_DEADLINE = timedelta(hours=12)
-ANALYZE_MAX_DETECTIONS = 5  # perception/analyze segments at most this many detections
+ANALYZE_MAX_DETECTIONS = 5
+ENDPOINT_GONE = frozenset(
+    {"EndpointNotFound", "ResourceNotFound"}
+)  # perception/analyze segments at most this many detections
 
 
 async def _rejecting(call: Awaitable[T]) -> T:
@@ -251,32 +254,61 @@ class ServiceJobWorkflow:
             step=f"step-{name}-{step.model_id}",
             task=plan.operation,
         )
-        try:
-            if step.mode == "sync":
-                return await workflow.execute_activity_method(
-                    JobActivities.invoke, call, start_to_close_timeout=INVOKE_TIMEOUT
-                )
-            invocation = await workflow.execute_activity_method(
-                JobActivities.start_async, call, start_to_close_timeout=QUICK
-            )
-            poll = timedelta(seconds=plan.poll_seconds)
+        for attempt in (1, 2):
+            try:
+                return await self._call_model(plan, step, call)
+            except ActivityError as err:
+                cause = err.cause
+                gone = isinstance(cause, ApplicationError) and cause.type in ENDPOINT_GONE
+                if gone and attempt == 1:
+                    # The endpoint vanished (drift the reconcile has not repaired yet): have the
+                    # thermal workflow re-read the backend and warm it again, then retry once.
+                    self._set("waiting for warm-up", f"{step.model_id} (endpoint was gone)")
+                    await _rejecting(
+                        workflow.execute_activity_method(
+                            JobActivities.acquire_model,
+                            AcquireRequest(
+                                app_id=req.app_id,
+                                environment=req.environment,
+                                model_id=step.model_id,
+                                lease_id=f"{workflow.info().workflow_id}/{step.model_id}",
+                                requester=workflow.info().workflow_id,
+                                verify=True,
+                            ),
+                            start_to_close_timeout=WARMUP_TIMEOUT,
+                            heartbeat_timeout=timedelta(seconds=30),
+                            retry_policy=NO_RETRY_ON_REJECT,
+                        )
+                    )
+                    continue
+                why = cause.message if isinstance(cause, ApplicationError) else str(err)
+                raise ApplicationError(
+                    f"{step.model_id} failed on {step.endpoint_name}: {why}",
+                    type="InvocationFailed",
+                    non_retryable=True,
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def _call_model(
+        self, plan: JobPlan, step: PlannedStep, call: InvokeRequest
+    ) -> InvokeOutput:
+        if step.mode == "sync":
             return await workflow.execute_activity_method(
-                JobActivities.fetch_async,
-                invocation,
-                start_to_close_timeout=QUICK,
-                schedule_to_close_timeout=ASYNC_DEADLINE,
-                retry_policy=RetryPolicy(
-                    initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll
-                ),
+                JobActivities.invoke, call, start_to_close_timeout=INVOKE_TIMEOUT
             )
-        except ActivityError as err:
-            cause = err.cause
-            why = cause.message if isinstance(cause, ApplicationError) else str(err)
-            raise ApplicationError(
-                f"{step.model_id} failed on {step.endpoint_name}: {why}",
-                type="InvocationFailed",
-                non_retryable=True,
-            ) from None
+        invocation = await workflow.execute_activity_method(
+            JobActivities.start_async, call, start_to_close_timeout=QUICK
+        )
+        poll = timedelta(seconds=plan.poll_seconds)
+        return await workflow.execute_activity_method(
+            JobActivities.fetch_async,
+            invocation,
+            start_to_close_timeout=QUICK,
+            schedule_to_close_timeout=ASYNC_DEADLINE,
+            retry_policy=RetryPolicy(
+                initial_interval=poll, backoff_coefficient=1.0, maximum_interval=poll
+            ),
+        )
 
     def _combine(self, plan: JobPlan, calls: list[ModelCall]) -> Any:
         """The job's answer: the primary output, with chained and extra outputs attached."""

@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.thermal_activities import (
+        MISSING_ENDPOINT_ERRORS,
         NON_RETRYABLE,
         EnsureEndpointInput,
         RecordInput,
@@ -71,6 +72,7 @@ class ModelThermalWorkflow:
         self.recorded = inp.snapshot is not None  # a fresh workflow writes its first row at once
         self.fatal: ApplicationError | None = None  # the model cannot be managed at all
         self.converging = False  # a transition (and its Postgres record) is under way
+        self.missing_retries = 0  # converges retried because the endpoint had vanished
 
     # ---------------------------------------------------------------- run loop
     @workflow.run
@@ -272,7 +274,18 @@ class ModelThermalWorkflow:
             if self._status() != before or not self.recorded:
                 await self._record(None)  # waiters wake after this: they wait for `converging`
         except ActivityError as err:
+            cause = err.cause
+            missing = isinstance(cause, ApplicationError) and cause.type in MISSING_ENDPOINT_ERRORS
+            if missing and self.missing_retries < 3:
+                # Drift (the endpoint vanished behind our back): re-read the backend and
+                # converge again instead of failing the callers.
+                self.missing_retries += 1
+                self.refresh = True
+                self.s.transitioning = False
+                return
             await self._fail(err)
+            return
+        self.missing_retries = 0
 
     async def _warm_up(self, desired: int) -> None:
         assert self.s is not None and self.spec is not None
@@ -478,6 +491,10 @@ class ModelThermalWorkflow:
                 type=ERR_MODEL_OFF,
                 non_retryable=True,
             )
+        if req.verify_endpoint:
+            # The caller found the endpoint gone: believe the backend before answering.
+            self.refresh = True
+            await workflow.wait_condition(lambda: not self.refresh and not self.converging)
         now = workflow.now()
         s.last_activity_at = now
         s.traffic = policy.observe_arrival(s.traffic, now.timestamp())

@@ -100,6 +100,7 @@ class WarmUpRequest(BaseModel):
     deadline_seconds: float | None = None
     lease_id: str | None = None  # hold the model warm until `release` (or the lease expires)
     lease_seconds: float = 3600.0
+    verify_endpoint: bool = False  # re-read the backend first (the caller saw it missing)
 
 
 class ReleaseRequest(BaseModel):

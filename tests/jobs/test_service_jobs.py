@@ -246,3 +246,20 @@ async def test_cancelled_job_is_not_charged(thermal: ThermalHarness, tenants):
     assert Decimal(0) == sum(
         (r["billed_amount"] for r in await usage_rows(thermal, big.id, handle.id)), Decimal(0)
     )
+
+
+async def test_job_survives_an_endpoint_that_vanished(thermal: ThermalHarness, tenants):
+    """Drift the reconcile has not repaired yet: the WARM model's endpoint is gone (e.g. the
+    last `radiant up` stopped it). The job has the thermal workflow re-read the backend, warm
+    the model again, and succeeds."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    st = await thermal.control.set_target(
+        app, "test", "yolov8m", SetTargetRequest(state=ThermalState.WARM)
+    )
+    await thermal.backend.delete_endpoint(st.endpoint_name)  # behind the workflow's back
+    result = await submit(thermal, app, big.name, "perception/detect")
+    assert result.models_used == ["yolov8m"] and result.output["detections"]
+    info = await thermal.backend.describe_endpoint(st.endpoint_name)
+    assert info is not None and info.status == "InService"
