@@ -131,15 +131,27 @@ async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -
     stop = asyncio.Event()
     worker_task = asyncio.ensure_future(serve(settings, stop))
     console.print("[green]worker running[/]")
-    try:
+
+    async def run_body() -> None:
         await _reconcile_at_start(settings)
         if body is not None:
             await body(settings)
-        if stay:
-            console.print("press Ctrl-C to stop")
-            await worker_task
+
+    body_task = asyncio.ensure_future(run_body())
+    try:
+        # Ctrl-C stops the worker (serve() handles the signal); whatever the body was waiting
+        # for then never comes, so the body is cancelled rather than awaited.
+        done, _ = await asyncio.wait({worker_task, body_task}, return_when=asyncio.FIRST_COMPLETED)
+        if body_task in done:
+            body_task.result()  # a failure in the body surfaces here
+            if stay:
+                console.print("press Ctrl-C to stop")
+                await worker_task
     finally:
         stop.set()
+        body_task.cancel()
+        with contextlib.suppress(BaseException):
+            await body_task
         with contextlib.suppress(Exception):
             await worker_task
 
