@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)  # long URLs and ids stay on one line (copyable)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -7,7 +7,8 @@ from rich.table import Table
 
 from activities.service_states import ServiceStateRow, refresh_service_states
 from models_catalog.catalog import load_catalog
-from workers.cli.common import console, emit_json, run
+from models_catalog.errors import CatalogError
+from workers.cli.common import console, emit_json, fail, run
 from workers.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -24,7 +25,10 @@ def _apply(
     settings = get_settings()
     catalog = load_catalog(settings.catalog_dir)
     for service_id in changes or {}:
-        catalog.service(service_id)  # unknown service: a clear error before any write
+        try:
+            catalog.service(service_id)  # unknown service: a clear error before any write
+        except CatalogError as exc:
+            fail(str(exc))
 
     async def go() -> list[ServiceStateRow]:
         engine = create_app_engine(resolve_database_urls(settings).app)

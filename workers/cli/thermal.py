@@ -16,6 +16,7 @@ from temporalio.client import WorkflowUpdateStage
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog, load_catalog
+from models_catalog.errors import CatalogError
 from models_catalog.types import ThermalState
 from workers.cli.common import console, emit_json, fail, run
 from workers.settings import Settings, get_settings
@@ -42,7 +43,10 @@ def _catalog(settings: Settings) -> Catalog:
 
 def _deployable(catalog: Catalog, model: str) -> str:
     """Canonical id of a deployable model, or a clear error (unknown, alias-free, registry-only)."""
-    return catalog.model(model).id
+    try:
+        return catalog.model(model).id
+    except CatalogError as exc:
+        fail(str(exc))
 
 
 def parse_state(value: str) -> ThermalState:

@@ -1,0 +1,52 @@
+"""Bad input on the command line: one clear line and exit code 2, never a traceback, and
+nothing contacted before the input is known to be good."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from workers.cli.main import app
+
+CASES = [
+    (["thermal", "show", "nosuch"], "unknown model 'nosuch'"),
+    (["thermal", "warm", "nosuch", "--wait"], "unknown model 'nosuch'"),
+    (["thermal", "set", "yolov8n", "TEPID"], "invalid thermal state 'TEPID'"),
+    (["thermal", "set", "llama-3.3-70b", "WARM"], "llama-3.3-70b"),
+    (["thermal", "bulk", "WARM"], "--models"),
+    (["services", "enable", "nosuch"], "unknown service 'nosuch'"),
+    (
+        ["submit", "perception", "detect", "--tenant", "t", "--input", "x", "--option", "novalue"],
+        "key=value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), CASES, ids=[" ".join(a[:3]) for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str, monkeypatch, tmp_path):
+    # No server is running: a command that got past input checks would fail differently.
+    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("RADIANT_DATABASE_URL", "postgresql+psycopg://u:p@127.0.0.1:1/db")
+    monkeypatch.setenv("RADIANT_DATA_DIR", str(tmp_path))
+    from workers.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_temporal_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setenv("RADIANT_DATA_DIR", str(tmp_path))
+    from workers.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["thermal", "show", "yolov8n"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "cannot reach Temporal at 127.0.0.1:1" in result.output
