@@ -363,7 +363,7 @@ class JobActivities:
             }
         ).encode()
 
-    def _output(self, raw: bytes, req: InvokeRequest) -> Any:
+    def _output(self, raw: bytes, step: str) -> Any:
         """Small outputs travel in history; larger ones are stored and passed by reference."""
         if len(raw) > OUTPUT_INLINE_LIMIT:
             info = activity.info()
@@ -373,7 +373,7 @@ class JobActivities:
                 / hashlib.sha256((info.workflow_id or "").encode()).hexdigest()[:16]
             )
             out.mkdir(parents=True, exist_ok=True)
-            path = out / f"{req.step}.json"
+            path = out / f"{step}.json"
             path.write_bytes(raw)
             return {"output_ref": str(path), "size_bytes": len(raw)}
         try:
@@ -389,7 +389,7 @@ class JobActivities:
             )
         except BackendError as err:
             raise application_error(err) from err
-        return InvokeOutput(output=self._output(result.body, req), served_by=req.endpoint_name)
+        return InvokeOutput(output=self._output(result.body, req.step), served_by=req.endpoint_name)
 
     @activity.defn(name="jobs.start_async")
     async def start_async(self, req: InvokeRequest) -> AsyncInvocation:
@@ -443,14 +443,9 @@ class JobActivities:
                 type=ERR_RESULT_NOT_READY,
                 category=ApplicationErrorCategory.BENIGN,
             )
-        step = InvokeRequest(
-            endpoint_name="",
-            model_id="",
-            input_location="",
-            content_type="",
-            step=f"async-{inv.inference_id}",
+        return InvokeOutput(
+            output=self._output(raw, f"async-{inv.inference_id}"), served_by=inv.output_location
         )
-        return InvokeOutput(output=self._output(raw, step), served_by=inv.output_location)
 
     # ------------------------------------------------------------------ meter
     @activity.defn(name="jobs.meter")

@@ -24,7 +24,7 @@ from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from workers.settings import Settings
-from workers.temporal import connect
+from workers.temporal import connect, web_ui
 from workflows import search_attributes as sa
 from workflows.service_job import ServiceJobWorkflow
 from workflows.service_types import (
@@ -115,11 +115,4 @@ class JobClient:
         await self.handle(workflow_id).cancel()
 
     def web_ui_link(self, workflow_id: str) -> str:
-        host = self.settings.temporal_address.rpartition(":")[0] or "localhost"
-        host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-        from urllib.parse import quote
-
-        return (
-            f"http://{host}:{self.settings.temporal_ui_port}/namespaces/"
-            f"{self.settings.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
-        )
+        return web_ui(self.settings, workflow_id)

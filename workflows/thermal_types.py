@@ -10,15 +10,12 @@ from pydantic import BaseModel, Field
 from models_catalog.thermal_policy import TrafficStats
 from models_catalog.types import ThermalState
 
-TASK_QUEUE_DEFAULT = "radiant"
-
 # ApplicationError types (non-retryable where the caller can do nothing by retrying).
 ERR_MODEL_OFF = "ModelOff"
 ERR_UNKNOWN_MODEL = "UnknownModel"
 ERR_NOT_DEPLOYABLE = "ModelNotDeployable"
 ERR_WARMUP_FAILED = "WarmupFailed"
 ERR_WARMUP_DEADLINE = "WarmupDeadlineExceeded"
-ERR_INVALID_STATE = "InvalidThermalState"
 
 
 def thermal_workflow_id(app_id: str, environment: str, model_id: str) -> str:

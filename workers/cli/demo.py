@@ -147,7 +147,7 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
     from workers.cli import usage  # the same code as `radiant usage report`
 
     await asyncio.to_thread(usage.report, tenant.name, usage.GroupBy.service, None, False)
-    from workers.cli.stack import web_ui
+    from workers.temporal import web_ui
 
     console.print(f"[bold]Web UI: {web_ui(settings)}[/] (filter: RadiantTenant = '{tenant.name}')")
 

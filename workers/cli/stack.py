@@ -62,6 +62,7 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
     from activities.db.errors import DatabaseError
     from models_catalog.errors import CatalogError
     from workers.temporal import TemporalUnavailableError, start_dev_server
+    from workers.temporal import web_ui as temporal_web_ui
 
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,7 +79,7 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
         temporal = start_dev_server(settings, settings.data_dir / "temporal.log")
         console.print(
             f"[green]Temporal[/] at {settings.temporal_address}; "
-            f"[bold]Web UI: {web_ui(settings)}[/]"
+            f"[bold]Web UI: {temporal_web_ui(settings)}[/]"
         )
         asyncio.run(_serve_stack(settings, body, stay))
     except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
@@ -93,12 +94,6 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
         if settings.database_url is None:
             release_embedded_postgres(settings.data_dir)
         console.print("stopped")
-
-
-def web_ui(settings: Settings) -> str:
-    host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
-    host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    return f"http://{host}:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
 
 
 def up() -> None:
