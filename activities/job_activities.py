@@ -177,13 +177,15 @@ class JobActivities:
             op = self.catalog.operation(service.id, req.operation)
         except CatalogError as exc:
             raise _reject(str(exc), ERR_UNKNOWN_OPERATION) from None
-        try:
-            tenant = await get_tenant_async(self.engine, req.tenant)
-        except UnknownTenantError as exc:
-            raise _reject(str(exc), ERR_UNKNOWN_TENANT) from None
-
-        thermal, admin_disabled = await self._states(req, service.id)
-        status = service_status(self.catalog, service, thermal, admin_disabled)
+        async with self.engine.connect() as conn:  # one connection for the three reads
+            try:
+                tenant = await get_tenant_async(conn, req.tenant)
+            except UnknownTenantError as exc:
+                raise _reject(str(exc), ERR_UNKNOWN_TENANT) from None
+            thermal = await load_thermal(conn, req.app_id, req.environment)
+            flags = await load_admin_flags(conn, req.app_id, req.environment)
+        disabled = admin_disabled(self.catalog, flags, service.id)
+        status = service_status(self.catalog, service, thermal, disabled)
         if status.state in (ServiceState.DISABLED, ServiceState.OFFLINE):
             raise _reject(
                 f"service {service.id} is {status.state.value} in {req.app_id}/{req.environment}: "
@@ -285,14 +287,6 @@ class JobActivities:
             for role, m in zip(roles, chosen + extras, strict=True)
         ]
         return steps, degraded
-
-    async def _states(
-        self, req: PlanRequest, service_id: str
-    ) -> tuple[dict[str, ModelThermalRow], bool]:
-        async with self.engine.connect() as conn:
-            thermal = await load_thermal(conn, req.app_id, req.environment)
-            flags = await load_admin_flags(conn, req.app_id, req.environment)
-        return thermal, admin_disabled(self.catalog, flags, service_id)
 
     # ------------------------------------------------------------------ models
     @activity.defn(name="jobs.acquire_model")

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -161,9 +161,12 @@ def get_tenant(db: str | Engine, ref: str) -> TenantRecord:
     raise UnknownTenantError(ref, difflib.get_close_matches(ref.strip(), names, n=3))
 
 
-async def get_tenant_async(engine: AsyncEngine, ref: str) -> TenantRecord:
-    async with engine.connect() as conn:
-        row = (await conn.execute(_lookup(ref))).mappings().first()
+async def get_tenant_async(db: AsyncEngine | AsyncConnection, ref: str) -> TenantRecord:
+    """The async lookup; pass a connection to share it with the caller's other reads."""
+    if isinstance(db, AsyncEngine):
+        async with db.connect() as conn:
+            return await get_tenant_async(conn, ref)
+    row = (await db.execute(_lookup(ref))).mappings().first()
     if row is None:
         raise UnknownTenantError(ref)
     return _record(row)

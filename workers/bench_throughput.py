@@ -105,11 +105,13 @@ async def run_benchmark(
     from activities.thermal_control import ThermalControl
     from models_catalog.catalog import load_catalog
     from models_catalog.types import ThermalState
+    from workers.bytecode import ensure_workflow_bytecode
     from workers.samples import SAMPLES
     from workers.settings import Settings
     from workers.temporal import connect, start_dev_server
     from workers.worker import WORKFLOWS, WorkerDeps, activities_for
     from workflows import bench_bare
+    from workflows.search_attributes import job_search_attributes
     from workflows.service_job import ServiceJobWorkflow
     from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
     from workflows.thermal_types import SetTargetRequest
@@ -140,6 +142,7 @@ async def run_benchmark(
     try:
         client: Client = await connect(server_settings)
         deps = WorkerDeps(settings=settings, catalog=catalog, backend=backend, engine=engine)
+        ensure_workflow_bytecode()  # as build_worker does, for both the jobs and the baseline
         worker = Worker(
             client,
             task_queue="bench",
@@ -160,19 +163,21 @@ async def run_benchmark(
 
             async def job(i: int, tag: str = "job") -> None:
                 rid = f"{run_id}-{tag}-{i}"
-                await client.execute_workflow(
+                req = ServiceRequest(
+                    tenant=tenant.name,
+                    app_id=app,
+                    environment="dev",
+                    request_id=rid,
+                    service="perception",
+                    operation="detect",
+                    input=InputRef(uri=str(SAMPLES["perception/detect"])),
+                )
+                await client.execute_workflow(  # started as JobClient.submit starts jobs
                     ServiceJobWorkflow.run,
-                    ServiceRequest(
-                        tenant=tenant.name,
-                        app_id=app,
-                        environment="dev",
-                        request_id=rid,
-                        service="perception",
-                        operation="detect",
-                        input=InputRef(uri=str(SAMPLES["perception/detect"])),
-                    ),
+                    req,
                     id=job_workflow_id("perception", "detect", rid),
                     task_queue="bench",
+                    search_attributes=job_search_attributes(req),
                 )
 
             # Warm-up round (imports, connection pools, sticky caches), not measured.
@@ -240,5 +245,6 @@ async def run_benchmark(
             await backend.delete_endpoint(info.endpoint_name)
         server.terminate()
         server.wait(timeout=30)
+        await backend.aclose()
         await engine.dispose()
         release_embedded_postgres(data_dir)

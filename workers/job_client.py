@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from workers.settings import Settings
 from workers.temporal import connect, web_ui
@@ -87,12 +86,8 @@ class JobClient:
             req,
             id=job_workflow_id(req.service, req.operation, request_id),
             task_queue=self.settings.task_queue,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(sa.TENANT, tenant),
-                SearchAttributePair(sa.SERVICE, req.service),
-                SearchAttributePair(sa.OPERATION, req.operation),
-            ]),
-        )  # fmt: skip
+            search_attributes=sa.job_search_attributes(req),
+        )
 
     def handle(self, workflow_id: str) -> WorkflowHandle[Any, ServiceResult]:
         return self.client.get_workflow_handle(workflow_id, result_type=ServiceResult)

@@ -24,8 +24,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     try:
         await run_worker(client, deps, stop)
     finally:
-        if deps.engine is not None:
-            await deps.engine.dispose()
+        await deps.aclose()
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from activities.tenants import TenantActivities
 from activities.thermal_activities import ThermalActivities
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog
+from workers.bytecode import ensure_workflow_bytecode
 from workers.llm_registration import LLM_WORKFLOWS, llm_activities
 from workers.settings import Settings
 from workflows.service_job import ServiceJobWorkflow
@@ -47,6 +48,13 @@ class WorkerDeps:
     catalog: Catalog
     backend: HostingBackend
     engine: AsyncEngine
+
+    async def aclose(self) -> None:
+        """Release pooled connections (database, and the local stand-in's HTTP client)."""
+        await self.engine.dispose()
+        close = getattr(self.backend, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequence[Any]:
@@ -100,6 +108,7 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
 
 def build_worker(client: Client, deps: WorkerDeps, task_queue: str | None = None) -> Worker:
     queue = task_queue or deps.settings.task_queue
+    ensure_workflow_bytecode()
     return Worker(
         client,
         task_queue=queue,

@@ -5,7 +5,12 @@ One list, registered by `radiant up` (dev server flags), the test harness and do
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from typing import TYPE_CHECKING
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+if TYPE_CHECKING:
+    from workflows.service_types import ServiceRequest
 
 TENANT = SearchAttributeKey.for_keyword("RadiantTenant")
 APP = SearchAttributeKey.for_keyword("RadiantApp")
@@ -32,3 +37,17 @@ def dev_server_flags() -> list[str]:
     for key in ALL_SEARCH_ATTRIBUTES:
         flags += ["--search-attribute", f"{key.name}=Keyword"]
     return flags
+
+
+def job_search_attributes(req: ServiceRequest) -> TypedSearchAttributes:
+    """What a service job is filtered by, known before it runs. Clients set them at start (no
+    extra history event or visibility write); the workflow upserts any a client left out."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TENANT, req.tenant),
+            SearchAttributePair(APP, req.app_id),
+            SearchAttributePair(ENVIRONMENT, req.environment),
+            SearchAttributePair(SERVICE, req.service),
+            SearchAttributePair(OPERATION, req.operation),
+        ]
+    )

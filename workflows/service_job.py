@@ -20,7 +20,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.inputs import InputActivities, ValidateRequest
+    from activities.inputs.activity import InputActivities, ValidateRequest
     from activities.job_activities import (
         AcquireRequest,
         InvokeOutput,
@@ -76,15 +76,14 @@ class ServiceJobWorkflow:
     @workflow.run
     async def run(self, req: ServiceRequest) -> ServiceResult:
         info = workflow.info()
-        workflow.upsert_search_attributes(
-            [
-                sa.TENANT.value_set(req.tenant),
-                sa.APP.value_set(req.app_id),
-                sa.ENVIRONMENT.value_set(req.environment),
-                sa.SERVICE.value_set(req.service),
-                sa.OPERATION.value_set(req.operation),
-            ]
-        )
+        present = info.typed_search_attributes
+        missing = [
+            pair.key.value_set(pair.value)
+            for pair in sa.job_search_attributes(req)
+            if present.get(pair.key) != pair.value
+        ]
+        if missing:  # started without them (e.g. plain JSON from the Temporal CLI)
+            workflow.upsert_search_attributes(missing)
         self._set("planning")
         plan = await _rejecting(
             workflow.execute_activity_method(

@@ -11,13 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.db.tenancy import tenant_transaction
 from activities.service_states import refresh_service_states
-from activities.tenants import create_tenant
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.worker import ThermalHarness
@@ -40,14 +38,6 @@ from workflows.thermal_types import SetTargetRequest
 CATALOG = load_catalog()
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 OPERATIONS = [f"{s.id}/{op.id}" for s, op in CATALOG.operations()]
-
-
-@pytest_asyncio.fixture(scope="session")
-async def tenants(catalog_db):
-    suffix = uuid.uuid4().hex[:6]
-    big = create_tenant(catalog_db.owner_url, f"acme-{suffix}", 5)
-    small = create_tenant(catalog_db.owner_url, f"small-{suffix}", 3)
-    return big, small
 
 
 async def prepare(h: ThermalHarness, app: str, service: str, models: list[str]) -> None:
