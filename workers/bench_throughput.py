@@ -2,7 +2,8 @@
 Temporal workflows running the same number of no-op activities, in the same process, on the same
 dev server and worker settings.
 
-Both runs: N workflows, at most C in flight, each timed from submit to result.
+Both runs: N workflows, at most C in flight, each timed from submit to result; the two sides
+alternate in R batches so that machine noise lands on both.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _timed(name: str, n: int, concurrency: int, start_one: Any) -> RunFigures:
+async def _timed(figures: RunFigures, ids: range, concurrency: int, start_one: Any) -> None:
+    """Run one batch (workflow numbers `ids`) and add its wall time and latencies."""
     gate = asyncio.Semaphore(concurrency)
-    figures = RunFigures(name, n, 0.0)
 
     async def one(i: int) -> None:
         async with gate:
@@ -66,9 +67,14 @@ async def _timed(name: str, n: int, concurrency: int, start_one: Any) -> RunFigu
             figures.latencies.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    figures.seconds = time.perf_counter() - t0
-    return figures
+    await asyncio.gather(*(one(i) for i in ids))
+    figures.seconds += time.perf_counter() - t0
+
+
+def _batches(n: int, rounds: int) -> list[range]:
+    """`n` workflow numbers cut into `rounds` consecutive batches (sizes differ by at most 1)."""
+    edges = [n * r // rounds for r in range(rounds + 1)]
+    return [range(edges[r], edges[r + 1]) for r in range(rounds) if edges[r] < edges[r + 1]]
 
 
 async def _activity_breakdown(client: Client, workflow_ids: list[str]) -> dict[str, float]:
@@ -91,8 +97,10 @@ async def _activity_breakdown(client: Client, workflow_ids: list[str]) -> dict[s
 
 
 async def run_benchmark(
-    jobs: int, concurrency: int, data_dir: Path | None = None
+    jobs: int, concurrency: int, data_dir: Path | None = None, rounds: int = 3
 ) -> dict[str, Any]:
+    """Bare and project batches alternate (`rounds` of each), so that a slow spell of a shared
+    machine weighs on both sides rather than on whichever ran second."""
     from sqlalchemy import text
 
     from activities.backends.local import LocalStandInBackend
@@ -200,8 +208,11 @@ async def run_benchmark(
                 )
 
             await bare(-1)
-            baseline = await _timed("bare", jobs, concurrency, bare)
-            project = await _timed("perception/detect", jobs, concurrency, job)
+            baseline = RunFigures("bare", jobs, 0.0)
+            project = RunFigures("perception/detect", jobs, 0.0)
+            for batch in _batches(jobs, rounds):
+                await _timed(baseline, batch, concurrency, bare)
+                await _timed(project, batch, concurrency, job)
 
             breakdown = await _activity_breakdown(
                 client,
@@ -229,6 +240,7 @@ async def run_benchmark(
         return {
             "jobs": jobs,
             "concurrency": concurrency,
+            "rounds": len(_batches(jobs, rounds)),
             "activities_per_workflow": activity_count,
             "project": project.as_dict(),
             "bare": baseline.as_dict(),

@@ -244,6 +244,9 @@ def throughput(
     concurrency: int = typer.Option(
         20, "--concurrency", min=1, help="At most this many in flight."
     ),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, help="Alternate bare and job batches this many times."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Service-job throughput against bare workflows with the same number of no-op activities."""
@@ -252,7 +255,7 @@ def throughput(
 
     from workers.bench_throughput import run_benchmark
 
-    out = asyncio.run(run_benchmark(jobs, concurrency))
+    out = asyncio.run(run_benchmark(jobs, concurrency, rounds=rounds))
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
