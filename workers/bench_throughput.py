@@ -117,7 +117,7 @@ async def run_benchmark(
     from workers.samples import SAMPLES
     from workers.settings import Settings
     from workers.temporal import connect, start_dev_server
-    from workers.worker import WORKFLOWS, WorkerDeps, activities_for
+    from workers.worker import WORKER_OPTIONS, WORKFLOWS, WorkerDeps, activities_for
     from workflows import bench_bare
     from workflows.search_attributes import job_search_attributes
     from workflows.service_job import ServiceJobWorkflow
@@ -156,7 +156,7 @@ async def run_benchmark(
             task_queue="bench",
             workflows=[*WORKFLOWS, bench_bare.BareWorkflow],
             activities=[*activities_for(deps, client, "bench"), bench_bare.noop],
-            max_concurrent_activities=200,
+            **WORKER_OPTIONS,  # the production worker's settings, for both sides
         )
         async with worker:
             app = "bench"

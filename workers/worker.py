@@ -40,6 +40,12 @@ WORKFLOWS: list[type] = [
 ]
 
 
+# Shared with `radiant bench throughput`, whose baseline must run on the same worker settings.
+WORKER_OPTIONS: dict[str, Any] = {
+    "max_concurrent_activities": 200,  # async activities: mostly waiting on I/O
+}
+
+
 @dataclass
 class WorkerDeps:
     """What activities need, built once per worker process and injected."""
@@ -114,7 +120,7 @@ def build_worker(client: Client, deps: WorkerDeps, task_queue: str | None = None
         task_queue=queue,
         workflows=WORKFLOWS,
         activities=activities_for(deps, client, queue),
-        max_concurrent_activities=200,  # async activities: mostly waiting on I/O
+        **WORKER_OPTIONS,
     )
 
 
