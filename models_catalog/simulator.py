@@ -457,7 +457,8 @@ def specs_from_catalog(
         limits = limits_from_model(model, concurrency_per_instance=concurrency_per_instance)
         if warmup_override is not None:
             limits = limits.model_copy(update={"warmup_time_seconds": int(warmup_override)})
+        rate = limits.hourly_rate  # the catalog's billed rate, read by limits_from_model
         specs[model.id] = ModelSpec(
-            model_id=model.id, limits=limits, hourly_rate=Decimal(str(model.pricing.hourly_rate))
+            model_id=model.id, limits=limits, hourly_rate=Decimal(0) if rate is None else rate
         )
     return specs

@@ -46,8 +46,13 @@ AUTOMATIC policy (:func:`automatic_decision`)
    ``scale_in_delay_s`` (300 s) after the last arrival, then released. The decision never goes
    below ``min(instances_now, in_flight)`` nor below ``min_instances``.
 2. Idle (nothing in flight since ``idle_since``). A cold start is valued at
-   ``penalty = penalty_factor x scale_to_zero_after_minutes`` instance-seconds (0.8 x the
-   model's own keep-alive; ``cold_start_penalty_s`` overrides), times its multiplicity ``m``. An
+   ``penalty = penalty_factor x scale_to_zero_after_minutes`` instance-seconds (0.9 x the
+   model's own keep-alive; ``cold_start_penalty_s`` overrides) of a GPU billed at
+   ``reference_hourly_rate`` ($2.66/h, the catalog's median), i.e. in dollars: a model billed
+   ``hourly_rate`` (:class:`ThermalLimits`, the catalog's ``pricing.hourly_rate``) gets
+   ``penalty x (reference / hourly_rate) ** rate_elasticity`` of its own instance-seconds
+   (elasticity 1; unpriced limits are not scaled, see :func:`cold_start_penalty`), so a
+   $35.63/h model goes cold 13 times sooner than a $2.66/h one. Times its multiplicity ``m``. An
    instance is worth keeping up at a moment when the chance that the next request comes in the
    next ``dt``, times ``m x penalty``, exceeds ``dt``: a cost-aware keep-alive. Which estimate
    of that chance is used:
@@ -86,9 +91,10 @@ AUTOMATIC policy (:func:`automatic_decision`)
    arrival and ``idle_since``; ``prewarm_at`` and ``keep_alive_until`` are the caller's timers,
    and the plan is made again at each of them.
 
-   ``penalty_factor`` sets where the policy sits on the cold-start / idle-time frontier; 0.8 was
-   chosen on seeds 7 and 11 of the synthetic traces (not on the seed-42 benchmark) to minimise
-   the larger of the two ratios against ``fixed``.
+   ``penalty_factor`` sets where the policy sits on the cold-start / idle-time frontier; 0.9
+   (with prices, elasticity 1; 0.8 before prices) was chosen on seeds 7 and 11 of the synthetic
+   traces (not on the seed-42 benchmark) to minimise the larger of the two ratios against
+   ``fixed`` (elasticity 1 did as well as 0.5 on that and better on seed 7's cost, at 0.8).
 
 Fixed baseline (:func:`fixed_decision`): the seed's COLD behaviour. An instance starts on a
 request that finds none (cold start), concurrency scale-out as above, and the idleness check runs
@@ -99,6 +105,7 @@ only every ``FIXED_CHECK_INTERVAL_S`` (300 s, clock aligned), so the instance st
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -138,6 +145,9 @@ class ThermalLimits(_Frozen):
     min_instances: int = Field(default=0, ge=0)
     max_instances: int = Field(default=1, ge=1)
     concurrency_per_instance: int = Field(default=4, ge=1)
+    #: Billed price of one instance-hour (the catalog's ``pricing.hourly_rate``); None: unpriced,
+    #: the cold-start penalty is then not scaled (see :func:`cold_start_penalty`).
+    hourly_rate: Decimal | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ThermalLimits:
@@ -164,7 +174,7 @@ class PolicyParams(_Frozen):
     min_samples: int = 8
     max_prediction_log_std: float = 0.25
     cold_start_penalty_s: float | None = None  # None: penalty_factor * keep-alive of the model
-    penalty_factor: float = 0.8
+    penalty_factor: float = 0.9
     prewarm_lead_s: float = 30.0
     min_unload_s: float = 120.0
     scale_in_delay_s: float = 300.0
@@ -175,6 +185,11 @@ class PolicyParams(_Frozen):
     periodic_margin_frac: float = 0.1
     rate_predictor: bool = True
     burst_multiplicity: bool = True
+    #: The penalty is instance-seconds of a GPU billed at this rate (USD per hour; the median
+    #: billed rate of the deployable catalog); a model billed ``hourly_rate`` gets
+    #: ``penalty x (reference / hourly_rate) ** rate_elasticity`` of its own instance-seconds.
+    reference_hourly_rate: float = Field(default=2.66, gt=0)
+    rate_elasticity: float = Field(default=1.0, ge=0)
 
 
 DEFAULT_PARAMS = PolicyParams()
@@ -575,6 +590,25 @@ def _busy_decision(
     )
 
 
+def cold_start_penalty(limits: ThermalLimits, params: PolicyParams = DEFAULT_PARAMS) -> float:
+    """What one cold start is worth, in instance-seconds of this model (module docstring).
+
+    ``cold_start_penalty_s`` (or ``penalty_factor`` x the model's keep-alive) is priced at
+    ``reference_hourly_rate``; a model billed ``hourly_rate`` pays ``reference / hourly_rate``
+    times less of its own time for the same cold start (``rate_elasticity`` 1: dollars for
+    dollars; 0: ignore prices). Unpriced models (``hourly_rate`` None or 0) are not scaled.
+    """
+    base = (
+        params.cold_start_penalty_s
+        if params.cold_start_penalty_s is not None
+        else params.penalty_factor * limits.scale_to_zero_after_minutes * 60.0
+    )
+    rate = limits.hourly_rate
+    if rate is None or rate <= 0 or params.rate_elasticity == 0:
+        return base
+    return base * (params.reference_hourly_rate / float(rate)) ** params.rate_elasticity
+
+
 def automatic_decision(
     stats: TrafficStats,
     limits: ThermalLimits,
@@ -597,11 +631,7 @@ def automatic_decision(
         return Decision(desired_instances=floor, mode="no-traffic", reason="no traffic seen yet")
     s = stats.idle_since
     anchor = stats.last_arrival if stats.last_arrival is not None else s
-    penalty = (
-        params.cold_start_penalty_s
-        if params.cold_start_penalty_s is not None
-        else params.penalty_factor * limits.scale_to_zero_after_minutes * 60.0
-    )
+    penalty = cold_start_penalty(limits, params)
     warm = float(limits.warmup_time_seconds)
     lead = params.prewarm_lead_s
     total = stats.gap_samples
@@ -772,8 +802,9 @@ def always_warm_decision(
 
 
 def limits_from_model(model: Any, *, concurrency_per_instance: int = 4) -> ThermalLimits:
-    """ThermalLimits from a catalog ``SelfHostedModel`` (only ``model.thermal`` is read)."""
+    """ThermalLimits from a catalog ``SelfHostedModel`` (``model.thermal``, ``model.pricing``)."""
     th = model.thermal
+    pricing = getattr(model, "pricing", None)
     return ThermalLimits(
         default_state=_state_name(th.default_state),
         scale_to_zero_after_minutes=int(th.scale_to_zero_after_minutes),
@@ -781,4 +812,5 @@ def limits_from_model(model: Any, *, concurrency_per_instance: int = 4) -> Therm
         min_instances=int(th.min_instances),
         max_instances=int(th.max_instances),
         concurrency_per_instance=concurrency_per_instance,
+        hourly_rate=getattr(pricing, "hourly_rate", None),
     )

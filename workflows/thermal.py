@@ -167,6 +167,7 @@ class ModelThermalWorkflow:
             warmup_time_seconds=self.spec.warmup_time_seconds,
             min_instances=self.spec.min_instances,
             max_instances=self.spec.max_instances,
+            hourly_rate=self.spec.billed_hourly,  # the catalog's pricing.hourly_rate
         )
 
     def _desired(self) -> int:

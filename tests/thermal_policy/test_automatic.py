@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from decimal import Decimal
 
 import pytest
 
@@ -13,6 +14,7 @@ from models_catalog.thermal_policy import (
     ThermalLimits,
     TrafficStats,
     automatic_decision,
+    cold_start_penalty,
     fixed_decision,
     followers_within,
     hazard_table,
@@ -110,10 +112,10 @@ HIST_ONLY = PolicyParams(burst_multiplicity=False, rate_predictor=False)
 
 
 def test_hazard_plan_keeps_for_follow_ups_then_prewarms_for_the_long_gaps():
-    # 40 gaps of 30 s (bin 0) and 10 of 3 h (bin 180). Cold start worth 0.8 * 15 min = 720 s.
-    # Bin 0: p = 40/50 = 0.8, net = 0.8*720 - 60*(1 - 0.4) = 540 > 0 -> up through bin 0.
+    # 40 gaps of 30 s (bin 0) and 10 of 3 h (bin 180). Cold start worth 0.9 * 15 min = 810 s.
+    # Bin 0: p = 40/50 = 0.8, net = 0.8*810 - 60*(1 - 0.4) = 612 > 0 -> up through bin 0.
     # Bins 1..179: empty blocks, p = 0.5 / (width * 10 survivors) -> not worth it.
-    # Bin 180: p = 10/10 = 1, net = 720 - 30 > 0, and 0.2 * 690 pays the 0.2 * 60 s warm-up.
+    # Bin 180: p = 10/10 = 1, net = 810 - 30 > 0, and 0.2 * 780 pays the 0.2 * 60 s warm-up.
     # So: up to 60 s after the last arrival, down, ready again at 180 min, kept to 181 min.
     s = history([30.0] * 40 + [3 * 3600.0] * 10)
     last = s.last_arrival
@@ -155,7 +157,7 @@ def test_flat_histogram_goes_down_when_no_bin_pays():
     d = automatic_decision(s, LIM, s.idle_since, 1, HIST_ONLY)
     assert d.mode == "histogram"  # drifting gaps are not a timer
     # blocks of 8 bins: hazard 8 / (8 bins x ~240 survivors), about 1/240 per bin at first,
-    # worth 720/240 = 3 s against 60 s: down now; it rises as the survivors run out.
+    # worth 810/240 = 3.4 s against 60 s: down now; it rises as the survivors run out.
     assert d.desired_instances == 0
 
 
@@ -173,7 +175,7 @@ def test_out_of_bound_regular_gaps_are_a_timer():
 def test_out_of_bound_irregular_gaps_drop_at_once():
     hours = [5, 9, 4.5, 20, 6, 12, 5.5, 30, 7, 16]
     s = history([h * 3600.0 for h in hours])
-    # past the range the hazard is 1 / (mean excess 7.5 h): 60 s x 1/27000 s x 720 s << 60 s
+    # past the range the hazard is 1 / (mean excess 7.5 h): 60 s x 1/27000 s x 810 s << 60 s
     assert s.oob_excess_s == pytest.approx(sum(h - 4 for h in hours) * 3600.0)
     d = automatic_decision(s, LIM, s.idle_since, 1)
     assert d.prewarm_at is None
@@ -201,7 +203,8 @@ def test_poisson_traffic_uses_the_rate_predictor():
     assert d.mode == "rate" and d.desired_instances == 1
     r = rate_calibration(s) * s.rate_ewma
     m = 1.0 + followers_within(s, 90.0)
-    expected = s.last_arrival + 3600.0 * math.log(r * m * 0.8 * 900.0)
+    pf = PolicyParams().penalty_factor
+    expected = s.last_arrival + 3600.0 * math.log(r * m * pf * 900.0)
     assert d.keep_alive_until == pytest.approx(expected)
     # much later the decayed rate is not worth an instance
     assert automatic_decision(s, LIM, expected + 1.0, 1).desired_instances == 0
@@ -300,6 +303,58 @@ def test_params_change_the_trade_off():
     cheap = automatic_decision(p, LIM, p.idle_since, 1, PolicyParams(penalty_factor=0.5))
     keen = automatic_decision(p, LIM, p.idle_since, 1, PolicyParams(penalty_factor=8))
     assert cheap.keep_alive_until < keen.keep_alive_until
+
+
+def test_cold_start_penalty_is_priced_by_the_hourly_rate():
+    base = PolicyParams().penalty_factor * 15 * 60.0
+    assert cold_start_penalty(LIM) == pytest.approx(base)  # unpriced: instance-seconds as before
+    ref = PolicyParams().reference_hourly_rate
+    at_ref = LIM.model_copy(update={"hourly_rate": Decimal(str(ref))})
+    assert cold_start_penalty(at_ref) == pytest.approx(base)
+    dear = LIM.model_copy(update={"hourly_rate": Decimal("35.63")})
+    cheap = LIM.model_copy(update={"hourly_rate": Decimal("1.30")})
+    assert cold_start_penalty(dear) == pytest.approx(base * ref / 35.63)  # dollars for dollars
+    assert cold_start_penalty(cheap) == pytest.approx(base * ref / 1.30)
+    half = PolicyParams(rate_elasticity=0.5)
+    assert cold_start_penalty(dear, half) == pytest.approx(base * math.sqrt(ref / 35.63))
+    assert cold_start_penalty(dear, PolicyParams(rate_elasticity=0)) == pytest.approx(base)
+    override = PolicyParams(cold_start_penalty_s=100.0)
+    assert cold_start_penalty(dear, override) == pytest.approx(100.0 * ref / 35.63)
+    assert cold_start_penalty(LIM.model_copy(update={"hourly_rate": Decimal(0)})) == base
+
+
+def test_expensive_models_go_cold_sooner():
+    rng = random.Random(1)
+    poisson = history([rng.expovariate(1 / 300.0) for _ in range(60)])
+    follow_ups = history([120.0] * 20 + [1500.0] * 3)
+    dear = LIM.model_copy(update={"hourly_rate": Decimal("35.63")})
+    cheap = LIM.model_copy(update={"hourly_rate": Decimal("1.30")})
+    for s in (poisson, follow_ups):
+        d_plain = automatic_decision(s, LIM, s.idle_since, 1)
+        d_dear = automatic_decision(s, dear, s.idle_since, 1)
+        d_cheap = automatic_decision(s, cheap, s.idle_since, 1)
+        assert d_dear.mode == d_plain.mode and d_dear.mode in ("rate", "histogram")
+        assert d_dear.keep_alive_until < d_plain.keep_alive_until < d_cheap.keep_alive_until
+    # the Poisson keep-alive ends where rate x multiplicity x penalty = 1, in dollars
+    d = automatic_decision(poisson, dear, poisson.idle_since, 1)
+    r = rate_calibration(poisson) * poisson.rate_ewma
+    m = 1.0 + followers_within(poisson, 90.0)
+    p = PolicyParams()
+    value = m * p.penalty_factor * 900.0 * p.reference_hourly_rate / 35.63
+    end = poisson.last_arrival + max(0.0, 3600.0 * math.log(r * value))
+    assert d.keep_alive_until == pytest.approx(max(poisson.idle_since, end))
+
+
+def test_limits_carry_the_catalog_hourly_rate():
+    from models_catalog.catalog import load_catalog
+    from models_catalog.simulator import specs_from_catalog
+    from models_catalog.thermal_policy import limits_from_model
+
+    catalog = load_catalog()
+    model = catalog.model("llama-3-70b-instruct")
+    assert limits_from_model(model).hourly_rate == model.pricing.hourly_rate
+    spec = specs_from_catalog(catalog, warmup_override=5)["llama-3-70b-instruct"]
+    assert spec.hourly_rate == spec.limits.hourly_rate == model.pricing.hourly_rate
 
 
 # ------------------------------------------------------------------------------- fixed
