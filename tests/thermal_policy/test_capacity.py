@@ -74,28 +74,20 @@ def test_limits_from_catalog_model():
     assert limits.default_state == model.thermal.default_state.value
 
 
-def test_workflow_limits_match_the_catalog_adapter():
+async def test_workflow_limits_match_the_catalog_adapter():
     """The workflow's AUTOMATIC limits price cold starts like the benchmark (same catalog rate)."""
+    from activities.thermal_activities import RecordKey, ThermalActivities
     from models_catalog.catalog import load_catalog
     from models_catalog.thermal_policy import limits_from_model
     from workflows.thermal import ModelThermalWorkflow
-    from workflows.thermal_types import ModelThermalInput, ModelThermalSpec
+    from workflows.thermal_types import ModelThermalInput
 
-    model = load_catalog().model("qwen-72b-instruct")
+    catalog = load_catalog()
+    model = catalog.model("qwen-72b-instruct")
     wf = ModelThermalWorkflow(ModelThermalInput(app_id="a", environment="e", model_id=model.id))
-    wf.spec = ModelThermalSpec(
-        model_id=model.id,
-        endpoint_name="radiant-a-e-qwen",
-        image="img",
-        instance_type="ml.p4d.24xlarge",
-        category=str(model.category),
-        specialty=str(model.specialty),
-        default_state=model.thermal.default_state,
-        scale_to_zero_after_minutes=model.thermal.scale_to_zero_after_minutes,
-        warmup_time_seconds=model.thermal.warmup_time_seconds,
-        min_instances=model.thermal.min_instances,
-        max_instances=model.thermal.max_instances,
-        billed_hourly=model.pricing.hourly_rate,
+    # The spec the workflow really gets: the describe_model activity (no backend or DB needed).
+    wf.spec = await ThermalActivities(catalog, backend=None, engine=None).describe_model(  # type: ignore[arg-type]
+        RecordKey(app_id="a", environment="e", model_id=model.id)
     )
     limits = wf._limits()
     assert limits.hourly_rate == model.pricing.hourly_rate
