@@ -574,7 +574,12 @@ class ModelThermalWorkflow:
 
     @workflow.query
     def status(self) -> ThermalStatus:
-        return self._status()
+        st = self._status()
+        # Between a step's last activity and its Postgres record the snapshot already says
+        # "done": a caller that sees transitioning=False must find the same in thermal_states.
+        if self.converging and not st.transitioning:
+            st.transitioning = True
+        return st
 
     def _status(self) -> ThermalStatus:
         s = self.s

@@ -65,7 +65,8 @@ async def test_transition_pair(thermal: ThermalHarness, first: ThermalState, sec
         # Turning a running model COLD starts its idle window; it scales to zero after it.
         assert first in (ThermalState.WARM, ThermalState.HOT) and status.idle_deadline
         for _ in range(200):
-            if (await thermal.control.status(app, "test", MODEL)).instance_count == 0:
+            st = await thermal.control.status(app, "test", MODEL)
+            if st.instance_count == 0 and not st.transitioning:  # settled: recorded too
                 break
             await asyncio.sleep(0.1)
     await assert_consistent(thermal, app, second)
