@@ -7,6 +7,7 @@ import logging
 import signal
 
 from workers.deps import build_deps
+from workers.process_exit import run_then_exit
 from workers.schedules import ensure_schedules
 from workers.settings import Settings, get_settings
 from workers.temporal import connect
@@ -35,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_then_exit(main)

@@ -43,5 +43,13 @@ app.add_typer(thermal.app, name="thermal", help="Thermal states of self-hosted m
 app.command("watch")(thermal.watch)
 stack.register(app)
 
+
+def main() -> None:
+    """The `radiant` console script: the typer app, then an exit that skips finalization."""
+    from workers.process_exit import run_then_exit
+
+    run_then_exit(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()
