@@ -49,6 +49,12 @@ STEP_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE,
 )
 
+#: Workflow versioning (``workflow.patched``): runs started before AUTOMATIC priced its cold
+#: starts replay with the policy they were recorded with (no hourly rate, penalty 0.8 x
+#: keep-alive); a run that reaches continue-as-new starts the next one on the priced policy.
+PRICED_COLD_START_PATCH = "priced-cold-start"
+UNPRICED_POLICY_PARAMS = policy.PolicyParams(penalty_factor=0.8)
+
 OFF, COLD, WARM, HOT, AUTOMATIC = (
     ThermalState.OFF,
     ThermalState.COLD,
@@ -73,10 +79,12 @@ class ModelThermalWorkflow:
         self.fatal: ApplicationError | None = None  # the model cannot be managed at all
         self.converging = False  # a transition (and its Postgres record) is under way
         self.missing_retries = 0  # converges retried because the endpoint had vanished
+        self.priced = True  # AUTOMATIC prices cold starts (set in run: PRICED_COLD_START_PATCH)
 
     # ---------------------------------------------------------------- run loop
     @workflow.run
     async def run(self, inp: ModelThermalInput) -> None:
+        self.priced = workflow.patched(PRICED_COLD_START_PATCH)
         try:
             self.spec = await workflow.execute_activity_method(
                 ThermalActivities.describe_model,
@@ -167,7 +175,20 @@ class ModelThermalWorkflow:
             warmup_time_seconds=self.spec.warmup_time_seconds,
             min_instances=self.spec.min_instances,
             max_instances=self.spec.max_instances,
-            hourly_rate=self.spec.billed_hourly,  # the catalog's pricing.hourly_rate
+            # the catalog's pricing.hourly_rate (runs from before the patch ignore prices)
+            hourly_rate=self.spec.billed_hourly if self.priced else None,
+        )
+
+    def _automatic(self) -> policy.Decision:
+        """The AUTOMATIC policy's decision now, with the parameters this run was started on."""
+        assert self.s is not None
+        return policy.automatic_decision(
+            self.s.traffic,
+            self._limits(),
+            self._now_s(),
+            self.s.instance_count,
+            in_flight=len(self._active_leases()),
+            params=policy.DEFAULT_PARAMS if self.priced else UNPRICED_POLICY_PARAMS,
         )
 
     def _desired(self) -> int:
@@ -186,14 +207,7 @@ class ModelThermalWorkflow:
             if self.s.instance_count > 0 and self._idle_deadline() > self._now_s():
                 return self.s.instance_count
             return 0
-        decision = policy.automatic_decision(
-            self.s.traffic,
-            self._limits(),
-            self._now_s(),
-            self.s.instance_count,
-            in_flight=in_flight,
-        )
-        return max(decision.desired_instances, 1 if demand else 0)
+        return max(self._automatic().desired_instances, 1 if demand else 0)
 
     def _idle_deadline(self) -> float:
         assert self.s is not None
@@ -224,14 +238,7 @@ class ModelThermalWorkflow:
         if self.s.instance_count > 0 and self.s.target_state == COLD:
             candidates.append(self._idle_deadline())
         if self.s.target_state == AUTOMATIC:
-            decision = policy.automatic_decision(
-                self.s.traffic,
-                self._limits(),
-                now,
-                self.s.instance_count,
-                in_flight=len(self._active_leases()),
-            )
-            nxt = decision.next_evaluation_at(now)
+            nxt = self._automatic().next_evaluation_at(now)
             if nxt is not None:
                 candidates.append(nxt)
         future = [t - now for t in candidates if t > now]
