@@ -116,7 +116,7 @@ async def run_benchmark(
     from workers.bytecode import ensure_workflow_bytecode
     from workers.samples import SAMPLES
     from workers.settings import Settings
-    from workers.temporal import connect, start_dev_server
+    from workers.temporal import connect, start_dev_server, stop_dev_server
     from workers.worker import WORKER_OPTIONS, WORKFLOWS, WorkerDeps, activities_for
     from workflows import bench_bare
     from workflows.search_attributes import job_search_attributes
@@ -255,8 +255,7 @@ async def run_benchmark(
     finally:
         for info in await backend.list_endpoints("radiant-"):
             await backend.delete_endpoint(info.endpoint_name)
-        server.terminate()
-        server.wait(timeout=30)
+        stop_dev_server(server, timeout=30)  # kills a stuck one: the cleanup below still runs
         await backend.aclose()
         await engine.dispose()
         release_embedded_postgres(data_dir)

@@ -5,6 +5,9 @@ interpreter finalizes; now and then that aborts a finished process with "Fatal P
 PyGILState_Release" and SIGABRT (temporalio/sdk-python#300, open). A command whose work is
 done must not turn into exit code -6, so the entry points flush, run the atexit handlers (the
 embedded PostgreSQL stops there) and end with os._exit, before the finalizing phase begins.
+
+What os._exit skips, on purpose: joining non-daemon threads (an entry point that starts one
+must join it itself) and finalizers other than atexit handlers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import traceback
 from collections.abc import Callable
 
 
@@ -34,6 +38,9 @@ def run_then_exit(entry: Callable[[], object]) -> None:
         code = exit_code(exc)
     except KeyboardInterrupt:
         code = 130
+    except BaseException:  # what the interpreter would do with an uncaught error: print, 1
+        traceback.print_exc()
+        code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -94,3 +97,17 @@ def start_dev_server(settings: Settings, log_path: Path) -> subprocess.Popen[byt
             raise TemporalUnavailableError(f"temporal dev server did not start; see {log_path}")
         time.sleep(0.2)
     return proc
+
+
+def stop_dev_server(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM the dev server's process group, SIGKILL it if it has not gone within `timeout`."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

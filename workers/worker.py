@@ -57,10 +57,12 @@ class WorkerDeps:
 
     async def aclose(self) -> None:
         """Release pooled connections (database, and the local stand-in's HTTP client)."""
-        await self.engine.dispose()
-        close = getattr(self.backend, "aclose", None)
-        if close is not None:
-            await close()
+        try:
+            await self.engine.dispose()
+        finally:  # the HTTP client goes even if the database is already unreachable
+            close = getattr(self.backend, "aclose", None)
+            if close is not None:
+                await close()
 
 
 def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequence[Any]:

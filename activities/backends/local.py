@@ -125,6 +125,7 @@ class LocalStandInBackend:
         data_dir: Path | str,
         *,
         warmup_seconds: float | None = None,
+        invoke_seconds: float | None = None,
         ready_wait_seconds: float = 10.0,
         startup_timeout_seconds: float = 120.0,
         stop_timeout_seconds: float = 5.0,
@@ -139,6 +140,9 @@ class LocalStandInBackend:
         if warmup_seconds is None:  # the model server's simulated load time
             warmup_seconds = float(os.environ.get("RADIANT_LOCAL_WARMUP_SECONDS", "0") or 0)
         self.warmup_seconds = warmup_seconds
+        if invoke_seconds is None:  # the model server's simulated inference time
+            invoke_seconds = float(os.environ.get("RADIANT_LOCAL_INVOKE_SECONDS", "0") or 0)
+        self.invoke_seconds = invoke_seconds
         # ensure/set_capacity wait this long for /ping before returning Creating/Updating.
         self.ready_wait = ready_wait_seconds
         self.startup_timeout = startup_timeout_seconds  # then Failed (SageMaker's health check)
@@ -205,6 +209,7 @@ class LocalStandInBackend:
         log_file = self.log_path(name)
         offset = log_file.stat().st_size if log_file.exists() else 0
         warmup = spec.environment.get("RADIANT_LOCAL_WARMUP_SECONDS") or self.warmup_seconds
+        infer = spec.environment.get("RADIANT_LOCAL_INVOKE_SECONDS") or self.invoke_seconds
         cmd = [
             sys.executable, "-m", "activities.backends.local_model_server",
             "--endpoint-name", name, "--model-id", spec.model_id,
@@ -212,6 +217,7 @@ class LocalStandInBackend:
             "--instance-id", instance_id, "--port-file", str(port_file),
             "--record-path", str(self.record_path(name)),
             "--orphan-grace-seconds", str(self.orphan_grace), "--warmup-seconds", str(warmup),
+            "--invoke-seconds", str(infer),
         ]  # fmt: skip
         if spec.model_data_url:
             cmd += ["--model-data", spec.model_data_url]
@@ -576,7 +582,13 @@ class LocalStandInBackend:
         loop = asyncio.get_running_loop()
         client = self._http.get(loop)
         if client is None or client.is_closed:
-            client = self._http[loop] = httpx.AsyncClient(timeout=self.invoke_timeout)
+            client = self._http[loop] = httpx.AsyncClient(
+                # No connection cap and no pool wait: the worker's activity slots bound the
+                # concurrency, and one client serves every endpoint, so a cap would queue a
+                # quick detection behind a hundred slow folds of another model.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                timeout=httpx.Timeout(self.invoke_timeout, pool=None),
+            )
         return client
 
     async def aclose(self) -> None:
@@ -596,6 +608,11 @@ class LocalStandInBackend:
                 resp = await client.post(
                     f"http://127.0.0.1:{inst.port}{path}", content=body, headers=headers
                 )
+            except httpx.ReadTimeout:
+                # The instance is alive but slow: another one would run the same work again.
+                raise ModelServerError(
+                    f"model container of {name} did not answer within {self.invoke_timeout:g}s"
+                ) from None
             except httpx.TransportError as exc:
                 last = exc
                 continue

@@ -171,6 +171,7 @@ def openai_stream_chunks(full: dict[str, Any]) -> list[dict[str, Any]]:
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 128  # listen backlog: a worker opens many connections at once
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__((args.host, args.port), RequestHandler)
@@ -232,6 +233,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         try:
             if self.path == "/invocations":
+                time.sleep(self.server.args.invoke_seconds)  # simulated GPU time (default 0)
                 self._json(200, self.server.handler(self._request(body)))
             elif self.path == "/invocations-async":
                 self._async(body)
@@ -283,6 +285,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _run_async_job(self, source: str, ctype: str, out: Path, fail: Path) -> None:
         try:
             data = Path(source.removeprefix("file://")).read_bytes()
+            time.sleep(self.server.args.invoke_seconds)
             result = self.server.handler(Request(data, ctype, self.server.args.model_id))
             _write_atomic(out, json.dumps(result).encode())
         except Exception as exc:
@@ -355,6 +358,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=float(os.environ.get("RADIANT_LOCAL_WARMUP_SECONDS", "0") or 0),
         help="simulated model load time before /ping answers 200",
+    )
+    p.add_argument(
+        "--invoke-seconds",
+        type=float,
+        default=float(os.environ.get("RADIANT_LOCAL_INVOKE_SECONDS", "0") or 0),
+        help="simulated inference time added to every invocation (sync and async)",
     )
     return p.parse_args(argv)
 

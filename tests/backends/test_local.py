@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ from activities.backends.base import (
     InvalidEndpointState,
     InvalidRequest,
     ModelError,
+    ModelServerError,
 )
 from activities.backends.local import LocalStandInBackend, pid_alive
+from tests.fixtures.waiting import wait_for
 from workers.samples import SAMPLES
 
 pytestmark = pytest.mark.slow
@@ -75,15 +77,6 @@ def backend(tmp_path: Path) -> Iterator[LocalStandInBackend]:
         yield b
     finally:
         _kill_everything(tmp_path, before)
-
-
-async def wait_for(check: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if result := await check():
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def record(backend: LocalStandInBackend, name: str) -> dict[str, Any]:
@@ -277,7 +270,7 @@ async def test_orphaned_server_exits_when_its_record_is_gone(backend: LocalStand
     await backend.ensure_endpoint(s)
     [pid] = backend.endpoint_pids(s.endpoint_name)
     backend.record_path(s.endpoint_name).unlink()  # as if deleted while its worker was down
-    await wait_for(lambda: asyncio.sleep(0, result=not pid_alive(pid)), within=8)
+    await wait_for(lambda: asyncio.sleep(0, result=not pid_alive(pid)), limit=8)
 
 
 # --------------------------------------------------------------------------- inference
@@ -334,6 +327,42 @@ async def test_detection_and_folding_values(backend: LocalStandInBackend) -> Non
     with pytest.raises(ModelError) as exc:  # the container's 4xx: not retryable
         await backend.invoke(fold.endpoint_name, b"not a protein!", "text/plain")
     assert not exc.value.retryable and exc.value.http_status == 400
+
+
+async def test_a_quick_model_is_not_queued_behind_slow_ones(
+    backend: LocalStandInBackend,
+) -> None:
+    """One HTTP client serves every endpoint: more slow calls in flight than httpx's default
+    pool (100 connections) must not hold up a call to another model."""
+    slow = spec("yolov8m", endpoint_name="radiant-test-dev-slow",
+                environment={"RADIANT_LOCAL_INVOKE_SECONDS": "6"})  # fmt: skip
+    quick = spec("yolov8n", endpoint_name="radiant-test-dev-quick")
+    await backend.ensure_endpoint(slow)
+    await backend.ensure_endpoint(quick)
+    slow_calls = [
+        asyncio.create_task(backend.invoke(slow.endpoint_name, PNG, "image/png"))
+        for _ in range(110)
+    ]
+    await asyncio.sleep(1.0)  # the slow calls are on the wire, the server sleeping in each
+    body = json.loads((await backend.invoke(quick.endpoint_name, PNG, "image/png")).body)
+    assert body["model"] == "yolov8n"
+    assert not any(t.done() for t in slow_calls)  # answered while every slow call still ran
+    for result in await asyncio.gather(*slow_calls):
+        assert json.loads(result.body)["model"] == "yolov8m"
+
+
+async def test_a_slow_container_times_out_without_trying_another_instance(
+    tmp_path: Path, backend: LocalStandInBackend
+) -> None:
+    s = spec(instance_count=2, environment={"RADIANT_LOCAL_INVOKE_SECONDS": "3"})
+    await backend.ensure_endpoint(s)
+    impatient = LocalStandInBackend(tmp_path, invoke_timeout_seconds=1.0)
+    try:
+        with pytest.raises(ModelServerError, match="did not answer within 1s") as exc:
+            await impatient.invoke(s.endpoint_name, PNG, "image/png")
+        assert exc.value.retryable  # a Temporal retry, not a second copy on the other instance
+    finally:
+        await impatient.aclose()
 
 
 async def test_llm_speaks_tgi_and_openai(backend: LocalStandInBackend) -> None:

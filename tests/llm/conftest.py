@@ -170,4 +170,4 @@ async def llm(
         )
         for info in await backend.list_endpoints("radiant-"):
             await backend.delete_endpoint(info.endpoint_name)
-    await engine.dispose()
+    await deps.aclose()

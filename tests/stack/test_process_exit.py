@@ -33,6 +33,7 @@ print("never printed")
         ("sys.exit(3)", 3),
         ("sys.exit('bad input')", 1),
         ("raise KeyboardInterrupt", 130),
+        ("raise RuntimeError('unexpected')", 1),
     ],
 )
 def test_status_output_and_atexit_survive(tmp_path: Path, ending: str, status: int):
@@ -42,8 +43,10 @@ def test_status_output_and_atexit_survive(tmp_path: Path, ending: str, status: i
     assert proc.returncode == status, proc.stderr
     assert proc.stdout == "buffered, no newline"
     assert marker.read_text() == "atexit ran"
-    if status == 1:
+    if "bad input" in ending:
         assert "bad input" in proc.stderr
+    if "unexpected" in ending:  # the traceback, as an uncaught error prints it
+        assert "Traceback" in proc.stderr and "RuntimeError: unexpected" in proc.stderr
 
 
 def test_exit_code_follows_sys_exit():

@@ -23,8 +23,8 @@ from temporalio.worker import Worker
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, ThermalHarness
-from tests.thermal.test_lifecycle import wait_for
 from tests.thermal.test_replay import HISTORIES, replayer
 from workers.worker import WORKER_OPTIONS, WORKFLOWS, WorkerDeps, activities_for
 from workflows.thermal import PRICED_COLD_START_PATCH, ModelThermalWorkflow

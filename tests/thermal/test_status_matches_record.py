@@ -5,6 +5,7 @@ thermal_states too (CI once saw instance_count 0 in the query and 1 in the row).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -14,8 +15,8 @@ from temporalio.worker import Worker
 from activities.thermal_activities import RecordInput
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import load_catalog
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, ThermalHarness
-from tests.thermal.test_lifecycle import wait_for
 from workers.worker import WORKER_OPTIONS, WORKFLOWS, WorkerDeps, activities_for
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import ReleaseRequest, WarmUpRequest
@@ -57,27 +58,31 @@ async def test_query_reports_transitioning_until_the_record_is_written(thermal: 
     async with Worker(
         thermal.client, task_queue=queue, workflows=WORKFLOWS, activities=acts, **WORKER_OPTIONS
     ):
-        status = await control.warm_up(app, "test", MODEL, WarmUpRequest(lease_id=lease))
-        assert status.ready and status.instance_count == 1
-        await control.handle(app, "test", MODEL).signal(
-            ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease)
-        )
-        await asyncio.wait_for(entered.wait(), timeout=TIMINGS.idle_seconds + 30)
+        try:
+            status = await control.warm_up(app, "test", MODEL, WarmUpRequest(lease_id=lease))
+            assert status.ready and status.instance_count == 1
+            await control.handle(app, "test", MODEL).signal(
+                ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease)
+            )
+            await asyncio.wait_for(entered.wait(), timeout=TIMINGS.idle_seconds + 30)
 
-        # The endpoint is gone but the row still says one instance: the query must not settle.
-        mid = await control.status(app, "test", MODEL)
-        [row] = await thermal.rows("SELECT * FROM thermal_states WHERE app_id = :a", a=app)
-        assert mid.instance_count == 0 and row["instance_count"] == 1
-        assert mid.transitioning
+            # The endpoint is gone but the row still says one instance: the query must not settle.
+            mid = await control.status(app, "test", MODEL)
+            [row] = await thermal.rows("SELECT * FROM thermal_states WHERE app_id = :a", a=app)
+            assert mid.instance_count == 0 and row["instance_count"] == 1
+            assert mid.transitioning
 
-        gate.set()
+            gate.set()
 
-        async def settled():
-            st = await control.status(app, "test", MODEL)
-            return st if not st.transitioning else None
+            async def settled():
+                st = await control.status(app, "test", MODEL)
+                return st if not st.transitioning else None
 
-        final = await wait_for(settled, limit=30)
-        [row] = await thermal.rows("SELECT * FROM thermal_states WHERE app_id = :a", a=app)
-        assert final.instance_count == 0 and row["instance_count"] == 0
-        assert row["current_state"] == "COLD" and not row["transitioning"]
-        await control.handle(app, "test", MODEL).terminate("test over")
+            final = await wait_for(settled, limit=30)
+            [row] = await thermal.rows("SELECT * FROM thermal_states WHERE app_id = :a", a=app)
+            assert final.instance_count == 0 and row["instance_count"] == 0
+            assert row["current_state"] == "COLD" and not row["transitioning"]
+        finally:  # a failed assertion must not leave the activity gated or the workflow up
+            gate.set()
+            with contextlib.suppress(Exception):
+                await control.handle(app, "test", MODEL).terminate("test over")

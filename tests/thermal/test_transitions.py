@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from models_catalog import thermal_policy as policy
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import ThermalHarness
 from workers.cli.common import failure_message
 from workflows.thermal_types import ERR_MODEL_OFF, SetTargetRequest, WarmUpRequest
@@ -64,11 +65,12 @@ async def test_transition_pair(thermal: ThermalHarness, first: ThermalState, sec
     if second == ThermalState.COLD and status.instance_count > 0:
         # Turning a running model COLD starts its idle window; it scales to zero after it.
         assert first in (ThermalState.WARM, ThermalState.HOT) and status.idle_deadline
-        for _ in range(200):
+
+        async def settled() -> bool:  # scaled in, and recorded too
             st = await thermal.control.status(app, "test", MODEL)
-            if st.instance_count == 0 and not st.transitioning:  # settled: recorded too
-                break
-            await asyncio.sleep(0.1)
+            return st.instance_count == 0 and not st.transitioning
+
+        await wait_for(settled)
     await assert_consistent(thermal, app, second)
     if first == second:  # a repeated identical request is a no-op: nothing recorded, nothing run
         assert (await thermal.control.status(app, "test", MODEL)).transitions == before

@@ -16,8 +16,8 @@ from temporalio.client import Client, WorkflowUpdateStage
 from activities.backends.base import endpoint_name
 from activities.backends.local import LocalStandInBackend
 from activities.thermal_control import ThermalControl
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS
-from tests.thermal.test_lifecycle import wait_for
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import WarmUpRequest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -41,17 +40,6 @@ def prepare_database(settings: Settings) -> str:
     return urls.owner
 
 
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 StackBody = Callable[[Settings], Awaitable[None]]
 
 
@@ -61,7 +49,7 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
     from activities.db.embedded import release_embedded_postgres
     from activities.db.errors import DatabaseError
     from models_catalog.errors import CatalogError
-    from workers.temporal import TemporalUnavailableError, start_dev_server
+    from workers.temporal import TemporalUnavailableError, start_dev_server, stop_dev_server
     from workers.temporal import web_ui as temporal_web_ui
 
     logging.basicConfig(
@@ -90,7 +78,7 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
         console.print("stopping ...")
         _stop_local_endpoints(settings)
         if temporal is not None:
-            _stop_process(temporal)
+            stop_dev_server(temporal)
         if settings.database_url is None:
             release_embedded_postgres(settings.data_dir)
         console.print("stopped")
