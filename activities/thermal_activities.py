@@ -287,7 +287,10 @@ class ThermalActivities:
                     ),
                     {
                         **params,
-                        "k": f"{req.workflow_id}#{req.seq}",
+                        # The run id too: a workflow ended and started again under the same id
+                        # counts from 1 again, and its notifications are new ones. Retries of
+                        # this activity share the run (continue-as-new carries seq on).
+                        "k": f"{req.workflow_id}#{activity.info().workflow_run_id}#{req.seq}",
                         "kind": f"thermal.{req.event}",
                         "p": json.dumps(payload, default=str),
                     },

@@ -71,6 +71,32 @@ async def test_cold_request_is_held_served_and_scaled_to_zero(thermal: ThermalHa
     assert kinds == ["thermal.warmup_started", "thermal.ready", "thermal.went_cold"]
 
 
+async def test_a_recreated_thermal_workflow_keeps_notifying(thermal: ThermalHarness):
+    """A thermal workflow that was ended (an admin in the Web UI, a fresh Temporal server on the
+    same database) starts again from transition 1: its records and notifications must not be
+    taken for the old run's retries and dropped."""
+    app = thermal.new_app()
+    handle = thermal.control.handle(app, "test", MODEL)
+    for _ in range(2):
+        lease = uuid.uuid4().hex
+        await thermal.control.warm_up(app, "test", MODEL, WarmUpRequest(lease_id=lease))
+        await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease))
+
+        async def cold():
+            st = await thermal.control.status(app, "test", MODEL)
+            return st.instance_count == 0 and not st.transitioning
+
+        await wait_for(cold, limit=TIMINGS.idle_seconds + 30)
+        await handle.terminate("ended by an admin")
+    kinds = [
+        r["kind"]
+        for r in await thermal.rows(
+            "SELECT kind FROM notifications WHERE app_id = :a ORDER BY id", a=app
+        )
+    ]
+    assert kinds.count("thermal.ready") == 2 and kinds.count("thermal.went_cold") == 2, kinds
+
+
 async def test_continue_as_new_keeps_state(thermal: ThermalHarness):
     app = thermal.new_app()
     control = thermal.control.__class__(
