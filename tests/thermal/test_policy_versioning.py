@@ -102,9 +102,9 @@ async def test_new_runs_use_the_priced_policy(thermal: ThermalHarness):
                 lease = uuid.uuid4().hex
                 status = await control.warm_up(app, "test", MODEL, WarmUpRequest(lease_id=lease))
                 assert status.ready
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.3)
                 await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease))
-                await asyncio.sleep(4.5)
+                await asyncio.sleep(2.2)  # gaps of 2-30 s all separate the two policies
 
             async def released():
                 st = await handle.query(ModelThermalWorkflow.status)
