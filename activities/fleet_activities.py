@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from activities.backends.base import BackendError, EndpointInfo, HostingBackend, endpoint_name
+from activities.backends.base import (
+    TAG_MANAGED_BY,
+    TAG_MODEL,
+    BackendError,
+    EndpointInfo,
+    HostingBackend,
+    endpoint_name,
+)
 from activities.heartbeat import with_heartbeat
 from activities.temporal_errors import application_error
+from activities.thermal_activities import MANAGED_BY, TAG_APP, TAG_ENVIRONMENT
 from activities.thermal_control import ThermalControl
+from models_catalog.thermal_policy import ThermalLimits, capacity_for_state
 from models_catalog.types import ThermalState
 from workflows.thermal_types import SetTargetRequest, ThermalStatus, thermal_workflow_id
 
 ENDPOINT_PREFIX = "radiant-"
+SNAPSHOT_CONCURRENCY = 8  # backend and Temporal describes in flight at once
+SNAPSHOT_HEARTBEAT_EVERY = 5.0  # seconds; the workflow allows 30 between heartbeats
+IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+AUTOSCALED = frozenset({ThermalState.WARM, ThermalState.HOT})
 
 
 class ReconcileInput(BaseModel):
@@ -26,14 +42,29 @@ class ReconcileInput(BaseModel):
     environment: str | None = None
     delete_orphans: bool = False
 
+    def covers(self, app_id: str, environment: str) -> bool:
+        return (self.app_id is None or self.app_id == app_id) and (
+            self.environment is None or self.environment == environment
+        )
 
-def _scope_prefix(inp: ReconcileInput) -> str:
-    """Endpoint-name prefix of the reconciled scope, so a scoped reconcile never calls another
-    app's endpoints orphans (names are radiant-{app}-{env}-{model}, see backends.base)."""
+
+def _name_or_none(app_id: str, environment: str, model_id: str) -> str | None:
+    try:
+        return endpoint_name(app_id, environment, model_id)
+    except ValueError:  # an id without usable characters names no endpoint
+        return None
+
+
+def _list_prefix(inp: ReconcileInput) -> str:
+    """A cheap pre-filter for listing only; ownership is decided exactly afterwards (tags or the
+    recomputed name). Long names are cut and hash-suffixed, so keep to the start of the app."""
     if inp.app_id is None:
         return ENDPOINT_PREFIX
-    probe = endpoint_name(inp.app_id, inp.environment or "x", "x")
-    return probe[: -len("x-x")] if inp.environment is None else probe[: -len("x")]
+    probe = _name_or_none(inp.app_id, "x", "x")
+    if probe is None:
+        return ENDPOINT_PREFIX
+    head = probe[: -len("-x-x")] if probe.endswith("-x-x") else probe[: -len("-12345678")]
+    return head[:50].rstrip("-")
 
 
 class RecordedModel(BaseModel):
@@ -44,11 +75,28 @@ class RecordedModel(BaseModel):
     target_state: ThermalState
     instance_count: int
     workflow_running: bool
+    # The model's catalog limits (autoscaling bounds); None in snapshots of older versions.
+    min_instances: int | None = None
+    max_instances: int | None = None
+
+
+class EndpointOwner(BaseModel):
+    """Who an endpoint belongs to. `managed`: radiant's tags name its app, environment and model
+    (consistent with its name), so the reconcile may delete it; otherwise only report it."""
+
+    endpoint_name: str
+    app_id: str | None = None
+    environment: str | None = None
+    model_id: str | None = None
+    managed: bool = False
+    workflow_running: bool = False
 
 
 class FleetSnapshot(BaseModel):
     recorded: list[RecordedModel]
-    endpoints: list[EndpointInfo]
+    endpoints: list[EndpointInfo]  # only endpoints of the reconciled scope
+    owners: list[EndpointOwner] | None = None  # None: a snapshot of an older version
+    started_at: datetime | None = None
 
 
 class OrphanReport(BaseModel):
@@ -64,6 +112,108 @@ class ReconcileReport(BaseModel):
     drift: list[str] = Field(default_factory=list)
     resynced: list[str] = Field(default_factory=list)
     orphans: list[OrphanReport] = Field(default_factory=list)
+    # Endpoints no thermal workflow owns and without radiant's ownership tags (older versions,
+    # made by hand): reported, never deleted automatically.
+    unmanaged: list[OrphanReport] = Field(default_factory=list)
+
+
+@runtime_checkable
+class TagReader(Protocol):
+    """A backend that can read an endpoint's tags (None: no such endpoint)."""
+
+    async def endpoint_tags(self, name: str) -> dict[str, str] | None: ...
+
+
+# --------------------------------------------------------------------------- decisions (pure:
+# the reconcile workflow calls them)
+
+
+def live_bounds(row: RecordedModel) -> tuple[int, int]:
+    """Instance counts the autoscaler may legitimately choose for a recorded model: the bounds
+    the thermal workflow registers (workflows/thermal.py `_autoscaling_bounds`)."""
+    n = row.instance_count
+    if row.min_instances is None or row.max_instances is None:
+        return n, n  # limits unknown: only the recorded count is known to be right
+    if row.target_state in AUTOSCALED:
+        limits = ThermalLimits(min_instances=row.min_instances, max_instances=row.max_instances)
+        cap = capacity_for_state(row.target_state, limits)
+        return min(cap.min_instances, n), max(cap.max_instances, n)
+    return min(n, 1), max(n, row.max_instances)  # COLD while serving, AUTOMATIC
+
+
+def drift_reason(row: RecordedModel, live: EndpointInfo | None) -> str | None:
+    """Why the backend disagrees with the record, or None when it is in sync."""
+    n = row.instance_count
+    if live is not None and live.status == "Deleting":
+        live = None  # on its way out (a scale to zero takes minutes): as good as gone
+    if n == 0:
+        if live is None or live.status == "Creating":  # a first warm-up records when ready
+            return None
+        return f"recorded 0 instances, backend has endpoint {live.endpoint_name} ({live.status})"
+    if live is None:
+        return f"recorded {n} instance(s), backend has no endpoint"
+    if live.status in IN_PROGRESS:
+        return None  # a change is under way; the thermal workflow waits for it
+    if live.status != "InService":
+        return f"recorded {n} instance(s), endpoint is {live.status}"
+    low, high = live_bounds(row)
+    if low <= live.instance_count <= high:
+        return None
+    return f"recorded {n} instance(s) (allowed {low}-{high}), backend has {live.instance_count}"
+
+
+def orphan_kind(
+    info: EndpointInfo, owner: EndpointOwner | None, started_at: datetime | None
+) -> str | None:
+    """ "orphan" (deletable), "unmanaged" (report only) or None (not an orphan) for an endpoint
+    no running thermal workflow owns."""
+    if owner is not None and owner.workflow_running:
+        return None
+    if info.status in ("Creating", "Deleting"):
+        return None  # a first warm-up racing the snapshot, or already going
+    if started_at and info.created_at and info.created_at >= started_at:
+        return None
+    return "orphan" if owner is not None and owner.managed else "unmanaged"
+
+
+def endpoint_owner(
+    name: str, tags: dict[str, str], known: dict[str, tuple[str, str, str]]
+) -> EndpointOwner:
+    """Ownership from radiant's tags (managed) or, failing that, from an exact recomputed name."""
+    app, env, model = tags.get(TAG_APP), tags.get(TAG_ENVIRONMENT), tags.get(TAG_MODEL)
+    if (
+        tags.get(TAG_MANAGED_BY) == MANAGED_BY
+        and app
+        and env
+        and model
+        and _name_or_none(app, env, model) == name
+    ):
+        return EndpointOwner(
+            endpoint_name=name, app_id=app, environment=env, model_id=model, managed=True
+        )
+    if name in known:
+        app, env, model = known[name]
+        return EndpointOwner(endpoint_name=name, app_id=app, environment=env, model_id=model)
+    return EndpointOwner(endpoint_name=name, model_id=model)
+
+
+def _known_names(
+    inp: ReconcileInput, recorded: list[RecordedModel], catalog: list[str]
+) -> dict[str, tuple[str, str, str]]:
+    """Exact endpoint names of the scope's (app, env, model) candidates, for untagged endpoints."""
+    pairs = {(r.app_id, r.environment) for r in recorded}
+    if inp.app_id is not None and inp.environment is not None:
+        pairs.add((inp.app_id, inp.environment))
+    triples = {(r.app_id, r.environment, r.model_id) for r in recorded}
+    triples |= {(app, env, model) for app, env in pairs for model in catalog}
+    return {n: t for t in triples if (n := _name_or_none(*t))}
+
+
+def in_scope(inp: ReconcileInput, owner: EndpointOwner) -> bool:
+    """Exact: an endpoint of unknown owner belongs only to the unscoped reconcile."""
+    if owner.app_id is None or owner.environment is None:
+        return inp.app_id is None and inp.environment is None
+    return inp.covers(owner.app_id, owner.environment)
 
 
 class BulkSetItem(BaseModel):
@@ -103,57 +253,134 @@ class FleetActivities:
 
     @activity.defn(name="fleet.snapshot")
     async def snapshot(self, inp: ReconcileInput) -> FleetSnapshot:
-        rows = []
-        if self.engine is not None:
-            async with self.engine.connect() as conn:
-                result = await conn.execute(
-                    text(
-                        "SELECT app_id, environment, model_id, endpoint_name, target_state, "
-                        "instance_count FROM thermal_states "
-                        "WHERE (CAST(:a AS text) IS NULL OR app_id = :a) "
-                        "AND (CAST(:e AS text) IS NULL OR environment = :e)"
-                    ),
-                    {"a": inp.app_id, "e": inp.environment},
-                )
-                rows = list(result)
-        recorded = [
-            RecordedModel(
-                app_id=r[0],
-                environment=r[1],
-                model_id=r[2],
-                endpoint_name=r[3] or "",
-                target_state=ThermalState(r[4]),
-                instance_count=r[5] or 0,
-                workflow_running=await self._running(thermal_workflow_id(r[0], r[1], r[2])),
-            )
-            for r in rows
-        ]
+        """Heartbeats: on a big fleet the describes take a while (the workflow sets a heartbeat
+        timeout, so a dead worker is noticed without waiting for start-to-close)."""
+        return await with_heartbeat(self._snapshot(inp), SNAPSHOT_HEARTBEAT_EVERY)
+
+    async def _snapshot(self, inp: ReconcileInput) -> FleetSnapshot:
+        started_at = datetime.now(UTC)
+        # Endpoints first, rows second: a first warm-up's endpoint listed here has its row (or
+        # is still Creating) by the time the rows are read, so it is not called an orphan.
         try:
-            endpoints = await self.backend.list_endpoints(_scope_prefix(inp))
+            listed = await self.backend.list_endpoints(_list_prefix(inp))
         except BackendError as err:
             raise application_error(err) from err
-        return FleetSnapshot(recorded=recorded, endpoints=endpoints)
+        listed = [e for e in listed if e.status != "Deleting"]
+        rows, catalog = await self._rows(inp)
+        gate = asyncio.Semaphore(SNAPSHOT_CONCURRENCY)
+        recorded = list(await asyncio.gather(*(self._recorded(r, gate) for r in rows)))
+        known = _known_names(inp, recorded, catalog)
+        owners = await asyncio.gather(*(self._owner(e.endpoint_name, known, gate) for e in listed))
+        scoped = [(e, o) for e, o in zip(listed, owners, strict=True) if in_scope(inp, o)]
+        running = {r.endpoint_name for r in recorded if r.workflow_running}
+        await asyncio.gather(
+            *(self._owner_running(o, gate) for _, o in scoped if o.endpoint_name not in running)
+        )
+        return FleetSnapshot(
+            recorded=recorded,
+            endpoints=[e for e, _ in scoped],
+            owners=[o for _, o in scoped],
+            started_at=started_at,
+        )
+
+    async def _rows(self, inp: ReconcileInput) -> tuple[list[Any], list[str]]:
+        if self.engine is None:
+            return [], []
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT t.app_id, t.environment, t.model_id, t.endpoint_name, "
+                    "t.target_state, t.instance_count, m.min_instances, m.max_instances "
+                    "FROM thermal_states t LEFT JOIN self_hosted_models m USING (model_id) "
+                    "WHERE (CAST(:a AS text) IS NULL OR t.app_id = :a) "
+                    "AND (CAST(:e AS text) IS NULL OR t.environment = :e)"
+                ),
+                {"a": inp.app_id, "e": inp.environment},
+            )
+            rows = list(result)
+            models = await conn.execute(
+                text("SELECT model_id FROM self_hosted_models WHERE deployable")
+            )
+            return rows, [m[0] for m in models]
+
+    async def _recorded(self, r: Any, gate: asyncio.Semaphore) -> RecordedModel:
+        async with gate:
+            running = await self._running(thermal_workflow_id(r[0], r[1], r[2]))
+        return RecordedModel(
+            app_id=r[0],
+            environment=r[1],
+            model_id=r[2],
+            endpoint_name=r[3] or "",
+            target_state=ThermalState(r[4]),
+            instance_count=r[5] or 0,
+            workflow_running=running,
+            min_instances=r[6],
+            max_instances=r[7],
+        )
+
+    async def _owner(
+        self, name: str, known: dict[str, tuple[str, str, str]], gate: asyncio.Semaphore
+    ) -> EndpointOwner:
+        async with gate:
+            tags = await self._tags(name)
+        return endpoint_owner(name, tags or {}, known)
+
+    async def _owner_running(self, owner: EndpointOwner, gate: asyncio.Semaphore) -> None:
+        """An endpoint whose owner's workflow runs but has no row yet is not an orphan."""
+        if owner.app_id and owner.environment and owner.model_id:
+            wf_id = thermal_workflow_id(owner.app_id, owner.environment, owner.model_id)
+            async with gate:
+                owner.workflow_running = await self._running(wf_id)
+
+    async def _tags(self, name: str) -> dict[str, str] | None:
+        """None when the backend cannot read tags (nothing is then deletable) or the endpoint
+        is gone."""
+        if not isinstance(self.backend, TagReader):
+            return None
+        try:
+            return await self.backend.endpoint_tags(name)
+        except BackendError as err:
+            raise application_error(err) from err
 
     async def _running(self, workflow_id: str) -> bool:
+        """Only NOT_FOUND means "not running"; any other error (UNAVAILABLE, DEADLINE_EXCEEDED)
+        propagates and the activity is retried, never turning live endpoints into orphans."""
         try:
             desc = await self.control.client.get_workflow_handle(workflow_id).describe()
-        except RPCError:
-            return False
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
         return desc.status == WorkflowExecutionStatus.RUNNING
 
     @activity.defn(name="fleet.delete_orphan")
-    async def delete_orphan(self, endpoint_name: str) -> None:
+    async def delete_orphan(self, endpoint_name: str) -> bool:
+        """Deletes the endpoint if it still is an orphan (checked again right now: a warm-up may
+        have started since the snapshot); False when kept."""
+        try:
+            info = await self.backend.describe_endpoint(endpoint_name)
+        except BackendError as err:
+            raise application_error(err) from err
+        if info is None:
+            return True  # gone already (an earlier attempt, or someone else)
+        owner = endpoint_owner(endpoint_name, await self._tags(endpoint_name) or {}, {})
+        await self._owner_running(owner, asyncio.Semaphore(1))
+        if orphan_kind(info, owner, None) != "orphan":
+            activity.logger.warning("endpoint %s is no longer a deletable orphan", endpoint_name)
+            return False
         try:
             await self.backend.delete_endpoint(endpoint_name)
         except BackendError as err:
             raise application_error(err) from err
+        return True
 
     @activity.defn(name="fleet.report")
     async def report(self, report: ReconcileReport) -> None:
         activity.logger.warning(
-            "reconcile: drift=%s orphans=%s",
+            "reconcile: drift=%s orphans=%s unmanaged=%s",
             report.drift,
             [o.endpoint_name for o in report.orphans],
+            [o.endpoint_name for o in report.unmanaged],
         )
         if self.engine is None:
             return

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import (
     NON_RETRYABLE_ERROR_TYPES,
+    TAG_MANAGED_BY,
     BackendError,
     EndpointInfo,
     EndpointSpec,
@@ -53,6 +54,37 @@ NON_RETRYABLE = [
     ERR_UNKNOWN_MODEL,
     ERR_NOT_DEPLOYABLE,
 ]
+
+
+# Ownership tags: the reconcile deletes an orphan only if these name its app and environment.
+TAG_APP = "radiant:app"
+TAG_ENVIRONMENT = "radiant:environment"
+MANAGED_BY = "radiant-orchestrator"
+
+
+def owner_tags(workflow_id: str, model_id: str, endpoint: str) -> dict[str, str]:
+    """App/environment tags from the thermal workflow id `thermal/{app}/{env}/{model}`; only if
+    exactly one split reproduces the endpoint name (ids may contain '/'). Else none: an endpoint
+    without them is never deleted by the reconcile."""
+    prefix, suffix = "thermal/", f"/{model_id}"
+    if not (workflow_id.startswith(prefix) and workflow_id.endswith(suffix)):
+        return {}
+    middle = workflow_id[len(prefix) : -len(suffix)]
+    owners = []
+    for i, char in enumerate(middle):
+        app, env = middle[:i], middle[i + 1 :]
+        if char == "/" and app and env and _name_or_none(app, env, model_id) == endpoint:
+            owners.append((app, env))
+    if len(owners) != 1:
+        return {}
+    return {TAG_APP: owners[0][0], TAG_ENVIRONMENT: owners[0][1], TAG_MANAGED_BY: MANAGED_BY}
+
+
+def _name_or_none(app_id: str, environment: str, model_id: str) -> str | None:
+    try:
+        return make_endpoint_name(app_id, environment, model_id)
+    except ValueError:
+        return None
 
 
 class EnsureEndpointInput(BaseModel):
@@ -150,6 +182,9 @@ class ThermalActivities:
                 "radiant:model": req.spec.model_id,
                 "radiant:category": req.spec.category,
                 "radiant:specialty": req.spec.specialty,
+                **owner_tags(
+                    activity.info().workflow_id or "", req.spec.model_id, req.spec.endpoint_name
+                ),
             },
         )
         try:

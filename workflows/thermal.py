@@ -54,6 +54,17 @@ STEP_RETRY = RetryPolicy(
 #: keep-alive); a run that reaches continue-as-new starts the next one on the priced policy.
 PRICED_COLD_START_PATCH = "priced-cold-start"
 UNPRICED_POLICY_PARAMS = policy.PolicyParams(penalty_factor=0.8)
+#: A lease taken again under the same id is renewed (long jobs renew theirs); before, ignored.
+LEASE_RENEWAL_PATCH = "lease-renewal"
+#: After a fresh create the capacity step also runs when autoscaling can move the count, so
+#: SageMaker gets its scalable target (it can only be registered once the endpoint exists).
+AUTOSCALING_AFTER_CREATE_PATCH = "autoscaling-after-create"
+#: A failed create also deletes the model and endpoint config it may have left behind.
+CLEANUP_HALF_MADE_PATCH = "cleanup-half-made"
+#: A failed scale of an endpoint that still serves is retried with backoff, not blocked.
+CAPACITY_BACKOFF_PATCH = "capacity-backoff"
+DEFAULT_CAPACITY_RETRY_S = 30.0
+CAPACITY_ATTEMPTS = 4  # tries of one capacity change before it counts as failed
 
 OFF, COLD, WARM, HOT, AUTOMATIC = (
     ThermalState.OFF,
@@ -80,6 +91,9 @@ class ModelThermalWorkflow:
         self.converging = False  # a transition (and its Postgres record) is under way
         self.missing_retries = 0  # converges retried because the endpoint had vanished
         self.priced = True  # AUTOMATIC prices cold starts (set in run: PRICED_COLD_START_PATCH)
+        self.capacity_failures = 0  # consecutive failed scale-outs of a serving endpoint
+        self.capacity_retry_at: float | None = None  # no scale-out before then (backoff)
+        self.backoff_generation = 0  # the intent that failed; new intent ends the backoff
 
     # ---------------------------------------------------------------- run loop
     @workflow.run
@@ -225,16 +239,32 @@ class ModelThermalWorkflow:
             return True
         if self.blocked:
             return False
+        desired = self._desired()
+        if self._holding_scale_out(desired):
+            return False
         if self.s.generation != self.s.applied_generation:
             return True
-        desired = self._desired()
         return desired != self.s.instance_count or (desired > 0 and not self._ready())
+
+    def _holding_scale_out(self, desired: int) -> bool:
+        """A scale-out failed: serve with what runs until the retry time (new intent and
+        scale-ins go ahead)."""
+        assert self.s is not None
+        return (
+            self.capacity_retry_at is not None
+            and self._now_s() < self.capacity_retry_at
+            and self.s.generation == self.backoff_generation
+            and desired >= self.s.instance_count
+            and self._ready()
+        )
 
     def _next_timer(self) -> timedelta | None:
         """When the intent may change by itself: idle expiry, lease expiry, AUTOMATIC timers."""
         assert self.s is not None
         now = self._now_s()
         candidates: list[float] = [lease.expires_at.timestamp() for lease in self.s.leases]
+        if self.capacity_retry_at is not None:
+            candidates.append(self.capacity_retry_at)
         if self.s.instance_count > 0 and self.s.target_state == COLD:
             candidates.append(self._idle_deadline())
         if self.s.target_state == AUTOMATIC:
@@ -267,6 +297,8 @@ class ModelThermalWorkflow:
         before = self._status()
         generation = self.s.generation
         desired = self._desired()
+        if self._holding_scale_out(desired):  # another timer fired during the backoff
+            return
         try:
             if desired == 0:
                 if self.s.instance_count > 0 or self.s.endpoint_status is not None:
@@ -278,6 +310,7 @@ class ModelThermalWorkflow:
             self.s.current_state = self.s.target_state
             self.s.last_error = None
             self.blocked = False
+            self.capacity_failures, self.capacity_retry_at = 0, None
             self.s.applied_generation = max(self.s.applied_generation, generation)
             if self._status() != before or not self.recorded:
                 await self._record(None)  # waiters wake after this: they wait for `converging`
@@ -291,7 +324,12 @@ class ModelThermalWorkflow:
                 self.refresh = True
                 self.s.transitioning = False
                 return
+            if desired > 0 and await self._still_serving(err):
+                return
             await self._fail(err)
+            return
+        except _CapacityShortfall as short:
+            await self._capacity_failed(str(short))
             return
         self.missing_retries = 0
 
@@ -309,7 +347,10 @@ class ModelThermalWorkflow:
         )
         self.s.endpoint_status = info.status
         info = await self._wait_in_service()
-        if info.instance_count != desired:
+        scales = capacity["max_instances"] > capacity["min_instances"]
+        if info.instance_count != desired or (
+            scales and workflow.patched(AUTOSCALING_AFTER_CREATE_PATCH)
+        ):
             info = await self._capacity_call(desired)
         self._observe(info.instance_count, info.status)
         self.s.transitioning = False
@@ -323,6 +364,17 @@ class ModelThermalWorkflow:
         info = await self._capacity_call(desired)
         self._observe(info.instance_count, info.status)
         self.s.transitioning = False
+        if (
+            info.status == "InService"
+            and info.instance_count < desired
+            and workflow.patched(CAPACITY_BACKOFF_PATCH)
+        ):
+            # SageMaker rolls a failed scale-out back to InService at the old count.
+            reason = info.failure_reason or "the backend rolled it back"
+            raise _CapacityShortfall(
+                f"scaling {self.inp.model_id} to {desired} instances left "
+                f"{info.instance_count}: {reason}"
+            )
 
     async def _capacity_call(self, desired: int):  # type: ignore[no-untyped-def]
         assert self.spec is not None
@@ -335,9 +387,50 @@ class ModelThermalWorkflow:
             ),
             start_to_close_timeout=STEP_TIMEOUT,
             heartbeat_timeout=STEP_HEARTBEAT,
-            retry_policy=STEP_RETRY,
+            retry_policy=self._capacity_retry(),
         )
         return await self._wait_in_service()
+
+    def _capacity_retry(self) -> RetryPolicy:
+        """Bounded tries (the failure is then handled as a whole, with backoff); unbounded on
+        histories from before the capacity backoff."""
+        if not workflow.patched(CAPACITY_BACKOFF_PATCH):
+            return STEP_RETRY
+        first = min(1.0, self.inp.timings.poll_seconds)
+        return RetryPolicy(
+            initial_interval=timedelta(seconds=first),
+            maximum_interval=timedelta(seconds=30),
+            maximum_attempts=CAPACITY_ATTEMPTS,
+            non_retryable_error_types=NON_RETRYABLE,
+        )
+
+    async def _still_serving(self, err: ActivityError) -> bool:
+        """A failed step while the endpoint still serves (a scale that did not happen): keep
+        serving, record the error, retry after a backoff instead of blocking."""
+        assert self.s is not None
+        if not workflow.patched(CAPACITY_BACKOFF_PATCH):
+            return False
+        info = await self._describe()
+        if info is None or info.status != "InService" or info.instance_count < 1:
+            return False
+        self._observe(info.instance_count, info.status)
+        cause = err.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        await self._capacity_failed(message)
+        return True
+
+    async def _capacity_failed(self, message: str) -> None:
+        assert self.s is not None and self.spec is not None
+        self.capacity_failures += 1
+        base = self.inp.timings.capacity_retry_seconds or DEFAULT_CAPACITY_RETRY_S
+        delay = base * 2 ** min(self.capacity_failures - 1, 5)
+        self.capacity_retry_at = self._now_s() + delay
+        self.backoff_generation = self.s.generation
+        workflow.logger.warning("capacity change of %s failed: %s", self.spec.model_id, message)
+        self.s.last_error = f"{message} (retrying in {delay:.0f}s)"
+        self.s.transitioning = False
+        await self._record("failed")
+        self.failures += 1  # callers waiting on this change hear of it; the endpoint serves
 
     def _autoscaling_bounds(self, desired: int) -> dict[str, int]:
         """Autoscaling min/max registered with the endpoint (DESIGN 3: WARM/HOT keep a floor)."""
@@ -402,6 +495,16 @@ class ModelThermalWorkflow:
         workflow.logger.warning("thermal transition failed for %s: %s", self.spec.model_id, message)
         self.s.last_error = message
         info = await self._describe()
+        half_made = info is None and self.s.instance_count == 0
+        if half_made and workflow.patched(CLEANUP_HALF_MADE_PATCH):
+            # A create that failed before the endpoint existed may leave its model and
+            # endpoint config: delete removes them (and is a no-op when there are none).
+            await workflow.execute_activity_method(
+                ThermalActivities.delete_endpoint,
+                self.spec.endpoint_name,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=STEP_RETRY,
+            )
         if info is not None and (info.status == "Failed" or self.s.instance_count == 0):
             # A half-made endpoint (or a Failed one: delete is the only allowed operation).
             await workflow.execute_activity_method(
@@ -414,8 +517,8 @@ class ModelThermalWorkflow:
         self._observe(info.instance_count if info else 0, info.status if info else None)
         self.s.transitioning = False
         self.blocked = True
-        self.failures += 1
         await self._record("failed")
+        self.failures += 1  # after the record: a caller that hears of it finds it in Postgres
 
     def _observe(self, count: int, status: str | None) -> None:
         assert self.s is not None
@@ -505,11 +608,11 @@ class ModelThermalWorkflow:
             await workflow.wait_condition(lambda: not self.refresh and not self.converging)
         now = workflow.now()
         s.last_activity_at = now
-        s.traffic = policy.observe_arrival(s.traffic, now.timestamp())
-        if req.lease_id and all(lease.lease_id != req.lease_id for lease in s.leases):
-            s.leases.append(
-                Lease(lease_id=req.lease_id, expires_at=now + timedelta(seconds=req.lease_seconds))
-            )
+        renewed = bool(req.lease_id) and self._hold(
+            req.lease_id or "", now + timedelta(seconds=req.lease_seconds)
+        )
+        if not renewed:  # a retried acquire holding its lease already is no new arrival
+            s.traffic = policy.observe_arrival(s.traffic, now.timestamp())
         if self.blocked:  # a new caller is new intent: try again after an earlier failure
             self.blocked = False
         failures = self.failures
@@ -559,11 +662,22 @@ class ModelThermalWorkflow:
             return
         now = workflow.now()
         self.s.last_activity_at = now
-        self.s.traffic = policy.observe_arrival(self.s.traffic, now.timestamp())
-        if all(lease.lease_id != req.lease_id for lease in self.s.leases):
-            self.s.leases.append(
-                Lease(lease_id=req.lease_id, expires_at=now + timedelta(seconds=req.lease_seconds))
-            )
+        if not self._hold(req.lease_id, now + timedelta(seconds=req.lease_seconds)):
+            # A long job's renewal is no new arrival: it would skew the AUTOMATIC statistics.
+            self.s.traffic = policy.observe_arrival(self.s.traffic, now.timestamp())
+
+    def _hold(self, lease_id: str, expires_at: datetime) -> bool:
+        """Take a lease, or renew the caller's own (a long job renews before it expires).
+        True when it renewed one (histories from before renewal: never)."""
+        assert self.s is not None
+        for lease in self.s.leases:
+            if lease.lease_id == lease_id:
+                if not workflow.patched(LEASE_RENEWAL_PATCH):
+                    return False
+                lease.expires_at = max(lease.expires_at, expires_at)
+                return True
+        self.s.leases.append(Lease(lease_id=lease_id, expires_at=expires_at))
+        return False
 
     @workflow.signal
     def touch(self) -> None:
@@ -578,6 +692,11 @@ class ModelThermalWorkflow:
             self.s.generation += 1
             self.blocked = False
             self.refresh = True
+
+    @workflow.query
+    def traffic(self) -> policy.TrafficStats | None:
+        """The arrival statistics AUTOMATIC decides from (None before the first load)."""
+        return None if self.s is None else self.s.traffic
 
     @workflow.query
     def status(self) -> ThermalStatus:
@@ -614,6 +733,10 @@ class ModelThermalWorkflow:
                 else None
             ),
         )
+
+
+class _CapacityShortfall(Exception):
+    """The endpoint is InService with fewer instances than asked (a rolled-back scale-out)."""
 
 
 __all__ = ["ModelThermalWorkflow", "thermal_workflow_id"]

@@ -13,15 +13,23 @@ with workflow.unsafe.imports_passed_through():
         BulkItemResult,
         BulkSetInput,
         FleetActivities,
+        FleetSnapshot,
         OrphanReport,
         ReconcileInput,
         ReconcileReport,
+        RecordedModel,
+        drift_reason,
+        orphan_kind,
     )
     from activities.service_states import ScopeInput, ServiceStateActivities
     from workflows.thermal import ModelThermalWorkflow
     from workflows.thermal_types import thermal_workflow_id
 
 QUICK = timedelta(seconds=60)
+# Runs from before this patch: drift was any count change, orphans every unowned listed endpoint.
+OWNERSHIP_PATCH = "reconcile-exact-ownership"
+SNAPSHOT_TIMEOUT = timedelta(minutes=10)  # a big fleet; the heartbeat notices a dead worker
+SNAPSHOT_HEARTBEAT = timedelta(seconds=30)
 
 
 @workflow.defn
@@ -31,41 +39,18 @@ class ThermalReconcileWorkflow:
 
     @workflow.run
     async def run(self, inp: ReconcileInput) -> ReconcileReport:
+        exact = workflow.patched(OWNERSHIP_PATCH)
         snap = await workflow.execute_activity_method(
-            FleetActivities.snapshot, inp, start_to_close_timeout=QUICK
+            FleetActivities.snapshot,
+            inp,
+            start_to_close_timeout=SNAPSHOT_TIMEOUT if exact else QUICK,
+            heartbeat_timeout=SNAPSHOT_HEARTBEAT if exact else None,
         )
-        running = {e.endpoint_name: e for e in snap.endpoints}
-        report = ReconcileReport(checked=len(snap.recorded), endpoints=len(snap.endpoints))
-        owned: set[str] = set()
-        for row in snap.recorded:
-            wf_id = thermal_workflow_id(row.app_id, row.environment, row.model_id)
-            if row.workflow_running:
-                owned.add(row.endpoint_name)
-            live = running.get(row.endpoint_name)
-            live_count = live.instance_count if live else 0
-            if live_count == row.instance_count and (live is not None) == (row.instance_count > 0):
-                continue
-            report.drift.append(
-                f"{wf_id}: recorded {row.instance_count} instance(s), backend has {live_count}"
-            )
-            if row.workflow_running:
-                await workflow.get_external_workflow_handle(wf_id).signal(
-                    ModelThermalWorkflow.resync
-                )
-                report.resynced.append(wf_id)
-        for name, info in running.items():
-            if name in owned:
-                continue
-            orphan = OrphanReport(
-                endpoint_name=name, model_id=info.model_id, instance_count=info.instance_count
-            )
-            if inp.delete_orphans:
-                await workflow.execute_activity_method(
-                    FleetActivities.delete_orphan, name, start_to_close_timeout=timedelta(minutes=5)
-                )
-                orphan.deleted = True
-            report.orphans.append(orphan)
-        if report.drift or report.orphans:
+        if exact:
+            report = await self._reconcile(inp, snap)
+        else:
+            report = await self._reconcile_legacy(inp, snap)
+        if report.drift or report.orphans or report.unmanaged:
             await workflow.execute_activity_method(
                 FleetActivities.report, report, start_to_close_timeout=QUICK
             )
@@ -79,6 +64,77 @@ class ThermalReconcileWorkflow:
                 ScopeInput(app_id=app_id, environment=env),
                 start_to_close_timeout=QUICK,
             )
+        return report
+
+    async def _reconcile(self, inp: ReconcileInput, snap: FleetSnapshot) -> ReconcileReport:
+        """Drift within autoscaling bounds is none; only tagged, unowned endpoints of this
+        scope are deleted (re-checked by the activity right before)."""
+        live = {e.endpoint_name: e for e in snap.endpoints}
+        report = ReconcileReport(checked=len(snap.recorded), endpoints=len(snap.endpoints))
+        owned: set[str] = set()
+        for row in snap.recorded:
+            if row.workflow_running:
+                owned.add(row.endpoint_name)
+            reason = drift_reason(row, live.get(row.endpoint_name))
+            if reason is not None:
+                await self._drift(row, reason, report)
+        owners = {o.endpoint_name: o for o in snap.owners or []}
+        for info in snap.endpoints:
+            if info.endpoint_name in owned:
+                continue
+            kind = orphan_kind(info, owners.get(info.endpoint_name), snap.started_at)
+            if kind is None:
+                continue
+            orphan = OrphanReport(
+                endpoint_name=info.endpoint_name,
+                model_id=info.model_id,
+                instance_count=info.instance_count,
+            )
+            if kind == "unmanaged":
+                report.unmanaged.append(orphan)
+                continue
+            if inp.delete_orphans:
+                orphan.deleted = await workflow.execute_activity_method(
+                    FleetActivities.delete_orphan,
+                    info.endpoint_name,
+                    start_to_close_timeout=timedelta(minutes=5),
+                )
+            report.orphans.append(orphan)
+        return report
+
+    async def _drift(self, row: RecordedModel, reason: str, report: ReconcileReport) -> None:
+        wf_id = thermal_workflow_id(row.app_id, row.environment, row.model_id)
+        report.drift.append(f"{wf_id}: {reason}")
+        if row.workflow_running:
+            await workflow.get_external_workflow_handle(wf_id).signal(ModelThermalWorkflow.resync)
+            report.resynced.append(wf_id)
+
+    async def _reconcile_legacy(self, inp: ReconcileInput, snap: FleetSnapshot) -> ReconcileReport:
+        """The pre-patch decisions, kept so runs started before it replay."""
+        running = {e.endpoint_name: e for e in snap.endpoints}
+        report = ReconcileReport(checked=len(snap.recorded), endpoints=len(snap.endpoints))
+        owned: set[str] = set()
+        for row in snap.recorded:
+            if row.workflow_running:
+                owned.add(row.endpoint_name)
+            live = running.get(row.endpoint_name)
+            live_count = live.instance_count if live else 0
+            if live_count == row.instance_count and (live is not None) == (row.instance_count > 0):
+                continue
+            reason = f"recorded {row.instance_count} instance(s), backend has {live_count}"
+            await self._drift(row, reason, report)
+        for name, info in running.items():
+            if name in owned:
+                continue
+            orphan = OrphanReport(
+                endpoint_name=name, model_id=info.model_id, instance_count=info.instance_count
+            )
+            if inp.delete_orphans:
+                await workflow.execute_activity(
+                    "fleet.delete_orphan", name, start_to_close_timeout=timedelta(minutes=5)
+                )  # by name: its result was None then
+                orphan.deleted = True
+            report.orphans.append(orphan)
         return report
 
 

@@ -11,8 +11,11 @@ Record. `data_dir/local_endpoints/<name>.json` (written to a temp file + `os.rep
 only under an `fcntl.flock` on `<name>.lock`, so two workers cannot double-start) holds the spec,
 status, desired count and one entry per process (instance id, pid, process start time, port,
 config hash, log offset). A restarted worker, or the reconcile through `list_endpoints`, adopts
-endpoints from their records; a dead pid (os.kill(pid, 0), zombie or reused pid) or an instance
-whose /ping does not answer is reported. Server stderr goes to `<name>.log`; a process that exits
+endpoints from their records; a dead pid (os.kill(pid, 0), zombie or reused pid, also another
+user's) or an instance whose /ping does not answer is reported. Stopping an instance (scale-in,
+delete, blue/green switch) is SIGTERM: the server refuses new async jobs, lets running ones finish
+for up to `stop_timeout - 1` s and writes a failure file for the rest; scale-in stops idle
+instances first. Server stderr goes to `<name>.log`; a process that exits
 while starting turns the endpoint Failed with the tail of its log as `failure_reason`.
 
 Status vocabulary is SageMaker's: Creating while the first processes start, InService when all
@@ -45,8 +48,10 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from activities.backends.base import (
+    TAG_MODEL,
     AsyncInferenceFailed,
     AsyncInvocation,
+    CapacityUnavailable,
     EndpointFailed,
     EndpointInfo,
     EndpointNotFound,
@@ -60,11 +65,12 @@ from activities.backends.base import (
     ServiceUnavailable,
     check_capacity,
 )
-from activities.backends.local_model_server import INSTANCE_HEADER
+from activities.backends.local_model_server import DRAINING_HEADER, INSTANCE_HEADER
 from activities.backends.local_process import (
     CHILDREN,
     CHILDREN_LOCK,
     EXIT_CODES,
+    async_jobs_running,
     pid_alive,
     ping_instance,
     proc_start_ticks,
@@ -217,7 +223,7 @@ class LocalStandInBackend:
             "--instance-id", instance_id, "--port-file", str(port_file),
             "--record-path", str(self.record_path(name)),
             "--orphan-grace-seconds", str(self.orphan_grace), "--warmup-seconds", str(warmup),
-            "--invoke-seconds", str(infer),
+            "--invoke-seconds", str(infer), "--drain-seconds", str(self._drain_seconds()),
         ]  # fmt: skip
         if spec.model_data_url:
             cmd += ["--model-data", spec.model_data_url]
@@ -255,20 +261,35 @@ class LocalStandInBackend:
             rec.pending.append(inst.instance_id)
             self._save(rec)  # recorded right away: a crash now leaves no unknown process
 
+    def _drain_seconds(self) -> float:
+        """How long a stopping model server lets its async jobs finish: inside `_stop`'s wait
+        (with a second to write failure files and exit), so SIGKILL never loses a job."""
+        return max(0.0, self.stop_timeout - 1.0)
+
+    def _signal(self, name: str, inst: LocalInstance, signum: int) -> bool:
+        """False when the process is gone, or not ours to signal (another user's process under
+        a reused pid, e.g. after a reboot): either way there is nothing of ours to stop."""
+        try:
+            os.kill(inst.pid, signum)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            log.warning("endpoint %s: pid %d is not ours any more", name, inst.pid)
+            return False
+        return True
+
     def _stop(self, name: str, instances: list[LocalInstance]) -> None:
-        """SIGTERM, wait, SIGKILL. Only signals a pid whose start time is still ours."""
+        """SIGTERM (the server drains its async jobs), wait, SIGKILL. Only signals a pid whose
+        start time is still ours."""
         live = [i for i in instances if pid_alive(i.pid, i.proc_start)]
-        for inst in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(inst.pid, signal.SIGTERM)
+        live = [i for i in live if self._signal(name, i, signal.SIGTERM)]
         deadline = time.monotonic() + self.stop_timeout
         while live and time.monotonic() < deadline:
             time.sleep(0.02)
             live = [i for i in live if pid_alive(i.pid, i.proc_start)]
         for inst in live:
             log.warning("endpoint %s: instance %s ignored SIGTERM, killing", name, inst.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(inst.pid, signal.SIGKILL)
+            self._signal(name, inst, signal.SIGKILL)
         deadline = time.monotonic() + 2.0
         while live and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -403,15 +424,27 @@ class LocalStandInBackend:
             rec.instances = [i for i in rec.instances if i not in dead]
         rec.desired_instance_count = desired
         extra = len(rec.instances) - desired
-        if extra > 0:  # scale in: newest first, the oldest are the warmest
-            victims = rec.instances[-extra:]
-            rec.instances = rec.instances[:-extra]
+        if extra > 0:
+            victims = self._scale_in_victims(rec, extra)
+            rec.instances = [i for i in rec.instances if i not in victims]
             self._save(rec)  # out of the record first: the router stops using them
             self._stop(rec.endpoint_name, victims)
         elif extra < 0:
-            rec.status, rec.updated_at = "Updating", _now()
+            rec.status, rec.updated_at, rec.failure_reason = "Updating", _now(), None
             self._spawn_into(rec, -extra)
         self._save(rec)
+
+    def _scale_in_victims(self, rec: LocalRecord, extra: int) -> list[LocalInstance]:
+        """Newest first (the oldest are the warmest); on an async endpoint idle instances
+        first, since a stopping one must drain (or fail) the jobs it runs."""
+        newest_first = rec.instances[::-1]
+        if rec.spec.async_inference:
+            busy = {
+                i.instance_id: async_jobs_running(i.port, i.instance_id) if i.port else 0
+                for i in newest_first
+            }
+            newest_first.sort(key=lambda i: busy[i.instance_id])  # stable: ties stay newest first
+        return newest_first[:extra]
 
     # ------------------------------------------------------------------ sync operations
 
@@ -511,6 +544,14 @@ class LocalStandInBackend:
             rec.min_instances, rec.max_instances = min_instances, max_instances
             self._heal(rec, desired)
             rec, probes = self._settle(rec, self.ready_wait)
+            if rec.status == "InService" and rec.failure_reason and len(rec.instances) < desired:
+                # The scale-out rolled back: not a success. Retryable, like SageMaker's
+                # insufficient capacity; the record keeps the reason.
+                raise CapacityUnavailable(
+                    f"endpoint {name}: could not scale to {desired} instances, "
+                    f"{len(rec.instances)} serve: {rec.failure_reason}",
+                    failure_reason=rec.failure_reason,
+                )
             return self._info(rec, probes)
 
     def _delete(self, name: str) -> None:
@@ -548,6 +589,16 @@ class LocalStandInBackend:
 
     async def describe_endpoint(self, name: str) -> EndpointInfo | None:
         return await asyncio.to_thread(self._describe, name)
+
+    async def endpoint_tags(self, name: str) -> dict[str, str] | None:
+        """The tags the endpoint was created with (None: no such endpoint), as SageMaker keeps
+        them: the reconcile decides ownership by them."""
+
+        def read() -> dict[str, str] | None:
+            rec = self._load(name)
+            return None if rec is None else {**rec.spec.tags, TAG_MODEL: rec.model_id}
+
+        return await asyncio.to_thread(read)
 
     async def set_capacity(
         self, name: str, instance_count: int, min_instances: int, max_instances: int
@@ -598,9 +649,15 @@ class LocalStandInBackend:
             await client.aclose()
 
     async def _post(
-        self, name: str, path: str, body: bytes, headers: dict[str, str]
+        self,
+        name: str,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        targets: list[LocalInstance] | None = None,
     ) -> httpx.Response:
-        _, targets = await self._targets(name)
+        if targets is None:
+            _, targets = await self._targets(name)
         last: Exception | None = None
         client = self._client()
         for inst in targets:  # an instance that died since the record was read: next one
@@ -616,9 +673,12 @@ class LocalStandInBackend:
             except httpx.TransportError as exc:
                 last = exc
                 continue
-            if resp.headers.get(INSTANCE_HEADER) == inst.instance_id:
+            if resp.headers.get(INSTANCE_HEADER) != inst.instance_id:
+                last = RuntimeError(f"port {inst.port} now belongs to another process")
+            elif resp.headers.get(DRAINING_HEADER):  # stopping: it took no work, try the next
+                last = RuntimeError(f"instance {inst.instance_id} is stopping")
+            else:
                 return resp
-            last = RuntimeError(f"port {inst.port} now belongs to another process")
         raise ServiceUnavailable(f"no instance of endpoint {name} answered: {last!r}")
 
     async def invoke(
@@ -635,7 +695,7 @@ class LocalStandInBackend:
     async def invoke_async(
         self, name: str, input_location: str, content_type: str
     ) -> AsyncInvocation:
-        rec, _ = await self._targets(name)
+        rec, targets = await self._targets(name)  # once: each call advances the round-robin
         if not rec.spec.async_inference:
             raise InvalidRequest(f"endpoint {name} is not an async inference endpoint")
         inference_id = uuid.uuid4().hex
@@ -649,7 +709,7 @@ class LocalStandInBackend:
             "X-Radiant-Output-Location": str(out),
             "X-Radiant-Failure-Location": str(fail),
         }
-        resp = await self._post(name, "/invocations-async", b"", headers)
+        resp = await self._post(name, "/invocations-async", b"", headers, targets)
         if resp.status_code != 202:
             raise ModelError(f"async invocation rejected ({resp.status_code}): {resp.text[:500]}")
         return AsyncInvocation(

@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ log = logging.getLogger("radiant.local_model_server")
 
 INSTANCE_HEADER = "X-Radiant-Instance"
 STAND_IN_HEADER = "X-Radiant-Stand-In"
+ASYNC_RUNNING_HEADER = "X-Radiant-Async-Running"  # on /ping: async jobs not yet finished
+DRAINING_HEADER = "X-Radiant-Draining"  # on a refused async job: stopping, use another instance
 
 
 # --------------------------------------------------------------------------- reference stand-ins
@@ -165,6 +168,60 @@ def openai_stream_chunks(full: dict[str, Any]) -> list[dict[str, Any]]:
     return chunks
 
 
+# --------------------------------------------------------------------------- async jobs
+
+
+class AsyncJobs:
+    """The async inferences this instance accepted and has not finished. When the instance
+    stops, each one ends with its output or a failure file (as SageMaker writes a failure
+    notification when an instance goes away): a caller polling for it never waits forever."""
+
+    def __init__(self) -> None:
+        # Also held while a job writes its result, so `close` never fails a job half-written.
+        self._lock = threading.Lock()
+        self._running: dict[threading.Thread, Path] = {}  # job thread -> its failure file
+        self._closed = False
+
+    def start(self, job: threading.Thread, fail: Path) -> bool:
+        """Run `job`; False (not started) once the instance is stopping."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._running[job] = fail
+        job.start()
+        return True
+
+    def finish(self, write: Callable[[], None]) -> None:
+        """Called by a job thread: write its result unless shutdown already failed it."""
+        with self._lock:
+            if self._running.pop(threading.current_thread(), None) is not None:
+                write()
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def stop_intake(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def close(self, drain_seconds: float) -> int:
+        """Refuse new jobs, let running ones finish for up to `drain_seconds`, then write a
+        failure file for each one left. Returns how many were failed."""
+        self.stop_intake()
+        with self._lock:
+            jobs = list(self._running)
+        deadline = time.monotonic() + drain_seconds
+        for job in jobs:
+            job.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left, self._running = list(self._running.values()), {}
+            why = f"instance stopped; the inference did not finish within {drain_seconds:g}s"
+            for fail in left:
+                _write_atomic(fail, json.dumps({"error": why}).encode())
+        return len(left)
+
+
 # --------------------------------------------------------------------------- HTTP server
 
 
@@ -177,6 +234,7 @@ class ModelServer(ThreadingHTTPServer):
         super().__init__((args.host, args.port), RequestHandler)
         self.args = args
         self.ready = threading.Event()
+        self.jobs = AsyncJobs()
         self.handler_key, self.handler = pick_handler(args.category, args.specialty)
         self.is_llm = "llm_text" in (args.category, args.specialty) or self.handler_key in (
             "text_generation",
@@ -193,17 +251,25 @@ class RequestHandler(BaseHTTPRequestHandler):
         if "/ping" not in self.requestline:
             log.info("%s %s", self.address_string(), format % args)
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header(INSTANCE_HEADER, self.server.args.instance_id)
         self.send_header(STAND_IN_HEADER, f"reference/{self.server.handler_key}")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
 
-    def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj).encode())
+    def _json(self, status: int, obj: Any, extra: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj).encode(), extra=extra)
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -217,7 +283,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path == "/ping":
             if self.server.ready.is_set():
-                self._json(200, {"status": "Healthy"})
+                running = str(self.server.jobs.running())  # lets scale-in pick idle instances
+                self._json(200, {"status": "Healthy"}, {ASYNC_RUNNING_HEADER: running})
             else:
                 self._json(503, {"status": "Loading"})
         elif self.path in ("/v1/models", "/models") and self.server.is_llm:
@@ -278,7 +345,9 @@ class RequestHandler(BaseHTTPRequestHandler):
             name=f"async-{inference_id}",
             daemon=True,
         )
-        job.start()
+        if not self.server.jobs.start(job, Path(fail)):
+            self._json(503, {"error": "instance is stopping"}, {DRAINING_HEADER: "1"})
+            return
         self._json(202, {"InferenceId": inference_id, "OutputLocation": out,
                          "FailureLocation": fail})  # fmt: skip
 
@@ -287,10 +356,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             data = Path(source.removeprefix("file://")).read_bytes()
             time.sleep(self.server.args.invoke_seconds)
             result = self.server.handler(Request(data, ctype, self.server.args.model_id))
-            _write_atomic(out, json.dumps(result).encode())
+            path, payload = out, json.dumps(result).encode()
         except Exception as exc:
             log.warning("async inference failed: %s", exc)
-            _write_atomic(fail, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+            path, payload = fail, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+        self.server.jobs.finish(lambda: _write_atomic(path, payload))
 
 
 _OPENAI_ROUTES = {"/chat/completions": "chat", "/completions": "text", "/embeddings": "embeddings"}
@@ -352,6 +422,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port-file", help="where to write the bound port (atomically)")
     p.add_argument("--record-path", help="endpoint record to watch for orphan exit")
     p.add_argument("--orphan-grace-seconds", type=float, default=30.0)
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=4.0,
+        help="on SIGTERM: how long running async jobs may finish before they are failed",
+    )
     p.add_argument("--model-data", help="ModelDataUrl: a local path must exist")
     p.add_argument(
         "--warmup-seconds",
@@ -396,9 +472,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.record_path:
         threading.Thread(target=_watch_record, args=(server, stop), daemon=True).start()
 
+    def stop_serving() -> None:
+        server.jobs.stop_intake()  # new async jobs go to another instance from now on
+        server.shutdown()
+
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
-        threading.Thread(target=server.shutdown, daemon=True).start()  # not from this thread
+        threading.Thread(target=stop_serving, daemon=True).start()  # not from this thread
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -406,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         stop.set()
-        server.server_close()
+        server.server_close()  # no new connections while the async jobs drain
+        failed = server.jobs.close(args.drain_seconds)
+        if failed:
+            log.warning("%d async inference(s) unfinished at exit: failure written", failed)
         log.info("stopped")
     return 0
 

@@ -11,7 +11,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from activities.backends.local_model_server import INSTANCE_HEADER
+from activities.backends.local_model_server import ASYNC_RUNNING_HEADER, INSTANCE_HEADER
 
 # Popen objects of the processes this worker started, so they are reaped (no zombies) and their
 # exit codes are known. Adopted processes (another worker's children) are watched by pid.
@@ -60,7 +60,10 @@ def pid_alive(pid: int, proc_start: int | None = None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
+        # Another user's process. After a reboot our recorded pid may be reused by one:
+        # /proc/<pid>/stat is world-readable, so the start time still tells.
+        current = proc_start_ticks(pid)
+        return proc_start is None or current is None or current == proc_start
     current = proc_start_ticks(pid)
     if proc_start is not None and current is not None and current != proc_start:
         return False  # the pid now belongs to another process
@@ -74,17 +77,28 @@ def pid_alive(pid: int, proc_start: int | None = None) -> bool:
     return True
 
 
-def ping_instance(port: int, instance_id: str, timeout: float = 1.0) -> int | None:
-    """HTTP status of /ping from *this* instance (header check guards against port reuse)."""
+def _ping(port: int, instance_id: str, timeout: float) -> http.client.HTTPResponse | None:
+    """/ping of *this* instance (header check guards against port reuse); None if no answer."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", "/ping")
         resp = conn.getresponse()
         resp.read()
-        if resp.getheader(INSTANCE_HEADER) != instance_id:
-            return None
-        return resp.status
+        return resp if resp.getheader(INSTANCE_HEADER) == instance_id else None
     except OSError:
         return None
     finally:
         conn.close()
+
+
+def ping_instance(port: int, instance_id: str, timeout: float = 1.0) -> int | None:
+    """HTTP status of /ping from *this* instance."""
+    resp = _ping(port, instance_id, timeout)
+    return resp.status if resp is not None else None
+
+
+def async_jobs_running(port: int, instance_id: str, timeout: float = 1.0) -> int:
+    """How many async inferences the instance is still working on (0 if it does not say)."""
+    resp = _ping(port, instance_id, timeout)
+    value = resp.getheader(ASYNC_RUNNING_HEADER) if resp is not None else None
+    return int(value) if value and value.isdigit() else 0

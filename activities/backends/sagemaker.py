@@ -118,7 +118,8 @@ class SageMakerBackend:
         self.target_backlog = target_backlog_per_instance
         self.scale_in_cooldown = scale_in_cooldown_s
         self.scale_out_cooldown = scale_out_cooldown_s
-        self._model_ids: dict[str, str] = {}  # endpoint ARN -> radiant:model tag
+        # endpoint name -> (CreationTime, tags): one ListTags per endpoint incarnation
+        self._tag_cache: dict[str, tuple[Any, dict[str, str]]] = {}
 
     @classmethod
     def from_settings(
@@ -198,19 +199,27 @@ class SageMakerBackend:
             status_message=message,
         )
 
-    async def _model_id_from_tags(self, arn: str | None) -> str | None:
-        """DescribeEndpoint has no tags: ListTags once per ARN (cached: the name, hence the ARN,
-        encodes app/env/model, so the model tag of an ARN never changes)."""
+    async def _tags_of(self, raw: dict[str, Any]) -> dict[str, str]:
+        """DescribeEndpoint has no tags: ListTags once per endpoint incarnation (name +
+        CreationTime), so a deleted and recreated endpoint never shows its predecessor's tags."""
+        arn, name, created = raw.get("EndpointArn"), raw["EndpointName"], raw.get("CreationTime")
         if not arn:
-            return None
-        if arn in self._model_ids:
-            return self._model_ids[arn]
+            return {}
+        cached = self._tag_cache.get(name)
+        if cached is not None and created is not None and cached[0] == created:
+            return cached[1]
         resp = await self._call(self.sm, "list_tags", ResourceArn=arn, MaxResults=100)
         tags = {t["Key"]: t["Value"] for t in resp.get("Tags", [])}
-        model_id = tags.get(TAG_MODEL)
-        if model_id:
-            self._model_ids[arn] = model_id
-        return model_id
+        self._tag_cache[name] = (created, tags)
+        return tags
+
+    async def endpoint_tags(self, name: str) -> dict[str, str] | None:
+        """The endpoint's tags (None: no such endpoint); the reconcile decides ownership by them.
+        Describes afresh, so tags of a recreated endpoint are read again."""
+        raw = await self._describe_raw(name)
+        if raw is None:
+            return None
+        return dict(await self._tags_of(raw))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -330,7 +339,7 @@ class SageMakerBackend:
         raw = await self._describe_raw(name)
         if raw is None:
             return None
-        return self._info(raw, await self._model_id_from_tags(raw.get("EndpointArn")))
+        return self._info(raw, (await self._tags_of(raw)).get(TAG_MODEL))
 
     async def set_capacity(
         self, name: str, instance_count: int, min_instances: int, max_instances: int

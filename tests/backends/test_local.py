@@ -9,8 +9,11 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ import pytest
 from activities.backends import local_process
 from activities.backends.base import (
     AsyncInferenceFailed,
+    AsyncInvocation,
+    CapacityUnavailable,
     EndpointFailed,
     EndpointSpec,
     InvalidEndpointState,
@@ -27,7 +32,12 @@ from activities.backends.base import (
     ModelError,
     ModelServerError,
 )
-from activities.backends.local import LocalStandInBackend, pid_alive
+from activities.backends.local import (
+    LocalInstance,
+    LocalRecord,
+    LocalStandInBackend,
+    pid_alive,
+)
 from tests.fixtures.waiting import wait_for
 from workers.samples import SAMPLES
 
@@ -433,3 +443,176 @@ async def test_async_endpoint_can_scale_to_zero_but_realtime_cannot(
     [pid] = backend.endpoint_pids(a.endpoint_name)
     info = await backend.set_capacity(a.endpoint_name, 0, 0, 3)
     assert info.instance_count == 0 and not pid_alive(pid)
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+async def _fetched(backend: LocalStandInBackend, inv: AsyncInvocation) -> bytes | str | None:
+    """The result, or the failure text: the inference has ended either way."""
+    try:
+        return await backend.fetch_async_result(inv)
+    except AsyncInferenceFailed as exc:
+        return str(exc)
+
+
+def _async_posts(backend: LocalStandInBackend, name: str) -> Counter[str]:
+    """Async invocations each instance accepted, from its own log lines."""
+    lines = backend.log_path(name).read_text().splitlines()
+    return Counter(
+        ln.split("[", 1)[1].split("]", 1)[0] for ln in lines if '"POST /invocations-async' in ln
+    )
+
+
+async def test_async_invocations_round_robin_over_instances(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    s = spec(async_inference=True, instance_count=2)
+    await backend.ensure_endpoint(s)
+    source = tmp_path / "request.bin"
+    source.write_bytes(PNG)
+    invs = [await backend.invoke_async(s.endpoint_name, str(source), "image/png") for _ in range(4)]
+    for inv in invs:
+        await wait_for(lambda inv=inv: backend.fetch_async_result(inv))
+    ids = [i["instance_id"] for i in record(backend, s.endpoint_name)["instances"]]
+    assert _async_posts(backend, s.endpoint_name) == {ids[0]: 2, ids[1]: 2}
+
+
+async def test_scale_in_drains_running_async_jobs(
+    tmp_path: Path, backend: LocalStandInBackend
+) -> None:
+    """Stopping an instance lets its running async jobs finish (bounded), none is lost."""
+    patient = LocalStandInBackend(tmp_path, stop_timeout_seconds=5, orphan_grace_seconds=1)
+    s = spec(async_inference=True, instance_count=2,
+             environment={"RADIANT_LOCAL_INVOKE_SECONDS": "1.5"})  # fmt: skip
+    await patient.ensure_endpoint(s)
+    source = tmp_path / "request.bin"
+    source.write_bytes(PNG)
+    invs = [await patient.invoke_async(s.endpoint_name, str(source), "image/png") for _ in range(4)]
+    info = await patient.set_capacity(s.endpoint_name, 1, 0, 3)  # while all four run
+    assert info.instance_count == 1
+    for inv in invs:
+        result = await wait_for(lambda inv=inv: _fetched(patient, inv), limit=10)
+        assert "detections" in json.loads(result)
+
+
+async def test_blue_green_switch_drains_running_async_jobs(
+    tmp_path: Path, backend: LocalStandInBackend
+) -> None:
+    patient = LocalStandInBackend(tmp_path, stop_timeout_seconds=5, orphan_grace_seconds=1)
+    s = spec(async_inference=True, environment={"RADIANT_LOCAL_INVOKE_SECONDS": "1.5"})
+    await patient.ensure_endpoint(s)
+    [old_pid] = patient.endpoint_pids(s.endpoint_name)
+    source = tmp_path / "request.bin"
+    source.write_bytes(PNG)
+    inv = await patient.invoke_async(s.endpoint_name, str(source), "image/png")
+    after = await patient.ensure_endpoint(s.model_copy(update={"image": "local/new-image:2"}))
+    assert after.status == "InService" and old_pid not in patient.endpoint_pids(s.endpoint_name)
+    result = await wait_for(lambda: _fetched(patient, inv), limit=10)
+    assert "detections" in json.loads(result)
+
+
+async def test_stopped_instance_fails_async_jobs_it_cannot_finish(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    """A job longer than the drain bound gets a failure file (SageMaker's failure
+    notification), so the caller polling for it learns it is gone instead of waiting forever."""
+    s = spec(async_inference=True, environment={"RADIANT_LOCAL_INVOKE_SECONDS": "60"})
+    await backend.ensure_endpoint(s)
+    [pid] = backend.endpoint_pids(s.endpoint_name)
+    source = tmp_path / "request.bin"
+    source.write_bytes(PNG)
+    inv = await backend.invoke_async(s.endpoint_name, str(source), "image/png")
+    await backend.delete_endpoint(s.endpoint_name)
+    assert local_process.EXIT_CODES.get(pid) == 0  # drained and exited, not SIGKILLed
+    with pytest.raises(AsyncInferenceFailed, match="instance stopped"):
+        await backend.fetch_async_result(inv)
+
+
+async def test_scale_in_keeps_the_instance_running_async_work(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    s = spec(async_inference=True, instance_count=2,
+             environment={"RADIANT_LOCAL_INVOKE_SECONDS": "4"})  # fmt: skip
+    await backend.ensure_endpoint(s)
+    oldest, newest = record(backend, s.endpoint_name)["instances"]
+    source = tmp_path / "request.bin"
+    source.write_bytes(PNG)
+    # Round-robin: the first job (no input: fails at once) goes to the oldest instance, the
+    # second (4 s, longer than the 2 s drain) to the newest, which scale-in stops by default.
+    quick = await backend.invoke_async(s.endpoint_name, str(tmp_path / "nope"), "image/png")
+    slow = await backend.invoke_async(s.endpoint_name, str(source), "image/png")
+    await wait_for(lambda: _fetched(backend, quick))
+    running = [
+        local_process.async_jobs_running(i["port"], i["instance_id"]) for i in (oldest, newest)
+    ]
+    assert running == [0, 1]
+    await backend.set_capacity(s.endpoint_name, 1, 0, 3)
+    assert backend.endpoint_pids(s.endpoint_name) == [newest["pid"]]  # the busy one stays
+    result = await wait_for(lambda: _fetched(backend, slow), limit=10)
+    assert "detections" in json.loads(result)
+
+
+@pytest.fixture
+def stranger() -> Iterator[subprocess.Popen[bytes]]:
+    """Stands in for another user's process (signalling it is made to fail with EPERM)."""
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_pid_reused_by_another_user_does_not_block_delete(
+    backend: LocalStandInBackend,
+    stranger: subprocess.Popen[bytes],
+    monkeypatch: pytest.MonkeyPatch,  # last: undone before `stranger` is killed
+) -> None:
+    """After a reboot a recorded pid may belong to another user's process (signals fail with
+    EPERM): delete must finish, and the model be created again."""
+    real_kill = os.kill
+
+    def kill(pid: int, sig: int) -> None:
+        if pid == stranger.pid:
+            raise PermissionError(1, "Operation not permitted")
+        real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", kill)
+    ticks = local_process.proc_start_ticks(stranger.pid)
+    assert ticks is not None
+    assert not pid_alive(stranger.pid, ticks + 1)  # another process under our pid
+    s = spec()
+    now = datetime.now(UTC)
+    for proc_start in (ticks + 1, None):  # None: a record without start time: cannot tell
+        inst = LocalInstance(instance_id="i-old", pid=stranger.pid, proc_start=proc_start,
+                             port=1, config_hash="x", started_at=now)  # fmt: skip
+        backend._save(LocalRecord(
+            endpoint_name=s.endpoint_name, model_id=s.model_id, spec=s, config_hash="x",
+            status="InService", created_at=now, updated_at=now, desired_instance_count=1,
+            min_instances=0, max_instances=3, instances=[inst],
+        ))  # fmt: skip
+        await backend.delete_endpoint(s.endpoint_name)
+        assert await backend.describe_endpoint(s.endpoint_name) is None
+    assert stranger.poll() is None  # never signalled
+    info = await backend.ensure_endpoint(s)
+    assert info.status == "InService"
+
+
+async def test_failed_scale_out_raises_a_retryable_capacity_error(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    model_data = tmp_path / "model.tar.gz"
+    model_data.write_bytes(b"weights")
+    s = spec(model_data_url=str(model_data))
+    await backend.ensure_endpoint(s)
+    [pid] = backend.endpoint_pids(s.endpoint_name)
+    model_data.unlink()  # new instances now fail to start; the running one keeps serving
+    with pytest.raises(CapacityUnavailable) as exc:
+        await backend.set_capacity(s.endpoint_name, 2, 1, 3)
+    assert exc.value.retryable and exc.value.code == "CapacityUnavailable"
+    assert "model data not found" in (exc.value.failure_reason or "")
+    info = await backend.describe_endpoint(s.endpoint_name)
+    assert info is not None and (info.status, info.instance_count) == ("InService", 1)
+    assert "scale-out rolled back" in (info.failure_reason or "")
+    assert backend.endpoint_pids(s.endpoint_name) == [pid] and pid_alive(pid)

@@ -9,8 +9,9 @@ import uuid
 
 from temporalio.client import WorkflowExecutionStatus
 
-from activities.backends.base import EndpointSpec
+from activities.backends.base import TAG_MANAGED_BY, EndpointSpec, endpoint_name
 from activities.fleet_activities import BulkSetInput, ReconcileInput
+from activities.thermal_activities import MANAGED_BY, TAG_APP, TAG_ENVIRONMENT
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, ThermalHarness
@@ -131,18 +132,28 @@ async def test_reconcile_fixes_drift_and_reports_orphans(thermal: ThermalHarness
     # Drift: the model server dies behind the workflow's back.
     for pid in thermal.backend.endpoint_pids(st.endpoint_name):
         os.kill(pid, 9)
-    # An orphan: an endpoint nobody's workflow owns (a GPU cost leak).
+    # An orphan: an endpoint radiant made for this app (its tags say so) that no workflow owns
+    # (a GPU cost leak), and an untagged one (made by hand): reported, never deleted.
     orphan = EndpointSpec(
-        endpoint_name=f"radiant-{app}-test-orphan",
-        model_id=MODEL,
+        endpoint_name=endpoint_name(app, "test", "mobilesam"),
+        model_id="mobilesam",
         image="local",
         instance_type="ml.g4dn.xlarge",
         instance_count=1,
         max_instances=1,
-        category="vision_detection",
-        specialty="object_detection",
+        category="vision_segmentation",
+        specialty="segmentation",
+        tags={
+            TAG_APP: app,
+            TAG_ENVIRONMENT: "test",
+            TAG_MANAGED_BY: MANAGED_BY,
+        },
     )
-    await thermal.backend.ensure_endpoint(orphan)
+    by_hand = orphan.model_copy(
+        update={"endpoint_name": endpoint_name(app, "test", "efficientnet-b0"), "tags": {}}
+    )
+    for spec in (orphan, by_hand):
+        await thermal.backend.ensure_endpoint(spec)
 
     report = await thermal.client.execute_workflow(
         ThermalReconcileWorkflow.run,
@@ -153,6 +164,9 @@ async def test_reconcile_fixes_drift_and_reports_orphans(thermal: ThermalHarness
     assert [o.endpoint_name for o in report.orphans] == [orphan.endpoint_name]
     assert report.orphans[0].deleted
     assert await thermal.backend.describe_endpoint(orphan.endpoint_name) is None
+    assert [o.endpoint_name for o in report.unmanaged] == [by_hand.endpoint_name]
+    assert await thermal.backend.describe_endpoint(by_hand.endpoint_name) is not None
+    await thermal.backend.delete_endpoint(by_hand.endpoint_name)
     assert any(app in line for line in report.drift) and report.resynced
 
     async def healed():

@@ -113,7 +113,7 @@ async def test_new_runs_use_the_priced_policy(thermal: ThermalHarness):
             # Priced: gone long before the 1-minute keep-alive (unpriced kept it for hours).
             await wait_for(released, limit=40.0)
             history = await handle.fetch_history()
-            assert patch_markers(history) == [PRICED_COLD_START_PATCH]
+            assert PRICED_COLD_START_PATCH in patch_markers(history)
             await replayer().replay_workflow(history)
         finally:
             await handle.terminate("test over")

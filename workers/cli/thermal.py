@@ -311,6 +311,11 @@ def reconcile(
             f"[red]orphan[/] {o.endpoint_name} ({o.instance_count} instance(s))"
             + (" deleted" if o.deleted else "")
         )
+    for o in report.unmanaged:
+        console.print(
+            f"[magenta]unmanaged[/] {o.endpoint_name} ({o.instance_count} instance(s)): no "
+            "radiant ownership tags, never deleted automatically"
+        )
 
 
 def watch(

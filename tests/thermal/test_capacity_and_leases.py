@@ -1,0 +1,193 @@
+"""Capacity changes that fail, autoscaling after a create, half-made cleanup, lease renewal.
+
+The backend is the local stand-in wrapped to record (and, where a test says so, fail) calls, so
+the thermal workflow runs for real against real model-server processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowUpdateFailedError
+
+from activities.backends.base import EndpointInfo, EndpointSpec
+from activities.backends.errors import CapacityUnavailable, QuotaExceeded
+from activities.backends.local import LocalStandInBackend
+from activities.db.engine import create_app_engine
+from activities.thermal_control import ThermalControl
+from models_catalog.catalog import load_catalog
+from models_catalog.types import ThermalState
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.worker import TIMINGS, ThermalHarness, make_settings
+from workers.cli.common import failure_message
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_types import SetTargetRequest, WarmUpRequest, thermal_workflow_id
+
+MODEL = "yolov8n"  # COLD by default, 0-5 instances
+ENV = "test"
+
+
+@dataclass
+class Faults:
+    fail_scale_out: int = 0  # set_capacity calls that raise when asked for more instances
+    fail_create: bool = False
+    capacity_calls: list[tuple[str, int, int, int]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+
+
+class RecordingBackend(LocalStandInBackend):
+    """The local stand-in, recording capacity calls and deletes, with injectable failures."""
+
+    def __init__(self, *args, faults: Faults, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.faults = faults
+
+    async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
+        if self.faults.fail_create:
+            raise QuotaExceeded("account-level service limit for ml.g5.xlarge is 0 (injected)")
+        return await super().ensure_endpoint(spec)
+
+    async def set_capacity(
+        self, name: str, instance_count: int, min_instances: int, max_instances: int
+    ) -> EndpointInfo:
+        self.faults.capacity_calls.append((name, instance_count, min_instances, max_instances))
+        current = await self.describe_endpoint(name)
+        if (
+            self.faults.fail_scale_out
+            and current is not None
+            and instance_count > current.instance_count
+        ):
+            self.faults.fail_scale_out -= 1
+            raise CapacityUnavailable("insufficient capacity for ml.g5.xlarge (injected)")
+        return await super().set_capacity(name, instance_count, min_instances, max_instances)
+
+    async def delete_endpoint(self, name: str) -> None:
+        self.faults.deletes.append(name)
+        await super().delete_endpoint(name)
+
+
+@pytest_asyncio.fixture
+async def harness(
+    temporal_client: Client, catalog_db, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[ThermalHarness, Faults]]:
+    from workers.worker import WorkerDeps, build_worker
+
+    data_dir = tmp_path_factory.mktemp("capacity-data")
+    queue = f"capacity-{uuid.uuid4().hex[:6]}"
+    settings = make_settings(data_dir, catalog_db.owner_url, catalog_db.app_url, queue)
+    engine = create_app_engine(catalog_db.app_url)
+    faults = Faults()
+    backend = RecordingBackend(data_dir, faults=faults)
+    deps = WorkerDeps(settings=settings, catalog=load_catalog(), backend=backend, engine=engine)
+    timings = TIMINGS.model_copy(update={"capacity_retry_seconds": 1.0})
+    try:
+        async with build_worker(temporal_client, deps, queue):
+            yield (
+                ThermalHarness(
+                    client=temporal_client,
+                    control=ThermalControl(temporal_client, queue, timings),
+                    backend=backend,
+                    engine=engine,
+                    settings=settings,
+                    task_queue=queue,
+                ),
+                faults,
+            )
+            for info in await LocalStandInBackend.list_endpoints(backend, "radiant-"):
+                await LocalStandInBackend.delete_endpoint(backend, info.endpoint_name)
+    finally:
+        await deps.aclose()
+
+
+async def _set(h: ThermalHarness, app: str, state: ThermalState):  # type: ignore[no-untyped-def]
+    return await asyncio.wait_for(
+        h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=state)), 60
+    )
+
+
+async def test_a_fresh_endpoint_registers_its_autoscaling_bounds(harness):
+    h, faults = harness
+    app = h.new_app()
+    st = await _set(h, app, ThermalState.HOT)  # created with 2 instances, 2..5 autoscaling
+    assert st.instance_count == 2
+    # SageMaker can only register the scalable target once the endpoint exists: the capacity
+    # step runs after the create even though the count is already right.
+    assert (st.endpoint_name, 2, 2, 5) in faults.capacity_calls
+
+
+async def test_a_failed_scale_out_keeps_serving_and_retries_with_backoff(harness):
+    h, faults = harness
+    app = h.new_app()
+    await _set(h, app, ThermalState.WARM)  # 1 instance
+    faults.fail_scale_out = 1_000  # no capacity for a second instance, for now
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await _set(h, app, ThermalState.HOT)
+    assert "insufficient capacity" in failure_message(info.value)
+    st = await h.control.status(app, ENV, MODEL)
+    # The endpoint still serves with what runs; the error is kept; HOT is still pending.
+    assert st.ready and st.instance_count == 1
+    assert (st.current_state, st.target_state) == (ThermalState.WARM, ThermalState.HOT)
+    assert st.last_error and "retrying in" in st.last_error
+    [row] = await h.rows(
+        "SELECT instance_count, last_error FROM thermal_states WHERE app_id = :a", a=app
+    )
+    assert row["instance_count"] == 1 and "insufficient capacity" in row["last_error"]
+    calls_after_failure = len(faults.capacity_calls)
+    await asyncio.sleep(0.5)  # inside the 1-s backoff: no tight loop of scale-out attempts
+    assert len(faults.capacity_calls) == calls_after_failure
+
+    faults.fail_scale_out = 0  # capacity is back: the backoff retry scales out by itself
+
+    async def scaled_out() -> bool:
+        s = await h.control.status(app, ENV, MODEL)
+        return s.instance_count == 2 and s.last_error is None and not s.transitioning
+
+    await wait_for(scaled_out)
+    assert (await h.control.status(app, ENV, MODEL)).current_state == ThermalState.HOT
+
+
+async def test_new_intent_goes_ahead_while_a_scale_out_backs_off(harness):
+    h, faults = harness
+    app = h.new_app()
+    await _set(h, app, ThermalState.WARM)
+    faults.fail_scale_out = 1_000
+    with pytest.raises(WorkflowUpdateFailedError):
+        await _set(h, app, ThermalState.HOT)
+    st = await _set(h, app, ThermalState.OFF)  # an admin gives up: it turns off at once
+    assert st.instance_count == 0 and st.current_state == ThermalState.OFF
+    assert await h.backend.describe_endpoint(st.endpoint_name) is None
+
+
+async def test_a_failed_create_cleans_up_what_it_may_have_left(harness):
+    h, faults = harness
+    app = h.new_app()
+    faults.fail_create = True
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await _set(h, app, ThermalState.WARM)
+    assert "service limit" in failure_message(info.value)
+    st = await h.control.status(app, ENV, MODEL)
+    assert st.instance_count == 0 and st.last_error
+    # No endpoint exists, but a model and endpoint config may: delete removes them.
+    assert st.endpoint_name in faults.deletes
+
+
+async def test_a_lease_taken_again_is_renewed(harness):
+    h, _ = harness
+    app = h.new_app()
+    short = WarmUpRequest(requester="job", lease_id="job-1/yolov8n", lease_seconds=2.0)
+    st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, short), 60)
+    assert st.in_flight == 1
+    handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
+    renewal = short.model_copy(update={"lease_seconds": 60.0})
+    arrivals = (await handle.query(ModelThermalWorkflow.traffic)).arrivals
+    await handle.signal(ModelThermalWorkflow.lease, renewal)
+    await asyncio.sleep(3.0)  # past the first expiry
+    st = await h.control.status(app, ENV, MODEL)
+    assert st.in_flight == 1 and st.instance_count == 1
+    # A renewal is the same caller still working, not a new arrival for AUTOMATIC's statistics.
+    assert (await handle.query(ModelThermalWorkflow.traffic)).arrivals == arrivals == 1
