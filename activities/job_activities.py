@@ -18,15 +18,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
+from activities.db.schema import usage_ledger
+from activities.db.tenancy import tenant_transaction
 from activities.heartbeat import with_heartbeat
-from activities.metering import MeteringActivities, RecordUsageRequest, service_call_entries
+from activities.metering import (
+    STEP_SERVICE_CHARGE,
+    MeteringActivities,
+    RecordUsageRequest,
+    UsageEntry,
+    service_call_entries,
+    usage_key,
+)
 from activities.service_states import admin_disabled, load_admin_flags, load_thermal
 from activities.temporal_errors import application_error, from_update_failure
 from activities.tenants import UnknownTenantError, get_tenant_async
@@ -42,17 +51,23 @@ from models_catalog.service_state import (
 )
 from models_catalog.types import ServiceState, ThermalState
 from workflows.service_types import (
+    ERR_ALREADY_CHARGED,
     ERR_INVALID_INPUT,
+    ERR_INVALID_REQUEST_ID,
     ERR_MODEL_UNAVAILABLE,
     ERR_SERVICE_UNAVAILABLE,
     ERR_TIER_TOO_LOW,
     ERR_UNKNOWN_OPERATION,
     ERR_UNKNOWN_SERVICE,
     ERR_UNKNOWN_TENANT,
+    ServiceRequest,
+    job_billing_id,
+    request_id_problem,
 )
 from workflows.thermal_types import WarmUpRequest
 
 ERR_RESULT_NOT_READY = "AsyncResultNotReady"
+ERR_METERING_FAILED = "MeteringFailed"  # usage that cannot be priced or keyed: retrying cannot help
 FAST_PATH_MARGIN_S = 30.0  # take a lease by signal only if the model is not scaling in sooner
 OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by reference
 
@@ -68,6 +83,8 @@ class PlanRequest(BaseModel):
     service: str
     operation: str
     optional_models: list[str] = Field(default_factory=list)
+    # None: a plan scheduled before the workflow passed it; read from the job's start input.
+    request_id: str | None = None
 
 
 class PlannedStep(BaseModel):
@@ -95,6 +112,8 @@ class JobPlan(BaseModel):
     degraded_reason: str | None = None
     poll_seconds: float = 5.0  # async results are polled this often (worker setting)
     backend: Literal["local", "sagemaker"] = "local"  # where inputs must live (path vs s3://)
+    # Ledger keys are built from it (None in plans recorded before: keyed by the workflow id).
+    request_id: str | None = None
 
     @property
     def models(self) -> list[str]:
@@ -169,6 +188,11 @@ class JobActivities:
     @activity.defn(name="jobs.plan")
     async def plan(self, req: PlanRequest) -> JobPlan:
         """Everything that can reject the job, checked before any cost."""
+        request_id = req.request_id
+        if request_id is None:
+            request_id = await self._started_request_id()
+        if problem := request_id_problem(request_id):
+            raise _reject(problem, ERR_INVALID_REQUEST_ID)
         try:
             service = self.catalog.service(req.service)
         except CatalogError as exc:
@@ -184,6 +208,7 @@ class JobActivities:
                 raise _reject(str(exc), ERR_UNKNOWN_TENANT) from None
             thermal = await load_thermal(conn, req.app_id, req.environment)
             flags = await load_admin_flags(conn, req.app_id, req.environment)
+        await self._refuse_if_charged(str(tenant.id), tenant.name, service.id, op.id, request_id)
         disabled = admin_disabled(self.catalog, flags, service.id)
         status = service_status(self.catalog, service, thermal, disabled)
         if status.state in (ServiceState.DISABLED, ServiceState.OFFLINE):
@@ -229,7 +254,43 @@ class JobActivities:
             backend="sagemaker"
             if getattr(self.backend, "kind", "local") == "sagemaker"
             else "local",
+            request_id=request_id,
         )
+
+    async def _started_request_id(self) -> str:
+        """The request id in the running job's start input (plans scheduled by older code)."""
+        info = activity.info()
+        client = self.control.client
+        handle = client.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        async for event in handle.fetch_history_events():  # the first event is the start
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [started] = await client.data_converter.decode(payloads, [ServiceRequest])
+            return started.request_id
+        raise RuntimeError(f"workflow {info.workflow_id} has no history")  # retried
+
+    async def _refuse_if_charged(
+        self, tenant_id: str, tenant_name: str, service: str, operation: str, request_id: str
+    ) -> None:
+        """A request is charged once, whichever job (workflow id spelling, CLI start) ran it;
+        a job whose request was already charged must not run its models again."""
+        key = usage_key(job_billing_id(service, operation, request_id), STEP_SERVICE_CHARGE)
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            row = (
+                await conn.execute(
+                    select(usage_ledger.c.workflow_id, usage_ledger.c.occurred_at).where(
+                        usage_ledger.c.tenant_id == uuid.UUID(tenant_id),
+                        usage_ledger.c.idempotency_key == key,
+                    )
+                )
+            ).first()
+        if row is not None:
+            raise _reject(
+                f"request id {request_id} of tenant {tenant_name} was already charged for "
+                f"{service}/{operation} by job {row.workflow_id} at "
+                f"{row.occurred_at.isoformat(timespec='seconds')}; its result is that job's "
+                "result. Use a new request id to run it again",
+                ERR_ALREADY_CHARGED,
+            )
 
     def _choose(
         self,
@@ -446,26 +507,14 @@ class JobActivities:
     async def meter(self, req: MeterRequest) -> MeterResult:
         """The service charge and one cost row per model invocation, exactly once."""
         plan = req.plan
-        service = self.catalog.service(plan.service)
-        charge = pricing.service_charge(service, plan.operation, req.units)
-        costs = [
-            pricing.model_cost(self.catalog.model(m), plan.unit, req.units) for m in req.invocations
-        ]
-        entries = service_call_entries(
-            tenant_id=uuid.UUID(plan.tenant_id),
-            workflow_id=req.workflow_id,
-            app_id=req.app_id,
-            environment=req.environment,
-            service_id=plan.service,
-            operation_id=plan.operation,
-            unit=plan.unit,
-            units=req.units,
-            unit_price=charge.unit_price,
-            billed_amount=charge.amount,
-            model_costs=costs,
-            occurred_at=datetime.now(UTC),
-            metadata={"degraded": plan.degraded, "models": plan.models},
-        )
+        try:
+            charge, costs, entries = self._usage(req)
+        except (ValueError, CatalogError) as exc:
+            # Nothing a retry could change (an unpriceable amount, a key too long): fail the
+            # job with the reason instead of retrying forever.
+            raise _reject(
+                f"usage of job {req.workflow_id} cannot be metered: {exc}", ERR_METERING_FAILED
+            ) from None
         result = await self.metering.record(
             RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries)
         )
@@ -479,3 +528,37 @@ class JobActivities:
             rows_already_present=result.already_present,
             costs=per_model,
         )
+
+    def _usage(
+        self, req: MeterRequest
+    ) -> tuple[pricing.Charge, list[pricing.ModelCost], list[UsageEntry]]:
+        """The charge, the model costs and the ledger rows of a finished job."""
+        plan = req.plan
+        service = self.catalog.service(plan.service)
+        charge = pricing.service_charge(service, plan.operation, req.units)
+        costs = [
+            pricing.model_cost(self.catalog.model(m), plan.unit, req.units) for m in req.invocations
+        ]
+        # Keyed by the request, not the workflow id's spelling of it: one charge per request.
+        key_id = (
+            job_billing_id(plan.service, plan.operation, plan.request_id)
+            if plan.request_id is not None
+            else req.workflow_id
+        )
+        entries = service_call_entries(
+            tenant_id=uuid.UUID(plan.tenant_id),
+            workflow_id=req.workflow_id,
+            key_id=key_id,
+            app_id=req.app_id,
+            environment=req.environment,
+            service_id=plan.service,
+            operation_id=plan.operation,
+            unit=plan.unit,
+            units=req.units,
+            unit_price=charge.unit_price,
+            billed_amount=charge.amount,
+            model_costs=costs,
+            occurred_at=datetime.now(UTC),
+            metadata={"degraded": plan.degraded, "models": plan.models},
+        )
+        return charge, costs, entries

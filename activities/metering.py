@@ -6,9 +6,11 @@ ledger row carries an idempotency key built from *business* ids, `usage_key(work
 = "{workflow id}#{step}", never the attempt number, run id or activity id (those change on
 retry, reset and continue-as-new). `metering.record` inserts with
 `ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING ...`: the retry inserts nothing
-and reports the entries as already present. Workflow ids are business keys
-(`job/{service}/{operation}/{request_id}`), so a duplicate request re-run under the same id is a
-no-op for billing too.
+and reports the entries as already present. Jobs key their rows by the request, not by the
+spelling of the workflow id (`job/{tenant}/{service}/{operation}/{request_id}`, where the tenant
+may be a name or an id): `job_billing_id` = `job/{service}/{operation}/{request_id}` with the
+tenant id as the ledger's own key column, so a request is charged once however it was started;
+`jobs.plan` refuses a request that was already charged before any cost.
 
 **One tenant per call, one transaction.** A request holds the entries of one tenant; they are
 written in one `tenant_transaction` (row-level security: the worker's role can only insert and
@@ -181,6 +183,7 @@ def service_call_entries(
     *,
     tenant_id: uuid.UUID | str,
     workflow_id: str,
+    key_id: str | None = None,
     app_id: str,
     environment: str,
     service_id: str,
@@ -196,9 +199,12 @@ def service_call_entries(
 ) -> list[UsageEntry]:
     """The ledger rows of one successful service call: its charge plus one cost row per model.
 
-    Keys: "{workflow_id}#charge" and "{workflow_id}#model/{model_id}" ("/2", "/3", ... when a
-    model was invoked more than once), stable across retries and replays.
+    Keys: "{key_id}#charge" and "{key_id}#model/{model_id}" ("/2", "/3", ... when a model was
+    invoked more than once), stable across retries and replays. `key_id` names the business
+    event (jobs: `job_billing_id(service, operation, request_id)`, so one request is charged
+    once however its workflow id is spelled); None: the workflow id.
     """
+    key_base = workflow_id if key_id is None else key_id
     tid = uuid.UUID(str(tenant_id))
     common: dict[str, Any] = {
         "tenant_id": tid, "app_id": app_id, "environment": environment,
@@ -209,7 +215,7 @@ def service_call_entries(
     entries = [
         UsageEntry(
             **common,
-            idempotency_key=usage_key(workflow_id, STEP_SERVICE_CHARGE),
+            idempotency_key=usage_key(key_base, STEP_SERVICE_CHARGE),
             kind="service_charge",
             units=units,
             unit=unit,
@@ -226,7 +232,7 @@ def service_call_entries(
         entries.append(
             UsageEntry(
                 **common,
-                idempotency_key=usage_key(workflow_id, step),
+                idempotency_key=usage_key(key_base, step),
                 kind="model_invocation",
                 model_id=cost.model_id,
                 units=cost.quantity,

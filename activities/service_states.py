@@ -68,6 +68,44 @@ def admin_disabled(catalog: Catalog, flags: dict[str, bool], service_id: str) ->
     return catalog.service(service_id).default_state == ServiceState.DISABLED
 
 
+async def lock_scope(conn: AsyncConnection, app_id: str, env: str) -> None:
+    """Serialize every refresh and admin change of one (app, env) until the transaction ends:
+    otherwise a refresh could write back an admin flag it read before a concurrent
+    `services disable` committed, and two refreshes could both notify the same change."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"service_states/{app_id}/{env}"},
+    )
+
+
+async def load_scope(
+    conn: AsyncConnection, app_id: str, env: str
+) -> tuple[dict[str, ModelThermalRow], dict[str, bool], dict[str, str]]:
+    """(thermal rows, admin flags, stored states) of one (app, env); call under `lock_scope`."""
+    thermal = await load_thermal(conn, app_id, env)
+    flags = await load_admin_flags(conn, app_id, env)
+    rows = await conn.execute(
+        text("SELECT service_id, state FROM service_states WHERE app_id = :a AND environment = :e"),
+        {"a": app_id, "e": env},
+    )
+    return thermal, flags, {r[0]: r[1] for r in rows}
+
+
+# admin_disabled is written on insert (the catalog default) and only by the call that sets it.
+_UPSERT = text(
+    """
+    INSERT INTO service_states (app_id, environment, service_id, state,
+        admin_disabled, reason, unavailable_models)
+    VALUES (:a, :e, :s, :st, :d, :r, :u)
+    ON CONFLICT (app_id, environment, service_id) DO UPDATE SET
+        state = EXCLUDED.state,
+        admin_disabled = CASE WHEN CAST(:setting AS boolean) THEN EXCLUDED.admin_disabled
+                              ELSE service_states.admin_disabled END,
+        reason = EXCLUDED.reason, unavailable_models = EXCLUDED.unavailable_models
+    """
+)
+
+
 async def refresh_service_states(
     engine: AsyncEngine,
     catalog: Catalog,
@@ -78,20 +116,11 @@ async def refresh_service_states(
 ) -> list[ServiceStateRow]:
     """Recompute every service's state, persist it, notify changes (one transaction)."""
     out: list[ServiceStateRow] = []
+    setting = set_disabled or {}
     async with engine.begin() as conn:
-        thermal = await load_thermal(conn, app_id, env)
-        flags = await load_admin_flags(conn, app_id, env)
-        flags.update(set_disabled or {})
-        previous = {
-            r[0]: r[1]
-            for r in await conn.execute(
-                text(
-                    "SELECT service_id, state FROM service_states "
-                    "WHERE app_id = :a AND environment = :e"
-                ),
-                {"a": app_id, "e": env},
-            )
-        }
+        await lock_scope(conn, app_id, env)
+        thermal, flags, previous = await load_scope(conn, app_id, env)
+        flags.update(setting)
         for service in catalog.services.values():
             disabled = admin_disabled(catalog, flags, service.id)
             status = service_status(catalog, service, thermal, disabled)
@@ -107,22 +136,14 @@ async def refresh_service_states(
                 )
             )
             await conn.execute(
-                text(
-                    """
-                    INSERT INTO service_states (app_id, environment, service_id, state,
-                        admin_disabled, reason, unavailable_models)
-                    VALUES (:a, :e, :s, :st, :d, :r, :u)
-                    ON CONFLICT (app_id, environment, service_id) DO UPDATE SET
-                        state = EXCLUDED.state, admin_disabled = EXCLUDED.admin_disabled,
-                        reason = EXCLUDED.reason, unavailable_models = EXCLUDED.unavailable_models
-                    """
-                ),
+                _UPSERT,
                 {
                     "a": app_id,
                     "e": env,
                     "s": service.id,
                     "st": status.state.value,
                     "d": disabled,
+                    "setting": service.id in setting,
                     "r": status.reason,
                     "u": status.unavailable_models,
                 },

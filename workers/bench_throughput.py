@@ -183,7 +183,7 @@ async def run_benchmark(
                 await client.execute_workflow(  # started as JobClient.submit starts jobs
                     ServiceJobWorkflow.run,
                     req,
-                    id=job_workflow_id("perception", "detect", rid),
+                    id=job_workflow_id(tenant.name, "perception", "detect", rid),
                     task_queue="bench",
                     search_attributes=job_search_attributes(req),
                 )
@@ -191,7 +191,7 @@ async def run_benchmark(
             # Warm-up round (imports, connection pools, sticky caches), not measured.
             await job(0, "warm")
             history = await client.get_workflow_handle(
-                job_workflow_id("perception", "detect", f"{run_id}-warm-0")
+                job_workflow_id(tenant.name, "perception", "detect", f"{run_id}-warm-0")
             ).fetch_history()
             activity_count = sum(
                 1
@@ -217,7 +217,7 @@ async def run_benchmark(
             breakdown = await _activity_breakdown(
                 client,
                 [
-                    job_workflow_id("perception", "detect", f"{run_id}-job-{i}")
+                    job_workflow_id(tenant.name, "perception", "detect", f"{run_id}-job-{i}")
                     for i in range(min(jobs, 20))
                 ],
             )
@@ -233,7 +233,11 @@ async def run_benchmark(
                             "SELECT kind, count(*) FROM usage_ledger "
                             "WHERE workflow_id LIKE :p GROUP BY kind"
                         ),
-                        {"p": f"job/perception/detect/{run_id}-job-%"},
+                        {
+                            "p": job_workflow_id(
+                                tenant.name, "perception", "detect", f"{run_id}-job-%"
+                            )
+                        },
                     )
                 ).all()
             )

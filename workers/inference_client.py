@@ -2,9 +2,11 @@
 `chat_completion`, `text_completion`, `embedding`, `get_available_models`, `health`.
 
 Unlike AEGIS (which loaded local models into the caller's GPU), every call starts a durable
-workflow (`llm/{kind}/{request_id}`) on the orchestrator's worker; the worker picks the model,
-warms self-hosted ones, calls LiteLLM and meters. The same `request_id` twice returns the first
-answer instead of calling (and billing) again.
+workflow (`llm/{tenant}/{kind}/{request_id}`) on the orchestrator's worker; the worker picks the
+model, warms self-hosted ones, calls LiteLLM and meters. The same `request_id` twice (for the
+same tenant) returns the first answer instead of calling (and billing) again; another tenant's
+request id is a different request. Request ids: at most 128 letters, digits, '.', '_', ':', '-'
+(ValueError otherwise, before anything starts).
 
     client = InferenceClient(await connect(settings), tenant="acme", task_queue="radiant")
     resp = await client.chat_completion(model_key="gpt-4o",
@@ -28,7 +30,13 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.llm.types import LLMKind, LLMRequest, LLMResponse, llm_workflow_id
+from activities.llm.types import (
+    LLMKind,
+    LLMRequest,
+    LLMResponse,
+    llm_workflow_id,
+    request_id_problem,
+)
 from models_catalog.catalog import Catalog, load_catalog
 from models_catalog.selection import (
     SelectionCriteria,
@@ -83,7 +91,12 @@ class InferenceClient:
         return await self._run("embedding", model_key, input=texts, **options)
 
     async def _run(self, kind: LLMKind, model_key: str | None, **fields: Any) -> LLMResponse:
-        request_id = fields.pop("request_id", None) or uuid.uuid4().hex
+        request_id = fields.pop("request_id", None)
+        request_id = uuid.uuid4().hex if request_id is None else request_id
+        if problem := request_id_problem(request_id):
+            raise ValueError(problem)
+        if not self.tenant.strip():
+            raise ValueError("tenant is empty")
         req = LLMRequest(
             request_id=request_id,
             tenant=self.tenant,
@@ -92,7 +105,7 @@ class InferenceClient:
             model=model_key,
             **fields,
         )
-        workflow_id = llm_workflow_id(kind, request_id)
+        workflow_id = llm_workflow_id(self.tenant.strip(), kind, request_id)
         pairs = [
             SearchAttributePair(sa.APP, self.app_id),
             SearchAttributePair(sa.ENVIRONMENT, self.environment),

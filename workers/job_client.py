@@ -4,11 +4,15 @@
     handle = await client.submit("perception", "detect", tenant="acme", input_uri="/data/cat.png")
     result = await handle.result()          # ServiceResult
 
+A request id names one job of a tenant: submitting the same (tenant, service, operation,
+request id) again returns the existing job, running or finished, instead of running (and
+billing) it again; only a job that failed or was cancelled (never charged) may run again.
+
 The same job can be started with plain JSON from the Temporal CLI (the worker uses the pydantic
 data converter):
 
     temporal workflow start --task-queue radiant --type ServiceJobWorkflow \\
-      --workflow-id job/perception/detect/r1 \\
+      --workflow-id job/acme/perception/detect/r1 \\
       --input '{"tenant":"acme","request_id":"r1","service":"perception","operation":"detect",
                 "input":{"uri":"/data/cat.png"}}'
 """
@@ -21,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from workers.settings import Settings
 from workers.temporal import connect, web_ui
@@ -32,6 +38,7 @@ from workflows.service_types import (
     ServiceRequest,
     ServiceResult,
     job_workflow_id,
+    request_id_problem,
 )
 
 
@@ -73,21 +80,34 @@ class JobClient:
         app_id: str | None = None,
         environment: str | None = None,
     ) -> WorkflowHandle[Any, ServiceResult]:
-        request_id = request_id or uuid.uuid4().hex[:12]
+        request_id = uuid.uuid4().hex[:12] if request_id is None else request_id
+        if problem := request_id_problem(request_id):
+            raise ValueError(problem)
+        if not tenant.strip():
+            raise ValueError("tenant is empty")
         req = ServiceRequest(
-            tenant=tenant, app_id=app_id or self.settings.app_id,
+            tenant=tenant.strip(), app_id=app_id or self.settings.app_id,
             environment=environment or self.settings.environment, user_id=user_id,
             request_id=request_id, service=service, operation=operation.strip("/"),
             input=input_ref(input_uri), options=options or {},
             optional_models=optional_models or [],
         )  # fmt: skip
-        return await self.client.start_workflow(
-            ServiceJobWorkflow.run,
-            req,
-            id=job_workflow_id(req.service, req.operation, request_id),
-            task_queue=self.settings.task_queue,
-            search_attributes=sa.job_search_attributes(req),
-        )
+        workflow_id = job_workflow_id(req.tenant, req.service, req.operation, request_id)
+        try:
+            return await self.client.start_workflow(
+                ServiceJobWorkflow.run,
+                req,
+                id=workflow_id,
+                task_queue=self.settings.task_queue,
+                search_attributes=sa.job_search_attributes(req),
+                # The same request again: join the running job or read the finished one's
+                # result, never run (and bill) it twice. A failed or cancelled job was never
+                # charged, so a retry after fixing the cause may run.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            )
+        except WorkflowAlreadyStartedError:  # completed: its result is the answer
+            return self.handle(workflow_id)
 
     def handle(self, workflow_id: str) -> WorkflowHandle[Any, ServiceResult]:
         return self.client.get_workflow_handle(workflow_id, result_type=ServiceResult)

@@ -6,12 +6,15 @@ Temporal cluster, a real PostgreSQL and real AWS needs only environment variable
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workers.samples import SAMPLES_DIR
 
 if TYPE_CHECKING:
     from workflows.thermal_types import ThermalTimings
@@ -53,6 +56,13 @@ class Settings(BaseSettings):
     job_poll_seconds: float = 5.0  # how often a long job polls its async inference result
     input_spool_s3_uri: str | None = None  # where small inline inputs go on the sagemaker backend
 
+    # Where tenants' inputs may come from (activities/inputs/policy.py); comma-separated or a
+    # JSON list. Local paths only under `input_roots` (default: the bundled samples; empty: no
+    # local paths), never inside `data_dir`. S3 URIs only under `input_s3_prefixes`, `{tenant}`
+    # standing for the tenant's name (s3://bucket/inputs/{tenant}/); empty: no restriction.
+    input_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [SAMPLES_DIR])
+    input_s3_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     data_dir: Path = Field(default=Path(".radiant"))
     catalog_dir: Path | None = None  # override the bundled catalog data (YAML)
 
@@ -60,6 +70,28 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("input_roots", "input_s3_prefixes", mode="before")
+    @classmethod
+    def _list(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        if v.strip().startswith("["):
+            return json.loads(v)
+        return [item.strip() for item in v.split(",") if item.strip()]
+
+    @field_validator("input_roots")
+    @classmethod
+    def _absolute_roots(cls, v: list[Path]) -> list[Path]:
+        return [p.expanduser().resolve() for p in v]
+
+    @field_validator("input_s3_prefixes")
+    @classmethod
+    def _s3_prefixes(cls, v: list[str]) -> list[str]:
+        for prefix in v:
+            if not prefix.startswith("s3://") or len(prefix) <= len("s3://"):
+                raise ValueError(f"input S3 prefix {prefix!r} is not an s3://bucket/... URI")
+        return v
 
     def thermal_timings(self) -> ThermalTimings:
         """The durations every client of the thermal workflows passes when it starts one."""
@@ -77,6 +109,8 @@ class Settings(BaseSettings):
                 out[name] = _mask_url(value.get_secret_value()) if "url" in name else "**********"
             elif isinstance(value, Path):
                 out[name] = str(value)
+            elif isinstance(value, list):
+                out[name] = [str(v) if isinstance(v, Path) else v for v in value]
             else:
                 out[name] = value
         return out

@@ -84,7 +84,11 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
         s3_client=getattr(deps.backend, "s3", None),
     )  # fmt: skip
     inputs = InputActivities(
-        spool_dir=settings.data_dir / "spool", spool_s3_uri=settings.input_spool_s3_uri
+        spool_dir=settings.data_dir / "spool",
+        spool_s3_uri=settings.input_spool_s3_uri,
+        allowed_roots=settings.input_roots,
+        denied_roots=[settings.data_dir],  # spools, job outputs, endpoint records, PostgreSQL
+        allowed_s3_prefixes=settings.input_s3_prefixes,
     )
     services = ServiceStateActivities(deps.engine, deps.catalog)
     return [

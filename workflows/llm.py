@@ -1,5 +1,5 @@
 """Text generation and embeddings: ChatCompletionWorkflow, TextCompletionWorkflow,
-EmbeddingWorkflow (ids `llm/{kind}/{request_id}`).
+EmbeddingWorkflow (ids `llm/{tenant}/{kind}/{request_id}`).
 
 One request = one workflow: validate (here, deterministic, before any activity), plan (tenant,
 model, token estimate, selection; refusals happen before any cost), warm a cold self-hosted model
@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         LLMResponse,
         MeterInput,
         WarmUpHold,
+        request_id_problem,
     )
     from workflows import search_attributes as sa
     from workflows.thermal import DEFAULT_WARMUP_DEADLINE, ModelThermalWorkflow
@@ -52,6 +53,8 @@ CALL_RETRY = RetryPolicy(
 )
 # The call happened: metering must eventually succeed (a database outage only delays the row).
 METER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=60))
+# Runs before this patch accepted any request id (a too long one then failed metering forever).
+REQUEST_ID_PATCH = "llm-request-id-check"
 HOSTING = ("self_hosted", "external", "any")
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
@@ -64,6 +67,8 @@ def validate(kind: str, req: LLMRequest) -> None:
 
     if not req.request_id.strip():
         raise bad("request_id is empty")
+    if (problem := request_id_problem(req.request_id)) and workflow.patched(REQUEST_ID_PATCH):
+        raise bad(problem)
     if not req.tenant.strip():
         raise bad("tenant is empty")
     if req.prefer_hosting not in HOSTING:

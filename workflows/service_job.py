@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.inputs.activity import InputActivities, ValidateRequest
+    from activities.inputs.limits import BEFORE_OPTION
     from activities.job_activities import (
         AcquireRequest,
         InvokeOutput,
@@ -34,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
     from workflows.thermal import ModelThermalWorkflow
-    from workflows.thermal_types import ReleaseRequest, thermal_workflow_id
+    from workflows.thermal_types import ReleaseRequest, WarmUpRequest, thermal_workflow_id
 
 T = TypeVar("T")
 QUICK = timedelta(seconds=60)
@@ -42,10 +44,23 @@ NO_RETRY_ON_REJECT = RetryPolicy(maximum_interval=timedelta(seconds=30))
 INVOKE_TIMEOUT = timedelta(minutes=10)
 WARMUP_TIMEOUT = timedelta(hours=1)  # an endpoint can sit in Creating for 35+ minutes
 ASYNC_DEADLINE = timedelta(hours=12)
-ANALYZE_MAX_DETECTIONS = 5
-ENDPOINT_GONE = frozenset(
-    {"EndpointNotFound", "ResourceNotFound"}
-)  # perception/analyze segments at most this many detections
+ANALYZE_MAX_DETECTIONS = 5  # perception/analyze segments at most this many detections
+ENDPOINT_GONE = frozenset({"EndpointNotFound", "ResourceNotFound"})
+# A job can outlive the lease its warm-up took (1 h warm-up + 12 h async): it renews its
+# leases while it runs, each renewal good for several periods (a late workflow task is fine).
+LEASE_RENEW_EVERY = timedelta(minutes=10)
+LEASE_SECONDS = 1800.0
+# A model server that answers 5xx to every try of an input fails the job, not retries forever.
+INVOKE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+# One patch for the commands histories recorded before it do not have: lease renewal, and
+# with it cancelled warm-ups awaited, optional models dropped, re-acquired leases released.
+# (Each patch also upserts the TemporalChangeVersion search attribute: one, not four.)
+RUNTIME_PATCH = "lease-renewal"
 
 
 async def _rejecting(call: Awaitable[T]) -> T:
@@ -60,11 +75,37 @@ async def _rejecting(call: Awaitable[T]) -> T:
         raise
 
 
+def _why(err: BaseException) -> str:
+    """The user-facing reason of a failed activity (its ApplicationError's message)."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    return cause.message if isinstance(cause, ApplicationError) else str(err)
+
+
+def _error(task: asyncio.Task[Any]) -> BaseException | None:
+    """What a finished task raised (None while it runs, when it succeeded or was cancelled)."""
+    return task.exception() if task.done() and not task.cancelled() else None
+
+
+def _split_cost(total: Decimal, count: int) -> list[Decimal]:
+    """`total` in `count` shares that sum to it exactly: equal shares at the total's precision
+    (at least 1e-8), the remainder on the first share."""
+    quantum = Decimal(1).scaleb(min(total.as_tuple().exponent, -8))  # type: ignore[arg-type]
+    share = (total / count).quantize(quantum, rounding=ROUND_DOWN)
+    return [total - share * (count - 1)] + [share] * (count - 1)
+
+
 @workflow.defn
 class ServiceJobWorkflow:
     def __init__(self) -> None:
         self.stage = "queued"
         self.detail: str | None = None
+        # Every lease asked for (a cancelled warm-up may still take it): all are released.
+        self._requested: dict[str, AcquireRequest] = {}
+        self._unleased: set[str] = set()  # WARM/HOT models held without a lease
+        self._held: dict[str, AcquireRequest] = {}  # leases taken: renewed while the job runs
+        self._reacquired: list[AcquireRequest] = []  # taken again after a vanished endpoint
+        self._stop_renewing = False
+        self._dropped: dict[str, str] = {}  # optional models the job ran without, and why
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
@@ -95,6 +136,7 @@ class ServiceJobWorkflow:
                     service=req.service,
                     operation=req.operation,
                     optional_models=req.optional_models,
+                    request_id=req.request_id,
                 ),
                 start_to_close_timeout=QUICK,
                 retry_policy=NO_RETRY_ON_REJECT,
@@ -112,6 +154,8 @@ class ServiceJobWorkflow:
                     content_types=plan.content_types,
                     unit=plan.unit,
                     backend=plan.backend,
+                    options=req.options,
+                    tenant=plan.tenant_name,
                 ),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=NO_RETRY_ON_REJECT,
@@ -131,38 +175,15 @@ class ServiceJobWorkflow:
         }
         try:
             self._set("waiting for warm-up", ", ".join(plan.models))
-            holds = await asyncio.gather(
-                *(
-                    _rejecting(
-                        workflow.execute_activity_method(
-                            JobActivities.acquire_model,
-                            lease,
-                            start_to_close_timeout=WARMUP_TIMEOUT,
-                            heartbeat_timeout=timedelta(seconds=30),
-                            retry_policy=NO_RETRY_ON_REJECT,
-                        )
-                    )
-                    for lease in leases.values()
-                )
-            )
-            # WARM/HOT models are held without a lease: nothing to release for them.
-            leases = {
-                m: lease
-                for (m, lease), how in zip(leases.items(), holds, strict=True)
-                if how != "unleased"
-            }
-            calls = await self._invoke_all(req, plan, validated)
+            await self._acquire_all(plan, leases)
+            steps = [s for s in plan.steps if s.model_id not in self._dropped]
+            renewing = self._start_renewals()
+            try:
+                calls = await self._invoke_all(req, plan, steps, validated)
+            finally:
+                await self._stop_renewals(renewing)
         finally:
-            # Release even when cancelled or failed: the models may scale to zero again. A
-            # signal from the workflow itself: no activity round trip.
-            await asyncio.gather(
-                *(
-                    workflow.get_external_workflow_handle(
-                        thermal_workflow_id(lease.app_id, lease.environment, lease.model_id)
-                    ).signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease.lease_id))
-                    for lease in leases.values()
-                )
-            )
+            await self._release_all()
 
         # Charged only now, after every invocation succeeded: a cancelled or failed job
         # pays nothing for work that did not finish.
@@ -179,18 +200,19 @@ class ServiceJobWorkflow:
             ),
             start_to_close_timeout=QUICK,
         )
-        for call in calls:
-            call.internal_cost = metered.costs.get(call.model_id, Decimal(0))
+        self._share_costs(calls, metered.costs)
         self._set("done")
+        reasons = [plan.degraded_reason] if plan.degraded_reason else []
+        reasons += self._dropped.values()
         return ServiceResult(
             request_id=req.request_id,
             workflow_id=info.workflow_id,
             service=plan.service,
             operation=plan.operation,
             tenant_id=plan.tenant_id,
-            models_used=plan.models,
-            degraded=plan.degraded,
-            degraded_reason=plan.degraded_reason,
+            models_used=[m for m in plan.models if m not in self._dropped],
+            degraded=plan.degraded or bool(self._dropped),
+            degraded_reason="; ".join(reasons) or None,
             output=self._combine(plan, calls),
             units=validated.units,
             unit=plan.unit,
@@ -199,26 +221,188 @@ class ServiceJobWorkflow:
             calls=calls,
         )
 
+    @staticmethod
+    def _share_costs(calls: list[ModelCall], costs: dict[str, Decimal]) -> None:
+        """Each call's share of its model's cost: the shares of a model sum to its cost."""
+        for model_id in dict.fromkeys(c.model_id for c in calls):
+            mine = [c for c in calls if c.model_id == model_id]
+            shares = _split_cost(costs.get(model_id, Decimal(0)), len(mine))
+            for call, share in zip(mine, shares, strict=True):
+                call.internal_cost = share
+
+    # ------------------------------------------------------------------ model holds
+    @staticmethod
+    def _optional_models(plan: JobPlan) -> set[str]:
+        """Models only extra steps use: the optional models the caller asked for on top of
+        the required ones (an optional model replacing a required one is not droppable)."""
+        extra = {s.model_id for s in plan.steps if s.role == "extra"}
+        return extra - {s.model_id for s in plan.steps if s.role != "extra"}
+
+    async def _acquire(self, lease: AcquireRequest) -> str:
+        # Patched: a cancelled warm-up has taken its lease or never will once this returns, so
+        # the release that follows cannot come before the lease it releases.
+        waits = workflow.patched(RUNTIME_PATCH)
+        return await _rejecting(
+            workflow.execute_activity_method(
+                JobActivities.acquire_model,
+                lease,
+                start_to_close_timeout=WARMUP_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=NO_RETRY_ON_REJECT,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if waits
+                else ActivityCancellationType.TRY_CANCEL,
+            )
+        )
+
+    async def _acquire_all(self, plan: JobPlan, leases: dict[str, AcquireRequest]) -> None:
+        """Hold every model (COLD ones warm up meanwhile). An optional model that cannot be
+        held is dropped (the job runs degraded); a required one fails the job, and the other
+        warm-ups are cancelled."""
+        if not leases:
+            return
+        self._requested.update(leases)
+        optional = self._optional_models(plan)
+        tasks = {m: asyncio.create_task(self._acquire(lease)) for m, lease in leases.items()}
+        pending = list(tasks.values())
+        try:
+            while pending:
+                _, pending = await workflow.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                if self._fatal([m for m, t in tasks.items() if _error(t)], optional):
+                    break
+        except asyncio.CancelledError:  # the job was cancelled: so are its warm-ups
+            await self._cancel(pending)
+            raise
+        if pending and workflow.patched(RUNTIME_PATCH):
+            await self._cancel(pending)
+        failed = {m: err for m, t in tasks.items() if (err := _error(t)) is not None}
+        if self._fatal(list(failed), optional):
+            raise next(iter(failed.values()))  # the first in plan order
+        for m, err in failed.items():
+            self._dropped[m] = f"{m} could not be held: {_why(err)}; ran without it"
+        for m, task in tasks.items():
+            if m not in failed:
+                self._took(m, leases[m], task.result())
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[str]]) -> None:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await workflow.wait(tasks)
+
+    @staticmethod
+    def _fatal(failed: list[str], optional: set[str]) -> bool:
+        """Whether these failed holds fail the job: a required model's always; an optional
+        model's only in histories recorded before optional models degraded here."""
+        if any(m not in optional for m in failed):
+            return True
+        return bool(failed) and not workflow.patched(RUNTIME_PATCH)
+
+    def _took(self, model_id: str, lease: AcquireRequest, how: str) -> None:
+        if how == "unleased":
+            self._unleased.add(model_id)  # WARM/HOT: nothing to renew or release
+        else:
+            self._held[model_id] = lease
+
+    async def _release_all(self) -> None:
+        """Release even when cancelled or failed: the models may scale to zero again. A
+        signal from the workflow itself: no activity round trip."""
+        releases = [lease for m, lease in self._requested.items() if m not in self._unleased]
+        if self._reacquired and workflow.patched(RUNTIME_PATCH):
+            known = {lease.lease_id for lease in releases}
+            again = {a.lease_id: a for a in self._reacquired if a.lease_id not in known}
+            releases += again.values()
+        await asyncio.gather(
+            *(
+                self._thermal(lease).signal(
+                    ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease.lease_id)
+                )
+                for lease in releases
+            )
+        )
+
+    @staticmethod
+    def _thermal(lease: AcquireRequest) -> workflow.ExternalWorkflowHandle[Any]:
+        return workflow.get_external_workflow_handle(
+            thermal_workflow_id(lease.app_id, lease.environment, lease.model_id)
+        )
+
+    def _start_renewals(self) -> asyncio.Task[None] | None:
+        if not self._held or not workflow.patched(RUNTIME_PATCH):
+            return None
+        return asyncio.create_task(self._renew_leases())
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases the job holds until stopped: an expired lease would let an idle
+        timer scale a model to zero while the job still uses it."""
+        while not self._stop_renewing:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._stop_renewing, timeout=LEASE_RENEW_EVERY
+                )
+                return
+            except TimeoutError:
+                pass
+            await asyncio.gather(
+                *(
+                    self._thermal(lease).signal(
+                        ModelThermalWorkflow.lease,
+                        WarmUpRequest(
+                            requester=lease.requester,
+                            lease_id=lease.lease_id,
+                            lease_seconds=LEASE_SECONDS,
+                        ),
+                    )
+                    for lease in list(self._held.values())
+                )
+            )
+
+    async def _stop_renewals(self, renewing: asyncio.Task[None] | None) -> None:
+        """Stop renewing, and let a renewal under way land first: one arriving after the
+        release would take the lease again."""
+        self._stop_renewing = True
+        if renewing is not None:
+            await asyncio.gather(renewing, return_exceptions=True)
+
     # ------------------------------------------------------------------ invocation
     async def _invoke_all(
-        self, req: ServiceRequest, plan: JobPlan, validated: ValidatedInput
+        self,
+        req: ServiceRequest,
+        plan: JobPlan,
+        steps: list[PlannedStep],
+        validated: ValidatedInput,
     ) -> list[ModelCall]:
         calls: list[ModelCall] = []
         previous: Any = None
-        for index, step in enumerate(plan.steps):
+        optional = self._optional_models(plan)
+        # The checked (or spooled) copy of a before scene, never the caller's raw location.
+        base = dict(req.options)
+        if BEFORE_OPTION in validated.details:
+            base[BEFORE_OPTION] = validated.details[BEFORE_OPTION]
+        for index, step in enumerate(steps):
             if step.role == "chained" and plan.operation == "analyze":
                 # perception/analyze: segment each detection of the detector's output.
                 boxes = [d.get("box") for d in (previous or {}).get("detections", [])]
                 for n, box in enumerate(boxes[:ANALYZE_MAX_DETECTIONS]):
                     out = await self._invoke(
-                        req, plan, step, validated, {**req.options, "box": box}, f"{index}-{n}"
+                        req, plan, step, validated, {**base, "box": box}, f"{index}-{n}"
                     )
                     calls.append(self._call(step, out, plan))
                 continue
-            options = dict(req.options)
+            options = dict(base)
             if previous is not None and step.role != "primary":
                 options["previous_output"] = previous
-            out = await self._invoke(req, plan, step, validated, options, str(index))
+            try:
+                out = await self._invoke(req, plan, step, validated, options, str(index))
+            except (ActivityError, ApplicationError) as err:
+                if step.model_id not in optional or not workflow.patched(RUNTIME_PATCH):
+                    raise
+                # An optional model that fails: the job answers without it (DESIGN 5).
+                self._dropped[step.model_id] = (
+                    f"{step.model_id} failed: {_why(err)}; ran without it"
+                )
+                continue
             calls.append(self._call(step, out, plan))
             if step.role == "primary":
                 previous = out.output
@@ -263,26 +447,20 @@ class ServiceJobWorkflow:
                     # The endpoint vanished (drift the reconcile has not repaired yet): have the
                     # thermal workflow re-read the backend and warm it again, then retry once.
                     self._set("waiting for warm-up", f"{step.model_id} (endpoint was gone)")
-                    await _rejecting(
-                        workflow.execute_activity_method(
-                            JobActivities.acquire_model,
-                            AcquireRequest(
-                                app_id=req.app_id,
-                                environment=req.environment,
-                                model_id=step.model_id,
-                                lease_id=f"{workflow.info().workflow_id}/{step.model_id}",
-                                requester=workflow.info().workflow_id,
-                                verify=True,
-                            ),
-                            start_to_close_timeout=WARMUP_TIMEOUT,
-                            heartbeat_timeout=timedelta(seconds=30),
-                            retry_policy=NO_RETRY_ON_REJECT,
-                        )
+                    again = AcquireRequest(
+                        app_id=req.app_id,
+                        environment=req.environment,
+                        model_id=step.model_id,
+                        lease_id=f"{workflow.info().workflow_id}/{step.model_id}",
+                        requester=workflow.info().workflow_id,
+                        verify=True,
                     )
+                    # It takes a lease even for a model held unleased before: release it too.
+                    self._reacquired.append(again)
+                    self._took(step.model_id, again, await self._acquire(again))
                     continue
-                why = cause.message if isinstance(cause, ApplicationError) else str(err)
                 raise ApplicationError(
-                    f"{step.model_id} failed on {step.endpoint_name}: {why}",
+                    f"{step.model_id} failed on {step.endpoint_name}: {_why(err)}",
                     type="InvocationFailed",
                     non_retryable=True,
                 ) from None
@@ -293,10 +471,13 @@ class ServiceJobWorkflow:
     ) -> InvokeOutput:
         if step.mode == "sync":
             return await workflow.execute_activity_method(
-                JobActivities.invoke, call, start_to_close_timeout=INVOKE_TIMEOUT
+                JobActivities.invoke,
+                call,
+                start_to_close_timeout=INVOKE_TIMEOUT,
+                retry_policy=INVOKE_RETRY,
             )
         invocation = await workflow.execute_activity_method(
-            JobActivities.start_async, call, start_to_close_timeout=QUICK
+            JobActivities.start_async, call, start_to_close_timeout=QUICK, retry_policy=INVOKE_RETRY
         )
         poll = timedelta(seconds=plan.poll_seconds)
         return await workflow.execute_activity_method(

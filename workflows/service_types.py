@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -17,11 +18,45 @@ ERR_UNKNOWN_TENANT = "UnknownTenant"
 ERR_TIER_TOO_LOW = "TierTooLow"
 ERR_SERVICE_UNAVAILABLE = "ServiceUnavailable"  # disabled or offline
 ERR_MODEL_UNAVAILABLE = "ModelUnavailable"  # a required model is OFF / failed / not deployable
+ERR_INVALID_REQUEST_ID = "InvalidRequestId"  # empty, too long, or characters outside the set
+ERR_ALREADY_CHARGED = "AlreadyCharged"  # this request id was charged by an earlier job
 
 INLINE_LIMIT_BYTES = 256 * 1024  # inline inputs travel in workflow history: keep them small
 
 
-def job_workflow_id(service: str, operation: str, request_id: str) -> str:
+# Request ids are business keys: part of workflow ids and of ledger idempotency keys (at most
+# 512 characters, '#' separates the step), so they are short and use a plain character set.
+MAX_REQUEST_ID_LENGTH = 128
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
+
+
+def request_id_problem(request_id: str) -> str | None:
+    """Why `request_id` is not acceptable, or None when it is."""
+    if not request_id.strip():
+        return "request id is empty"
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        return (
+            f"request id is {len(request_id)} characters long; at most "
+            f"{MAX_REQUEST_ID_LENGTH} are allowed"
+        )
+    if not _REQUEST_ID.fullmatch(request_id):
+        return (
+            f"request id {request_id!r} may only contain letters, digits, '.', '_', ':' and '-' "
+            "(and must start with a letter or digit)"
+        )
+    return None
+
+
+def job_workflow_id(tenant: str, service: str, operation: str, request_id: str) -> str:
+    """One job per (tenant, service, operation, request id): the tenant keeps request ids of
+    different tenants apart."""
+    return f"job/{tenant}/{service}/{operation}/{request_id}"
+
+
+def job_billing_id(service: str, operation: str, request_id: str) -> str:
+    """What a job's ledger keys are built from (with the tenant id as the ledger's own key
+    column), independent of how the workflow id spells the tenant. The same shape as the
+    workflow ids before they held the tenant, so requests charged then are still recognised."""
     return f"job/{service}/{operation}/{request_id}"
 
 

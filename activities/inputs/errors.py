@@ -23,6 +23,11 @@ class TransientInputError(RuntimeError):
     """Reading the input failed for a reason a retry may fix (S3 throttling, 5xx, timeouts)."""
 
 
+class InputConfigurationError(RuntimeError):
+    """The worker's input settings cannot serve this request (no spool, ...): retrying on the
+    same worker cannot fix it, so the job fails at once with the operator's to-do."""
+
+
 def invalid(message: str) -> InputValidationError:
     return InputValidationError(ERR_INVALID_INPUT, message)
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 import wave
 from typing import Any
 
 from activities.inputs import parsers
 from activities.inputs.errors import invalid, too_large
-from activities.inputs.limits import MAX_IMAGE_PIXELS, MAX_VOLUME_VOXELS, FastaLimits
+from activities.inputs.limits import (
+    MAX_IMAGE_PIXELS,
+    MAX_JSON_DEPTH,
+    MAX_VOLUME_VOXELS,
+    FastaLimits,
+)
 from activities.inputs.parsers import FormatError
 
 # ----------------------------------------------------------------------------- images
@@ -353,11 +359,33 @@ def validate_mp4(data: bytes) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- JSON
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays/objects nest deeper than `limit` (brackets inside strings do not count);
+    checked before parsing, since the parser recurses once per level."""
+    depth = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def load_json_object(data: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise invalid(f"JSON is not UTF-8 text: byte {exc.start}") from exc
+    too_deep = f"JSON nests arrays/objects more than {MAX_JSON_DEPTH} levels deep"
+    if json_too_deep(text):
+        raise invalid(too_deep)
+    try:
+        obj = json.loads(text)
+    except RecursionError as exc:  # pragma: no cover - json_too_deep refuses these first
+        raise invalid(too_deep) from exc
     except json.JSONDecodeError as exc:
         raise invalid(f"JSON could not be parsed: {exc.msg} at line {exc.lineno}, column "
                       f"{exc.colno}") from exc  # fmt: skip

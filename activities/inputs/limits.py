@@ -44,6 +44,10 @@ Billable units (`ValidatedInput.units`, in the operation's catalog unit):
   ledger's per-minute price readable and never undercharges.
 - request: 1 per call (a FASTA with several records for protein/embed is still one request).
 - 3d_model: 1 per call (one reconstructed or rendered scene).
+
+JSON inputs may nest at most `MAX_JSON_DEPTH` arrays/objects deep: the problems and camera
+paths the JSON operations take need a handful of levels, and Python's parser would exhaust its
+recursion limit near 1,000 (a RecursionError, not a clear refusal).
 """
 
 from __future__ import annotations
@@ -89,6 +93,13 @@ UNIT_SIZE_LIMITS: dict[str, int] = {
 
 MAX_IMAGE_PIXELS = 100_000_000  # decoded pixels per image (decompression-bomb guard)
 MAX_VOLUME_VOXELS = 1_000_000_000  # NIfTI/DICOM voxels (a 1024^3 int16 volume is 2 GB)
+
+MAX_JSON_DEPTH = 64  # nested arrays/objects in a JSON input
+
+# Operations that compare two scenes and take the first as `options[BEFORE_OPTION]` when the
+# main input holds only one.
+BEFORE_OPTION = "before_location"
+BEFORE_SCENE_OPERATIONS = frozenset({"geospatial/change"})
 
 AUDIO_MINUTE_STEP = Decimal("0.1")  # audio is billed in tenths of a minute, rounded up
 

@@ -158,5 +158,7 @@ def _sniff_text(data: bytes) -> str | None:
             json.loads(stripped)
         except ValueError:
             return "text/plain"
+        except RecursionError:
+            return "application/json"  # JSON-shaped but too deep: the validator says so
         return "application/json"
     return "text/plain"

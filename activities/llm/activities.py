@@ -27,6 +27,7 @@ from activities.llm.ledger import record_llm_usage
 from activities.llm.state import find_tenant, health_views, thermal_views
 from activities.llm.types import (
     ERR_CONTEXT_WINDOW,
+    ERR_METERING_FAILED,
     ERR_MODEL_UNAVAILABLE,
     ERR_NO_DEPLOYMENT,
     ERR_NO_MODEL,
@@ -277,7 +278,14 @@ class LLMActivities:
     # ------------------------------------------------------------------ meter
     @activity.defn(name="llm.meter")
     async def meter(self, inp: MeterInput) -> MeterResult:
-        return await record_llm_usage(self._engine(), inp)
+        try:
+            return await record_llm_usage(self._engine(), inp)
+        except ValueError as exc:  # e.g. a key too long: retrying cannot help, never loop
+            raise ApplicationError(
+                f"usage of {inp.workflow_id} cannot be metered: {exc}",
+                type=ERR_METERING_FAILED,
+                non_retryable=True,
+            ) from None
 
 
 def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) -> ApplicationError:

@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+# The request id rules of jobs, for LLM requests too (re-exported for the LLM client).
+from workflows.service_types import MAX_REQUEST_ID_LENGTH, request_id_problem  # noqa: F401
+
 LLMKind = Literal["chat", "completion", "embedding"]
 KINDS: tuple[str, ...] = ("chat", "completion", "embedding")
 
@@ -28,6 +31,7 @@ ERR_MODEL_UNAVAILABLE = "ModelUnavailable"  # OFF, failed, unconfigured provider
 ERR_NO_MODEL = "NoModelAvailable"  # automatic selection found nothing
 ERR_PROVIDER_REJECTED = "ProviderRejected"  # the provider refused the request (4xx, auth)
 ERR_NO_DEPLOYMENT = "NoDeployment"  # the chosen model has no reachable deployment right now
+ERR_METERING_FAILED = "MeteringFailed"  # the usage row cannot be built (e.g. a key too long)
 
 NON_RETRYABLE_LLM_ERRORS = [
     ERR_INVALID_REQUEST,
@@ -46,8 +50,10 @@ NON_RETRYABLE_LLM_ERRORS = [
 MAX_INPUT_BYTES = 512 * 1024
 
 
-def llm_workflow_id(kind: str, request_id: str) -> str:
-    return f"llm/{kind}/{request_id}"
+def llm_workflow_id(tenant: str, kind: str, request_id: str) -> str:
+    """One request per (tenant, kind, request id): another tenant's request id never returns
+    this tenant's answer."""
+    return f"llm/{tenant}/{kind}/{request_id}"
 
 
 class LLMRequest(BaseModel):

@@ -63,7 +63,7 @@ async def submit(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> Se
     return await h.client.execute_workflow(
         ServiceJobWorkflow.run,
         req,
-        id=job_workflow_id(service, operation, request_id),
+        id=job_workflow_id(tenant, service, operation, request_id),
         task_queue=h.task_queue,
     )
 
@@ -222,7 +222,7 @@ async def test_cancelled_job_is_not_charged(thermal: ThermalHarness, tenants):
     handle = await thermal.client.start_workflow(
         ServiceJobWorkflow.run,
         req,
-        id=job_workflow_id("scientific", "protein/fold", request_id),
+        id=job_workflow_id(big.name, "scientific", "protein/fold", request_id),
         task_queue=thermal.task_queue,
     )
 

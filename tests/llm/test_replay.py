@@ -64,7 +64,7 @@ async def test_fresh_histories_replay(llm: LLMHarness):
     ]
     ids = []
     for wf, kind, req in runs:
-        wid = llm_workflow_id(kind, req.request_id)
+        wid = llm_workflow_id(req.tenant, kind, req.request_id)
         await llm.client.execute_workflow(wf.run, req, id=wid, task_queue=llm.task_queue)
         ids.append(wid)
     sync_id = f"registry-sync/thermal/replay-{uuid.uuid4().hex[:8]}"

@@ -114,7 +114,7 @@ async def test_provider_refusal_is_not_retried_and_not_metered(llm: LLMHarness):
     llm.openai.behaviour.status = 401
     try:
         c = client_for(llm, llm.tenant("t1"))
-        wf = llm_workflow_id("chat", request_id := rid())
+        wf = llm_workflow_id(llm.tenant("t1"), "chat", request_id := rid())
         err = await failure_of(
             c.chat_completion(
                 model_key="openai-gpt-4o",
@@ -266,7 +266,7 @@ async def test_bad_input_is_refused_before_any_cost(llm: LLMHarness, name, kwarg
     assert err.type == err_type and text in err.message, err.message
     assert len(llm.openai.posts()) == calls_before  # no provider call
     if tenant in llm.tenants:
-        assert await llm.ledger(tenant_name, llm_workflow_id("chat", request_id)) == []
+        assert await llm.ledger(tenant_name, llm_workflow_id(tenant_name, "chat", request_id)) == []
 
 
 async def test_empty_embedding_and_completion_inputs(llm: LLMHarness):
@@ -313,7 +313,7 @@ async def test_meter_writes_exactly_once(llm: LLMHarness):
                      units=Decimal(7), markup=Decimal("0.40")),
         latency_ms=5,
     )  # fmt: skip
-    wf = llm_workflow_id("chat", rid())
+    wf = llm_workflow_id(llm.tenant("t1"), "chat", rid())
     inp = MeterInput(tenant_id=await llm.tenant_id(llm.tenant("t1")), workflow_id=wf,
                      step="llm_call", kind="chat", request_id="r", app_id="a",
                      environment="e", requested_model=None, result=result)  # fmt: skip

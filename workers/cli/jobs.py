@@ -37,7 +37,13 @@ def submit(
     input_ref: str = typer.Option(..., "--input", help="Local path, s3:// URI, or inline:<path>."),
     option: list[str] = typer.Option([], help="Operation option key=value (repeatable)."),
     model: list[str] = typer.Option([], help="Optional model to use (repeatable)."),
-    request_id: str | None = typer.Option(None, help="Idempotent request id (default: random)."),
+    request_id: str | None = typer.Option(
+        None,
+        help="Request id (default: random; up to 128 letters, digits, '.', '_', ':', '-'). "
+        "Submitting the same tenant, service, operation and request id again returns the "
+        "existing job (running or finished) instead of running and billing it again; only a "
+        "failed or cancelled job runs again.",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Show progress and the result."),
     as_json: bool = JsonOpt,
 ) -> None:

@@ -1,7 +1,8 @@
 """`radiant llm chat|complete|embed`: one request through the LLM workflows (needs a worker).
 
-Each command starts a workflow `llm/{kind}/{request_id}` and waits for its answer; the same
-`--request-id` twice returns the first answer without calling the provider again.
+Each command starts a workflow `llm/{tenant}/{kind}/{request_id}` and waits for its answer; the
+same `--request-id` twice (same tenant) returns the first answer without calling the provider
+again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ EnvOpt = Annotated[
     str | None, typer.Option("--env", help="Environment (default RADIANT_ENVIRONMENT).")
 ]
 RequestOpt = Annotated[
-    str | None, typer.Option(help="Idempotency key of the request (default: new).")
+    str | None,
+    typer.Option(
+        help="Idempotency key of the request (default: new; up to 128 letters, digits, '.', "
+        "'_', ':', '-'). The same tenant and request id again returns the first answer."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")]
 
@@ -77,6 +82,8 @@ def _request(
         return asyncio.run(go())
     except WorkflowFailureError as exc:
         die(failure_message(exc))
+    except ValueError as exc:  # a malformed request id, refused before anything starts
+        die(str(exc))
     except TemporalUnavailableError as exc:
         die(str(exc))
     except RPCError as exc:

@@ -1,0 +1,75 @@
+"""Inputs and settings that used to escape as retryable errors (so `inputs.validate` retried
+forever): deeply nested JSON and a worker without a spool for inline inputs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.inputs.activity import ERR_INPUT_CONFIGURATION, InputActivities, ValidateRequest
+from activities.inputs.limits import MAX_JSON_DEPTH
+from models_catalog.catalog import load_catalog
+from workers.samples import SAMPLES
+from workflows.service_types import ERR_INVALID_INPUT, InputRef, ValidatedInput
+
+
+def request(key: str, ref: InputRef, **over: object) -> ValidateRequest:
+    service, operation = key.split("/", 1)
+    op = load_catalog().operation(service, operation)
+    return ValidateRequest(input=ref, service=service, operation=op.id,
+                           content_types=list(op.content_types), unit=op.unit,
+                           **over)  # type: ignore[arg-type]  # fmt: skip
+
+
+def run(acts: InputActivities, req: ValidateRequest) -> ValidatedInput:
+    return asyncio.run(ActivityEnvironment().run(acts.validate, req))
+
+
+def app_error(acts: InputActivities, req: ValidateRequest) -> ApplicationError:
+    with pytest.raises(ApplicationError) as exc:
+        run(acts, req)
+    return exc.value
+
+
+def nested(depth: int, key: str = "problem") -> bytes:
+    return b'{"' + key.encode() + b'":' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    ("key", "depth"),
+    [
+        ("scientific/geometry/solve", 30_000),
+        ("reconstruction/render", 40_000),
+        ("reconstruction/render", MAX_JSON_DEPTH),
+    ],  # fmt: skip
+)
+def test_deeply_nested_json_is_refused_not_retried(tmp_path: Path, key: str, depth: int) -> None:
+    path = tmp_path / "deep.json"
+    path.write_bytes(nested(depth))
+    err = app_error(InputActivities(spool_dir=tmp_path), request(key, InputRef(uri=str(path))))
+    assert (err.type, err.non_retryable) == (ERR_INVALID_INPUT, True)
+    assert f"more than {MAX_JSON_DEPTH} levels deep" in err.message
+
+
+def test_nesting_within_the_limit_and_brackets_in_strings_pass(tmp_path: Path) -> None:
+    acts = InputActivities(spool_dir=tmp_path)
+    problem = '"a b c = triangle a b c; h = on_tline h b a c ? ' + "[{" * 200 + ' perp a h b c"'
+    ok = f'{{"problem": {problem}, "meta": {"[" * 40}{"]" * 40}}}'.encode()
+    inline = InputRef(inline_base64=base64.b64encode(ok).decode())
+    assert run(acts, request("scientific/geometry/solve", inline)).units == 1
+
+
+def test_missing_spool_is_a_non_retryable_configuration_error(tmp_path: Path) -> None:
+    inline = InputRef(
+        inline_base64=base64.b64encode(SAMPLES["perception/detect"].read_bytes()).decode()
+    )
+    for acts, backend in ((InputActivities(), "local"),
+                          (InputActivities(spool_dir=tmp_path), "sagemaker")):  # fmt: skip
+        err = app_error(acts, request("perception/detect", inline, backend=backend))
+        assert (err.type, err.non_retryable) == (ERR_INPUT_CONFIGURATION, True)
+        assert "no spool for inline inputs" in err.message

@@ -1,0 +1,362 @@
+"""ServiceJobWorkflow at run time: leases renewed while a long job runs and released however it
+ends, optional models that fail after planning, bounded invocation retries, per-call costs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import RetryPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.worker import Replayer, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+import workflows.service_job as service_job
+from activities.backends.local import LocalStandInBackend
+from activities.db.engine import create_app_engine
+from activities.thermal_control import ThermalControl
+from models_catalog.catalog import load_catalog
+from models_catalog.types import ThermalState
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.worker import TIMINGS, ThermalHarness, make_settings
+from tests.jobs.test_service_jobs import prepare, submit, usage_rows
+from workers.samples import SAMPLES
+from workers.worker import WORKER_OPTIONS, WORKFLOWS, WorkerDeps, activities_for
+from workflows.service_job import ServiceJobWorkflow, _split_cost
+from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
+from workflows.thermal_types import SetTargetRequest, WarmUpRequest, thermal_workflow_id
+
+CATALOG = load_catalog()
+FAST_RETRY = RetryPolicy(  # the job's invocation retries, shortened
+    initial_interval=timedelta(seconds=0.1),
+    maximum_interval=timedelta(seconds=0.2),
+    maximum_attempts=2,
+)
+
+# The job's module shared with the test (not re-imported per run) so tests can shorten it.
+RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.service_job")
+)
+
+
+@pytest_asyncio.fixture
+async def slow_models(
+    temporal_client: Client, catalog_db, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ThermalHarness]:
+    """A worker whose model servers take 2 s to load and 3 s per invocation, sharing the job
+    workflow's module with the test (no sandbox re-import) so a test can shorten its durations
+    (no time skipping)."""
+    data_dir = tmp_path_factory.mktemp("job-runtime")
+    queue = f"job-runtime-{uuid.uuid4().hex[:6]}"
+    settings = make_settings(data_dir, catalog_db.owner_url, catalog_db.app_url, queue)
+    engine = create_app_engine(catalog_db.app_url)
+    backend = LocalStandInBackend(data_dir, warmup_seconds=2.0, invoke_seconds=3.0)
+    deps = WorkerDeps(settings=settings, catalog=CATALOG, backend=backend, engine=engine)
+    worker = Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(deps, temporal_client, queue),
+        workflow_runner=RUNNER,
+        **WORKER_OPTIONS,
+    )
+    async with worker:
+        yield ThermalHarness(
+            client=temporal_client,
+            control=ThermalControl(temporal_client, queue, TIMINGS),
+            backend=backend,
+            engine=engine,
+            settings=settings,
+            task_queue=queue,
+        )
+        for info in await backend.list_endpoints("radiant-"):
+            await backend.delete_endpoint(info.endpoint_name)
+    await deps.aclose()
+
+
+async def start_job(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> WorkflowHandle:
+    service, operation = key.split("/", 1)
+    request_id = uuid.uuid4().hex[:10]
+    req = ServiceRequest(
+        tenant=tenant,
+        app_id=app,
+        environment="test",
+        request_id=request_id,
+        service=service,
+        operation=operation,
+        input=InputRef(uri=str(SAMPLES[key])),
+        **kw,
+    )
+    return await h.client.start_workflow(
+        ServiceJobWorkflow.run,
+        req,
+        id=job_workflow_id(tenant, service, operation, request_id),
+        task_queue=h.task_queue,
+    )
+
+
+async def signals(h: ThermalHarness, app: str, model: str) -> list[tuple[str, object]]:
+    """(name, input) of every signal the model's thermal workflow received, in order."""
+    handle = h.client.get_workflow_handle(thermal_workflow_id(app, "test", model))
+    found: list[tuple[str, object]] = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            attrs = event.workflow_execution_signaled_event_attributes
+            kind = WarmUpRequest if attrs.signal_name == "lease" else None
+            [arg] = await h.client.data_converter.decode(attrs.input.payloads, [kind])
+            found.append((attrs.signal_name, arg))
+    return found
+
+
+async def replays(handle: WorkflowHandle) -> None:
+    """The job's new commands (renewal timers, cancellations, patches) replay deterministically."""
+    replayer = Replayer(
+        workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=RUNNER
+    )
+    await replayer.replay_workflow(await handle.fetch_history())
+
+
+def lease_gone(h: ThermalHarness, app: str, model: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return (await h.control.status(app, "test", model)).in_flight == 0
+
+    return check
+
+
+async def turned_off_behind_the_mirror(h: ThermalHarness, app: str, model: str) -> None:
+    """The model is turned OFF after the job's plan read the Postgres mirror: the thermal
+    workflow refuses to warm it while the mirror still says COLD."""
+    await h.control.set_target(app, "test", model, SetTargetRequest(state=ThermalState.OFF))
+    async with h.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE thermal_states SET target_state = 'COLD', current_state = 'COLD' "
+                "WHERE app_id = :a AND environment = 'test' AND model_id = :m"
+            ),
+            {"a": app, "m": model},
+        )
+
+
+# ---------------------------------------------------------------------- lease renewal
+async def test_long_job_renews_its_leases(slow_models: ThermalHarness, tenants, monkeypatch):
+    monkeypatch.setattr(service_job, "LEASE_RENEW_EVERY", timedelta(seconds=0.3))
+    monkeypatch.setattr(service_job, "LEASE_SECONDS", 7.0)
+    big, _ = tenants
+    h = slow_models
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    handle = await start_job(h, app, big.name, "perception/detect")  # yolov8m is COLD
+    result = await handle.result()
+    assert result.models_used == ["yolov8m"]
+
+    received = await signals(h, app, "yolov8m")
+    renewals = [arg for name, arg in received if name == "lease"]
+    # a 3 s invocation holds the model through several renewal periods
+    assert len(renewals) >= 2, received
+    assert {(r.lease_id, r.lease_seconds) for r in renewals} == {(f"{handle.id}/yolov8m", 7.0)}
+    assert received[-1][0] == "release"  # renewing stopped before the release: none re-leases
+    await wait_for(lease_gone(h, app, "yolov8m"), limit=10)
+    await replays(handle)
+
+
+# ---------------------------------------------------------------------- bounded retries
+async def test_model_server_that_keeps_failing_fails_the_job(
+    slow_models: ThermalHarness, tenants, monkeypatch
+):
+    monkeypatch.setattr(service_job, "INVOKE_RETRY", FAST_RETRY)
+    big, _ = tenants
+    h = slow_models
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    # the detector's stand-in answers 500 for an unreadable threshold, on every try
+    handle = await start_job(h, app, big.name, "perception/detect", options={"min_score": "x"})
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(handle.result(), timeout=60)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvocationFailed"
+    assert "yolov8m failed" in cause.message and "500" in cause.message
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert attempts[-1] == 2  # the invoke's last attempt
+    assert await usage_rows(h, big.id, handle.id) == []
+
+
+# ---------------------------------------------------------------------- optional models
+async def test_optional_model_that_cannot_be_held_degrades(thermal: ThermalHarness, tenants):
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    await turned_off_behind_the_mirror(thermal, app, "clip-vit-l14")
+    # clip-vit-l14 classifies: an extra step of perception/analyze
+    result = await submit(
+        thermal, app, big.name, "perception/analyze", optional_models=["clip-vit-l14"]
+    )
+    assert result.degraded and "clip-vit-l14 could not be held" in result.degraded_reason
+    assert "is OFF" in result.degraded_reason
+    assert result.models_used == ["yolov8m", "mobilesam"]
+    assert "clip-vit-l14" not in {c.model_id for c in result.calls}
+    rows = await usage_rows(thermal, big.id, result.workflow_id)
+    assert len(rows) == 1 + len(result.calls)  # the charge and the calls that ran
+    await replays(thermal.client.get_workflow_handle(result.workflow_id))
+
+
+async def test_optional_model_that_fails_degrades(
+    slow_models: ThermalHarness, tenants, monkeypatch
+):
+    monkeypatch.setattr(service_job, "INVOKE_RETRY", FAST_RETRY)
+    big, _ = tenants
+    h = slow_models
+    app = h.new_app()
+    service = CATALOG.service("geospatial")
+    await prepare(h, app, "geospatial", service.required_models + ["prithvi-100m"])
+    # mobilesam, an extra step of detect/floods, fails: its stand-in reads no GeoTIFF (400),
+    # and one that did would answer 500 on the unreadable mask limit (retries are bounded)
+    result = await submit(
+        h,
+        app,
+        big.name,
+        "geospatial/detect/floods",
+        optional_models=["mobilesam"],
+        options={"max_masks": "x"},
+    )
+    assert result.degraded and "mobilesam failed" in result.degraded_reason
+    assert result.models_used == ["prithvi-100m"]
+    assert [c.model_id for c in result.calls] == ["prithvi-100m"]
+    await replays(h.client.get_workflow_handle(result.workflow_id))
+
+
+async def test_required_model_failure_still_fails_the_job(thermal: ThermalHarness, tenants):
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    await turned_off_behind_the_mirror(thermal, app, "mobilesam")
+    with pytest.raises(WorkflowFailureError) as info:
+        await submit(thermal, app, big.name, "perception/analyze")
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ModelOff"
+
+
+# ---------------------------------------------------------------------- per-call costs
+async def test_per_call_costs_sum_to_the_model_cost(thermal: ThermalHarness, tenants):
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    result = await submit(thermal, app, big.name, "perception/analyze")
+    segments = [c for c in result.calls if c.model_id == "mobilesam"]
+    assert len(segments) >= 2  # the sample street scene has several detections
+    assert sum(c.internal_cost for c in result.calls) == result.internal_cost
+    rows = await usage_rows(thermal, big.id, result.workflow_id)
+    mobilesam = [
+        r for r in rows if r["kind"] == "model_invocation" and r["model_id"] == "mobilesam"
+    ]
+    assert sum(c.internal_cost for c in segments) == sum(r["internal_cost"] for r in mobilesam)
+
+
+def test_split_cost_is_exact_with_a_remainder():
+    shares = _split_cost(Decimal("1.00"), 3)
+    assert sum(shares) == Decimal("1.00")
+    assert shares == [Decimal("0.33333334"), Decimal("0.33333333"), Decimal("0.33333333")]
+    assert _split_cost(Decimal("0.0075"), 5) == [Decimal("0.0015")] * 5
+
+
+# ---------------------------------------------------------------------- lease leaks
+async def test_lease_taken_after_a_vanished_endpoint_is_released(thermal: ThermalHarness, tenants):
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    st = await thermal.control.set_target(
+        app, "test", "yolov8m", SetTargetRequest(state=ThermalState.WARM)
+    )
+    await thermal.backend.delete_endpoint(st.endpoint_name)  # WARM: held without a lease
+    result = await submit(thermal, app, big.name, "perception/detect")
+    assert result.models_used == ["yolov8m"]
+    # the re-acquire after the vanished endpoint took a lease: the job releases it
+    received = await signals(thermal, app, "yolov8m")
+    assert "release" in [name for name, _ in received]
+    await wait_for(lease_gone(thermal, app, "yolov8m"), limit=10)
+    await replays(thermal.client.get_workflow_handle(result.workflow_id))
+
+
+async def test_failed_hold_cancels_the_other_warm_ups(thermal: ThermalHarness, tenants):
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    await turned_off_behind_the_mirror(thermal, app, "mobilesam")
+    handle = await start_job(thermal, app, big.name, "perception/analyze")
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert isinstance(info.value.cause, ApplicationError)
+    assert info.value.cause.type == "ModelOff"
+    # yolov8m's warm-up (still going when mobilesam was refused) was cancelled, and its
+    # lease released only once the cancellation completed: none can be taken afterwards.
+    await released_after_cancelled_warm_ups(handle, thermal_workflow_id(app, "test", "yolov8m"))
+    await replays(handle)
+    await wait_for(lease_gone(thermal, app, "yolov8m"), limit=10)
+
+
+async def test_cancelled_job_cancels_its_warm_ups(slow_models: ThermalHarness, tenants):
+    big, _ = tenants
+    h = slow_models
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    handle = await start_job(h, app, big.name, "perception/analyze")
+
+    async def warming() -> bool:
+        return (await handle.query(ServiceJobWorkflow.progress))["stage"] == "waiting for warm-up"
+
+    await wait_for(warming, every=0.05)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert isinstance(info.value.cause, CancelledError)
+    for model in ("yolov8m", "mobilesam"):
+        await released_after_cancelled_warm_ups(handle, thermal_workflow_id(app, "test", model))
+        await wait_for(lease_gone(h, app, model), limit=10)
+    await replays(handle)
+
+
+async def released_after_cancelled_warm_ups(handle: WorkflowHandle, thermal_id: str) -> None:
+    """The job cancelled warm-ups, and released the model's lease only after they ended."""
+    events = [e async for e in handle.fetch_history_events()]
+    cancelled = [
+        e.activity_task_cancel_requested_event_attributes.scheduled_event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED
+    ]
+    assert cancelled
+    ended = {  # scheduled event id -> where the activity ended
+        getattr(e, field).scheduled_event_id: i
+        for i, e in enumerate(events)
+        for kind, field in ACTIVITY_ENDS.items()
+        if e.event_type == kind
+    }
+    signalled = EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED
+    releases = [
+        i
+        for i, e in enumerate(events)
+        if e.event_type == signalled
+        and e.signal_external_workflow_execution_initiated_event_attributes.workflow_execution
+        == WorkflowExecution(workflow_id=thermal_id)
+    ]
+    assert releases
+    assert all(ended.get(s, len(events)) < min(releases) for s in cancelled), (ended, releases)
+
+
+ACTIVITY_ENDS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity_task_canceled_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
+}

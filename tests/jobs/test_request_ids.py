@@ -1,0 +1,237 @@
+"""Request ids of service jobs: one job (and one charge) per (tenant, service, operation, request
+id), whoever starts it and however the tenant is spelled; other tenants' request ids are theirs;
+malformed request ids are refused before any cost and can never leave a job stuck in metering."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+from typer.testing import CliRunner
+
+from activities.job_activities import ERR_METERING_FAILED, JobActivities, JobPlan, MeterRequest
+from activities.metering import usage_key
+from models_catalog.catalog import load_catalog
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.worker import ThermalHarness
+from tests.jobs.test_service_jobs import prepare, usage_rows
+from workers.cli.main import app as cli_app
+from workers.job_client import JobClient
+from workers.samples import SAMPLES
+from workers.settings import get_settings
+from workflows.service_job import ServiceJobWorkflow
+from workflows.service_types import (
+    ERR_ALREADY_CHARGED,
+    ERR_INVALID_REQUEST_ID,
+    InputRef,
+    ServiceRequest,
+    ServiceResult,
+    job_billing_id,
+    job_workflow_id,
+)
+
+CATALOG = load_catalog()
+KEY = "perception/detect"
+BAD_IDS = [
+    pytest.param("", id="empty"),
+    pytest.param("   ", id="blank"),
+    pytest.param("r" * 129, id="too-long"),
+    pytest.param("a/b", id="slash"),
+    pytest.param("a#b", id="hash"),
+    pytest.param("with space", id="space"),
+]
+
+
+def rid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def job_client(h: ThermalHarness, app: str) -> JobClient:
+    return JobClient(h.client, h.settings.model_copy(update={"app_id": app, "environment": "test"}))
+
+
+async def submit(
+    jobs: JobClient, tenant: str, request_id: str, input_uri: str = str(SAMPLES[KEY])
+) -> WorkflowHandle:
+    return await jobs.submit(
+        "perception", "detect", tenant=tenant, input_uri=input_uri, request_id=request_id
+    )
+
+
+async def charges(h: ThermalHarness, tenant_id, request_id: str) -> list[dict]:
+    key = usage_key(job_billing_id("perception", "detect", request_id), "charge")
+    return [r for r in await usage_rows(h, tenant_id) if r["idempotency_key"] == key]
+
+
+async def activity_types(handle: WorkflowHandle) -> list[str]:
+    history = await handle.fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def test_same_request_id_returns_the_existing_job(thermal: ThermalHarness, tenants):
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    jobs = job_client(thermal, app)
+    request_id = rid()
+    first = await submit(jobs, big.name, request_id)
+    while_running = await submit(jobs, big.name, request_id)  # joins (or reads) the same run
+    result = await first.result()
+    after = await submit(jobs, big.name, request_id)  # completed: its result, no new run
+
+    runs = {(await h.describe()).run_id for h in (first, while_running, after)}
+    assert runs == {first.result_run_id}
+    assert (await after.result()).model_dump() == result.model_dump()
+    assert len(await charges(thermal, big.id, request_id)) == 1
+
+
+async def test_failed_job_may_run_again(thermal: ThermalHarness, tenants):
+    """A failed job was never charged: the same request id runs again once the cause is fixed."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    jobs = job_client(thermal, app)
+    request_id = rid()
+    with pytest.raises(WorkflowFailureError):
+        await (await submit(jobs, big.name, request_id, "/nonexistent/cat.png")).result()
+    result = await (await submit(jobs, big.name, request_id)).result()
+    assert result.billed > 0 and len(await charges(thermal, big.id, request_id)) == 1
+
+
+async def test_tenants_do_not_share_request_ids(thermal: ThermalHarness, tenants):
+    big, small = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    jobs = job_client(thermal, app)
+    request_id = rid()
+    a = await (await submit(jobs, big.name, request_id)).result()
+    b = await (await submit(jobs, small.name, request_id)).result()
+    assert a.workflow_id != b.workflow_id
+    assert small.name in b.workflow_id and big.name in a.workflow_id
+    assert (a.tenant_id, b.tenant_id) == (str(big.id), str(small.id))
+    assert len(await charges(thermal, big.id, request_id)) == 1
+    assert len(await charges(thermal, small.id, request_id)) == 1
+
+
+async def test_charged_request_is_refused_before_any_cost(thermal: ThermalHarness, tenants):
+    """The same request started another way (plain JSON, the tenant spelled by its id instead
+    of its name, another workflow id): refused by the plan, no model runs, no second charge."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    request_id = rid()
+    first = await (await submit(job_client(thermal, app), big.name, request_id)).result()
+    assert first.billed > 0
+    rows_before = await usage_rows(thermal, big.id)
+
+    req = ServiceRequest(
+        tenant=str(big.id), app_id=app, environment="test", request_id=request_id,
+        service="perception", operation="detect", input=InputRef(uri=str(SAMPLES[KEY])),
+    )  # fmt: skip
+    handle = await thermal.client.start_workflow(
+        ServiceJobWorkflow.run,
+        req,
+        id=job_workflow_id(str(big.id), "perception", "detect", request_id),
+        task_queue=thermal.task_queue,
+        result_type=ServiceResult,
+    )
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.non_retryable
+    assert cause.type == ERR_ALREADY_CHARGED, cause.message
+    assert f"request id {request_id} of tenant {big.name} was already charged" in cause.message
+    assert first.workflow_id in cause.message
+    assert await activity_types(handle) == ["jobs.plan"]  # no warm-up, no invocation
+    assert await usage_rows(thermal, big.id) == rows_before
+
+
+@pytest.mark.parametrize("request_id", BAD_IDS)
+async def test_client_refuses_malformed_request_ids(thermal: ThermalHarness, tenants, request_id):
+    big, _ = tenants
+    with pytest.raises(ValueError, match="request id"):
+        await submit(job_client(thermal, thermal.new_app()), big.name, request_id)
+
+
+async def test_long_request_id_is_refused_by_the_plan(thermal: ThermalHarness, tenants):
+    """Started without the client (plain JSON): a request id too long for the ledger's keys
+    fails the job at once, before any cost, instead of leaving it stuck in metering."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    request_id = "r" * 600
+    req = ServiceRequest(
+        tenant=big.name, app_id=app, environment="test", request_id=request_id,
+        service="perception", operation="detect", input=InputRef(uri=str(SAMPLES[KEY])),
+    )  # fmt: skip
+    before = await usage_rows(thermal, big.id)
+    handle = await thermal.client.start_workflow(
+        ServiceJobWorkflow.run,
+        req,
+        id=job_workflow_id(big.name, "perception", "detect", request_id),
+        task_queue=thermal.task_queue,
+    )
+
+    async def finished() -> bool:
+        return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
+
+    await wait_for(finished, limit=60)
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == ERR_INVALID_REQUEST_ID
+    assert "600 characters" in cause.message
+    assert await activity_types(handle) == ["jobs.plan"]
+    assert await usage_rows(thermal, big.id) == before
+    assert not await thermal.backend.list_endpoints(f"radiant-{app}-")
+
+
+async def test_meter_never_retries_an_unmeterable_job(tmp_path: Path):
+    """A key too long for the ledger (a plan recorded before request ids were checked) fails
+    the job with a non-retryable error instead of retrying forever."""
+    jobs = JobActivities(CATALOG, None, None, None, tmp_path)  # type: ignore[arg-type]
+    op = CATALOG.operation("perception", "detect")
+    plan = JobPlan(
+        tenant_id=str(uuid.uuid4()), tenant_name="t", tier=5, service="perception",
+        operation="detect", unit=op.unit, unit_price=Decimal(1), long_running=False,
+        content_types=[], steps=[],
+    )  # fmt: skip
+    req = MeterRequest(
+        plan=plan, workflow_id="job/perception/detect/" + "r" * 600, app_id="a",
+        environment="e", units=Decimal(1), invocations=["yolov8m"],
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(jobs.meter, req)
+    assert info.value.non_retryable and info.value.type == ERR_METERING_FAILED
+
+
+async def test_cli_submit_refuses_a_malformed_request_id(
+    thermal: ThermalHarness, tenants, monkeypatch
+):
+    big, _ = tenants
+    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", thermal.client.service_client.config.target_host)
+    monkeypatch.setenv("RADIANT_TEMPORAL_NAMESPACE", thermal.client.namespace)
+    monkeypatch.setenv("RADIANT_TASK_QUEUE", thermal.task_queue)
+    monkeypatch.setenv("RADIANT_DATA_DIR", str(thermal.settings.data_dir))
+    get_settings.cache_clear()
+    args = ["submit", "perception", "detect", "--tenant", big.name, "--input", str(SAMPLES[KEY])]
+    try:
+        res = await asyncio.to_thread(
+            CliRunner().invoke, cli_app, [*args, "--request-id", "r" * 129]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "129 characters" in lines[0], res.stderr

@@ -1,0 +1,140 @@
+"""Request ids of LLM requests: one request per (tenant, kind, request id), so another tenant's
+request id never returns this tenant's answer; malformed request ids are refused before any
+provider call and can never leave a request stuck in metering."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import typer
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+from typer.testing import CliRunner
+
+from activities.llm.activities import LLMActivities
+from activities.llm.types import (
+    ERR_INVALID_REQUEST,
+    ERR_METERING_FAILED,
+    LLMCallResult,
+    LLMCost,
+    LLMRequest,
+    LLMResponse,
+    MeterInput,
+    TokenUsage,
+    llm_workflow_id,
+)
+from models_catalog.catalog import load_catalog
+from tests.fixtures.waiting import wait_for
+from tests.llm.conftest import LLMHarness
+from workers.cli import llm as llm_cli
+from workers.inference_client import InferenceClient
+from workers.settings import get_settings
+from workflows.llm import ChatCompletionWorkflow
+
+CATALOG = load_catalog()
+HELLO = [{"role": "user", "content": "Hello!"}]
+
+
+def client_for(llm: LLMHarness, tenant: str) -> InferenceClient:
+    return InferenceClient(
+        llm.client, tenant=tenant, task_queue=llm.task_queue, app_id=llm.new_app(),
+        environment="test", catalog=CATALOG,
+    )  # fmt: skip
+
+
+async def test_tenants_do_not_share_request_ids(llm: LLMHarness):
+    request_id = uuid.uuid4().hex[:12]
+    a = await client_for(llm, llm.tenant("t1")).chat_completion(
+        "gpt-4o", HELLO, request_id=request_id
+    )
+    calls_before = len(llm.openai.posts())
+    b = await client_for(llm, llm.tenant("t5")).chat_completion(
+        "gpt-4o", HELLO, request_id=request_id
+    )
+    assert a.workflow_id != b.workflow_id
+    assert len(llm.openai.posts()) == calls_before + 1  # t5's own call, not t1's answer
+    assert len(await llm.ledger(llm.tenant("t1"), a.workflow_id)) == 1
+    assert len(await llm.ledger(llm.tenant("t5"), b.workflow_id)) == 1
+
+
+@pytest.mark.parametrize("request_id", ["", " ", "r" * 129, "a/b", "a#b"])
+async def test_client_refuses_malformed_request_ids(llm: LLMHarness, request_id: str):
+    c = client_for(llm, llm.tenant("t1"))
+    with pytest.raises(ValueError, match="request id"):
+        await c.chat_completion("gpt-4o", HELLO, request_id=request_id)
+
+
+async def test_long_request_id_is_refused_before_any_call(llm: LLMHarness):
+    """Started without the client: a request id too long for the ledger's keys fails the
+    request at once instead of calling the provider and then retrying metering forever."""
+    tenant = llm.tenant("t1")
+    request_id = "r" * 600
+    req = LLMRequest(
+        request_id=request_id, tenant=tenant, app_id=llm.new_app(), environment="test",
+        model="gpt-4o", messages=HELLO,
+    )  # fmt: skip
+    wid = llm_workflow_id(tenant, "chat", request_id)
+    calls_before = len(llm.openai.posts())
+    handle = await llm.client.start_workflow(
+        ChatCompletionWorkflow.run,
+        req,
+        id=wid,
+        task_queue=llm.task_queue,
+        result_type=LLMResponse,
+    )
+
+    async def finished() -> bool:
+        return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
+
+    await wait_for(finished, limit=60)
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == ERR_INVALID_REQUEST
+    assert "600 characters" in cause.message
+    assert len(llm.openai.posts()) == calls_before
+    assert await llm.ledger(tenant, wid) == []
+
+
+async def test_meter_never_retries_an_unmeterable_call(llm: LLMHarness, tmp_path: Path):
+    activities = LLMActivities(
+        CATALOG, llm.engine, llm.control, backend_kind="local", data_dir=tmp_path
+    )
+    result = LLMCallResult(
+        model_id="openai-gpt-4o", served_by="openai-gpt-4o", provider_id="openai",
+        hosting="external", fallback_used=False, content="x", usage=TokenUsage(),
+        cost=LLMCost(billed=Decimal("0.1"), internal_cost=Decimal("0.07"), unit="token",
+                     units=Decimal(7), markup=Decimal("0.40")),
+        latency_ms=5,
+    )  # fmt: skip
+    inp = MeterInput(
+        tenant_id=await llm.tenant_id(llm.tenant("t1")), workflow_id="llm/chat/" + "r" * 600,
+        step="llm_call", kind="chat", request_id="r", app_id="a", environment="e",
+        requested_model=None, result=result,
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(activities.meter, inp)
+    assert info.value.non_retryable and info.value.type == ERR_METERING_FAILED
+
+
+async def test_cli_refuses_a_malformed_request_id(llm: LLMHarness, migrated_db, monkeypatch):
+    monkeypatch.setenv("RADIANT_DATABASE_URL", migrated_db.owner_url)
+    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", llm.client.service_client.config.target_host)
+    monkeypatch.setenv("RADIANT_TEMPORAL_NAMESPACE", llm.client.namespace)
+    monkeypatch.setenv("RADIANT_TASK_QUEUE", llm.task_queue)
+    cli = typer.Typer()
+    cli.add_typer(llm_cli.app, name="llm")
+    args = ["llm", "chat", "Hello", "--tenant", llm.tenant("t1"), "--model", "gpt-4o"]
+    get_settings.cache_clear()
+    try:
+        res = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--request-id", "r" * 129])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "129 characters" in lines[0], res.stderr
