@@ -260,6 +260,8 @@ class JobActivities:
     async def _started_request_id(self) -> str:
         """The request id in the running job's start input (plans scheduled by older code)."""
         info = activity.info()
+        if info.workflow_id is None:
+            raise RuntimeError("plan without request_id runs only inside a job workflow")
         client = self.control.client
         handle = client.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
         async for event in handle.fetch_history_events():  # the first event is the start
@@ -333,9 +335,9 @@ class JobActivities:
                 chosen[same[0]] = model.id
             else:
                 extras.append(model.id)
-        roles: list[Literal["primary", "chained", "extra"]] = (
-            ["primary"] + ["chained"] * (len(chosen) - 1) + ["extra"] * len(extras)
-        )
+        roles: list[Literal["primary", "chained", "extra"]] = ["primary"]
+        roles += ["chained"] * (len(chosen) - 1)
+        roles += ["extra"] * len(extras)
         settled = {m for m, row in thermal.items() if row.warm_and_settled}
         steps = [
             PlannedStep(

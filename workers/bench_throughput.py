@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -131,7 +132,7 @@ async def run_benchmark(
     sync_catalog(owner, catalog)
     settings = Settings(
         data_dir=data_dir,
-        database_url=owner,
+        database_url=SecretStr(owner),
         task_queue="bench",
         job_poll_seconds=0.2,
         thermal_poll_seconds=0.2,
@@ -226,7 +227,7 @@ async def run_benchmark(
             await conn.execute(
                 text("SELECT set_config('app.current_tenant_id', :t, false)"), {"t": str(tenant.id)}
             )
-            rows = dict(
+            rows: dict[str, int] = dict(
                 (
                     await conn.execute(
                         text(

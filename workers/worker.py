@@ -118,7 +118,10 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
     ]
 
 
-def build_worker(client: Client, deps: WorkerDeps, task_queue: str | None = None) -> Worker:
+def build_worker(
+    client: Client, deps: WorkerDeps, task_queue: str | None = None, **options: Any
+) -> Worker:
+    """The worker of every process; `options` override Worker arguments (tests: the runner)."""
     queue = task_queue or deps.settings.task_queue
     ensure_workflow_bytecode()
     return Worker(
@@ -126,7 +129,7 @@ def build_worker(client: Client, deps: WorkerDeps, task_queue: str | None = None
         task_queue=queue,
         workflows=WORKFLOWS,
         activities=activities_for(deps, client, queue),
-        **WORKER_OPTIONS,
+        **{**WORKER_OPTIONS, **options},
     )
 
 

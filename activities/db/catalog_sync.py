@@ -208,7 +208,7 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
     changed = tuple_(*(table.c[c] for c in cols)).is_distinct_from(
         tuple_(*(stmt.excluded[c] for c in cols))
     )
-    set_ = {c: stmt.excluded[c] for c in cols}
+    set_: dict[str, Any] = {c: stmt.excluded[c] for c in cols}
     if "updated_at" in table.c:
         set_["updated_at"] = func.now()
     stmt = stmt.on_conflict_do_update(index_elements=pk, set_=set_, where=changed)

@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 from decimal import Decimal
 from pathlib import Path
 
-import boto3
-import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
-from activities.inputs.activity import ERR_INPUT_READ_FAILED, InputActivities, ValidateRequest
-from models_catalog.catalog import load_catalog
+from activities.inputs.activity import ERR_INPUT_READ_FAILED, InputActivities
+from tests.fixtures.validation import app_error, request, run, s3_client
 from workers.samples import SAMPLES
 from workflows.service_types import (
     ERR_INPUT_NOT_FOUND,
     ERR_INPUT_TOO_LARGE,
     ERR_INVALID_INPUT,
     InputRef,
-    ValidatedInput,
 )
-
-
-def request(key: str, ref: InputRef, **over: object) -> ValidateRequest:
-    service, operation = key.split("/", 1)
-    op = load_catalog().operation(service, operation)
-    return ValidateRequest(input=ref, service=service, operation=op.id,
-                           content_types=list(op.content_types), unit=op.unit,
-                           **over)  # type: ignore[arg-type]  # fmt: skip
-
-
-def run(acts: InputActivities, req: ValidateRequest) -> ValidatedInput:
-    """Run the activity as Temporal would (ActivityEnvironment), from a synchronous test."""
-    return asyncio.run(ActivityEnvironment().run(acts.validate, req))
-
-
-def app_error(acts: InputActivities, req: ValidateRequest) -> ApplicationError:
-    with pytest.raises(ApplicationError) as exc:
-        run(acts, req)
-    return exc.value
 
 
 def test_valid_local_sample(tmp_path: Path) -> None:
@@ -100,13 +75,8 @@ def test_sagemaker_backend_refuses_local_paths(tmp_path: Path) -> None:
     assert err.type == ERR_INVALID_INPUT and "reads inputs from S3" in err.message
 
 
-def _s3():  # noqa: ANN202
-    return boto3.client("s3", region_name="us-east-1", aws_access_key_id="t",
-                        aws_secret_access_key="t")  # fmt: skip
-
-
 def test_s3_on_sagemaker_keeps_the_uri_and_transient_errors_retry(tmp_path: Path) -> None:
-    client, data = _s3(), SAMPLES["perception/detect"].read_bytes()
+    client, data = s3_client(), SAMPLES["perception/detect"].read_bytes()
     acts = InputActivities(s3_client=client, spool_s3_uri="s3://spool/inline")
     with Stubber(client) as stub:
         stub.add_response("head_object", {"ContentLength": len(data)})
@@ -126,7 +96,7 @@ def test_s3_on_sagemaker_keeps_the_uri_and_transient_errors_retry(tmp_path: Path
 
 
 def test_s3_on_local_backend_is_spooled(tmp_path: Path) -> None:
-    client, data = _s3(), SAMPLES["perception/detect"].read_bytes()
+    client, data = s3_client(), SAMPLES["perception/detect"].read_bytes()
     acts = InputActivities(spool_dir=tmp_path, s3_client=client)
     with Stubber(client) as stub:
         stub.add_response("head_object", {"ContentLength": len(data)})
@@ -136,7 +106,7 @@ def test_s3_on_local_backend_is_spooled(tmp_path: Path) -> None:
 
 
 def test_inline_on_sagemaker_is_uploaded(tmp_path: Path) -> None:
-    client, data = _s3(), SAMPLES["scientific/protein/embed"].read_bytes()
+    client, data = s3_client(), SAMPLES["scientific/protein/embed"].read_bytes()
     acts = InputActivities(s3_client=client, spool_s3_uri="s3://spool/inline")
     with Stubber(client) as stub:
         stub.add_response("put_object", {})

@@ -3,22 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import shutil
 from decimal import Decimal
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.inputs.activity import InputActivities, ValidateRequest
-from models_catalog.catalog import load_catalog
+from tests.fixtures.validation import request, run, s3_client
 from workers.samples import SAMPLES
 from workers.samples.make_samples import geotiff_scene, tiff_bytes
 from workflows.service_types import (
@@ -26,7 +23,6 @@ from workflows.service_types import (
     ERR_INPUT_TOO_LARGE,
     ERR_INVALID_INPUT,
     InputRef,
-    ValidatedInput,
 )
 
 CHANGE = "geospatial/change"
@@ -34,26 +30,9 @@ ONE_SCENE = SAMPLES["geospatial/classify"]  # a one-page 64 x 64 x 6 GeoTIFF
 TWO_SCENES = SAMPLES[CHANGE]
 
 
-def request(key: str, ref: InputRef, **over: object) -> ValidateRequest:
-    service, operation = key.split("/", 1)
-    op = load_catalog().operation(service, operation)
-    return ValidateRequest(input=ref, service=service, operation=op.id,
-                           content_types=list(op.content_types), unit=op.unit,
-                           **over)  # type: ignore[arg-type]  # fmt: skip
-
-
 def change(before: object = None, main: Path | str = ONE_SCENE, **over: object) -> ValidateRequest:
     options = {} if before is None else {"before_location": before}
     return request(CHANGE, InputRef(uri=str(main)), options=options, **over)
-
-
-def _s3():  # noqa: ANN202
-    return boto3.client("s3", region_name="us-east-1", aws_access_key_id="t",
-                        aws_secret_access_key="t")  # fmt: skip
-
-
-def run(acts: InputActivities, req: ValidateRequest) -> ValidatedInput:
-    return asyncio.run(ActivityEnvironment().run(acts.validate, req))
 
 
 def refused(acts: InputActivities, req: ValidateRequest, kind: str = ERR_INVALID_INPUT) -> str:
@@ -89,7 +68,7 @@ def test_before_scene_follows_the_location_rules(acts: InputActivities, tmp_path
     shutil.copy(ONE_SCENE, outside)
     for where in (str(outside), str(tmp_path / "spool" / "inline-x"), "/etc/hostname"):
         assert "access denied" in refused(acts, change(where), ERR_INPUT_NOT_FOUND)
-    client, data = _s3(), ONE_SCENE.read_bytes()
+    client, data = s3_client(), ONE_SCENE.read_bytes()
     acts._s3 = client
     with Stubber(client) as stub:  # sagemaker: the main input from S3, the before scene local
         stub.add_response("head_object", {"ContentLength": len(data)})
@@ -126,7 +105,7 @@ def test_before_scene_with_two_scenes_or_elsewhere_is_refused(acts: InputActivit
 
 def test_s3_before_scene_is_spooled_on_the_local_backend(acts: InputActivities,
                                                          tmp_path: Path) -> None:  # fmt: skip
-    client, data = _s3(), ONE_SCENE.read_bytes()
+    client, data = s3_client(), ONE_SCENE.read_bytes()
     acts._s3 = client
     with Stubber(client) as stub:
         stub.add_response("head_object", {"ContentLength": len(data)})

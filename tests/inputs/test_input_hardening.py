@@ -3,37 +3,16 @@ forever): deeply nested JSON and a worker without a spool for inline inputs."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from pathlib import Path
 
 import pytest
-from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
-from activities.inputs.activity import ERR_INPUT_CONFIGURATION, InputActivities, ValidateRequest
+from activities.inputs.activity import ERR_INPUT_CONFIGURATION, InputActivities
 from activities.inputs.limits import MAX_JSON_DEPTH
-from models_catalog.catalog import load_catalog
+from tests.fixtures.validation import app_error, request, run
 from workers.samples import SAMPLES
-from workflows.service_types import ERR_INVALID_INPUT, InputRef, ValidatedInput
-
-
-def request(key: str, ref: InputRef, **over: object) -> ValidateRequest:
-    service, operation = key.split("/", 1)
-    op = load_catalog().operation(service, operation)
-    return ValidateRequest(input=ref, service=service, operation=op.id,
-                           content_types=list(op.content_types), unit=op.unit,
-                           **over)  # type: ignore[arg-type]  # fmt: skip
-
-
-def run(acts: InputActivities, req: ValidateRequest) -> ValidatedInput:
-    return asyncio.run(ActivityEnvironment().run(acts.validate, req))
-
-
-def app_error(acts: InputActivities, req: ValidateRequest) -> ApplicationError:
-    with pytest.raises(ApplicationError) as exc:
-        run(acts, req)
-    return exc.value
+from workflows.service_types import ERR_INVALID_INPUT, InputRef
 
 
 def nested(depth: int, key: str = "problem") -> bytes:

@@ -3,48 +3,28 @@ whose spool only the activity itself writes) and the per-tenant S3 prefixes."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import shutil
 import types
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 import workers.worker as worker_module
-from activities.inputs.activity import ERR_INPUT_CONFIGURATION, InputActivities, ValidateRequest
+from activities.inputs.activity import ERR_INPUT_CONFIGURATION, InputActivities
 from models_catalog.catalog import load_catalog
+from tests.fixtures.validation import app_error, request, run, s3_client
 from workers.samples import SAMPLES, SAMPLES_DIR
 from workers.settings import Settings
 from workers.worker import WorkerDeps, activities_for
-from workflows.service_types import ERR_INPUT_NOT_FOUND, InputRef, ValidatedInput
+from workflows.service_types import ERR_INPUT_NOT_FOUND, InputRef
 
 KEY = "perception/detect"
 PNG = SAMPLES[KEY]
-
-
-def request(ref: InputRef, key: str = KEY, **over: object) -> ValidateRequest:
-    service, operation = key.split("/", 1)
-    op = load_catalog().operation(service, operation)
-    return ValidateRequest(input=ref, service=service, operation=op.id,
-                           content_types=list(op.content_types), unit=op.unit,
-                           **over)  # type: ignore[arg-type]  # fmt: skip
-
-
-def run(acts: InputActivities, req: ValidateRequest) -> ValidatedInput:
-    return asyncio.run(ActivityEnvironment().run(acts.validate, req))
-
-
-def app_error(acts: InputActivities, req: ValidateRequest) -> ApplicationError:
-    with pytest.raises(ApplicationError) as exc:
-        run(acts, req)
-    return exc.value
 
 
 def worker_inputs(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> InputActivities:
@@ -68,48 +48,45 @@ def test_worker_refuses_its_data_dir_but_spools_inline_inputs(
     data_dir = tmp_path / "data"
     acts = worker_inputs(monkeypatch, Settings(data_dir=data_dir, input_roots=[tmp_path]))
     # Another tenant's inline input, spooled earlier, and a job output: valid files, not inputs.
-    own = run(acts, request(InputRef(inline_base64=base64.b64encode(PNG.read_bytes()).decode())))
+    own = run(
+        acts, request(KEY, InputRef(inline_base64=base64.b64encode(PNG.read_bytes()).decode()))
+    )
     assert Path(own.location).parent == data_dir / "spool"  # inline input: spooled as before
     output = data_dir / "job_outputs" / "abc" / "step-0.png"
     output.parent.mkdir(parents=True)
     shutil.copy(PNG, output)
     for path in (own.location, str(output), str(data_dir / "postgres" / "PG_VERSION")):
-        assert_denied(app_error(acts, request(InputRef(uri=path))), path)
+        assert_denied(app_error(acts, request(KEY, InputRef(uri=path))), path)
     # ...even under an allowed root, and through a symlink placed in an allowed directory.
     link = tmp_path / "inputs" / "link.png"
     link.parent.mkdir()
     link.symlink_to(output)
-    assert_denied(app_error(acts, request(InputRef(uri=str(link)))), str(link))
+    assert_denied(app_error(acts, request(KEY, InputRef(uri=str(link)))), str(link))
     shutil.copy(PNG, tmp_path / "inputs" / "mine.png")
-    assert run(acts, request(InputRef(uri=str(tmp_path / "inputs" / "mine.png")))).units == 1
+    assert run(acts, request(KEY, InputRef(uri=str(tmp_path / "inputs" / "mine.png")))).units == 1
 
 
 def test_worker_default_roots_are_the_bundled_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     acts = worker_inputs(monkeypatch, Settings(data_dir=tmp_path / "data"))
-    assert run(acts, request(InputRef(uri=str(PNG)))).location == str(PNG)
+    assert run(acts, request(KEY, InputRef(uri=str(PNG)))).location == str(PNG)
     elsewhere = tmp_path / "street.png"
     shutil.copy(PNG, elsewhere)
-    assert_denied(app_error(acts, request(InputRef(uri=str(elsewhere)))), str(elsewhere))
+    assert_denied(app_error(acts, request(KEY, InputRef(uri=str(elsewhere)))), str(elsewhere))
     # A path that does not exist is refused the same way: no probing the worker's disk.
     missing = str(tmp_path / "no-such.png")
-    assert_denied(app_error(acts, request(InputRef(uri=missing))), missing)
+    assert_denied(app_error(acts, request(KEY, InputRef(uri=missing))), missing)
     traversal = f"{SAMPLES_DIR}/../../README.md"
-    assert_denied(app_error(acts, request(InputRef(uri=traversal))), traversal)
-    other = app_error(acts, request(InputRef(uri="http://example.com/street.png")))
+    assert_denied(app_error(acts, request(KEY, InputRef(uri=traversal))), traversal)
+    other = app_error(acts, request(KEY, InputRef(uri="http://example.com/street.png")))
     assert "unsupported input URI scheme 'http'" in other.message  # not a path: its own error
 
 
 def test_empty_input_roots_allow_no_local_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RADIANT_INPUT_ROOTS", "")
     acts = worker_inputs(monkeypatch, Settings())
-    assert_denied(app_error(acts, request(InputRef(uri=str(PNG)))), str(PNG))
-
-
-def _s3():  # noqa: ANN202
-    return boto3.client("s3", region_name="us-east-1", aws_access_key_id="t",
-                        aws_secret_access_key="t")  # fmt: skip
+    assert_denied(app_error(acts, request(KEY, InputRef(uri=str(PNG)))), str(PNG))
 
 
 def test_s3_inputs_only_under_the_tenants_prefix(
@@ -117,33 +94,33 @@ def test_s3_inputs_only_under_the_tenants_prefix(
 ) -> None:
     monkeypatch.setenv("RADIANT_INPUT_S3_PREFIXES", "s3://inputs/{tenant}")  # a folder
     acts = worker_inputs(monkeypatch, Settings(data_dir=tmp_path))
-    client, data = _s3(), PNG.read_bytes()
+    client, data = s3_client(), PNG.read_bytes()
     acts._s3 = client
     ok = "s3://inputs/acme/a.png"
     with Stubber(client) as stub:  # no S3 call is made for a refused URI
         stub.add_response("head_object", {"ContentLength": len(data)})
         stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data))})
-        out = run(acts, request(InputRef(uri=ok), tenant="acme", backend="sagemaker"))
+        out = run(acts, request(KEY, InputRef(uri=ok), tenant="acme", backend="sagemaker"))
         assert out.location == ok
         for uri in ("s3://inputs/other/a.png", "s3://inputs/acme-two/a.png", "s3://data/a.png"):
-            req = request(InputRef(uri=uri), tenant="acme", backend="sagemaker")
+            req = request(KEY, InputRef(uri=uri), tenant="acme", backend="sagemaker")
             assert_denied(app_error(acts, req), uri)
         stub.assert_no_pending_responses()
     # A request without its tenant cannot be checked: refused, not retried, not read.
-    err = app_error(acts, request(InputRef(uri=ok), backend="sagemaker"))
+    err = app_error(acts, request(KEY, InputRef(uri=ok), backend="sagemaker"))
     assert (err.type, err.non_retryable) == (ERR_INPUT_CONFIGURATION, True)
     assert "tenant" in err.message
 
 
 def test_unset_s3_prefixes_do_not_restrict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     acts = worker_inputs(monkeypatch, Settings(data_dir=tmp_path))
-    client, data = _s3(), PNG.read_bytes()
+    client, data = s3_client(), PNG.read_bytes()
     acts._s3 = client
     with Stubber(client) as stub:
         stub.add_response("head_object", {"ContentLength": len(data)})
         stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data))})
         uri = "s3://anything/x.png"
-        assert run(acts, request(InputRef(uri=uri), backend="sagemaker")).location == uri
+        assert run(acts, request(KEY, InputRef(uri=uri), backend="sagemaker")).location == uri
 
 
 def test_settings_parse_lists_and_refuse_bad_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,6 @@ ends, optional models that fail after planning, bounded invocation retries, per-
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -18,22 +17,18 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows.service_job as service_job
 from activities.backends.local import LocalStandInBackend
-from activities.db.engine import create_app_engine
-from activities.thermal_control import ThermalControl
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.worker import TIMINGS, ThermalHarness, make_settings
-from tests.jobs.test_service_jobs import prepare, submit, usage_rows
-from workers.samples import SAMPLES
-from workers.worker import WORKER_OPTIONS, WORKFLOWS, WorkerDeps, activities_for
+from tests.fixtures.worker import ThermalHarness, running_harness
+from tests.jobs.test_service_jobs import prepare, start_job, submit, usage_rows
+from workers.worker import WORKFLOWS
 from workflows.service_job import ServiceJobWorkflow, _split_cost
-from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
 from workflows.thermal_types import SetTargetRequest, WarmUpRequest, thermal_workflow_id
 
 CATALOG = load_catalog()
@@ -57,52 +52,11 @@ async def slow_models(
     workflow's module with the test (no sandbox re-import) so a test can shorten its durations
     (no time skipping)."""
     data_dir = tmp_path_factory.mktemp("job-runtime")
-    queue = f"job-runtime-{uuid.uuid4().hex[:6]}"
-    settings = make_settings(data_dir, catalog_db.owner_url, catalog_db.app_url, queue)
-    engine = create_app_engine(catalog_db.app_url)
     backend = LocalStandInBackend(data_dir, warmup_seconds=2.0, invoke_seconds=3.0)
-    deps = WorkerDeps(settings=settings, catalog=CATALOG, backend=backend, engine=engine)
-    worker = Worker(
-        temporal_client,
-        task_queue=queue,
-        workflows=WORKFLOWS,
-        activities=activities_for(deps, temporal_client, queue),
-        workflow_runner=RUNNER,
-        **WORKER_OPTIONS,
-    )
-    async with worker:
-        yield ThermalHarness(
-            client=temporal_client,
-            control=ThermalControl(temporal_client, queue, TIMINGS),
-            backend=backend,
-            engine=engine,
-            settings=settings,
-            task_queue=queue,
-        )
-        for info in await backend.list_endpoints("radiant-"):
-            await backend.delete_endpoint(info.endpoint_name)
-    await deps.aclose()
-
-
-async def start_job(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> WorkflowHandle:
-    service, operation = key.split("/", 1)
-    request_id = uuid.uuid4().hex[:10]
-    req = ServiceRequest(
-        tenant=tenant,
-        app_id=app,
-        environment="test",
-        request_id=request_id,
-        service=service,
-        operation=operation,
-        input=InputRef(uri=str(SAMPLES[key])),
-        **kw,
-    )
-    return await h.client.start_workflow(
-        ServiceJobWorkflow.run,
-        req,
-        id=job_workflow_id(tenant, service, operation, request_id),
-        task_queue=h.task_queue,
-    )
+    async with running_harness(
+        temporal_client, catalog_db, data_dir, backend, workflow_runner=RUNNER
+    ) as harness:
+        yield harness
 
 
 async def signals(h: ThermalHarness, app: str, model: str) -> list[tuple[str, object]]:

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.db.tenancy import tenant_transaction
@@ -47,7 +47,7 @@ async def prepare(h: ThermalHarness, app: str, service: str, models: list[str]) 
             await h.control.set_target(app, "test", m, SetTargetRequest(state=ThermalState.COLD))
 
 
-async def submit(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> ServiceResult:
+async def start_job(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> WorkflowHandle:
     service, operation = key.split("/", 1)
     request_id = uuid.uuid4().hex[:10]
     req = ServiceRequest(
@@ -60,12 +60,16 @@ async def submit(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> Se
         input=kw.pop("input", None) or InputRef(uri=str(SAMPLES.get(key, "/x"))),
         **kw,
     )
-    return await h.client.execute_workflow(
+    return await h.client.start_workflow(
         ServiceJobWorkflow.run,
         req,
         id=job_workflow_id(tenant, service, operation, request_id),
         task_queue=h.task_queue,
     )
+
+
+async def submit(h: ThermalHarness, app: str, tenant: str, key: str, **kw) -> ServiceResult:
+    return await (await start_job(h, app, tenant, key, **kw)).result()
 
 
 async def usage_rows(h: ThermalHarness, tenant_id, workflow_id: str | None = None) -> list[dict]:

@@ -7,7 +7,6 @@ the thermal workflow runs for real against real model-server processes.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,12 +17,9 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from activities.backends.base import EndpointInfo, EndpointSpec
 from activities.backends.errors import CapacityUnavailable, QuotaExceeded
 from activities.backends.local import LocalStandInBackend
-from activities.db.engine import create_app_engine
-from activities.thermal_control import ThermalControl
-from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.worker import TIMINGS, ThermalHarness, make_settings
+from tests.fixtures.worker import TIMINGS, ThermalHarness, running_harness
 from workers.cli.common import failure_message
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import SetTargetRequest, WarmUpRequest, thermal_workflow_id
@@ -75,33 +71,12 @@ class RecordingBackend(LocalStandInBackend):
 async def harness(
     temporal_client: Client, catalog_db, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[ThermalHarness, Faults]]:
-    from workers.worker import WorkerDeps, build_worker
-
-    data_dir = tmp_path_factory.mktemp("capacity-data")
-    queue = f"capacity-{uuid.uuid4().hex[:6]}"
-    settings = make_settings(data_dir, catalog_db.owner_url, catalog_db.app_url, queue)
-    engine = create_app_engine(catalog_db.app_url)
+    data_dir = tmp_path_factory.mktemp("capacity")
     faults = Faults()
     backend = RecordingBackend(data_dir, faults=faults)
-    deps = WorkerDeps(settings=settings, catalog=load_catalog(), backend=backend, engine=engine)
     timings = TIMINGS.model_copy(update={"capacity_retry_seconds": 1.0})
-    try:
-        async with build_worker(temporal_client, deps, queue):
-            yield (
-                ThermalHarness(
-                    client=temporal_client,
-                    control=ThermalControl(temporal_client, queue, timings),
-                    backend=backend,
-                    engine=engine,
-                    settings=settings,
-                    task_queue=queue,
-                ),
-                faults,
-            )
-            for info in await LocalStandInBackend.list_endpoints(backend, "radiant-"):
-                await LocalStandInBackend.delete_endpoint(backend, info.endpoint_name)
-    finally:
-        await deps.aclose()
+    async with running_harness(temporal_client, catalog_db, data_dir, backend, timings) as h:
+        yield h, faults
 
 
 async def _set(h: ThermalHarness, app: str, state: ThermalState):  # type: ignore[no-untyped-def]

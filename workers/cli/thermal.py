@@ -119,13 +119,13 @@ def list_states(
     )
     for r in out:
         table.add_row(
-            r["model_id"],
-            r["target_state"],
-            r["current_state"],
+            str(r["model_id"]),
+            str(r["target_state"]),
+            str(r["current_state"]),
             str(r["instance_count"]),
             "yes" if r["transitioning"] else "",
             str(r["last_activity_at"] or "-"),
-            r["last_error"] or "",
+            str(r["last_error"] or ""),
         )
     console.print(table)
 
