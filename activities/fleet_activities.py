@@ -361,8 +361,16 @@ class FleetActivities:
             info = await self.backend.describe_endpoint(endpoint_name)
         except BackendError as err:
             raise application_error(err) from err
+        if activity.info().attempt > 1 and (info is None or info.status == "Deleting"):
+            # An earlier attempt got as far as DeleteEndpoint: finish its work (the model and
+            # endpoint config), which nothing else would clean up once the endpoint is gone.
+            try:
+                await self.backend.delete_endpoint(endpoint_name)
+            except BackendError as err:
+                raise application_error(err) from err
+            return True
         if info is None:
-            return True  # gone already (an earlier attempt, or someone else)
+            return True  # gone already (someone else)
         owner = endpoint_owner(endpoint_name, await self._tags(endpoint_name) or {}, {})
         await self._owner_running(owner, asyncio.Semaphore(1))
         if orphan_kind(info, owner, None) != "orphan":

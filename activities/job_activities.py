@@ -25,6 +25,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
+from activities.backends.errors import ModelServerError
 from activities.db.schema import usage_ledger
 from activities.db.tenancy import tenant_transaction
 from activities.heartbeat import with_heartbeat
@@ -67,6 +68,7 @@ from workflows.service_types import (
 from workflows.thermal_types import WarmUpRequest
 
 ERR_RESULT_NOT_READY = "AsyncResultNotReady"
+MODEL_SERVER_ATTEMPTS = 5  # tries of one input a model server answers 5xx before the call fails
 ERR_METERING_FAILED = "MeteringFailed"  # usage that cannot be priced or keyed: retrying cannot help
 FAST_PATH_MARGIN_S = 30.0  # take a lease by signal only if the model is not scaling in sooner
 OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by reference
@@ -74,6 +76,18 @@ OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by re
 
 def _reject(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def _invoke_error(err: BackendError) -> ApplicationError:
+    """A model server answering 5xx to the same input MODEL_SERVER_ATTEMPTS times fails the
+    call; throttling, capacity and not-ready errors keep their retries (the job's retry policy
+    has no attempt cap, so a burst of throttling cannot fail a job it already paid to warm)."""
+    attempt = activity.info().attempt
+    if isinstance(err, ModelServerError) and attempt >= MODEL_SERVER_ATTEMPTS:
+        return ApplicationError(
+            f"{err.message} (on {attempt} tries)", type=err.code, non_retryable=True
+        )
+    return application_error(err)
 
 
 class PlanRequest(BaseModel):
@@ -445,7 +459,7 @@ class JobActivities:
                 req.endpoint_name, self._body(req), "application/json", "application/json"
             )
         except BackendError as err:
-            raise application_error(err) from err
+            raise _invoke_error(err) from err
         return InvokeOutput(output=self._output(result.body, req.step), served_by=req.endpoint_name)
 
     @activity.defn(name="jobs.start_async")
@@ -458,7 +472,7 @@ class JobActivities:
         try:
             return await self.backend.invoke_async(req.endpoint_name, location, "application/json")
         except BackendError as err:
-            raise application_error(err) from err
+            raise _invoke_error(err) from err
 
     async def _store_request(self, key: str, body: bytes) -> str:
         """Where the endpoint reads the request: S3 on SageMaker, a spool file locally. The key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -23,19 +24,30 @@ class TemporalUnavailableError(RuntimeError):
     """The configured Temporal frontend cannot be reached."""
 
 
+STARTING_UP = "not healthy yet"  # a frontend that listens but is still starting
+STARTUP_WAIT_S = 30.0
+
+
 async def connect(settings: Settings) -> Client:
-    """A client with the pydantic converter (DESIGN 7), so plain JSON inputs work from the CLI."""
-    try:
-        return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
-        )
-    except RuntimeError as exc:  # the core SDK raises RuntimeError on connection failure
-        raise TemporalUnavailableError(
-            f"cannot reach Temporal at {settings.temporal_address} "
-            f"(namespace {settings.temporal_namespace}): {exc}"
-        ) from exc
+    """A client with the pydantic converter (DESIGN 7), so plain JSON inputs work from the CLI.
+    A server still starting (its port opens before its frontend is healthy) is waited for;
+    one that is not there fails at once."""
+    deadline = time.monotonic() + STARTUP_WAIT_S
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=pydantic_data_converter,
+            )
+        except RuntimeError as exc:  # the core SDK raises RuntimeError on connection failure
+            if STARTING_UP in str(exc) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            raise TemporalUnavailableError(
+                f"cannot reach Temporal at {settings.temporal_address} "
+                f"(namespace {settings.temporal_namespace}): {exc}"
+            ) from exc
 
 
 def web_ui(settings: Settings, workflow_id: str | None = None) -> str:

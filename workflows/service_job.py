@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -50,12 +50,12 @@ ENDPOINT_GONE = frozenset({"EndpointNotFound", "ResourceNotFound"})
 # leases while it runs, each renewal good for several periods (a late workflow task is fine).
 LEASE_RENEW_EVERY = timedelta(minutes=10)
 LEASE_SECONDS = 1800.0
-# A model server that answers 5xx to every try of an input fails the job, not retries forever.
+# No attempt cap: throttling and not-ready endpoints retry; a model server answering 5xx to
+# the same input fails the call after a few tries (jobs.invoke, MODEL_SERVER_ATTEMPTS).
 INVOKE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
 )
 # One patch for the commands histories recorded before it do not have: lease renewal, and
 # with it cancelled warm-ups awaited, optional models dropped, re-acquired leases released.
@@ -84,6 +84,12 @@ def _why(err: BaseException) -> str:
 def _error(task: asyncio.Task[Any]) -> BaseException | None:
     """What a finished task raised (None while it runs, when it succeeded or was cancelled)."""
     return task.exception() if task.done() and not task.cancelled() else None
+
+
+def _refusal(errors: list[BaseException]) -> BaseException:
+    """The first real refusal in plan order, not a warm-up cancelled because of it (a warm-up
+    still running when the cancel reaches it ends as a cancelled ActivityError)."""
+    return next((e for e in errors if not is_cancelled_exception(e)), errors[0])
 
 
 def _split_cost(total: Decimal, count: int) -> list[Decimal]:
@@ -277,7 +283,7 @@ class ServiceJobWorkflow:
             await self._cancel(pending)
         failed = {m: err for m, t in tasks.items() if (err := _error(t)) is not None}
         if self._fatal(list(failed), optional):
-            raise next(iter(failed.values()))  # the first in plan order
+            raise _refusal(list(failed.values()))
         for m, err in failed.items():
             self._dropped[m] = f"{m} could not be held: {_why(err)}; ran without it"
         for m, task in tasks.items():
@@ -337,13 +343,8 @@ class ServiceJobWorkflow:
         """Renew the leases the job holds until stopped: an expired lease would let an idle
         timer scale a model to zero while the job still uses it."""
         while not self._stop_renewing:
-            try:
-                await workflow.wait_condition(
-                    lambda: self._stop_renewing, timeout=LEASE_RENEW_EVERY
-                )
-                return
-            except TimeoutError:
-                pass
+            # At once first: a lease taken when a long warm-up (of this model or another)
+            # began may be close to expiry by the time every hold is in place.
             await asyncio.gather(
                 *(
                     self._thermal(lease).signal(
@@ -355,8 +356,16 @@ class ServiceJobWorkflow:
                         ),
                     )
                     for lease in list(self._held.values())
-                )
+                ),
+                return_exceptions=True,  # one model's failed signal stops no other renewal
             )
+            try:
+                await workflow.wait_condition(
+                    lambda: self._stop_renewing, timeout=LEASE_RENEW_EVERY
+                )
+                return
+            except TimeoutError:
+                pass
 
     async def _stop_renewals(self, renewing: asyncio.Task[None] | None) -> None:
         """Stop renewing, and let a renewal under way land first: one arriving after the
@@ -396,7 +405,11 @@ class ServiceJobWorkflow:
             try:
                 out = await self._invoke(req, plan, step, validated, options, str(index))
             except (ActivityError, ApplicationError) as err:
-                if step.model_id not in optional or not workflow.patched(RUNTIME_PATCH):
+                if (
+                    step.model_id not in optional
+                    or is_cancelled_exception(err)  # the job was cancelled: not a model failure
+                    or not workflow.patched(RUNTIME_PATCH)
+                ):
                     raise
                 # An optional model that fails: the job answers without it (DESIGN 5).
                 self._dropped[step.model_id] = (
@@ -459,6 +472,8 @@ class ServiceJobWorkflow:
                     self._reacquired.append(again)
                     self._took(step.model_id, again, await self._acquire(again))
                     continue
+                if is_cancelled_exception(err) and workflow.patched(RUNTIME_PATCH):
+                    raise  # the job was cancelled mid-call: it ends cancelled, not failed
                 raise ApplicationError(
                     f"{step.model_id} failed on {step.endpoint_name}: {_why(err)}",
                     type="InvocationFailed",

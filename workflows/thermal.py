@@ -63,7 +63,11 @@ AUTOSCALING_AFTER_CREATE_PATCH = "autoscaling-after-create"
 CLEANUP_HALF_MADE_PATCH = "cleanup-half-made"
 #: A failed scale of an endpoint that still serves is retried with backoff, not blocked.
 CAPACITY_BACKOFF_PATCH = "capacity-backoff"
+#: A failed transition is recorded before waiting callers hear of it; before, after.
+RECORD_BEFORE_FAILURE_PATCH = "record-before-failure"
 DEFAULT_CAPACITY_RETRY_S = 30.0
+#: Statuses in which an endpoint answers requests (SageMaker serves during an update).
+SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
 CAPACITY_ATTEMPTS = 4  # tries of one capacity change before it counts as failed
 
 OFF, COLD, WARM, HOT, AUTOMATIC = (
@@ -94,6 +98,7 @@ class ModelThermalWorkflow:
         self.capacity_failures = 0  # consecutive failed scale-outs of a serving endpoint
         self.capacity_retry_at: float | None = None  # no scale-out before then (backoff)
         self.backoff_generation = 0  # the intent that failed; new intent ends the backoff
+        self.backoff_desired: int | None = None  # the count that failed: held until retry
 
     # ---------------------------------------------------------------- run loop
     @workflow.run
@@ -247,14 +252,14 @@ class ModelThermalWorkflow:
         return desired != self.s.instance_count or (desired > 0 and not self._ready())
 
     def _holding_scale_out(self, desired: int) -> bool:
-        """A scale-out failed: serve with what runs until the retry time (new intent and
-        scale-ins go ahead)."""
+        """A capacity change failed: serve with what runs until the retry time (new intent
+        and another count go ahead; the same count waits, so a failing change cannot spin)."""
         assert self.s is not None
         return (
             self.capacity_retry_at is not None
             and self._now_s() < self.capacity_retry_at
             and self.s.generation == self.backoff_generation
-            and desired >= self.s.instance_count
+            and desired == self.backoff_desired
             and self._ready()
         )
 
@@ -392,10 +397,9 @@ class ModelThermalWorkflow:
         return await self._wait_in_service()
 
     def _capacity_retry(self) -> RetryPolicy:
-        """Bounded tries (the failure is then handled as a whole, with backoff); unbounded on
-        histories from before the capacity backoff."""
-        if not workflow.patched(CAPACITY_BACKOFF_PATCH):
-            return STEP_RETRY
+        """Bounded tries: the failure is then handled as a whole (with backoff, or on runs
+        from before the backoff as a failed step), never retried forever. A retry policy is
+        not part of replay, so older runs take it too."""
         first = min(1.0, self.inp.timings.poll_seconds)
         return RetryPolicy(
             initial_interval=timedelta(seconds=first),
@@ -411,7 +415,8 @@ class ModelThermalWorkflow:
         if not workflow.patched(CAPACITY_BACKOFF_PATCH):
             return False
         info = await self._describe()
-        if info is None or info.status != "InService" or info.instance_count < 1:
+        # Updating counts: SageMaker's own autoscaler may be changing it (InvalidEndpointState).
+        if info is None or info.status not in SERVING_STATUSES or info.instance_count < 1:
             return False
         self._observe(info.instance_count, info.status)
         cause = err.cause
@@ -426,6 +431,7 @@ class ModelThermalWorkflow:
         delay = base * 2 ** min(self.capacity_failures - 1, 5)
         self.capacity_retry_at = self._now_s() + delay
         self.backoff_generation = self.s.generation
+        self.backoff_desired = self._desired()
         workflow.logger.warning("capacity change of %s failed: %s", self.spec.model_id, message)
         self.s.last_error = f"{message} (retrying in {delay:.0f}s)"
         self.s.transitioning = False
@@ -517,8 +523,14 @@ class ModelThermalWorkflow:
         self._observe(info.instance_count if info else 0, info.status if info else None)
         self.s.transitioning = False
         self.blocked = True
+        # After the record: a caller that hears of it finds it in Postgres. Histories from
+        # before answered waiting callers first (their update completed before the record).
+        recorded_first = workflow.patched(RECORD_BEFORE_FAILURE_PATCH)
+        if not recorded_first:
+            self.failures += 1
         await self._record("failed")
-        self.failures += 1  # after the record: a caller that hears of it finds it in Postgres
+        if recorded_first:
+            self.failures += 1
 
     def _observe(self, count: int, status: str | None) -> None:
         assert self.s is not None

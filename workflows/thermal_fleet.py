@@ -130,10 +130,10 @@ class ThermalReconcileWorkflow:
                 endpoint_name=name, model_id=info.model_id, instance_count=info.instance_count
             )
             if inp.delete_orphans:
-                await workflow.execute_activity(
+                result = await workflow.execute_activity(
                     "fleet.delete_orphan", name, start_to_close_timeout=timedelta(minutes=5)
-                )  # by name: its result was None then
-                orphan.deleted = True
+                )  # by name: its result was None then, and is whether it deleted now
+                orphan.deleted = result is None or bool(result)
             report.orphans.append(orphan)
         return report
 

@@ -359,18 +359,31 @@ def validate_mp4(data: bytes) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- JSON
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+_JSON_SPECIAL = re.compile(r'[\[\]{}"\\]')
 
 
 def json_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether arrays/objects nest deeper than `limit` (brackets inside strings do not count);
-    checked before parsing, since the parser recurses once per level."""
-    depth = 0
-    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        if depth > limit:
-            return True
+    checked before parsing, since the parser recurses once per level. One pass over the
+    special characters, so hostile input (unclosed strings, runs of escapes) stays linear."""
+    depth, in_string, skip_to = 0, False, -1
+    for match in _JSON_SPECIAL.finditer(text):
+        at, char = match.start(), match.group()
+        if at < skip_to:  # the character escaped by the backslash before it
+            continue
+        if in_string:
+            if char == "\\":
+                skip_to = at + 2
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
     return False
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from activities.inputs.activity import ERR_INPUT_CONFIGURATION, InputActivities
+from activities.inputs.formats import json_too_deep
 from activities.inputs.limits import MAX_JSON_DEPTH
 from tests.fixtures.validation import app_error, request, run
 from workers.samples import SAMPLES
@@ -41,6 +42,31 @@ def test_nesting_within_the_limit_and_brackets_in_strings_pass(tmp_path: Path) -
     ok = f'{{"problem": {problem}, "meta": {"[" * 40}{"]" * 40}}}'.encode()
     inline = InputRef(inline_base64=base64.b64encode(ok).decode())
     assert run(acts, request("scientific/geometry/solve", inline)).units == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "deep"),
+    [
+        ('{"a": "\\\\"}' + "[" * 70, True),  # an escaped backslash closes no string
+        (
+            '{"a": "\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}',
+            False,
+        ),
+        ('"unclosed ' + "[" * 70, False),  # inside a string to the end: the parser refuses it
+        ("[" * 65, True),
+        ("[" * 64 + "]" * 64, False),
+    ],
+)
+def test_depth_scan_follows_strings_and_escapes(text: str, deep: bool) -> None:
+    assert json_too_deep(text) is deep
+
+
+def test_hostile_json_is_scanned_in_one_pass() -> None:
+    """Runs of escaped quotes after an unclosed string: a regex rescans from every quote (hours
+    at 1 MiB); one pass classifies it at once."""
+    hostile = "[" * 5000 + '"' + '\\"' * 350_000
+    assert json_too_deep(hostile)
+    assert not json_too_deep('"' + '\\"' * 350_000)
 
 
 def test_missing_spool_is_a_non_retryable_configuration_error(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ ends, optional models that fail after planning, bounded invocation retries, per-
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -16,11 +17,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import activities.job_activities as job_activities
 import workflows.service_job as service_job
+from activities.backends.base import BackendError
+from activities.backends.errors import ModelServerError, Throttled
 from activities.backends.local import LocalStandInBackend
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
@@ -28,14 +33,13 @@ from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import ThermalHarness, running_harness
 from tests.jobs.test_service_jobs import prepare, start_job, submit, usage_rows
 from workers.worker import WORKFLOWS
-from workflows.service_job import ServiceJobWorkflow, _split_cost
+from workflows.service_job import ServiceJobWorkflow, _refusal, _split_cost
 from workflows.thermal_types import SetTargetRequest, WarmUpRequest, thermal_workflow_id
 
 CATALOG = load_catalog()
-FAST_RETRY = RetryPolicy(  # the job's invocation retries, shortened
+FAST_RETRY = RetryPolicy(  # the job's invocation retries, shortened (no attempt cap)
     initial_interval=timedelta(seconds=0.1),
     maximum_interval=timedelta(seconds=0.2),
-    maximum_attempts=2,
 )
 
 # The job's module shared with the test (not re-imported per run) so tests can shorten it.
@@ -128,6 +132,7 @@ async def test_model_server_that_keeps_failing_fails_the_job(
     slow_models: ThermalHarness, tenants, monkeypatch
 ):
     monkeypatch.setattr(service_job, "INVOKE_RETRY", FAST_RETRY)
+    monkeypatch.setattr(job_activities, "MODEL_SERVER_ATTEMPTS", 2)
     big, _ = tenants
     h = slow_models
     app = h.new_app()
@@ -171,6 +176,7 @@ async def test_optional_model_that_fails_degrades(
     slow_models: ThermalHarness, tenants, monkeypatch
 ):
     monkeypatch.setattr(service_job, "INVOKE_RETRY", FAST_RETRY)
+    monkeypatch.setattr(job_activities, "MODEL_SERVER_ATTEMPTS", 2)
     big, _ = tenants
     h = slow_models
     app = h.new_app()
@@ -190,6 +196,64 @@ async def test_optional_model_that_fails_degrades(
     assert result.models_used == ["prithvi-100m"]
     assert [c.model_id for c in result.calls] == ["prithvi-100m"]
     await replays(h.client.get_workflow_handle(result.workflow_id))
+
+
+async def test_job_cancelled_during_an_optional_step_ends_cancelled(
+    slow_models: ThermalHarness, tenants
+):
+    """A cancel arriving while an optional model runs is the job's cancel, not that model's
+    failure: the job does not drop the model, go on and charge."""
+    big, _ = tenants
+    h = slow_models
+    app = h.new_app()
+    service = CATALOG.service("geospatial")
+    await prepare(h, app, "geospatial", service.required_models + ["prithvi-100m"])
+    handle = await start_job(
+        h, app, big.name, "geospatial/detect/floods", optional_models=["mobilesam"]
+    )
+
+    async def invoking_the_optional_model() -> bool:
+        progress = await handle.query(ServiceJobWorkflow.progress)
+        return progress["stage"] == "invoking" and (progress["detail"] or "").startswith(
+            "mobilesam"
+        )
+
+    await wait_for(invoking_the_optional_model, every=0.05, limit=60)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert isinstance(info.value.cause, CancelledError)
+    assert await usage_rows(h, big.id, handle.id) == []
+    await replays(handle)
+
+
+def test_a_refusal_is_reported_not_the_warm_up_it_cancelled():
+    """yolov8m (first in plan order) was still warming when mobilesam was refused: its
+    cancelled warm-up is not what the job reports."""
+    cancelled = ActivityError(
+        "activity cancelled", scheduled_event_id=5, started_event_id=6, identity="w",
+        activity_type="jobs.acquire_model", activity_id="1", retry_state=None,
+    )  # fmt: skip
+    cancelled.__cause__ = CancelledError("cancelled")
+    refused = ApplicationError("mobilesam is OFF", type="ModelOff", non_retryable=True)
+    assert _refusal([cancelled, refused]) is refused
+    assert _refusal([refused, cancelled]) is refused
+    assert _refusal([cancelled]) is cancelled
+
+
+def test_only_model_server_errors_exhaust_their_tries():
+    """A 5xx of the model server fails the call on its last try; throttling never does."""
+    env = ActivityEnvironment()
+
+    def raised(err: BackendError, attempt: int) -> ApplicationError:
+        env.info = dataclasses.replace(env.info, attempt=attempt)
+        return env.run(lambda: job_activities._invoke_error(err))
+
+    five_hundred = ModelServerError("the model server answered 500")
+    assert not raised(five_hundred, 4).non_retryable
+    last = raised(five_hundred, 5)
+    assert last.non_retryable and last.type == "ModelServerError" and "on 5 tries" in last.message
+    assert not raised(Throttled("rate exceeded"), 50).non_retryable
 
 
 async def test_required_model_failure_still_fails_the_job(thermal: ThermalHarness, tenants):

@@ -7,7 +7,7 @@ the thermal workflow runs for real against real model-server processes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,7 +15,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities.backends.base import EndpointInfo, EndpointSpec
-from activities.backends.errors import CapacityUnavailable, QuotaExceeded
+from activities.backends.errors import CapacityUnavailable, InvalidEndpointState, QuotaExceeded
 from activities.backends.local import LocalStandInBackend
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
@@ -32,6 +32,8 @@ ENV = "test"
 class Faults:
     fail_scale_out: int = 0  # set_capacity calls that raise when asked for more instances
     fail_create: bool = False
+    fail_scale_in: int = 0  # set_capacity calls that raise when asked for fewer instances
+    busy: bool = False  # the endpoint is Updating (SageMaker's autoscaler at work)
     capacity_calls: list[tuple[str, int, int, int]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
 
@@ -60,7 +62,22 @@ class RecordingBackend(LocalStandInBackend):
         ):
             self.faults.fail_scale_out -= 1
             raise CapacityUnavailable("insufficient capacity for ml.g5.xlarge (injected)")
+        if self.faults.busy:
+            raise InvalidEndpointState("endpoint is Updating: cannot update it now (injected)")
+        if (
+            self.faults.fail_scale_in
+            and current is not None
+            and instance_count < current.instance_count
+        ):
+            self.faults.fail_scale_in -= 1
+            raise QuotaExceeded("scale-in refused (injected)")
         return await super().set_capacity(name, instance_count, min_instances, max_instances)
+
+    async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+        info = await super().describe_endpoint(name)
+        if info is not None and self.faults.busy:
+            return info.model_copy(update={"status": "Updating"})
+        return info
 
     async def delete_endpoint(self, name: str) -> None:
         self.faults.deletes.append(name)
@@ -77,6 +94,16 @@ async def harness(
     timings = TIMINGS.model_copy(update={"capacity_retry_seconds": 1.0})
     async with running_harness(temporal_client, catalog_db, data_dir, backend, timings) as h:
         yield h, faults
+
+
+def settled_at(h: ThermalHarness, app: str, count: int) -> Callable[[], Awaitable[bool]]:
+    """Whether the model runs `count` instances with no error and no change under way."""
+
+    async def check() -> bool:
+        s = await h.control.status(app, ENV, MODEL)
+        return s.instance_count == count and s.last_error is None and not s.transitioning
+
+    return check
 
 
 async def _set(h: ThermalHarness, app: str, state: ThermalState):  # type: ignore[no-untyped-def]
@@ -118,12 +145,39 @@ async def test_a_failed_scale_out_keeps_serving_and_retries_with_backoff(harness
 
     faults.fail_scale_out = 0  # capacity is back: the backoff retry scales out by itself
 
-    async def scaled_out() -> bool:
-        s = await h.control.status(app, ENV, MODEL)
-        return s.instance_count == 2 and s.last_error is None and not s.transitioning
-
-    await wait_for(scaled_out)
+    await wait_for(settled_at(h, app, 2))
     assert (await h.control.status(app, ENV, MODEL)).current_state == ThermalState.HOT
+
+
+async def test_an_endpoint_busy_updating_is_waited_for_not_blocked(harness):
+    """SageMaker refuses a capacity change while its autoscaler updates the endpoint: the
+    model keeps serving and tries again; it is not blocked as failed."""
+    h, faults = harness
+    app = h.new_app()
+    await _set(h, app, ThermalState.WARM)
+    faults.busy = True
+    with pytest.raises(WorkflowUpdateFailedError):
+        await _set(h, app, ThermalState.HOT)
+    st = await h.control.status(app, ENV, MODEL)
+    assert st.instance_count == 1 and st.last_error and "retrying in" in st.last_error
+    faults.busy = False
+
+    await wait_for(settled_at(h, app, 2))
+
+
+async def test_a_failed_scale_in_backs_off_instead_of_spinning(harness):
+    h, faults = harness
+    app = h.new_app()
+    await _set(h, app, ThermalState.HOT)  # 2 instances
+    faults.fail_scale_in = 1_000
+    with pytest.raises(WorkflowUpdateFailedError):
+        await _set(h, app, ThermalState.WARM)
+    tries = len([c for c in faults.capacity_calls if c[1] == 1])
+    await asyncio.sleep(2.0)  # backoff 1 s, then 2 s: one more try at most, not a busy loop
+    assert len([c for c in faults.capacity_calls if c[1] == 1]) - tries <= 2
+    faults.fail_scale_in = 0
+
+    await wait_for(settled_at(h, app, 1))
 
 
 async def test_new_intent_goes_ahead_while_a_scale_out_backs_off(harness):

@@ -6,6 +6,7 @@ turns a live endpoint into an orphan."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -229,6 +230,22 @@ async def test_delete_orphan_rechecks_ownership_right_before_deleting():
     acts = FleetActivities(backend, None, FakeTemporal())  # type: ignore[arg-type]
     assert await ActivityEnvironment().run(acts.delete_orphan, name) is True
     assert backend.deleted == [name]
+
+
+async def test_a_retried_delete_orphan_finishes_what_its_first_attempt_began():
+    """The first attempt reached DeleteEndpoint and then failed: the retry finds the endpoint
+    Deleting (or gone) and still deletes the model and endpoint config behind it."""
+    backend = FakeBackend()
+    deleting = backend.add("acme", "test", "yolov8n", status="Deleting")
+    acts = FleetActivities(backend, None, FakeTemporal())  # type: ignore[arg-type]
+    assert await ActivityEnvironment().run(acts.delete_orphan, deleting) is False  # 1st try
+    assert backend.deleted == []
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    assert await retry.run(acts.delete_orphan, deleting) is True
+    gone = endpoint_name("acme", "test", "mobilesam")
+    assert await retry.run(acts.delete_orphan, gone) is True
+    assert backend.deleted == [deleting, gone]
 
 
 async def test_endpoint_creating_or_newer_than_the_snapshot_is_no_orphan(temporal_client: Client):
