@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         ERR_MODEL_OFF,
         ERR_WARMUP_DEADLINE,
         ERR_WARMUP_FAILED,
+        CapacityBackoff,
         Lease,
         ModelThermalInput,
         ModelThermalSpec,
@@ -95,10 +96,14 @@ class ModelThermalWorkflow:
         self.converging = False  # a transition (and its Postgres record) is under way
         self.missing_retries = 0  # converges retried because the endpoint had vanished
         self.priced = True  # AUTOMATIC prices cold starts (set in run: PRICED_COLD_START_PATCH)
-        self.capacity_failures = 0  # consecutive failed scale-outs of a serving endpoint
-        self.capacity_retry_at: float | None = None  # no scale-out before then (backoff)
+        self.capacity_failures = 0  # consecutive failed capacity changes of a serving endpoint
+        self.capacity_retry_at: float | None = None  # no retry of that change before then
         self.backoff_generation = 0  # the intent that failed; new intent ends the backoff
         self.backoff_desired: int | None = None  # the count that failed: held until retry
+        if inp.snapshot is not None and (held := inp.snapshot.capacity_backoff) is not None:
+            self.capacity_failures, self.capacity_retry_at = held.failures, held.retry_at
+            self.backoff_generation, self.backoff_desired = held.generation, held.desired
+            inp.snapshot.capacity_backoff = None  # carried in the fields above from here on
 
     # ---------------------------------------------------------------- run loop
     @workflow.run
@@ -147,7 +152,9 @@ class ModelThermalWorkflow:
                         environment=inp.environment,
                         model_id=inp.model_id,
                         timings=inp.timings,
-                        snapshot=self.s,
+                        snapshot=self.s.model_copy(
+                            update={"capacity_backoff": self._backoff_to_carry()}
+                        ),
                     )
                 )
 
@@ -250,6 +257,17 @@ class ModelThermalWorkflow:
         if self.s.generation != self.s.applied_generation:
             return True
         return desired != self.s.instance_count or (desired > 0 and not self._ready())
+
+    def _backoff_to_carry(self) -> CapacityBackoff | None:
+        """The capacity backoff under way, for the next run (its delay keeps doubling)."""
+        if self.capacity_retry_at is None:
+            return None
+        return CapacityBackoff(
+            failures=self.capacity_failures,
+            retry_at=self.capacity_retry_at,
+            generation=self.backoff_generation,
+            desired=self.backoff_desired,
+        )
 
     def _holding_scale_out(self, desired: int) -> bool:
         """A capacity change failed: serve with what runs until the retry time (new intent

@@ -61,6 +61,15 @@ class Lease(BaseModel):
     expires_at: datetime
 
 
+class CapacityBackoff(BaseModel):
+    """A failed capacity change waiting for its retry (kept across continue-as-new)."""
+
+    failures: int  # consecutive failures: the next delay doubles
+    retry_at: float  # workflow time (epoch seconds) of the next try
+    generation: int  # the intent that failed; new intent ends the backoff
+    desired: int | None = None  # the instance count that failed
+
+
 class ThermalSnapshot(BaseModel):
     """Everything the workflow carries across continue-as-new."""
 
@@ -78,6 +87,7 @@ class ThermalSnapshot(BaseModel):
     applied_generation: int = 0
     failed_generation: int = -1  # generation whose transition failed (not retried on its own)
     demand_failed_at: datetime | None = None
+    capacity_backoff: CapacityBackoff | None = None  # set only when continuing as new
 
 
 class ModelThermalInput(BaseModel):

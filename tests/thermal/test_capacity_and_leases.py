@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from activities.backends.base import EndpointInfo, EndpointSpec
 from activities.backends.errors import CapacityUnavailable, InvalidEndpointState, QuotaExceeded
 from activities.backends.local import LocalStandInBackend
+from activities.thermal_control import ThermalControl
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, ThermalHarness, running_harness
@@ -178,6 +179,41 @@ async def test_a_failed_scale_in_backs_off_instead_of_spinning(harness):
     faults.fail_scale_in = 0
 
     await wait_for(settled_at(h, app, 1))
+
+
+async def test_a_backoff_outlives_continue_as_new(harness):
+    """A run that continues as new during a capacity backoff hands the backoff on: the next
+    run waits for the retry time instead of trying (and failing) again at once."""
+    h, faults = harness
+    app = h.new_app()
+    control = ThermalControl(
+        h.client,
+        h.task_queue,
+        TIMINGS.model_copy(update={"capacity_retry_seconds": 30.0, "max_history_events": 10}),
+    )
+    await asyncio.wait_for(
+        control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM)), 60
+    )
+    faults.fail_scale_out = 1_000
+    with pytest.raises(WorkflowUpdateFailedError):
+        await asyncio.wait_for(
+            control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.HOT)), 60
+        )
+    handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
+    failed_run = (await handle.describe()).run_id
+
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != failed_run
+
+    await wait_for(continued)
+    tries = len(faults.capacity_calls)
+    await asyncio.sleep(1.5)
+    assert len(faults.capacity_calls) == tries, "the new run retried inside the backoff"
+    st = await control.status(app, ENV, MODEL)
+    assert st.instance_count == 1 and st.last_error and "retrying in 30s" in st.last_error
+    await asyncio.wait_for(
+        control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.OFF)), 60
+    )
 
 
 async def test_new_intent_goes_ahead_while_a_scale_out_backs_off(harness):
