@@ -164,6 +164,7 @@ class InputActivities:
             s3_client=self.s3 if is_s3 else None,
             base_dir=self.base_dir,
             allowed_roots=self.allowed_roots,
+            denied_roots=self.denied_roots,
             spool_dir=spool_dir,
             spool_s3_uri=spool_s3,
             write_spool=False,

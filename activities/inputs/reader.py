@@ -37,6 +37,7 @@ from activities.inputs.errors import (
     not_found,
     too_large,
 )
+from activities.inputs.policy import check_local_path
 from workflows.service_types import INLINE_LIMIT_BYTES, InputRef
 
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(.+)$")
@@ -85,8 +86,17 @@ def resolve_local_path(uri: str, *, base_dir: Path | None = None,
     return resolved
 
 
+def _opened_path(fd: int) -> Path | None:
+    """The file an open descriptor really refers to (Linux: /proc/self/fd), None elsewhere."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
+
+
 def _read_local(uri: str, max_bytes: int, what: str, base_dir: Path | None,
-                allowed_roots: Sequence[Path] | None) -> tuple[bytes, str]:  # fmt: skip
+                allowed_roots: Sequence[Path] | None,
+                denied_roots: Sequence[Path] = ()) -> tuple[bytes, str]:  # fmt: skip
     path = resolve_local_path(uri, base_dir=base_dir, allowed_roots=allowed_roots)
     try:
         st = path.stat()
@@ -102,6 +112,12 @@ def _read_local(uri: str, max_bytes: int, what: str, base_dir: Path | None,
         raise too_large(f"input is {human_bytes(st.st_size)}; {_limit_text(max_bytes, what)}")
     try:
         with path.open("rb") as f:
+            # The file opened, not the path checked earlier: a symlink swapped in between
+            # (a TOCTOU race) cannot lead into a denied directory.
+            opened = _opened_path(f.fileno())
+            if opened is not None:
+                check_local_path(opened, uri, allowed_roots=allowed_roots,
+                                 denied_roots=denied_roots)  # fmt: skip
             data = f.read(max_bytes + 1)
     except PermissionError as exc:
         raise not_found(f"input file {str(path)!r} cannot be read: permission denied") from exc
@@ -239,6 +255,7 @@ def read_input(
     s3_client: Any = None,
     base_dir: Path | None = None,
     allowed_roots: Sequence[Path] | None = None,
+    denied_roots: Sequence[Path] = (),
     spool_dir: Path | None = None,
     spool_s3_uri: str | None = None,
     write_spool: bool = True,
@@ -264,4 +281,4 @@ def read_input(
     if scheme and scheme.group(1).lower() != "file":
         raise invalid(f"unsupported input URI scheme {scheme.group(1)!r}: use s3://bucket/key, a "
                       "local path, or inline_base64")  # fmt: skip
-    return _read_local(uri, max_bytes, what, base_dir, allowed_roots)
+    return _read_local(uri, max_bytes, what, base_dir, allowed_roots, denied_roots)

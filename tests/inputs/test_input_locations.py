@@ -14,8 +14,10 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
+import activities.inputs.reader as reader
 import workers.worker as worker_module
 from activities.inputs.activity import ERR_INPUT_CONFIGURATION, InputActivities
+from activities.inputs.errors import InputValidationError
 from models_catalog.catalog import load_catalog
 from tests.fixtures.validation import app_error, request, run, s3_client
 from workers.samples import SAMPLES, SAMPLES_DIR
@@ -132,3 +134,34 @@ def test_settings_parse_lists_and_refuse_bad_prefixes(monkeypatch: pytest.Monkey
     monkeypatch.setenv("RADIANT_INPUT_S3_PREFIXES", "/srv/not-s3")
     with pytest.raises(ValueError, match="not an s3://"):
         Settings()
+
+
+def test_a_symlink_swapped_in_after_the_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check resolved the path; a link swapped in before the open points into the data
+    directory: the file actually opened is checked again."""
+    allowed, data = tmp_path / "inputs", tmp_path / "data"
+    allowed.mkdir()
+    data.mkdir()
+    secret = data / "other-tenant.png"
+    shutil.copy(PNG, secret)
+    link = allowed / "street.png"
+    link.symlink_to(secret)
+    # As if the path resolved to a plain file inside `inputs` and was replaced right after.
+    monkeypatch.setattr(reader, "resolve_local_path", lambda uri, **_: Path(uri))
+    with pytest.raises(InputValidationError) as exc:
+        reader.read_input(
+            InputRef(uri=str(link)),
+            max_bytes=10_000_000,
+            allowed_roots=[allowed],
+            denied_roots=[data],
+        )
+    assert exc.value.type == ERR_INPUT_NOT_FOUND and "access denied" in exc.value.message
+    # Without the swap the same read works.
+    shutil.copy(PNG, allowed / "mine.png")
+    data_read, _ = reader.read_input(
+        InputRef(uri=str(allowed / "mine.png")), max_bytes=10_000_000,
+        allowed_roots=[allowed], denied_roots=[data],
+    )  # fmt: skip
+    assert data_read == PNG.read_bytes()
