@@ -537,13 +537,34 @@ class JobActivities:
         per_model: dict[str, Decimal] = {}
         for c in costs:
             per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
+        billed = charge.amount
+        charge_key = entries[0].idempotency_key  # service_call_entries puts the charge first
+        if charge_key not in result.inserted_keys:
+            # Already there: this job's own earlier attempt, or another job for the same
+            # request that ran at the same time (e.g. the tenant spelled by id, not name):
+            # that one was billed, so this one reports nothing billed.
+            charged_by = await self._charged_by(plan.tenant_id, charge_key)
+            if charged_by not in (None, req.workflow_id):
+                billed = Decimal(0)
         return MeterResult(
-            billed=charge.amount,
+            billed=billed,
             internal_cost=sum((c.amount for c in costs), Decimal(0)),
             rows_inserted=result.inserted,
             rows_already_present=result.already_present,
             costs=per_model,
         )
+
+    async def _charged_by(self, tenant_id: str, key: str) -> str | None:
+        """The workflow whose job wrote this ledger row (None: no such row)."""
+        async with tenant_transaction(self.engine, tenant_id) as conn:
+            return (
+                await conn.execute(
+                    select(usage_ledger.c.workflow_id).where(
+                        usage_ledger.c.tenant_id == uuid.UUID(tenant_id),
+                        usage_ledger.c.idempotency_key == key,
+                    )
+                )
+            ).scalar_one_or_none()
 
     def _usage(
         self, req: MeterRequest

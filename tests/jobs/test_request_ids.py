@@ -235,3 +235,31 @@ async def test_cli_submit_refuses_a_malformed_request_id(
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "129 characters" in lines[0], res.stderr
+
+
+async def test_a_concurrent_duplicate_reports_nothing_billed(thermal: ThermalHarness, tenants):
+    """Two jobs for one request that passed the plan together (the tenant spelled by name in
+    one id and by uuid in the other): one charge; the job that did not write it reports 0."""
+    big, _ = tenants
+    jobs = JobActivities(CATALOG, None, thermal.engine, None, Path("."))  # type: ignore[arg-type]
+    op = CATALOG.operation("perception", "detect")
+    plan = JobPlan(
+        tenant_id=str(big.id), tenant_name=big.name, tier=5, service="perception",
+        operation="detect", unit=op.unit, unit_price=Decimal(1), long_running=False,
+        content_types=[], steps=[], request_id=rid(),
+    )  # fmt: skip
+
+    def meter(workflow_id: str) -> MeterRequest:
+        return MeterRequest(
+            plan=plan, workflow_id=workflow_id, app_id="a", environment="test",
+            units=Decimal(1), invocations=["yolov8m"],
+        )  # fmt: skip
+
+    by_name = job_workflow_id(big.name, "perception", "detect", plan.request_id or "")
+    by_id = job_workflow_id(str(big.id), "perception", "detect", plan.request_id or "")
+    first = await ActivityEnvironment().run(jobs.meter, meter(by_name))
+    assert first.billed > 0 and first.rows_inserted == 2
+    retried = await ActivityEnvironment().run(jobs.meter, meter(by_name))  # its own retry
+    assert retried.billed == first.billed and retried.rows_inserted == 0
+    other = await ActivityEnvironment().run(jobs.meter, meter(by_id))
+    assert other.billed == 0 and other.rows_inserted == 0
