@@ -418,6 +418,9 @@ class ModelThermalWorkflow:
         """Bounded tries: the failure is then handled as a whole (with backoff, or on runs
         from before the backoff as a failed step), never retried forever. A retry policy is
         not part of replay, so older runs take it too."""
+        # Runs since the backoff recorded its marker here, at their first capacity call: the
+        # call stays so that they replay (its answer no longer matters).
+        workflow.patched(CAPACITY_BACKOFF_PATCH)
         first = min(1.0, self.inp.timings.poll_seconds)
         return RetryPolicy(
             initial_interval=timedelta(seconds=first),
