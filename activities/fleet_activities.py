@@ -15,16 +15,18 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.backends.base import (
+    MANAGED_BY,
+    TAG_APP,
+    TAG_ENVIRONMENT,
     TAG_MANAGED_BY,
     TAG_MODEL,
     BackendError,
     EndpointInfo,
     HostingBackend,
-    endpoint_name,
 )
 from activities.heartbeat import with_heartbeat
 from activities.temporal_errors import application_error
-from activities.thermal_activities import MANAGED_BY, TAG_APP, TAG_ENVIRONMENT
+from activities.thermal_activities import endpoint_name_or_none
 from activities.thermal_control import ThermalControl
 from models_catalog.thermal_policy import ThermalLimits, capacity_for_state
 from models_catalog.types import ThermalState
@@ -48,19 +50,12 @@ class ReconcileInput(BaseModel):
         )
 
 
-def _name_or_none(app_id: str, environment: str, model_id: str) -> str | None:
-    try:
-        return endpoint_name(app_id, environment, model_id)
-    except ValueError:  # an id without usable characters names no endpoint
-        return None
-
-
 def _list_prefix(inp: ReconcileInput) -> str:
     """A cheap pre-filter for listing only; ownership is decided exactly afterwards (tags or the
     recomputed name). Long names are cut and hash-suffixed, so keep to the start of the app."""
     if inp.app_id is None:
         return ENDPOINT_PREFIX
-    probe = _name_or_none(inp.app_id, "x", "x")
+    probe = endpoint_name_or_none(inp.app_id, "x", "x")
     if probe is None:
         return ENDPOINT_PREFIX
     head = probe[: -len("-x-x")] if probe.endswith("-x-x") else probe[: -len("-12345678")]
@@ -186,7 +181,7 @@ def endpoint_owner(
         and app
         and env
         and model
-        and _name_or_none(app, env, model) == name
+        and endpoint_name_or_none(app, env, model) == name
     ):
         return EndpointOwner(
             endpoint_name=name, app_id=app, environment=env, model_id=model, managed=True
@@ -206,7 +201,7 @@ def _known_names(
         pairs.add((inp.app_id, inp.environment))
     triples = {(r.app_id, r.environment, r.model_id) for r in recorded}
     triples |= {(app, env, model) for app, env in pairs for model in catalog}
-    return {n: t for t in triples if (n := _name_or_none(*t))}
+    return {n: t for t in triples if (n := endpoint_name_or_none(*t))}
 
 
 def in_scope(inp: ReconcileInput, owner: EndpointOwner) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select, text
+from sqlalchemy import Row, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
@@ -290,15 +290,7 @@ class JobActivities:
         """A request is charged once, whichever job (workflow id spelling, CLI start) ran it;
         a job whose request was already charged must not run its models again."""
         key = usage_key(job_billing_id(service, operation, request_id), STEP_SERVICE_CHARGE)
-        async with tenant_transaction(self.engine, tenant_id) as conn:
-            row = (
-                await conn.execute(
-                    select(usage_ledger.c.workflow_id, usage_ledger.c.occurred_at).where(
-                        usage_ledger.c.tenant_id == uuid.UUID(tenant_id),
-                        usage_ledger.c.idempotency_key == key,
-                    )
-                )
-            ).first()
+        row = await self._ledger_row(tenant_id, key)
         if row is not None:
             raise _reject(
                 f"request id {request_id} of tenant {tenant_name} was already charged for "
@@ -543,8 +535,8 @@ class JobActivities:
             # Already there: this job's own earlier attempt, or another job for the same
             # request that ran at the same time (e.g. the tenant spelled by id, not name):
             # that one was billed, so this one reports nothing billed.
-            charged_by = await self._charged_by(plan.tenant_id, charge_key)
-            if charged_by not in (None, req.workflow_id):
+            row = await self._ledger_row(plan.tenant_id, charge_key)
+            if row is not None and row.workflow_id != req.workflow_id:
                 billed = Decimal(0)
         return MeterResult(
             billed=billed,
@@ -554,17 +546,17 @@ class JobActivities:
             costs=per_model,
         )
 
-    async def _charged_by(self, tenant_id: str, key: str) -> str | None:
-        """The workflow whose job wrote this ledger row (None: no such row)."""
+    async def _ledger_row(self, tenant_id: str, key: str) -> Row[Any, Any] | None:
+        """(workflow_id, occurred_at) of the tenant's ledger row with this key, if any."""
         async with tenant_transaction(self.engine, tenant_id) as conn:
             return (
                 await conn.execute(
-                    select(usage_ledger.c.workflow_id).where(
+                    select(usage_ledger.c.workflow_id, usage_ledger.c.occurred_at).where(
                         usage_ledger.c.tenant_id == uuid.UUID(tenant_id),
                         usage_ledger.c.idempotency_key == key,
                     )
                 )
-            ).scalar_one_or_none()
+            ).first()
 
     def _usage(
         self, req: MeterRequest

@@ -18,7 +18,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import (
+    MANAGED_BY,
     NON_RETRYABLE_ERROR_TYPES,
+    TAG_APP,
+    TAG_ENVIRONMENT,
     TAG_MANAGED_BY,
     BackendError,
     EndpointInfo,
@@ -56,12 +59,6 @@ NON_RETRYABLE = [
 ]
 
 
-# Ownership tags: the reconcile deletes an orphan only if these name its app and environment.
-TAG_APP = "radiant:app"
-TAG_ENVIRONMENT = "radiant:environment"
-MANAGED_BY = "radiant-orchestrator"
-
-
 def owner_tags(workflow_id: str, model_id: str, endpoint: str) -> dict[str, str]:
     """App/environment tags from the thermal workflow id `thermal/{app}/{env}/{model}`; only if
     exactly one split reproduces the endpoint name (ids may contain '/'). Else none: an endpoint
@@ -73,14 +70,15 @@ def owner_tags(workflow_id: str, model_id: str, endpoint: str) -> dict[str, str]
     owners = []
     for i, char in enumerate(middle):
         app, env = middle[:i], middle[i + 1 :]
-        if char == "/" and app and env and _name_or_none(app, env, model_id) == endpoint:
+        if char == "/" and app and env and endpoint_name_or_none(app, env, model_id) == endpoint:
             owners.append((app, env))
     if len(owners) != 1:
         return {}
     return {TAG_APP: owners[0][0], TAG_ENVIRONMENT: owners[0][1], TAG_MANAGED_BY: MANAGED_BY}
 
 
-def _name_or_none(app_id: str, environment: str, model_id: str) -> str | None:
+def endpoint_name_or_none(app_id: str, environment: str, model_id: str) -> str | None:
+    """The endpoint name of these ids, None for ids without usable characters."""
     try:
         return make_endpoint_name(app_id, environment, model_id)
     except ValueError:

@@ -70,6 +70,10 @@ TAG_MODEL = "radiant:model"
 TAG_CATEGORY = "radiant:category"
 TAG_SPECIALTY = "radiant:specialty"
 TAG_MANAGED_BY = "radiant:managed-by"
+# Ownership tags: the reconcile deletes an orphan only if these name its app and environment.
+TAG_APP = "radiant:app"
+TAG_ENVIRONMENT = "radiant:environment"
+MANAGED_BY = "radiant-orchestrator"  # the value of TAG_MANAGED_BY on our endpoints
 
 # --------------------------------------------------------------------------- naming
 

@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from activities.backends.base import (
+    MANAGED_BY,
     TAG_CATEGORY,
     TAG_MANAGED_BY,
     TAG_MODEL,
@@ -235,7 +236,7 @@ class SageMakerBackend:
 
     @staticmethod
     def _tags(spec: EndpointSpec) -> list[dict[str, str]]:
-        tags = {**spec.tags, TAG_MODEL: spec.model_id, TAG_MANAGED_BY: "radiant-orchestrator"}
+        tags = {**spec.tags, TAG_MODEL: spec.model_id, TAG_MANAGED_BY: MANAGED_BY}
         if spec.model_category:
             tags[TAG_CATEGORY] = spec.model_category
         if spec.model_specialty:

@@ -151,13 +151,12 @@ class InputActivities:
             raise invalid(f"the sagemaker backend reads inputs from S3; {name} {uri!r} is not an "
                           "s3:// URI (upload it, or send a small input inline)")  # fmt: skip
         spool = ref.inline_base64 is not None or (is_s3 and req.backend == "local")
-        if spool:
-            self._spool_target(req)  # refuse before reading when there is nowhere to put it
+        # Refused before reading when there is nowhere to put it.
+        spool_dir, spool_s3 = self._spool_target(req) if spool else (None, None)
         if is_s3:
             check_s3_uri(uri, prefixes=self.allowed_s3_prefixes, tenant=req.tenant)
         elif ref.inline_base64 is None:
             self._check_local(uri)
-        spool_dir, spool_s3 = self._spool_target(req) if spool else (None, None)
         data, location = read_input(
             ref,
             max_bytes=max_bytes,

@@ -404,9 +404,7 @@ async def test_async_invoke_writes_and_fetches_result(
 ) -> None:
     s = spec(async_inference=True)
     await backend.ensure_endpoint(s)
-    source = tmp_path / "request.bin"
-    source.write_bytes(PNG)
-    inv = await backend.invoke_async(s.endpoint_name, str(source), "image/png")
+    [inv] = await _start_async(backend, s.endpoint_name, tmp_path)
     assert inv.output_location.startswith(str(tmp_path / "local_async"))
     result = await wait_for(lambda: backend.fetch_async_result(inv))
     assert "detections" in json.loads(result)
@@ -428,7 +426,7 @@ async def test_async_invoke_writes_and_fetches_result(
     rt = spec(model="yolov8n")
     await backend.ensure_endpoint(rt)
     with pytest.raises(InvalidRequest):
-        await backend.invoke_async(rt.endpoint_name, str(source), "image/png")
+        await backend.invoke_async(rt.endpoint_name, str(tmp_path / "request.bin"), "image/png")
 
 
 async def test_async_endpoint_can_scale_to_zero_but_realtime_cannot(
@@ -446,6 +444,15 @@ async def test_async_endpoint_can_scale_to_zero_but_realtime_cannot(
 
 
 # --------------------------------------------------------------------------- robustness
+
+
+async def _start_async(
+    backend: LocalStandInBackend, name: str, tmp_path: Path, count: int = 1
+) -> list[AsyncInvocation]:
+    """`count` asynchronous invocations of the sample PNG, queued on endpoint `name`."""
+    source = tmp_path / "request.bin"
+    source.write_bytes(PNG)
+    return [await backend.invoke_async(name, str(source), "image/png") for _ in range(count)]
 
 
 async def _fetched(backend: LocalStandInBackend, inv: AsyncInvocation) -> bytes | str | None:
@@ -469,9 +476,7 @@ async def test_async_invocations_round_robin_over_instances(
 ) -> None:
     s = spec(async_inference=True, instance_count=2)
     await backend.ensure_endpoint(s)
-    source = tmp_path / "request.bin"
-    source.write_bytes(PNG)
-    invs = [await backend.invoke_async(s.endpoint_name, str(source), "image/png") for _ in range(4)]
+    invs = await _start_async(backend, s.endpoint_name, tmp_path, count=4)
     for inv in invs:
         await wait_for(lambda inv=inv: backend.fetch_async_result(inv))
     ids = [i["instance_id"] for i in record(backend, s.endpoint_name)["instances"]]
@@ -486,9 +491,7 @@ async def test_scale_in_drains_running_async_jobs(
     s = spec(async_inference=True, instance_count=2,
              environment={"RADIANT_LOCAL_INVOKE_SECONDS": "1.5"})  # fmt: skip
     await patient.ensure_endpoint(s)
-    source = tmp_path / "request.bin"
-    source.write_bytes(PNG)
-    invs = [await patient.invoke_async(s.endpoint_name, str(source), "image/png") for _ in range(4)]
+    invs = await _start_async(patient, s.endpoint_name, tmp_path, count=4)
     info = await patient.set_capacity(s.endpoint_name, 1, 0, 3)  # while all four run
     assert info.instance_count == 1
     for inv in invs:
@@ -503,9 +506,7 @@ async def test_blue_green_switch_drains_running_async_jobs(
     s = spec(async_inference=True, environment={"RADIANT_LOCAL_INVOKE_SECONDS": "1.5"})
     await patient.ensure_endpoint(s)
     [old_pid] = patient.endpoint_pids(s.endpoint_name)
-    source = tmp_path / "request.bin"
-    source.write_bytes(PNG)
-    inv = await patient.invoke_async(s.endpoint_name, str(source), "image/png")
+    [inv] = await _start_async(patient, s.endpoint_name, tmp_path)
     after = await patient.ensure_endpoint(s.model_copy(update={"image": "local/new-image:2"}))
     assert after.status == "InService" and old_pid not in patient.endpoint_pids(s.endpoint_name)
     result = await wait_for(lambda: _fetched(patient, inv), limit=10)
@@ -520,9 +521,7 @@ async def test_stopped_instance_fails_async_jobs_it_cannot_finish(
     s = spec(async_inference=True, environment={"RADIANT_LOCAL_INVOKE_SECONDS": "60"})
     await backend.ensure_endpoint(s)
     [pid] = backend.endpoint_pids(s.endpoint_name)
-    source = tmp_path / "request.bin"
-    source.write_bytes(PNG)
-    inv = await backend.invoke_async(s.endpoint_name, str(source), "image/png")
+    [inv] = await _start_async(backend, s.endpoint_name, tmp_path)
     await backend.delete_endpoint(s.endpoint_name)
     assert local_process.EXIT_CODES.get(pid) == 0  # drained and exited, not SIGKILLed
     with pytest.raises(AsyncInferenceFailed, match="instance stopped"):

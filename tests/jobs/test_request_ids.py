@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from typer.testing import CliRunner
@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from activities.job_activities import ERR_METERING_FAILED, JobActivities, JobPlan, MeterRequest
 from activities.metering import usage_key
 from models_catalog.catalog import load_catalog
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.waiting import failure_of
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_service_jobs import prepare, usage_rows
 from workers.cli.main import app as cli_app
@@ -183,13 +183,7 @@ async def test_long_request_id_is_refused_by_the_plan(thermal: ThermalHarness, t
         task_queue=thermal.task_queue,
     )
 
-    async def finished() -> bool:
-        return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
-
-    await wait_for(finished, limit=60)
-    with pytest.raises(WorkflowFailureError) as info:
-        await handle.result()
-    cause = info.value.cause
+    cause = await failure_of(handle)
     assert isinstance(cause, ApplicationError) and cause.type == ERR_INVALID_REQUEST_ID
     assert "600 characters" in cause.message
     assert await activity_types(handle) == ["jobs.plan"]

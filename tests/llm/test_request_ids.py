@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import typer
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from typer.testing import CliRunner
@@ -29,7 +28,7 @@ from activities.llm.types import (
     llm_workflow_id,
 )
 from models_catalog.catalog import load_catalog
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.waiting import failure_of
 from tests.llm.conftest import LLMHarness
 from workers.cli import llm as llm_cli
 from workers.inference_client import InferenceClient
@@ -88,13 +87,7 @@ async def test_long_request_id_is_refused_before_any_call(llm: LLMHarness):
         result_type=LLMResponse,
     )
 
-    async def finished() -> bool:
-        return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
-
-    await wait_for(finished, limit=60)
-    with pytest.raises(WorkflowFailureError) as info:
-        await handle.result()
-    cause = info.value.cause
+    cause = await failure_of(handle)
     assert isinstance(cause, ApplicationError) and cause.type == ERR_INVALID_REQUEST
     assert "600 characters" in cause.message
     assert len(llm.openai.posts()) == calls_before
