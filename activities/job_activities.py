@@ -37,6 +37,7 @@ from activities.metering import (
     service_call_entries,
     usage_key,
 )
+from activities.request_claims import ClaimConflict, claim_request, complete_claim
 from activities.service_states import admin_disabled, load_admin_flags, load_thermal
 from activities.temporal_errors import application_error, from_update_failure
 from activities.tenants import UnknownTenantError, get_tenant_async
@@ -53,6 +54,7 @@ from models_catalog.service_state import (
 from models_catalog.types import ServiceState, ThermalState
 from workflows.service_types import (
     ERR_ALREADY_CHARGED,
+    ERR_ALREADY_RUNNING,
     ERR_INVALID_INPUT,
     ERR_INVALID_REQUEST_ID,
     ERR_MODEL_UNAVAILABLE,
@@ -72,6 +74,10 @@ MODEL_SERVER_ATTEMPTS = 5  # tries of one input a model server answers 5xx befor
 ERR_METERING_FAILED = "MeteringFailed"  # usage that cannot be priced or keyed: retrying cannot help
 FAST_PATH_MARGIN_S = 30.0  # take a lease by signal only if the model is not scaling in sooner
 OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by reference
+
+
+def _at(conflict: ClaimConflict) -> str:
+    return (conflict.completed_at or conflict.claimed_at).isoformat(timespec="seconds")
 
 
 def _reject(message: str, kind: str) -> ApplicationError:
@@ -251,6 +257,7 @@ class JobActivities:
             )
         price = service.pricing.price_for(op.unit)
         assert price is not None  # the catalog validates that every operation has its price
+        await self._claim(str(tenant.id), tenant.name, service.id, op.id, request_id)
         return JobPlan(
             tenant_id=str(tenant.id),
             tenant_name=tenant.name,
@@ -283,6 +290,35 @@ class JobActivities:
             [started] = await client.data_converter.decode(payloads, [ServiceRequest])
             return started.request_id
         raise RuntimeError(f"workflow {info.workflow_id} has no history")  # retried
+
+    async def _claim(
+        self, tenant_id: str, tenant_name: str, service: str, operation: str, request_id: str
+    ) -> None:
+        """Take the request for this job, or refuse it: another job (another workflow id for
+        the same request) runs it or has been charged for it."""
+        info = activity.info()
+        conflict = await claim_request(
+            self.engine,
+            self.control.client,
+            tenant_id,
+            job_billing_id(service, operation, request_id),
+            info.workflow_id or info.activity_id,
+        )
+        if conflict is None:
+            return
+        what = f"request id {request_id} of tenant {tenant_name} ({service}/{operation})"
+        if conflict.running:
+            raise _reject(
+                f"{what} is being run by job {conflict.workflow_id} (since "
+                f"{_at(conflict)}); its result will be this request's result. Wait for it, "
+                "or use a new request id",
+                ERR_ALREADY_RUNNING,
+            )
+        raise _reject(
+            f"{what} was already charged by job {conflict.workflow_id} at {_at(conflict)}; its "
+            "result is that job's result. Use a new request id to run it again",
+            ERR_ALREADY_CHARGED,
+        )
 
     async def _refuse_if_charged(
         self, tenant_id: str, tenant_name: str, service: str, operation: str, request_id: str
@@ -526,6 +562,7 @@ class JobActivities:
         result = await self.metering.record(
             RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries)
         )
+        await complete_claim(self.engine, plan.tenant_id, req.workflow_id)  # the request is done
         per_model: dict[str, Decimal] = {}
         for c in costs:
             per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount

@@ -20,6 +20,7 @@ ERR_SERVICE_UNAVAILABLE = "ServiceUnavailable"  # disabled or offline
 ERR_MODEL_UNAVAILABLE = "ModelUnavailable"  # a required model is OFF / failed / not deployable
 ERR_INVALID_REQUEST_ID = "InvalidRequestId"  # empty, too long, or characters outside the set
 ERR_ALREADY_CHARGED = "AlreadyCharged"  # this request id was charged by an earlier job
+ERR_ALREADY_RUNNING = "AlreadyRunning"  # another job (another workflow id) runs this request id
 
 INLINE_LIMIT_BYTES = 256 * 1024  # inline inputs travel in workflow history: keep them small
 

@@ -53,7 +53,7 @@ PROVIDER_HEALTH_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
 SYNC_STATUSES = ("running", "completed", "failed")
 
 # Names of the objects the migrations create with SQL.
-TENANT_SETTING = "app.current_tenant_id"  # GUC read by the usage_ledger RLS policy
+TENANT_SETTING = "app.current_tenant_id"  # GUC read by the tenant RLS policies
 REGISTRY_APP_SETTING = "radiant.app_id"  # GUCs scoping unified_model_registry's thermal columns
 REGISTRY_ENV_SETTING = "radiant.environment"
 NOTIFY_CHANNEL = "radiant_notifications"
@@ -358,6 +358,22 @@ usage_ledger = Table(
     Index("ix_usage_ledger_workflow_id", "workflow_id"),
 )
 
+# One job (or LLM request) per request id of a tenant, whichever way a workflow id spells the
+# tenant (activities/request_claims.py). Not append-only: a claim is taken over when its
+# workflow ended uncharged, and completed when the request is metered.
+request_claims = Table(
+    "request_claims",
+    metadata,
+    Column("tenant_id", UUID(as_uuid=True), ForeignKey("tenants.id"), nullable=False),
+    # "job/{service}/{operation}/{request_id}" or "llm/{kind}/{request_id}": no tenant spelling
+    Column("request_key", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("completed_at", DateTime(timezone=True)),  # metered: the request is done
+    PrimaryKeyConstraint("tenant_id", "request_key"),
+    Index("ix_request_claims_tenant_id_workflow_id", "tenant_id", "workflow_id"),
+)
+
 notifications = Table(
     "notifications",
     metadata,
@@ -383,5 +399,12 @@ CATALOG_TABLES = (
     providers,
     models,
 )
-STATE_TABLES = (thermal_states, service_states, endpoint_uptime, provider_health, registry_sync_log)
+STATE_TABLES = (
+    thermal_states,
+    service_states,
+    endpoint_uptime,
+    provider_health,
+    registry_sync_log,
+    request_claims,
+)
 APPEND_ONLY_TABLES = (usage_ledger, notifications)

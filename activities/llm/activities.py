@@ -26,6 +26,8 @@ from activities.llm.costs import litellm_cost, price_call
 from activities.llm.ledger import record_llm_usage
 from activities.llm.state import find_tenant, health_views, thermal_views
 from activities.llm.types import (
+    ERR_ALREADY_ANSWERED,
+    ERR_ALREADY_RUNNING,
     ERR_CONTEXT_WINDOW,
     ERR_METERING_FAILED,
     ERR_MODEL_UNAVAILABLE,
@@ -44,6 +46,7 @@ from activities.llm.types import (
     WarmUpHold,
     WarmUpHoldResult,
 )
+from activities.request_claims import claim_request, complete_claim, llm_request_key
 from activities.temporal_errors import from_update_failure
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog
@@ -144,6 +147,7 @@ class LLMActivities:
         choice = selection.choice
         if choice is None:
             raise _refusal(pinned, selection.excluded, needed)
+        await self._claim(tenant.id, inp.kind, req.request_id)
         return LLMPlan(
             tenant_id=tenant.id,
             tenant_tier=tenant.tier,
@@ -154,6 +158,33 @@ class LLMActivities:
             warm_up=selection.warm_up,
             prompt_tokens=tokens,
             explanation=selection.explanation[:15],
+        )
+
+    async def _claim(self, tenant_id: str, kind: str, request_id: str) -> None:
+        """Take the request for this workflow, or refuse it: another workflow for the same
+        request id of the tenant (spelled another way) runs it or has answered it."""
+        info = activity.info()
+        conflict = await claim_request(
+            self._engine(),
+            self.control.client,
+            tenant_id,
+            llm_request_key(kind, request_id),
+            info.workflow_id or info.activity_id,
+        )
+        if conflict is None:
+            return
+        if conflict.running:
+            raise ApplicationError(
+                f"request id {request_id} ({kind}) of this tenant is being answered by "
+                f"{conflict.workflow_id}; wait for that workflow's answer, or use a new request id",
+                type=ERR_ALREADY_RUNNING,
+                non_retryable=True,
+            )
+        raise ApplicationError(
+            f"request id {request_id} ({kind}) of this tenant was already answered (and charged) "
+            f"by {conflict.workflow_id}; use a new request id to ask again",
+            type=ERR_ALREADY_ANSWERED,
+            non_retryable=True,
         )
 
     def _count_tokens(self, kind: str, req: LLMRequest, pinned: str | None) -> int:
@@ -279,13 +310,15 @@ class LLMActivities:
     @activity.defn(name="llm.meter")
     async def meter(self, inp: MeterInput) -> MeterResult:
         try:
-            return await record_llm_usage(self._engine(), inp)
+            result = await record_llm_usage(self._engine(), inp)
         except ValueError as exc:  # e.g. a key too long: retrying cannot help, never loop
             raise ApplicationError(
                 f"usage of {inp.workflow_id} cannot be metered: {exc}",
                 type=ERR_METERING_FAILED,
                 non_retryable=True,
             ) from None
+        await complete_claim(self._engine(), inp.tenant_id, inp.workflow_id)  # answered
+        return result
 
 
 def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) -> ApplicationError:

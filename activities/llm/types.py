@@ -32,6 +32,10 @@ ERR_NO_MODEL = "NoModelAvailable"  # automatic selection found nothing
 ERR_PROVIDER_REJECTED = "ProviderRejected"  # the provider refused the request (4xx, auth)
 ERR_NO_DEPLOYMENT = "NoDeployment"  # the chosen model has no reachable deployment right now
 ERR_METERING_FAILED = "MeteringFailed"  # the usage row cannot be built (e.g. a key too long)
+# The tenant's request id belongs to another workflow (the tenant spelled another way); raised
+# non-retryable, so not in the list below (which travels in every recorded retry policy).
+ERR_ALREADY_RUNNING = "AlreadyRunning"
+ERR_ALREADY_ANSWERED = "AlreadyAnswered"  # ... which answered it (and was charged)
 
 NON_RETRYABLE_LLM_ERRORS = [
     ERR_INVALID_REQUEST,

@@ -21,12 +21,14 @@ privileges are set, so nothing is granted by accident).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from migrations.app_role import app_role as _app_role
+from migrations.app_role import sql_literal as _sql_literal
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -73,8 +75,6 @@ UPDATED_AT_TABLES = (
     "service_states",
 )
 
-_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
 
 def _money(name: str, nullable: bool = True) -> sa.Column[object]:
     return sa.Column(name, sa.Numeric(20, 10), nullable=nullable)
@@ -94,20 +94,6 @@ def _timestamp(name: str) -> sa.Column[object]:
     return sa.Column(
         name, sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
     )
-
-
-def _app_role() -> tuple[str, str | None]:
-    """The application role's name and password, as resolved by migrations/env.py."""
-    attrs = context.config.attributes
-    role = attrs.get("app_role") or "radiant_app"
-    if not _ROLE_NAME.match(role):
-        raise ValueError(f"invalid application role name {role!r} (letters, digits, _)")
-    return role, attrs.get("app_password")
-
-
-def _sql_literal(value: str) -> str:
-    # standard_conforming_strings is on (default since PostgreSQL 9.1): only quotes need doubling.
-    return "'" + value.replace("'", "''") + "'"
 
 
 # ================================================================================ upgrade

@@ -46,15 +46,15 @@ def test_db_upgrade_current_downgrade(
 
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "at revision 0001" in result.stdout
-    assert migrate.current(url) == "0001"
+    assert "at revision 0002" in result.stdout
+    assert migrate.current(url) == "0002"
 
     result = runner.invoke(app, ["db", "current"])
     assert result.exit_code == 0 and "up to date" in result.stdout
 
     result = runner.invoke(app, ["db", "downgrade", "--revision", "base"])
     assert result.exit_code == 2 and "--yes" in result.stderr
-    assert migrate.current(url) == "0001"  # nothing happened without confirmation
+    assert migrate.current(url) == "0002"  # nothing happened without confirmation
 
     result = runner.invoke(app, ["db", "downgrade", "--revision", "base", "--yes"])
     assert result.exit_code == 0, result.output
@@ -101,11 +101,11 @@ def test_embedded_database_runs_for_the_duration_of_the_command(
         try:
             result = CliRunner().invoke(app, ["db", "upgrade"])
             assert result.exit_code == 0, result.output
-            assert result.stdout.strip() == "embedded PostgreSQL: at revision 0001"
+            assert result.stdout.strip() == "embedded PostgreSQL: at revision 0002"
             with pytest.raises(EmbeddedPostgresError, match="not running"):
                 embedded_owner_url(data_dir)  # stopped again: this process was its only user
 
             result = CliRunner().invoke(app, ["db", "current"])  # the data survived
-            assert result.exit_code == 0 and "0001 (up to date)" in result.stdout
+            assert result.exit_code == 0 and "0002 (up to date)" in result.stdout
         finally:
             get_settings.cache_clear()

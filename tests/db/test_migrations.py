@@ -49,7 +49,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert migrate.current(url) is None
 
     _upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0001"
+    assert migrate.current(url) == migrate.head() == "0002"
     inv = _inventory(url)
     assert inv["tables"] == TABLES | {"alembic_version"}
     assert inv["views"] == {"unified_model_registry"}
@@ -68,8 +68,23 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert acl is not None and TEST_APP_ROLE not in (acl[0] or "")
 
     _upgrade(url)  # and back: the downgrade left nothing in the way
-    assert migrate.current(url) == "0001"
+    assert migrate.current(url) == "0002"
     migrate.check(url)
+
+
+def test_upgrade_from_the_first_revision_keeps_its_data(fresh_database: Callable[[], str]) -> None:
+    """A database migrated by an earlier release (head 0001, with a tenant) upgrades in place."""
+    url = fresh_database()
+    migrate.upgrade(url, "0001", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
+    with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
+        conn.execute("INSERT INTO tenants (name, tier) VALUES ('kept', 3)")
+    _upgrade(url)
+    assert migrate.current(url) == "0002"
+    migrate.check(url)
+    with psycopg.connect(libpq_conninfo(url)) as conn:
+        assert conn.execute("SELECT tier FROM tenants WHERE name = 'kept'").fetchone() == (3,)
+    migrate.downgrade(url, "0001", app_role=TEST_APP_ROLE)
+    assert "request_claims" not in _inventory(url)["tables"]
 
 
 def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
@@ -79,7 +94,7 @@ def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
 
 def test_upgrade_is_idempotent_at_head(migrated_db: MigratedDb) -> None:
     _upgrade(migrated_db.owner_url)
-    assert migrate.current(migrated_db.owner_url) == "0001"
+    assert migrate.current(migrated_db.owner_url) == "0002"
 
 
 def test_app_role_is_plain_and_owns_nothing(migrated_db: MigratedDb) -> None:
@@ -102,11 +117,12 @@ def test_app_role_is_plain_and_owns_nothing(migrated_db: MigratedDb) -> None:
             (TEST_APP_ROLE,),
         ).fetchone()
         assert owned_functions == (0,)
-        rls = conn.execute(
-            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
-            "WHERE relname = 'usage_ledger'"
-        ).fetchone()
-        assert rls == (True, True)
+        for table in ("usage_ledger", "request_claims"):
+            rls = conn.execute(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = %s",
+                (table,),
+            ).fetchone()
+            assert rls == (True, True), table
 
 
 @pytest.mark.parametrize(
@@ -120,6 +136,7 @@ def test_app_role_is_plain_and_owns_nothing(migrated_db: MigratedDb) -> None:
         ("endpoint_uptime", {"SELECT", "INSERT", "UPDATE"}),
         ("usage_ledger", {"SELECT", "INSERT"}),
         ("notifications", {"SELECT", "INSERT"}),
+        ("request_claims", {"SELECT", "INSERT", "UPDATE"}),
         ("unified_model_registry", {"SELECT"}),
     ],
 )

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from activities.job_activities import ERR_METERING_FAILED, JobActivities, JobPlan, MeterRequest
 from activities.metering import usage_key
 from models_catalog.catalog import load_catalog
-from tests.fixtures.waiting import failure_of
+from tests.fixtures.waiting import failure_of, wait_for
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_service_jobs import prepare, usage_rows
 from workers.cli.main import app as cli_app
@@ -29,6 +29,7 @@ from workers.settings import get_settings
 from workflows.service_job import ServiceJobWorkflow
 from workflows.service_types import (
     ERR_ALREADY_CHARGED,
+    ERR_ALREADY_RUNNING,
     ERR_INVALID_REQUEST_ID,
     InputRef,
     ServiceRequest,
@@ -257,3 +258,65 @@ async def test_a_concurrent_duplicate_reports_nothing_billed(thermal: ThermalHar
     assert retried.billed == first.billed and retried.rows_inserted == 0
     other = await ActivityEnvironment().run(jobs.meter, meter(by_id))
     assert other.billed == 0 and other.rows_inserted == 0
+
+
+def by_uuid(tenant, app: str, request_id: str, input_uri: str = str(SAMPLES[KEY])):
+    """The request as a caller spelling the tenant by its uuid starts it (plain JSON)."""
+    return ServiceRequest(
+        tenant=str(tenant.id), app_id=app, environment="test", request_id=request_id,
+        service="perception", operation="detect", input=InputRef(uri=input_uri),
+    )  # fmt: skip
+
+
+async def test_a_running_request_is_not_run_twice_under_another_spelling(
+    thermal: ThermalHarness, tenants
+):
+    """While a job runs a request (its model still warming up), the same request started with
+    the tenant spelled by uuid is refused by the plan: no second warm-up, invocation or charge."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    request_id = rid()
+    first = await submit(job_client(thermal, app), big.name, request_id)  # the model is COLD
+
+    async def warming() -> bool:
+        return (await first.query(ServiceJobWorkflow.progress))["stage"] == "waiting for warm-up"
+
+    await wait_for(warming, every=0.05)
+
+    second = await thermal.client.start_workflow(
+        ServiceJobWorkflow.run,
+        by_uuid(big, app, request_id),
+        id=job_workflow_id(str(big.id), "perception", "detect", request_id),
+        task_queue=thermal.task_queue,
+    )
+    cause = await failure_of(second)
+    assert isinstance(cause, ApplicationError) and cause.non_retryable
+    assert cause.type == ERR_ALREADY_RUNNING, cause.message
+    assert first.id in cause.message and "being run by job" in cause.message
+    assert await activity_types(second) == ["jobs.plan"]
+
+    result = await first.result()
+    assert result.billed > 0 and len(await charges(thermal, big.id, request_id)) == 1
+
+
+async def test_a_failed_job_leaves_its_request_to_another_spelling(
+    thermal: ThermalHarness, tenants
+):
+    """A job that failed was never charged: the same request under another workflow id (the
+    tenant by uuid) takes its claim over and runs, charged once."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    request_id = rid()
+    with pytest.raises(WorkflowFailureError):
+        failing = await submit(job_client(thermal, app), big.name, request_id, "/nonexistent")
+        await failing.result()
+    result = await thermal.client.execute_workflow(
+        ServiceJobWorkflow.run,
+        by_uuid(big, app, request_id),
+        id=job_workflow_id(str(big.id), "perception", "detect", request_id),
+        task_queue=thermal.task_queue,
+        result_type=ServiceResult,
+    )
+    assert result.billed > 0 and len(await charges(thermal, big.id, request_id)) == 1

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from activities.llm.activities import LLMActivities
 from activities.llm.types import (
+    ERR_ALREADY_ANSWERED,
     ERR_INVALID_REQUEST,
     ERR_METERING_FAILED,
     LLMCallResult,
@@ -59,6 +60,31 @@ async def test_tenants_do_not_share_request_ids(llm: LLMHarness):
     assert len(llm.openai.posts()) == calls_before + 1  # t5's own call, not t1's answer
     assert len(await llm.ledger(llm.tenant("t1"), a.workflow_id)) == 1
     assert len(await llm.ledger(llm.tenant("t5"), b.workflow_id)) == 1
+
+
+async def test_the_tenant_spelled_by_id_gets_no_second_answer(llm: LLMHarness):
+    """The same request id of the same tenant, its name in one workflow id and its uuid in the
+    other: answered (and charged) once; the second workflow is refused before any call."""
+    name = llm.tenant("t1")
+    request_id = uuid.uuid4().hex[:12]
+    first = await client_for(llm, name).chat_completion("gpt-4o", HELLO, request_id=request_id)
+    calls_before = len(llm.openai.posts())
+
+    by_id = await llm.tenant_id(name)
+    req = LLMRequest(
+        request_id=request_id, tenant=by_id, app_id=llm.new_app(), environment="test",
+        model="gpt-4o", messages=HELLO,
+    )  # fmt: skip
+    wid = llm_workflow_id(by_id, "chat", request_id)
+    handle = await llm.client.start_workflow(
+        ChatCompletionWorkflow.run, req, id=wid, task_queue=llm.task_queue
+    )
+    cause = await failure_of(handle)
+    assert isinstance(cause, ApplicationError) and cause.type == ERR_ALREADY_ANSWERED
+    assert first.workflow_id in cause.message and cause.non_retryable
+    assert len(llm.openai.posts()) == calls_before  # no second provider call
+    assert await llm.ledger(name, wid) == []
+    assert len(await llm.ledger(name, first.workflow_id)) == 1
 
 
 @pytest.mark.parametrize("request_id", ["", " ", "r" * 129, "a/b", "a#b"])
