@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.thermal import DEFAULT_WARMUP_DEADLINE, ModelThermalWorkflow
     from workflows.thermal_types import ReleaseRequest, thermal_workflow_id
+    from workflows.uncancellable import finish_despite_cancel
 
 PREPARE_TIMEOUT = timedelta(seconds=60)
 CALL_TIMEOUT = timedelta(minutes=5)  # the Router's own per-call timeout is 120 s
@@ -179,7 +180,7 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=CALL_RETRY,
         )
-        await workflow.execute_activity_method(
+        meter = workflow.start_activity_method(
             LLMActivities.meter,
             MeterInput(
                 tenant_id=plan.tenant_id,
@@ -195,6 +196,7 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
             start_to_close_timeout=METER_TIMEOUT,
             retry_policy=METER_RETRY,
         )
+        await finish_despite_cancel(meter)  # charged once it starts: too late to cancel
     except ActivityError as err:
         raise _unwrap(err) from err
     finally:

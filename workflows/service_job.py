@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
     from workflows.thermal import ModelThermalWorkflow
     from workflows.thermal_types import ReleaseRequest, WarmUpRequest, thermal_workflow_id
+    from workflows.uncancellable import finish_despite_cancel
 
 T = TypeVar("T")
 QUICK = timedelta(seconds=60)
@@ -194,7 +195,7 @@ class ServiceJobWorkflow:
         # Charged only now, after every invocation succeeded: a cancelled or failed job
         # pays nothing for work that did not finish.
         self._set("metering")
-        metered = await workflow.execute_activity_method(
+        meter = workflow.start_activity_method(
             JobActivities.meter,
             MeterRequest(
                 plan=plan,
@@ -206,6 +207,7 @@ class ServiceJobWorkflow:
             ),
             start_to_close_timeout=QUICK,
         )
+        metered = await finish_despite_cancel(meter)  # charged once it starts: too late to cancel
         self._share_costs(calls, metered.costs)
         self._set("done")
         reasons = [plan.degraded_reason] if plan.degraded_reason else []

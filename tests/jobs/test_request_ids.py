@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from activities.job_activities import ERR_METERING_FAILED, JobActivities, JobPlan, MeterRequest
 from activities.metering import usage_key
 from models_catalog.catalog import load_catalog
+from tests.fixtures.metering_hold import cancel_handled, metering_held, record_history, scheduled
 from tests.fixtures.waiting import failure_of, wait_for
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_service_jobs import prepare, usage_rows
@@ -320,3 +321,27 @@ async def test_a_failed_job_leaves_its_request_to_another_spelling(
         result_type=ServiceResult,
     )
     assert result.billed > 0 and len(await charges(thermal, big.id, request_id)) == 1
+
+
+async def test_a_cancel_while_the_charge_is_recorded_comes_too_late(
+    thermal: ThermalHarness, tenants
+):
+    """Once metering runs the charge lands (the activity cannot hear a cancel): the job must
+    then complete with its result, never end CANCELLED with the tenant charged and no output."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    request_id = rid()
+    wid = job_workflow_id(big.name, "perception", "detect", request_id)
+    key = job_billing_id("perception", "detect", request_id)
+    async with metering_held(thermal.engine, thermal.client, big.id, key, wid):
+        handle = await submit(job_client(thermal, app), big.name, request_id)
+        await wait_for(lambda: scheduled(handle, "jobs.meter"), every=0.05)
+        await handle.cancel()
+        await wait_for(lambda: cancel_handled(handle), every=0.05)
+    try:
+        result = await handle.result()
+    finally:
+        await record_history(handle, "RADIANT_RECORD_CANCEL_HISTORY")  # tests/histories
+    assert result.billed > 0 and result.output is not None
+    assert len(await charges(thermal, big.id, request_id)) == 1

@@ -28,8 +28,10 @@ from activities.llm.types import (
     TokenUsage,
     llm_workflow_id,
 )
+from activities.request_claims import llm_request_key
 from models_catalog.catalog import load_catalog
-from tests.fixtures.waiting import failure_of
+from tests.fixtures.metering_hold import cancel_handled, metering_held, record_history, scheduled
+from tests.fixtures.waiting import failure_of, wait_for
 from tests.llm.conftest import LLMHarness
 from workers.cli import llm as llm_cli
 from workers.inference_client import InferenceClient
@@ -157,3 +159,30 @@ async def test_cli_refuses_a_malformed_request_id(llm: LLMHarness, migrated_db, 
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "129 characters" in lines[0], res.stderr
+
+
+async def test_a_cancel_while_the_call_is_metered_comes_too_late(llm: LLMHarness):
+    """The provider answered and the charge is being recorded: a cancel then must not lose
+    the answer the tenant pays for; the request completes."""
+    tenant = llm.tenant("t1")
+    tenant_id = await llm.tenant_id(tenant)
+    req = LLMRequest(
+        request_id=uuid.uuid4().hex[:12], tenant=tenant, app_id=llm.new_app(),
+        environment="test", model="gpt-4o", messages=HELLO,
+    )  # fmt: skip
+    wid = llm_workflow_id(tenant, "chat", req.request_id)
+    key = llm_request_key("chat", req.request_id)
+    async with metering_held(llm.engine, llm.client, tenant_id, key, wid):
+        handle = await llm.client.start_workflow(
+            ChatCompletionWorkflow.run, req, id=wid, task_queue=llm.task_queue,
+            result_type=LLMResponse,
+        )  # fmt: skip
+        await wait_for(lambda: scheduled(handle, "llm.meter"), every=0.05)
+        await handle.cancel()
+        await wait_for(lambda: cancel_handled(handle), every=0.05)
+    try:
+        answer = await handle.result()
+    finally:
+        await record_history(handle, "RADIANT_RECORD_CANCEL_HISTORY")  # tests/llm/histories
+    assert answer.content and answer.billed > 0
+    assert len(await llm.ledger(tenant, wid)) == 1
