@@ -168,17 +168,24 @@ def create_sync_engine(url: str | URL, **kwargs: Any) -> Engine:
     return create_engine(parsed, connect_args=connect_args, **kwargs)
 
 
+MASKED_PASSWORD_MIN = 4
+
+
 def unavailable_error(url: str | URL, err: BaseException) -> DatabaseUnavailableError:
     """Turn a connection failure into an operator-readable error, password masked."""
     parsed = url if isinstance(url, URL) else make_url(url)
-    orig = getattr(err, "orig", None) or err
-    # libpq messages span lines ("...failed: Connection refused\n\tIs the server running...").
-    reason = "; ".join(line.strip() for line in str(orig).splitlines() if line.strip())
-    if parsed.password:
+    reason = one_line(getattr(err, "orig", None) or err)
+    # A password of a few characters would mangle ordinary words; those are no secret anyway.
+    if parsed.password and len(str(parsed.password)) >= MASKED_PASSWORD_MIN:
         reason = reason.replace(str(parsed.password), "***")
     return DatabaseUnavailableError(
-        target=describe_target(parsed), url=mask_url(parsed), reason=reason or type(err).__name__
+        target=describe_target(parsed), url=mask_url(parsed), reason=reason
     )
+
+
+def one_line(err: BaseException) -> str:
+    """libpq messages span lines ("...failed: Connection refused\n\tIs the server running...")."""
+    return "; ".join(ln.strip() for ln in str(err).splitlines() if ln.strip()) or type(err).__name__
 
 
 def check_database(url: str | URL) -> None:

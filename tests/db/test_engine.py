@@ -16,6 +16,7 @@ from activities.db.engine import (
     mask_url,
     normalize_url,
     resolve_database_urls,
+    unavailable_error,
 )
 from activities.db.errors import DatabaseUnavailableError, InvalidDatabaseUrlError
 from tests.fixtures.postgres import MigratedDb
@@ -40,6 +41,13 @@ def test_unreachable_host_is_a_clear_error_with_the_password_masked() -> None:
     assert f"127.0.0.1:{port}" in message and "refused" in message.lower()
     assert "s3cret-pw" not in message and "***" in message
     assert "\n" not in message  # one line for the CLI
+
+
+def test_a_one_letter_password_does_not_mangle_the_reason() -> None:
+    err = unavailable_error(
+        "postgresql://u:p@127.0.0.1:1/db", OSError("port 1 refused; accepting TCP/IP")
+    )
+    assert "port 1 refused; accepting TCP/IP" in str(err) and "u:***@" in str(err)
 
 
 async def test_unreachable_async_and_via_migrate() -> None:

@@ -50,3 +50,28 @@ def test_unreachable_temporal_is_one_line(monkeypatch, tmp_path):
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 2 and "cannot reach Temporal at 127.0.0.1:1" in result.output
+
+
+DB_READERS = [
+    ["thermal", "list"],
+    ["services", "status"],
+    ["services", "enable", "perception"],
+    ["watch", "--no-follow"],
+]
+
+
+@pytest.mark.parametrize("args", DB_READERS, ids=" ".join)
+def test_unreachable_database_is_one_line(args: list[str], monkeypatch, tmp_path):
+    """Commands that read PostgreSQL directly: a driver error becomes one line, exit 2."""
+    monkeypatch.setenv("RADIANT_DATABASE_URL", "postgresql+psycopg://u:secretpw@127.0.0.1:1/db")
+    monkeypatch.setenv("RADIANT_DATA_DIR", str(tmp_path))
+    from workers.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert "the database is unavailable" in result.output and "port 1" in result.output
+    assert "Traceback" not in result.output and "secretpw" not in result.output

@@ -7,9 +7,11 @@ import json
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
+import psycopg
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
@@ -39,6 +41,7 @@ def failure_message(exc: BaseException) -> str:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; known failures become one line on stderr and exit code 2."""
+    from activities.db.engine import one_line
     from activities.db.errors import DatabaseError
     from models_catalog.errors import CatalogError
     from workers.temporal import TemporalUnavailableError
@@ -51,6 +54,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(failure_message(exc))
     except RPCError as exc:
         fail(f"Temporal refused the request: {exc.message}")
+    except (SQLAlchemyOperationalError, psycopg.OperationalError) as exc:
+        # Commands that read the database directly: one line, not a driver traceback.
+        fail(f"the database is unavailable: {one_line(getattr(exc, 'orig', None) or exc)}")
 
 
 def emit_json(value: Any) -> None:

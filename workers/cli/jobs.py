@@ -12,6 +12,7 @@ from rich.table import Table
 from workers.cli.common import console, emit_json, fail, run
 from workers.job_client import JobClient
 from workers.settings import get_settings
+from workflows.service_job import ServiceJobWorkflow
 
 app = typer.Typer(no_args_is_help=True)
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
@@ -65,6 +66,8 @@ def submit(
             )
         except ValueError as exc:
             fail(str(exc))
+        except OSError as exc:  # an inline: file that cannot be read
+            fail(f"cannot read the input {exc.filename or input_ref}: {exc.strerror or exc}")
         if not as_json:
             console.print(f"job [bold]{handle.id}[/]\nWeb UI: {jobs.web_ui_link(handle.id)}")
         if not wait:
@@ -111,6 +114,8 @@ def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
     async def go() -> dict[str, Any]:
         jobs = await JobClient.connect(settings)
         desc = await jobs.handle(workflow_id).describe()
+        if desc.workflow_type != ServiceJobWorkflow.__name__:
+            fail(f"{workflow_id} is a {desc.workflow_type}, not a service job")
         out: dict[str, Any] = {
             "workflow_id": workflow_id,
             "status": desc.status.name if desc.status else None,
