@@ -4,7 +4,7 @@ nothing contacted before the input is known to be good."""
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from workers.cli.main import app
 
@@ -22,33 +22,34 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "words"), CASES, ids=[" ".join(a[:3]) for a, _ in CASES])
-def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str, monkeypatch, tmp_path):
-    # No server is running: a command that got past input checks would fail differently.
-    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", "127.0.0.1:1")
-    monkeypatch.setenv("RADIANT_DATABASE_URL", "postgresql+psycopg://u:p@127.0.0.1:1/db")
-    monkeypatch.setenv("RADIANT_DATA_DIR", str(tmp_path))
+def invoke(args: list[str], monkeypatch, tmp_path, **env: str) -> Result:
+    """The CLI with these RADIANT_* settings (and a scratch data directory)."""
+    for name, value in {**env, "DATA_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(f"RADIANT_{name}", value)
     from workers.settings import get_settings
 
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, args)
+        return CliRunner().invoke(app, args)
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("args", "words"), CASES, ids=[" ".join(a[:3]) for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str, monkeypatch, tmp_path):
+    # No server is running: a command that got past input checks would fail differently.
+    result = invoke(
+        args, monkeypatch, tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1",
+        DATABASE_URL="postgresql+psycopg://u:p@127.0.0.1:1/db",
+    )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert words in result.output and "Traceback" not in result.output
 
 
 def test_unreachable_temporal_is_one_line(monkeypatch, tmp_path):
-    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", "127.0.0.1:1")
-    monkeypatch.setenv("RADIANT_DATA_DIR", str(tmp_path))
-    from workers.settings import get_settings
-
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["thermal", "show", "yolov8n"])
-    finally:
-        get_settings.cache_clear()
+    result = invoke(
+        ["thermal", "show", "yolov8n"], monkeypatch, tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1"
+    )
     assert result.exit_code == 2 and "cannot reach Temporal at 127.0.0.1:1" in result.output
 
 
@@ -63,15 +64,8 @@ DB_READERS = [
 @pytest.mark.parametrize("args", DB_READERS, ids=" ".join)
 def test_unreachable_database_is_one_line(args: list[str], monkeypatch, tmp_path):
     """Commands that read PostgreSQL directly: a driver error becomes one line, exit 2."""
-    monkeypatch.setenv("RADIANT_DATABASE_URL", "postgresql+psycopg://u:secretpw@127.0.0.1:1/db")
-    monkeypatch.setenv("RADIANT_DATA_DIR", str(tmp_path))
-    from workers.settings import get_settings
-
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, args)
-    finally:
-        get_settings.cache_clear()
+    url = "postgresql+psycopg://u:secretpw@127.0.0.1:1/db"
+    result = invoke(args, monkeypatch, tmp_path, DATABASE_URL=url)
     assert result.exit_code == 2, result.output
     assert "the database is unavailable" in result.output and "port 1" in result.output
     assert "Traceback" not in result.output and "secretpw" not in result.output
