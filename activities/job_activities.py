@@ -600,8 +600,9 @@ class JobActivities:
     ) -> tuple[pricing.Charge, list[pricing.ModelCost], list[UsageEntry]]:
         """The charge, the model costs and the ledger rows of a finished job."""
         plan = req.plan
-        service = self.catalog.service(plan.service)
-        charge = pricing.service_charge(service, plan.operation, req.units)
+        # The price the plan quoted, not today's catalog: a deploy that changes prices while a
+        # job runs (or between a committed attempt and its retry) does not change its charge.
+        charge = pricing.charge_at(plan.unit, plan.unit_price, req.units)
         costs = [
             pricing.model_cost(self.catalog.model(m), plan.unit, req.units) for m in req.invocations
         ]

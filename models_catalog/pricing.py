@@ -152,10 +152,15 @@ def service_charge(
             f"service {service.id!r} has no {UNIT_PRICE_FIELD[op.unit]} price, but operation "
             f"{op.id!r} is billed per {op.unit}"
         )
+    return charge_at(op.unit, price, units)
+
+
+def charge_at(unit: str, unit_price: Decimal, units: Decimal | int | str) -> Charge:
+    """unit_price x units at ledger precision (a job charges the price its plan quoted)."""
     qty = as_units(units)
     with decimal.localcontext(_CONTEXT):
-        amount = to_ledger(price * qty)
-    return Charge(unit=op.unit, unit_price=price, units=qty, amount=amount)
+        amount = to_ledger(unit_price * qty)
+    return Charge(unit=unit, unit_price=unit_price, units=qty, amount=amount)
 
 
 def _operation(service: MidLevelService, operation: ServiceOperation | str) -> ServiceOperation:

@@ -261,6 +261,31 @@ async def test_a_concurrent_duplicate_reports_nothing_billed(thermal: ThermalHar
     assert other.billed == 0 and other.rows_inserted == 0
 
 
+async def test_the_charge_is_the_price_the_plan_quoted(thermal: ThermalHarness, tenants):
+    """Prices changed by a deploy while the job ran: the job is charged what its plan quoted,
+    and a retry of a committed attempt reports the amount in the ledger."""
+    big, _ = tenants
+    jobs = JobActivities(CATALOG, None, thermal.engine, None, Path("."))  # type: ignore[arg-type]
+    op = CATALOG.operation("perception", "detect")
+    catalog_price = CATALOG.service("perception").pricing.price_for(op.unit)
+    quoted = Decimal("0.0123")
+    assert catalog_price != quoted
+    plan = JobPlan(
+        tenant_id=str(big.id), tenant_name=big.name, tier=5, service="perception",
+        operation="detect", unit=op.unit, unit_price=quoted, long_running=False,
+        content_types=[], steps=[], request_id=rid(),
+    )  # fmt: skip
+    req = MeterRequest(
+        plan=plan, workflow_id=job_workflow_id(big.name, "perception", "detect", "x"),
+        app_id="a", environment="test", units=Decimal(3), invocations=["yolov8m"],
+    )  # fmt: skip
+    first = await ActivityEnvironment().run(jobs.meter, req)
+    retried = await ActivityEnvironment().run(jobs.meter, req)
+    assert first.billed == retried.billed == quoted * 3
+    [row] = await charges(thermal, big.id, plan.request_id or "")
+    assert row["billed_amount"] == quoted * 3
+
+
 def by_uuid(tenant, app: str, request_id: str, input_uri: str = str(SAMPLES[KEY])):
     """The request as a caller spelling the tenant by its uuid starts it (plain JSON)."""
     return ServiceRequest(
