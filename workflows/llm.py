@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -57,6 +58,11 @@ METER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=60))
 # Runs before this patch accepted any request id (a too long one then failed metering forever).
 REQUEST_ID_PATCH = "llm-request-id-check"
 HOSTING = ("self_hosted", "external", "any")
+# A start input that does not decode (a missing field) fails the request with pydantic's
+# message instead of retrying its first workflow task forever.
+UNDECODABLE_REQUEST: list[type[BaseException]] = [ValidationError]
+# The longest a caller may ask to wait for a warm-up (a number, not NaN or infinity).
+MAX_WARMUP_DEADLINE_S = 24 * 3600.0
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
@@ -78,8 +84,12 @@ def validate(kind: str, req: LLMRequest) -> None:
         raise bad(f"max_tokens must be at least 1, got {req.max_tokens}")
     if req.temperature is not None and not 0 <= req.temperature <= 2:
         raise bad(f"temperature must be between 0 and 2, got {req.temperature}")
-    if req.warmup_deadline_seconds is not None and req.warmup_deadline_seconds <= 0:
-        raise bad("warmup_deadline_seconds must be positive")
+    deadline = req.warmup_deadline_seconds
+    if deadline is not None and not 0 < deadline <= MAX_WARMUP_DEADLINE_S:  # False for NaN
+        raise bad(
+            f"warmup_deadline_seconds must be a number of seconds in (0, "
+            f"{MAX_WARMUP_DEADLINE_S:.0f}], got {deadline}"
+        )
     if kind == "chat":
         payload: object = req.messages
         if not req.messages:
@@ -255,21 +265,21 @@ async def _release(req: LLMRequest, model_id: str, lease_id: str) -> None:
         workflow.logger.warning("could not release lease %s on %s: %s", lease_id, model_id, err)
 
 
-@workflow.defn
+@workflow.defn(failure_exception_types=UNDECODABLE_REQUEST)
 class ChatCompletionWorkflow:
     @workflow.run
     async def run(self, req: LLMRequest) -> LLMResponse:
         return await serve("chat", req)
 
 
-@workflow.defn
+@workflow.defn(failure_exception_types=UNDECODABLE_REQUEST)
 class TextCompletionWorkflow:
     @workflow.run
     async def run(self, req: LLMRequest) -> LLMResponse:
         return await serve("completion", req)
 
 
-@workflow.defn
+@workflow.defn(failure_exception_types=UNDECODABLE_REQUEST)
 class EmbeddingWorkflow:
     @workflow.run
     async def run(self, req: LLMRequest) -> LLMResponse:

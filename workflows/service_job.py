@@ -15,6 +15,7 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -101,7 +102,9 @@ def _split_cost(total: Decimal, count: int) -> list[Decimal]:
     return [total - share * (count - 1)] + [share] * (count - 1)
 
 
-@workflow.defn
+# A start input that does not decode (plain JSON with `"input": {}`, a missing field) fails
+# the job with pydantic's message instead of retrying its first workflow task forever.
+@workflow.defn(failure_exception_types=[ValidationError])
 class ServiceJobWorkflow:
     def __init__(self) -> None:
         self.stage = "queued"

@@ -370,3 +370,31 @@ async def test_a_cancel_while_the_charge_is_recorded_comes_too_late(
         await record_history(handle, "RADIANT_RECORD_CANCEL_HISTORY")  # tests/histories
     assert result.billed > 0 and result.output is not None
     assert len(await charges(thermal, big.id, request_id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"input": {}}, "exactly one of input.uri or input.inline_base64"),
+        ({"service": None}, "service"),
+    ],
+    ids=["empty-input", "no-service"],
+)
+async def test_undecodable_plain_json_fails_the_job(
+    thermal: ThermalHarness, tenants, change, words
+):
+    """Plain JSON that is not a ServiceRequest fails the job at once with pydantic's reason,
+    instead of leaving it RUNNING with its first workflow task retried forever."""
+    big, _ = tenants
+    raw = {
+        "tenant": big.name, "request_id": rid(), "service": "perception", "operation": "detect",
+        "input": {"uri": str(SAMPLES[KEY])},
+    }  # fmt: skip
+    raw = {k: v for k, v in {**raw, **change}.items() if v is not None}
+    handle = await thermal.client.start_workflow(
+        "ServiceJobWorkflow", raw, id=f"job/plain/{rid()}", task_queue=thermal.task_queue
+    )
+    cause = await failure_of(handle)
+    assert isinstance(cause, ApplicationError) and cause.type == "ValidationError"
+    assert words in cause.message
+    assert await activity_types(handle) == []

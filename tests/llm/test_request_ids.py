@@ -186,3 +186,31 @@ async def test_a_cancel_while_the_call_is_metered_comes_too_late(llm: LLMHarness
         await record_history(handle, "RADIANT_RECORD_CANCEL_HISTORY")  # tests/llm/histories
     assert answer.content and answer.billed > 0
     assert len(await llm.ledger(tenant, wid)) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "words"),
+    [
+        ({"warmup_deadline_seconds": float("inf")}, ERR_INVALID_REQUEST, "warmup_deadline"),
+        ({"warmup_deadline_seconds": 1e12}, ERR_INVALID_REQUEST, "warmup_deadline"),
+        ({"tenant": None}, "ValidationError", "tenant"),
+    ],
+    ids=["infinite-deadline", "huge-deadline", "no-tenant"],
+)
+async def test_bad_plain_json_fails_the_request(llm: LLMHarness, change, kind, words):
+    """Started without the client: a request that does not decode, or asks to wait forever,
+    fails at once before any call, instead of wedging its workflow task."""
+    raw = {
+        "request_id": uuid.uuid4().hex[:12], "tenant": llm.tenant("t1"), "app_id": llm.new_app(),
+        "environment": "test", "model": "gpt-4o", "messages": HELLO,
+    }  # fmt: skip
+    raw = {k: v for k, v in {**raw, **change}.items() if v is not None}
+    calls_before = len(llm.openai.posts())
+    handle = await llm.client.start_workflow(
+        "ChatCompletionWorkflow", raw, id=f"llm/plain/{raw['request_id']}",
+        task_queue=llm.task_queue,
+    )  # fmt: skip
+    cause = await failure_of(handle)
+    assert isinstance(cause, ApplicationError) and cause.type == kind, cause
+    assert words in cause.message
+    assert len(llm.openai.posts()) == calls_before
