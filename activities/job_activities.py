@@ -45,6 +45,7 @@ from activities.thermal_control import ThermalControl
 from models_catalog import pricing
 from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError
+from models_catalog.operation_options import option_problem
 from models_catalog.service_state import (
     ModelThermalRow,
     model_availability,
@@ -105,6 +106,7 @@ class PlanRequest(BaseModel):
     optional_models: list[str] = Field(default_factory=list)
     # None: a plan scheduled before the workflow passed it; read from the job's start input.
     request_id: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # checked against the operation's
 
 
 class PlannedStep(BaseModel):
@@ -221,6 +223,8 @@ class JobActivities:
             op = self.catalog.operation(service.id, req.operation)
         except CatalogError as exc:
             raise _reject(str(exc), ERR_UNKNOWN_OPERATION) from None
+        if problem := option_problem(service.id, op, req.options):
+            raise _reject(problem, ERR_INVALID_INPUT)
         async with self.engine.connect() as conn:  # one connection for the three reads
             try:
                 tenant = await get_tenant_async(conn, req.tenant)

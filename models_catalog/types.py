@@ -272,6 +272,17 @@ class ServicePricing(_Frozen):
         return getattr(self, UNIT_PRICE_FIELD[unit])
 
 
+class OperationOption(_Frozen):
+    """A documented key of a job's `options`, checked by the plan before any cost
+    (models_catalog/operation_options.py): number / integer (with bounds), box ([x1, y1, x2, y2]
+    pixels), bands (names of the raster's bands, in order), location (a path or s3:// URI)."""
+
+    type: Literal["number", "integer", "box", "bands", "location"]
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+
 class ServiceOperation(_Frozen):
     id: str = Field(pattern=r"^[a-z0-9]+(/[a-z0-9]+)*$")  # "detect", "protein/fold"
     path: str  # "/perception/detect"
@@ -283,6 +294,7 @@ class ServiceOperation(_Frozen):
     long_running: bool = False
     content_types: list[str] = Field(min_length=1)  # accepted input media types
     output_formats: list[str] = Field(min_length=1)
+    options: dict[str, OperationOption] = Field(default_factory=dict)  # the only keys accepted
 
     @property
     def models(self) -> list[str]:

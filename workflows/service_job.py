@@ -147,6 +147,7 @@ class ServiceJobWorkflow:
                     operation=req.operation,
                     optional_models=req.optional_models,
                     request_id=req.request_id,
+                    options=req.options,
                 ),
                 start_to_close_timeout=QUICK,
                 retry_policy=NO_RETRY_ON_REJECT,

@@ -128,11 +128,18 @@ async def test_long_job_renews_its_leases(slow_models: ThermalHarness, tenants, 
 
 
 # ---------------------------------------------------------------------- bounded retries
+def unchecked_options(monkeypatch) -> None:
+    """Let a malformed option reach the model server (whose stand-in then answers 500, as a
+    model server with a bug would): the plan refuses them before any cost otherwise."""
+    monkeypatch.setattr(job_activities, "option_problem", lambda *args: None)
+
+
 async def test_model_server_that_keeps_failing_fails_the_job(
     slow_models: ThermalHarness, tenants, monkeypatch
 ):
     monkeypatch.setattr(service_job, "INVOKE_RETRY", FAST_RETRY)
     monkeypatch.setattr(job_activities, "MODEL_SERVER_ATTEMPTS", 2)
+    unchecked_options(monkeypatch)
     big, _ = tenants
     h = slow_models
     app = h.new_app()
@@ -177,6 +184,7 @@ async def test_optional_model_that_fails_degrades(
 ):
     monkeypatch.setattr(service_job, "INVOKE_RETRY", FAST_RETRY)
     monkeypatch.setattr(job_activities, "MODEL_SERVER_ATTEMPTS", 2)
+    unchecked_options(monkeypatch)
     big, _ = tenants
     h = slow_models
     app = h.new_app()

@@ -166,6 +166,9 @@ REJECTIONS = [
         "cat.png",
     ),
     ("perception/detect", {"optional_models": ["sam2"]}, ERR_INVALID_INPUT, "not an option"),
+    ("perception/detect", {"options": {"min_scor": 0.5}}, ERR_INVALID_INPUT, "'min_scor'"),
+    ("perception/detect", {"options": {"min_score": "x"}}, ERR_INVALID_INPUT, "must be a number"),
+    ("geospatial/classify", {"options": {"band_order": ["red"]}}, ERR_INVALID_INPUT, "green, nir"),
 ]
 
 
@@ -185,7 +188,7 @@ async def test_rejected_before_any_cost(thermal: ThermalHarness, tenants, key, c
             await refresh_service_states(
                 thermal.engine, CATALOG, app, "test", set_disabled={service: True}
             )
-    extra = {k: v for k, v in case.items() if k in ("input", "optional_models")}
+    extra = {k: v for k, v in case.items() if k in ("input", "optional_models", "options")}
     before = len(await usage_rows(thermal, tenant.id))
     with pytest.raises(WorkflowFailureError) as info:
         await submit(thermal, app, tenant.name, key, **extra)

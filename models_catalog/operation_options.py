@@ -1,0 +1,83 @@
+"""A job's `options` checked against its operation's documented options (catalog
+`ServiceOperation.options`), so that a typo or a wrong type is refused by the plan, before a
+model warms up, instead of failing in the model server after the cost.
+
+Pure: the plan activity calls `option_problem` and turns a message into a non-retryable error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from models_catalog.types import OperationOption, ServiceOperation
+
+#: Band names a `bands` option may use (Harmonized Landsat Sentinel-2 order), and the ones every
+#: geospatial model needs (water and vegetation indices).
+BAND_NAMES = ("blue", "green", "red", "nir", "swir1", "swir2")
+REQUIRED_BANDS = ("green", "red", "nir")
+
+
+def option_problem(service_id: str, op: ServiceOperation, options: dict[str, Any]) -> str | None:
+    """None when every key is documented and well-typed; else one message naming the first
+    problem (the key, what it must be, what it got)."""
+    label = f"{service_id}/{op.id}"
+    for key, value in options.items():
+        spec = op.options.get(key)
+        if spec is None:
+            known = ", ".join(sorted(op.options)) or "none"
+            return f"{label} has no option {key!r} (its options: {known})"
+        if (why := _value_problem(spec, value)) is not None:
+            return f"options.{key} of {label} {why}, got {value!r}"
+    return None
+
+
+def _value_problem(spec: OperationOption, value: Any) -> str | None:
+    match spec.type:
+        case "number" | "integer":
+            return _number_problem(spec, value)
+        case "box":
+            if not (isinstance(value, list) and len(value) == 4 and all(map(_is_number, value))):
+                return "must be [x1, y1, x2, y2] in pixels"
+            x1, y1, x2, y2 = value
+            if min(value) < 0 or x2 <= x1 or y2 <= y1:
+                return "must be [x1, y1, x2, y2] with 0 <= x1 < x2 and 0 <= y1 < y2"
+            return None
+        case "bands":
+            names = ", ".join(BAND_NAMES)
+            if not (isinstance(value, list) and value and all(isinstance(b, str) for b in value)):
+                return f"must be a list of band names ({names})"
+            if unknown := [b for b in value if b not in BAND_NAMES]:
+                return f"names unknown band(s) {', '.join(map(str, unknown))} (known: {names})"
+            if len(set(value)) != len(value):
+                return "names a band twice"
+            if missing := [b for b in REQUIRED_BANDS if b not in value]:
+                return f"must include {', '.join(missing)} (the models need green, red and nir)"
+            return None
+        case "location":
+            return None if isinstance(value, str) and value.strip() else "must be a path or URI"
+    raise AssertionError(spec.type)  # the catalog validates the type names
+
+
+def _is_number(value: Any) -> bool:
+    # JSON true/false decode to bool, a subclass of int: not a number here.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number_problem(spec: OperationOption, value: Any) -> str | None:
+    if spec.type == "integer" and not (isinstance(value, int) and not isinstance(value, bool)):
+        kind = "an integer"
+    elif not _is_number(value):
+        kind = "a number"
+    else:
+        low = -math.inf if spec.minimum is None else spec.minimum
+        high = math.inf if spec.maximum is None else spec.maximum
+        if low <= value <= high:
+            return None
+        kind = "a number" if spec.type == "number" else "an integer"
+    bounds = [
+        f">= {spec.minimum:g}" if spec.minimum is not None else "",
+        f"<= {spec.maximum:g}" if spec.maximum is not None else "",
+    ]
+    where = " and ".join(b for b in bounds if b)
+    return f"must be {kind}" + (f" {where}" if where else "")
