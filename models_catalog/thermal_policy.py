@@ -46,7 +46,7 @@ AUTOMATIC policy (:func:`automatic_decision`)
    ``scale_in_delay_s`` (300 s) after the last arrival, then released. The decision never goes
    below ``min(instances_now, in_flight)`` nor below ``min_instances``.
 2. Idle (nothing in flight since ``idle_since``). A cold start is valued at
-   ``penalty = penalty_factor x scale_to_zero_after_minutes`` instance-seconds (0.9 x the
+   ``penalty = penalty_factor x scale_to_zero_after_minutes`` instance-seconds (1.1 x the
    model's own keep-alive; ``cold_start_penalty_s`` overrides) of a GPU billed at
    ``reference_hourly_rate`` ($2.66/h, the catalog's median), i.e. in dollars: a model billed
    ``hourly_rate`` (:class:`ThermalLimits`, the catalog's ``pricing.hourly_rate``) gets
@@ -91,10 +91,16 @@ AUTOMATIC policy (:func:`automatic_decision`)
    arrival and ``idle_since``; ``prewarm_at`` and ``keep_alive_until`` are the caller's timers,
    and the plan is made again at each of them.
 
-   ``penalty_factor`` sets where the policy sits on the cold-start / idle-time frontier; 0.9
-   (with prices, elasticity 1; 0.8 before prices) was chosen on seeds 7 and 11 of the synthetic
-   traces (not on the seed-42 benchmark) to minimise the larger of the two ratios against
-   ``fixed`` (elasticity 1 did as well as 0.5 on that and better on seed 7's cost, at 0.8).
+   The multiplicity counts the requests within the warm-up ``W = warmup_time_seconds`` of a
+   head: those are the ones a cold start's instance is not ready for (the first priced version
+   counted ``W + prewarm_lead_s``, which overvalued bursts of short-warm-up models; runs started
+   before ``MULTIPLICITY_WITHIN_WARMUP_PATCH`` keep it, ``multiplicity_with_lead``).
+
+   ``penalty_factor`` sets where the policy sits on the cold-start / idle-time frontier; 1.1
+   (with prices, elasticity 1; 0.9 with the warm-up + lead window; 0.8 before prices) was chosen
+   on seeds 7 and 11 of the synthetic traces (not on the seed-42 benchmark) to minimise the
+   larger of the two ratios against ``fixed`` (elasticity 1 did as well as 0.5 on that and
+   better on seed 7's cost, at 0.8).
 
 Fixed baseline (:func:`fixed_decision`): the seed's COLD behaviour. An instance starts on a
 request that finds none (cold start), concurrency scale-out as above, and the idleness check runs
@@ -174,7 +180,7 @@ class PolicyParams(_Frozen):
     min_samples: int = 8
     max_prediction_log_std: float = 0.25
     cold_start_penalty_s: float | None = None  # None: penalty_factor * keep-alive of the model
-    penalty_factor: float = 0.9
+    penalty_factor: float = 1.1
     prewarm_lead_s: float = 30.0
     min_unload_s: float = 120.0
     scale_in_delay_s: float = 300.0
@@ -185,6 +191,9 @@ class PolicyParams(_Frozen):
     periodic_margin_frac: float = 0.1
     rate_predictor: bool = True
     burst_multiplicity: bool = True
+    #: The first priced version counted the followers within warm-up + ``prewarm_lead_s``; True
+    #: keeps that for runs started before ``MULTIPLICITY_WITHIN_WARMUP_PATCH`` (workflows/thermal).
+    multiplicity_with_lead: bool = False
     #: The penalty is instance-seconds of a GPU billed at this rate (USD per hour; the median
     #: billed rate of the deployable catalog); a model billed ``hourly_rate`` gets
     #: ``penalty x (reference / hourly_rate) ** rate_elasticity`` of its own instance-seconds.
@@ -650,7 +659,10 @@ def automatic_decision(
     else:
         multiplicity = 1.0
         if params.burst_multiplicity:
-            multiplicity += followers_within(stats, warm + lead)
+            # the requests that reach a cold start's instance before it is ready: the head and
+            # those within the warm-up (later ones find it ready; the pre-warm lead is no part)
+            window = warm + lead if params.multiplicity_with_lead else warm
+            multiplicity += followers_within(stats, window)
         value = penalty * multiplicity
         if fit is not None:
             margin = params.periodic_margin_s + params.periodic_margin_frac * (fit.rmax - fit.rmin)

@@ -54,7 +54,11 @@ STEP_RETRY = RetryPolicy(
 #: starts replay with the policy they were recorded with (no hourly rate, penalty 0.8 x
 #: keep-alive); a run that reaches continue-as-new starts the next one on the priced policy.
 PRICED_COLD_START_PATCH = "priced-cold-start"
-UNPRICED_POLICY_PARAMS = policy.PolicyParams(penalty_factor=0.8)
+UNPRICED_POLICY_PARAMS = policy.PolicyParams(penalty_factor=0.8, multiplicity_with_lead=True)
+#: New runs count a cold start's followers within the warm-up only, at penalty 1.1 x keep-alive;
+#: priced runs started before this patch replay as recorded (warm-up + pre-warm lead, 0.9).
+MULTIPLICITY_WITHIN_WARMUP_PATCH = "multiplicity-within-warmup"
+LEAD_WINDOW_POLICY_PARAMS = policy.PolicyParams(penalty_factor=0.9, multiplicity_with_lead=True)
 #: A lease taken again under the same id is renewed (long jobs renew theirs); before, ignored.
 LEASE_RENEWAL_PATCH = "lease-renewal"
 #: After a fresh create the capacity step also runs when autoscaling can move the count, so
@@ -96,6 +100,7 @@ class ModelThermalWorkflow:
         self.converging = False  # a transition (and its Postgres record) is under way
         self.missing_retries = 0  # converges retried because the endpoint had vanished
         self.priced = True  # AUTOMATIC prices cold starts (set in run: PRICED_COLD_START_PATCH)
+        self.warmup_window = True  # followers within warm-up (MULTIPLICITY_WITHIN_WARMUP_PATCH)
         self.capacity_failures = 0  # consecutive failed capacity changes of a serving endpoint
         self.capacity_retry_at: float | None = None  # no retry of that change before then
         self.backoff_generation = 0  # the intent that failed; new intent ends the backoff
@@ -109,6 +114,7 @@ class ModelThermalWorkflow:
     @workflow.run
     async def run(self, inp: ModelThermalInput) -> None:
         self.priced = workflow.patched(PRICED_COLD_START_PATCH)
+        self.warmup_window = workflow.patched(MULTIPLICITY_WITHIN_WARMUP_PATCH)
         try:
             self.spec = await workflow.execute_activity_method(
                 ThermalActivities.describe_model,
@@ -205,6 +211,12 @@ class ModelThermalWorkflow:
             hourly_rate=self.spec.billed_hourly if self.priced else None,
         )
 
+    def _policy_params(self) -> policy.PolicyParams:
+        """AUTOMATIC's parameters for the policy version this run was started on."""
+        if not self.priced:
+            return UNPRICED_POLICY_PARAMS
+        return policy.DEFAULT_PARAMS if self.warmup_window else LEAD_WINDOW_POLICY_PARAMS
+
     def _automatic(self) -> policy.Decision:
         """The AUTOMATIC policy's decision now, with the parameters this run was started on."""
         assert self.s is not None
@@ -214,7 +226,7 @@ class ModelThermalWorkflow:
             self._now_s(),
             self.s.instance_count,
             in_flight=len(self._active_leases()),
-            params=policy.DEFAULT_PARAMS if self.priced else UNPRICED_POLICY_PARAMS,
+            params=self._policy_params(),
         )
 
     def _desired(self) -> int:

@@ -22,12 +22,19 @@ from temporalio.worker import Worker
 
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import load_catalog
+from models_catalog.thermal_policy import DEFAULT_PARAMS
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, ThermalHarness
 from tests.thermal.test_replay import HISTORIES, replayer
 from workers.worker import WORKER_OPTIONS, WORKFLOWS, WorkerDeps, activities_for
-from workflows.thermal import PRICED_COLD_START_PATCH, ModelThermalWorkflow
+from workflows.thermal import (
+    LEAD_WINDOW_POLICY_PARAMS,
+    MULTIPLICITY_WITHIN_WARMUP_PATCH,
+    PRICED_COLD_START_PATCH,
+    UNPRICED_POLICY_PARAMS,
+    ModelThermalWorkflow,
+)
 from workflows.thermal_types import ReleaseRequest, SetTargetRequest, WarmUpRequest
 
 MODEL = "llama-3-70b-instruct"
@@ -114,6 +121,25 @@ async def test_new_runs_use_the_priced_policy(thermal: ThermalHarness):
             await wait_for(released, limit=40.0)
             history = await handle.fetch_history()
             assert PRICED_COLD_START_PATCH in patch_markers(history)
+            assert MULTIPLICITY_WITHIN_WARMUP_PATCH in patch_markers(history)
             await replayer().replay_workflow(history)
         finally:
             await handle.terminate("test over")
+
+
+def test_a_run_keeps_the_policy_version_it_started_on():
+    """Unpriced (before prices), the first priced version (followers within warm-up + lead,
+    penalty 0.9), today's (followers within the warm-up, 1.1)."""
+    wf = object.__new__(ModelThermalWorkflow)  # the two flags are all _policy_params reads
+    cases = [
+        (False, False, UNPRICED_POLICY_PARAMS),
+        (True, False, LEAD_WINDOW_POLICY_PARAMS),
+        (True, True, DEFAULT_PARAMS),
+    ]
+    for priced, warmup_window, expected in cases:
+        wf.priced, wf.warmup_window = priced, warmup_window
+        assert wf._policy_params() == expected
+    assert UNPRICED_POLICY_PARAMS.multiplicity_with_lead
+    assert LEAD_WINDOW_POLICY_PARAMS.multiplicity_with_lead
+    assert LEAD_WINDOW_POLICY_PARAMS.penalty_factor == 0.9
+    assert not DEFAULT_PARAMS.multiplicity_with_lead

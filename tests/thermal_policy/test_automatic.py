@@ -133,21 +133,26 @@ def test_hazard_plan_keeps_for_follow_ups_then_prewarms_for_the_long_gaps():
     assert d.desired_instances == 0 and d.prewarm_at is None
 
 
+def with_bursts(s: TrafficStats) -> TrafficStats:
+    """10 more 3-h gaps, each ending in a burst of 9 requests 10 s apart."""
+    t = s.last_arrival
+    for _ in range(10):
+        t += 3 * 3600.0
+        for k in range(9):
+            s = observe_completion(observe_arrival(s, t + 10.0 * k), t + 10.0 * k + 1.0)
+        t += 80.0
+    return s
+
+
 def test_burst_multiplicity_makes_long_waits_worth_it():
     # same histogram, cold start worth 50 s: lone requests are not worth a pre-warm ...
     cheap = PolicyParams(rate_predictor=False, cold_start_penalty_s=50)
     s = history([30.0] * 40 + [3 * 3600.0] * 10)
     lone = automatic_decision(s, LIM, s.last_arrival + 60.0, 1, cheap)
     # ... but after 10 more 3-h gaps, each ending in 9 requests 10 s apart, a cold start lets
-    # about 5 requests in during the warm-up (60 + 30 s) and the long gap is worth waiting for
-    b = s
-    t = s.last_arrival
-    for _ in range(10):
-        t += 3 * 3600.0
-        for k in range(9):
-            b = observe_completion(observe_arrival(b, t + 10.0 * k), t + 10.0 * k + 1.0)
-        t += 80.0
-    assert followers_within(b, 90.0) > 3.5
+    # about 3 requests in during the warm-up (60 s) and the long gap is worth waiting for
+    b = with_bursts(s)
+    assert followers_within(b, 60.0) > 2.5
     burst = automatic_decision(b, LIM, b.last_arrival + 60.0, 1, cheap)
     assert lone.prewarm_at is None and burst.prewarm_at is not None
 
@@ -202,7 +207,7 @@ def test_poisson_traffic_uses_the_rate_predictor():
     d = automatic_decision(s, LIM, s.idle_since, 1)
     assert d.mode == "rate" and d.desired_instances == 1
     r = rate_calibration(s) * s.rate_ewma
-    m = 1.0 + followers_within(s, 90.0)
+    m = 1.0 + followers_within(s, 60.0)
     pf = PolicyParams().penalty_factor
     expected = s.last_arrival + 3600.0 * math.log(r * m * pf * 900.0)
     assert d.keep_alive_until == pytest.approx(expected)
@@ -338,7 +343,7 @@ def test_expensive_models_go_cold_sooner():
     # the Poisson keep-alive ends where rate x multiplicity x penalty = 1, in dollars
     d = automatic_decision(poisson, dear, poisson.idle_since, 1)
     r = rate_calibration(poisson) * poisson.rate_ewma
-    m = 1.0 + followers_within(poisson, 90.0)
+    m = 1.0 + followers_within(poisson, 60.0)
     p = PolicyParams()
     value = m * p.penalty_factor * 900.0 * p.reference_hourly_rate / 35.63
     end = poisson.last_arrival + max(0.0, 3600.0 * math.log(r * value))
@@ -379,3 +384,19 @@ def test_fixed_scales_out_at_once_and_in_only_at_checks():
     d = fixed_decision(s, LIM, 50.0, 3)
     assert d.desired_instances == 3 and d.reevaluate_at == 300.0
     assert fixed_decision(s, LIM, 300.0, 3).desired_instances == 1
+
+
+def test_multiplicity_counts_the_warm_up_only_unless_with_lead():
+    # bursts of 9 requests 10 s apart after 3-h gaps: within the 60-s warm-up about 3 follow a
+    # head, within warm-up + 30-s lead about 5 (the first priced version; versioned runs keep it)
+    s = with_bursts(history([30.0] * 40 + [3 * 3600.0] * 10))
+    assert followers_within(s, 90.0) > followers_within(s, 60.0)
+    now = s.last_arrival + 60.0
+    new = automatic_decision(s, LIM, now, 1, PolicyParams(rate_predictor=False))
+    old = automatic_decision(
+        s, LIM, now, 1, PolicyParams(rate_predictor=False, multiplicity_with_lead=True)
+    )
+    m_new = 1.0 + followers_within(s, 60.0)
+    m_old = 1.0 + followers_within(s, 90.0)
+    assert f"{m_new:.1f} cold starts" in new.reason
+    assert f"{m_old:.1f} cold starts" in old.reason
