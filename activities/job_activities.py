@@ -215,6 +215,7 @@ class JobActivities:
             request_id = await self._started_request_id()
         if problem := request_id_problem(request_id):
             raise _reject(problem, ERR_INVALID_REQUEST_ID)
+        self.control.apps.check(req.app_id, req.environment)  # AppNotServed
         try:
             service = self.catalog.service(req.service)
         except CatalogError as exc:

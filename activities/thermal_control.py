@@ -13,6 +13,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
 )
 
+from activities.app_scope import AppScope
 from workflows import search_attributes as sa
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import (
@@ -26,12 +27,20 @@ from workflows.thermal_types import (
 
 
 class ThermalControl:
-    def __init__(self, client: Client, task_queue: str, timings: ThermalTimings | None = None):
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        timings: ThermalTimings | None = None,
+        apps: AppScope | None = None,
+    ):
         self.client = client
         self.task_queue = task_queue
         self.timings = timings or ThermalTimings()
+        self.apps = apps or AppScope()  # no thermal workflow starts outside it
 
     def _start_op(self, app_id: str, env: str, model_id: str) -> WithStartWorkflowOperation:
+        self.apps.check(app_id, env)  # AppNotServedError
         return WithStartWorkflowOperation(
             ModelThermalWorkflow.run,
             ModelThermalInput(

@@ -72,7 +72,7 @@ def llm_activities(
     llm = LLMActivities(
         deps.catalog,
         deps.engine,
-        ThermalControl(client, task_queue, timings),
+        ThermalControl(client, task_queue, timings, settings.app_scope()),
         backend_kind=deps.backend.kind,
         # The local stand-in keeps its endpoint records under its own data dir.
         data_dir=Path(getattr(deps.backend, "data_dir", settings.data_dir)),

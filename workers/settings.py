@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from workers.samples import SAMPLES_DIR
 
 if TYPE_CHECKING:
+    from activities.app_scope import AppScope
     from workflows.thermal_types import ThermalTimings
 
 
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     # Defaults for commands that act on one (app, environment).
     app_id: str = "radiant"
     environment: str = "dev"
+    # The (app, environment) pairs served (activities/app_scope.py): comma-separated or a JSON
+    # list of app/environment patterns; `*` (default) serves any. Production lists its pairs.
+    apps: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     # Thermal timing. Production keeps the catalog's minutes; tests and demos shorten them.
     thermal_idle_seconds: float | None = None  # overrides every model's scaleToZeroAfterMinutes
@@ -71,7 +75,7 @@ class Settings(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
-    @field_validator("input_roots", "input_s3_prefixes", mode="before")
+    @field_validator("input_roots", "input_s3_prefixes", "apps", mode="before")
     @classmethod
     def _list(cls, v: Any) -> Any:
         if not isinstance(v, str):
@@ -92,6 +96,18 @@ class Settings(BaseSettings):
             if not prefix.startswith("s3://") or len(prefix) <= len("s3://"):
                 raise ValueError(f"input S3 prefix {prefix!r} is not an s3://bucket/... URI")
         return v
+
+    @field_validator("apps")
+    @classmethod
+    def _apps(cls, v: list[str]) -> list[str]:
+        from activities.app_scope import AppScope
+
+        return list(AppScope.parse(v).patterns)  # ValueError names a malformed pattern
+
+    def app_scope(self) -> AppScope:
+        from activities.app_scope import AppScope
+
+        return AppScope(tuple(self.apps))
 
     def thermal_timings(self) -> ThermalTimings:
         """The durations every client of the thermal workflows passes when it starts one."""

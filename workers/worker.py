@@ -66,7 +66,9 @@ class WorkerDeps:
 
 
 def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequence[Any]:
-    control = ThermalControl(client, task_queue, deps.settings.thermal_timings())
+    control = ThermalControl(
+        client, task_queue, deps.settings.thermal_timings(), deps.settings.app_scope()
+    )
     fleet = FleetActivities(deps.backend, deps.engine, control)
     thermal = ThermalActivities(
         deps.catalog,

@@ -110,6 +110,7 @@ class LLMActivities:
     async def prepare(self, inp: PrepareInput) -> LLMPlan:
         """Tenant, model, token estimate and selection; every refusal happens here, before cost."""
         req = inp.request
+        self.control.apps.check(req.app_id, req.environment)  # AppNotServed
         engine = self._engine()
         tenant = await find_tenant(engine, req.tenant)
         if tenant is None:

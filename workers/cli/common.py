@@ -41,6 +41,7 @@ def failure_message(exc: BaseException) -> str:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; known failures become one line on stderr and exit code 2."""
+    from activities.app_scope import AppNotServedError
     from activities.db.engine import one_line
     from activities.db.errors import DatabaseError
     from models_catalog.errors import CatalogError
@@ -48,7 +49,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
     try:
         return asyncio.run(coro)
-    except (CatalogError, DatabaseError, TemporalUnavailableError) as exc:
+    except (CatalogError, DatabaseError, TemporalUnavailableError, AppNotServedError) as exc:
         fail(str(exc))
     except (WorkflowUpdateFailedError, WorkflowFailureError) as exc:
         fail(failure_message(exc))

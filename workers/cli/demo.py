@@ -66,7 +66,9 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
     console.print(f"tenant [bold]{tenant.name}[/] (tier {tenant.tier})")
 
     jobs = await JobClient.connect(settings)
-    control = ThermalControl(jobs.client, settings.task_queue, settings.thermal_timings())
+    control = ThermalControl(
+        jobs.client, settings.task_queue, settings.thermal_timings(), settings.app_scope()
+    )
     engine = create_app_engine(urls.app)
     keys = [f"{s.id}/{op.id}" for s, op in catalog.operations()] if all_operations else DEMO_JOBS
     try:

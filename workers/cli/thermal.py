@@ -60,7 +60,12 @@ def parse_state(value: str) -> ThermalState:
 
 
 async def _control(settings: Settings) -> ThermalControl:
-    return ThermalControl(await connect(settings), settings.task_queue, settings.thermal_timings())
+    return ThermalControl(
+        await connect(settings),
+        settings.task_queue,
+        settings.thermal_timings(),
+        settings.app_scope(),
+    )
 
 
 def _status_table(rows: list[ThermalStatus]) -> Table:
