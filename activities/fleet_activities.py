@@ -28,7 +28,7 @@ from activities.heartbeat import with_heartbeat
 from activities.temporal_errors import application_error
 from activities.thermal_activities import endpoint_name_or_none
 from activities.thermal_control import ThermalControl
-from models_catalog.thermal_policy import ThermalLimits, capacity_for_state
+from models_catalog.thermal_policy import ThermalLimits, autoscaling_bounds
 from models_catalog.types import ThermalState
 from workflows.thermal_types import SetTargetRequest, ThermalStatus, thermal_workflow_id
 
@@ -36,7 +36,6 @@ ENDPOINT_PREFIX = "radiant-"
 SNAPSHOT_CONCURRENCY = 8  # backend and Temporal describes in flight at once
 SNAPSHOT_HEARTBEAT_EVERY = 5.0  # seconds; the workflow allows 30 between heartbeats
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
-AUTOSCALED = frozenset({ThermalState.WARM, ThermalState.HOT})
 
 
 class ReconcileInput(BaseModel):
@@ -125,15 +124,13 @@ class TagReader(Protocol):
 
 def live_bounds(row: RecordedModel) -> tuple[int, int]:
     """Instance counts the autoscaler may legitimately choose for a recorded model: the bounds
-    the thermal workflow registers (workflows/thermal.py `_autoscaling_bounds`)."""
+    the thermal workflow registers, widened to the recorded count."""
     n = row.instance_count
     if row.min_instances is None or row.max_instances is None:
         return n, n  # limits unknown: only the recorded count is known to be right
-    if row.target_state in AUTOSCALED:
-        limits = ThermalLimits(min_instances=row.min_instances, max_instances=row.max_instances)
-        cap = capacity_for_state(row.target_state, limits)
-        return min(cap.min_instances, n), max(cap.max_instances, n)
-    return min(n, 1), max(n, row.max_instances)  # COLD while serving, AUTOMATIC
+    limits = ThermalLimits(min_instances=row.min_instances, max_instances=row.max_instances)
+    low, high = autoscaling_bounds(row.target_state, limits, n)
+    return min(low, n), max(high, n)
 
 
 def drift_reason(row: RecordedModel, live: EndpointInfo | None) -> str | None:

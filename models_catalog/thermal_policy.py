@@ -313,6 +313,17 @@ def capacity_for_state(state: Any, limits: ThermalLimits, *, serving: bool = Fal
     )
 
 
+def autoscaling_bounds(state: Any, limits: ThermalLimits, desired: int) -> tuple[int, int]:
+    """(min, max) registered with a serving endpoint's autoscaling target (DESIGN 3): WARM and
+    HOT keep their floor; otherwise from one instance (none while none is desired) up to the
+    model's maximum, never excluding ``desired``. The thermal workflow registers these; the
+    reconcile treats any count within them as no drift."""
+    if _state_name(state) in ("WARM", "HOT"):
+        cap = capacity_for_state(state, limits)
+        return cap.min_instances, cap.max_instances
+    return min(desired, 1), max(desired, limits.max_instances)
+
+
 # --------------------------------------------------------------------------------------------
 # Traffic statistics
 # --------------------------------------------------------------------------------------------

@@ -473,14 +473,9 @@ class ModelThermalWorkflow:
 
     def _autoscaling_bounds(self, desired: int) -> dict[str, int]:
         """Autoscaling min/max registered with the endpoint (DESIGN 3: WARM/HOT keep a floor)."""
-        assert self.s is not None and self.spec is not None
-        if self.s.target_state in (WARM, HOT):
-            cap = policy.capacity_for_state(self.s.target_state, self._limits())
-            return {"min_instances": cap.min_instances, "max_instances": cap.max_instances}
-        return {
-            "min_instances": min(desired, 1),
-            "max_instances": max(desired, self.spec.max_instances),
-        }
+        assert self.s is not None
+        low, high = policy.autoscaling_bounds(self.s.target_state, self._limits(), desired)
+        return {"min_instances": low, "max_instances": high}
 
     async def _scale_to_zero(self) -> None:
         assert self.s is not None and self.spec is not None

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from models_catalog.thermal_policy import Capacity, ThermalLimits, capacity_for_state
+from models_catalog.thermal_policy import (
+    Capacity,
+    ThermalLimits,
+    autoscaling_bounds,
+    capacity_for_state,
+)
 from models_catalog.types import ThermalState
 
 
@@ -95,3 +100,12 @@ async def test_workflow_limits_match_the_catalog_adapter():
     assert limits.model_dump(exclude={"default_state"}) == expected.model_dump(
         exclude={"default_state"}
     )
+
+
+def test_autoscaling_bounds_keep_the_floor_and_the_desired_count():
+    one_to_three = lim(1, 3)
+    assert autoscaling_bounds("WARM", one_to_three, 1) == (1, 3)
+    assert autoscaling_bounds("HOT", one_to_three, 2) == (2, 3)
+    assert autoscaling_bounds("COLD", one_to_three, 1) == (1, 3)  # serving: one up to max
+    assert autoscaling_bounds("AUTOMATIC", one_to_three, 0) == (0, 3)
+    assert autoscaling_bounds("AUTOMATIC", one_to_three, 5) == (1, 5)  # never excludes it
