@@ -37,7 +37,7 @@ from activities.metering import (
     service_call_entries,
     usage_key,
 )
-from activities.request_claims import ClaimConflict, claim_request, complete_claim
+from activities.request_claims import ClaimConflict, ClaimRef, claim_request
 from activities.service_states import admin_disabled, load_admin_flags, load_thermal
 from activities.temporal_errors import application_error, from_update_failure
 from activities.tenants import UnknownTenantError, get_tenant_async
@@ -564,16 +564,22 @@ class JobActivities:
             raise _reject(
                 f"usage of job {req.workflow_id} cannot be metered: {exc}", ERR_METERING_FAILED
             ) from None
-        result = await self.metering.record(
-            RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries)
+        claim = (
+            ClaimRef(job_billing_id(plan.service, plan.operation, plan.request_id), req.workflow_id)
+            if plan.request_id is not None
+            else None  # planned before request ids (and claims)
         )
-        await complete_claim(self.engine, plan.tenant_id, req.workflow_id)  # the request is done
+        result = await self.metering.record_for_claim(
+            RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries), claim
+        )
         per_model: dict[str, Decimal] = {}
         for c in costs:
             per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
         billed = charge.amount
         charge_key = entries[0].idempotency_key  # service_call_entries puts the charge first
-        if charge_key not in result.inserted_keys:
+        if result.superseded:
+            billed = Decimal(0)  # another job took the request over: it runs and charges it
+        elif charge_key not in result.inserted_keys:
             # Already there: this job's own earlier attempt, or another job for the same
             # request that ran at the same time (e.g. the tenant spelled by id, not name):
             # that one was billed, so this one reports nothing billed.

@@ -58,6 +58,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db.schema import usage_ledger
 from activities.db.tenancy import tenant_transaction
+from activities.request_claims import ClaimRef, lock_for_completion
 from models_catalog.pricing import ModelCost, to_ledger
 
 ERR_INVALID_USAGE = "InvalidUsage"
@@ -174,6 +175,7 @@ class RecordUsageResult(BaseModel):
     inserted: int  # rows this call wrote
     already_present: int  # entries an earlier attempt (or run) had already written
     inserted_keys: list[str] = Field(default_factory=list)
+    superseded: bool = False  # the request's claim belongs to another workflow: nothing written
 
 
 # ----------------------------------------------------------------------------- builders
@@ -265,15 +267,28 @@ class MeteringActivities:
     @activity.defn(name="metering.record")
     async def record(self, req: RecordUsageRequest) -> RecordUsageResult:
         """Insert the entries of one tenant; entries already recorded are left as they are."""
+        return await self.record_for_claim(req, None)
+
+    async def record_for_claim(
+        self, req: RecordUsageRequest, claim: ClaimRef | None
+    ) -> RecordUsageResult:
+        """`record`, and, in the same transaction, complete the request's claim
+        (activities/request_claims.py): a workflow taking the claim over waits for this
+        transaction and then finds the request done. A claim another workflow took over
+        meanwhile (this one was no longer running) records nothing: the request is that
+        workflow's to run and charge, once."""
         stmt = (
             insert(usage_ledger)
             .values([_row(e) for e in req.entries])
             .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
             .returning(usage_ledger.c.idempotency_key)
         )
+        superseded = False
         try:
             async with tenant_transaction(self.engine, req.tenant_id) as conn:
-                inserted = list((await conn.execute(stmt)).scalars().all())
+                if claim is not None:
+                    superseded = not await lock_for_completion(conn, req.tenant_id, claim)
+                inserted = [] if superseded else list((await conn.execute(stmt)).scalars().all())
         except IntegrityError as err:  # unknown tenant (FK), constraint violations
             raise ApplicationError(
                 f"usage for tenant {req.tenant_id} rejected by the ledger: {_first_line(err)}",
@@ -290,10 +305,12 @@ class MeteringActivities:
             inserted=len(inserted),
             already_present=len(req.entries) - len(inserted),
             inserted_keys=inserted,
+            superseded=superseded,
         )
         activity.logger.info(
-            "metering: tenant %s: %d inserted, %d already present",
+            "metering: tenant %s: %d inserted, %d already present%s",
             req.tenant_id, result.inserted, result.already_present,
+            " (request taken over by another workflow)" if superseded else "",
         )  # fmt: skip
         return result
 

@@ -4,9 +4,10 @@ Temporal keeps one workflow per workflow id, but `job/acme/...` and `job/<acme's
 (or a workflow started by hand under any id) are different ids for the same request. The first
 workflow to plan a request claims it (tenant id + request key, in `request_claims`); another
 workflow is then refused before any cost while the claimant runs, and for good once the
-request is metered (`complete_claim`). A claimant that ended without being metered (failed,
-cancelled, terminated: never charged) is taken over, so the request may run again, as it may
-under its own workflow id.
+request is metered (`lock_for_completion`, in the ledger insert's transaction). A claimant
+that ended without being metered (failed, cancelled, terminated: never charged) is taken over,
+so the request may run again, as it may under its own workflow id; if such a claimant's meter
+activity still ran after the takeover, it records nothing.
 
 Whether a claimant still runs is asked of Temporal (the source of truth), not guessed from a
 timeout; a workflow Temporal no longer knows (past retention) is not running.
@@ -17,10 +18,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,13 +51,23 @@ def llm_request_key(kind: str, request_id: str) -> str:
     return f"llm/{kind}/{request_id}"
 
 
+@dataclass(frozen=True)
+class ClaimRef:
+    """The claim a metering transaction completes: the request and the workflow metering it."""
+
+    request_key: str
+    workflow_id: str
+
+
 async def claim_request(
     engine: AsyncEngine, client: Client, tenant_id: str, request_key: str, workflow_id: str
 ) -> ClaimConflict | None:
     """Claim the request for `workflow_id`; None when it is (now) this workflow's to run.
 
     Idempotent: a retried activity, or a new run of the same workflow id after a failed one,
-    finds its own claim.
+    finds its own claim. Every change is a compare-and-set on (holder, claimed_at), and a
+    holder's own new run refreshes claimed_at, so a taker that saw an ended run cannot take the
+    claim from the run that replaced it.
     """
     tenant = uuid.UUID(tenant_id)
     where = (request_claims.c.tenant_id == tenant, request_claims.c.request_key == request_key)
@@ -81,42 +93,45 @@ async def claim_request(
         held = ClaimConflict(row.workflow_id, row.claimed_at, row.completed_at)
         if held.completed_at is not None:
             return held  # metered: done, even for its own workflow id
-        if held.workflow_id == workflow_id:
-            return None
-        if await _running(client, held.workflow_id):
+        if held.workflow_id != workflow_id and await _running(client, held.workflow_id):
             return held
+        # Ours (a retry, or a new run of this workflow id), or its holder ended uncharged.
         async with tenant_transaction(engine, tenant) as conn:
             taken = await conn.execute(
                 update(request_claims)
                 .where(
                     *where,
                     request_claims.c.workflow_id == held.workflow_id,
+                    request_claims.c.claimed_at == held.claimed_at,
                     request_claims.c.completed_at.is_(None),
                 )
-                .values(workflow_id=workflow_id, claimed_at=func.now())
+                .values(workflow_id=workflow_id, claimed_at=func.clock_timestamp())
             )
             if taken.rowcount == 1:
                 return None
-        # Another workflow took it over (or the claimant completed) meanwhile: look again.
+        # Changed meanwhile (taken over, renewed by a new run, or completed): look again.
     raise RuntimeError(f"request {request_key} changed hands {TAKEOVER_ROUNDS} times; retrying")
 
 
-async def complete_claim(engine: AsyncEngine, tenant_id: str, workflow_id: str) -> int:
-    """Mark this workflow's claim done (called once its usage is recorded); idempotent.
-
-    Requests planned before claims existed have none: nothing to mark (their ledger rows still
-    refuse a second charge of a job)."""
-    async with tenant_transaction(engine, tenant_id) as conn:
-        done = await conn.execute(
-            update(request_claims)
-            .where(
-                request_claims.c.tenant_id == uuid.UUID(tenant_id),
-                request_claims.c.workflow_id == workflow_id,
-                request_claims.c.completed_at.is_(None),
-            )
-            .values(completed_at=func.now())
-        )
-        return done.rowcount
+async def lock_for_completion(conn: AsyncConnection, tenant_id: Any, claim: ClaimRef) -> bool:
+    """In the metering transaction (tenant set): lock the request's claim and mark it done.
+    False when another workflow holds it (took it over: this one had stopped running);
+    True too for a request without a claim (planned before claims existed)."""
+    where = (
+        request_claims.c.tenant_id == uuid.UUID(str(tenant_id)),
+        request_claims.c.request_key == claim.request_key,
+    )
+    holder = await conn.scalar(select(request_claims.c.workflow_id).where(*where).with_for_update())
+    if holder is None:
+        return True
+    if holder != claim.workflow_id:
+        return False
+    await conn.execute(
+        update(request_claims)
+        .where(*where, request_claims.c.completed_at.is_(None))
+        .values(completed_at=func.now())
+    )
+    return True
 
 
 async def _running(client: Client, workflow_id: str) -> bool:

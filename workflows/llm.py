@@ -61,8 +61,10 @@ HOSTING = ("self_hosted", "external", "any")
 # A start input that does not decode (a missing field) fails the request with pydantic's
 # message instead of retrying its first workflow task forever.
 UNDECODABLE_REQUEST: list[type[BaseException]] = [ValidationError]
-# The longest a caller may ask to wait for a warm-up (a number, not NaN or infinity).
+# The longest a caller may ask to wait for a warm-up (a number, not NaN or infinity). Runs
+# started before the bound accepted more: the patch is asked only for a deadline above it.
 MAX_WARMUP_DEADLINE_S = 24 * 3600.0
+DEADLINE_BOUND_PATCH = "llm-warmup-deadline-bound"
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
@@ -85,7 +87,10 @@ def validate(kind: str, req: LLMRequest) -> None:
     if req.temperature is not None and not 0 <= req.temperature <= 2:
         raise bad(f"temperature must be between 0 and 2, got {req.temperature}")
     deadline = req.warmup_deadline_seconds
-    if deadline is not None and not 0 < deadline <= MAX_WARMUP_DEADLINE_S:  # False for NaN
+    if deadline is not None and not (
+        0 < deadline  # False for NaN
+        and (deadline <= MAX_WARMUP_DEADLINE_S or not workflow.patched(DEADLINE_BOUND_PATCH))
+    ):
         raise bad(
             f"warmup_deadline_seconds must be a number of seconds in (0, "
             f"{MAX_WARMUP_DEADLINE_S:.0f}], got {deadline}"

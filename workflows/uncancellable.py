@@ -25,7 +25,10 @@ async def finish_despite_cancel(handle: workflow.ActivityHandle[T]) -> T:
     except asyncio.CancelledError:
         if not workflow.patched(PATCH):
             # Recorded before this patch: the cancel reached the activity, and the workflow
-            # went on with what awaiting the cancelled activity raised.
+            # went on with what awaiting the cancelled activity raised; an activity already
+            # done (its result and the cancel in one task) left the plain cancel.
+            if handle.done():
+                raise
             handle.cancel()
             return await handle
         workflow.logger.info("cancel requested while the charge was being recorded: finishing")

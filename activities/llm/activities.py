@@ -46,7 +46,7 @@ from activities.llm.types import (
     WarmUpHold,
     WarmUpHoldResult,
 )
-from activities.request_claims import claim_request, complete_claim, llm_request_key
+from activities.request_claims import claim_request, llm_request_key
 from activities.temporal_errors import from_update_failure
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog
@@ -311,15 +311,13 @@ class LLMActivities:
     @activity.defn(name="llm.meter")
     async def meter(self, inp: MeterInput) -> MeterResult:
         try:
-            result = await record_llm_usage(self._engine(), inp)
+            return await record_llm_usage(self._engine(), inp)
         except ValueError as exc:  # e.g. a key too long: retrying cannot help, never loop
             raise ApplicationError(
                 f"usage of {inp.workflow_id} cannot be metered: {exc}",
                 type=ERR_METERING_FAILED,
                 non_retryable=True,
             ) from None
-        await complete_claim(self._engine(), inp.tenant_id, inp.workflow_id)  # answered
-        return result
 
 
 def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) -> ApplicationError:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.llm.types import MeterInput, MeterResult
 from activities.metering import MeteringActivities, RecordUsageRequest, UsageEntry, usage_key
+from activities.request_claims import ClaimRef, llm_request_key
 
 
 def usage_entry(inp: MeterInput) -> UsageEntry:
@@ -53,7 +54,9 @@ def usage_entry(inp: MeterInput) -> UsageEntry:
 async def record_llm_usage(engine: AsyncEngine, inp: MeterInput) -> MeterResult:
     """Call from inside an activity (the metering writer logs through the activity logger)."""
     entry = usage_entry(inp)
-    result = await MeteringActivities(engine).record(
-        RecordUsageRequest(tenant_id=entry.tenant_id, entries=[entry])
+    # Completes the request's claim in the same transaction (activities/request_claims.py).
+    claim = ClaimRef(llm_request_key(inp.kind, inp.request_id), inp.workflow_id)
+    result = await MeteringActivities(engine).record_for_claim(
+        RecordUsageRequest(tenant_id=entry.tenant_id, entries=[entry]), claim
     )
     return MeterResult(idempotency_key=entry.idempotency_key, inserted=result.inserted == 1)

@@ -357,9 +357,8 @@ async def test_a_cancel_while_the_charge_is_recorded_comes_too_late(
     app = thermal.new_app()
     await prepare(thermal, app, "perception", [])
     request_id = rid()
-    wid = job_workflow_id(big.name, "perception", "detect", request_id)
-    key = job_billing_id("perception", "detect", request_id)
-    async with metering_held(thermal.engine, thermal.client, big.id, key, wid):
+    charge = usage_key(job_billing_id("perception", "detect", request_id), "charge")
+    async with metering_held(thermal.engine, big.id, charge):
         handle = await submit(job_client(thermal, app), big.name, request_id)
         await wait_for(lambda: scheduled(handle, "jobs.meter"), every=0.05)
         await handle.cancel()

@@ -28,7 +28,7 @@ from activities.llm.types import (
     TokenUsage,
     llm_workflow_id,
 )
-from activities.request_claims import llm_request_key
+from activities.metering import usage_key
 from models_catalog.catalog import load_catalog
 from tests.fixtures.metering_hold import cancel_handled, metering_held, record_history, scheduled
 from tests.fixtures.waiting import failure_of, wait_for
@@ -171,8 +171,7 @@ async def test_a_cancel_while_the_call_is_metered_comes_too_late(llm: LLMHarness
         environment="test", model="gpt-4o", messages=HELLO,
     )  # fmt: skip
     wid = llm_workflow_id(tenant, "chat", req.request_id)
-    key = llm_request_key("chat", req.request_id)
-    async with metering_held(llm.engine, llm.client, tenant_id, key, wid):
+    async with metering_held(llm.engine, tenant_id, usage_key(wid, "llm_call")):
         handle = await llm.client.start_workflow(
             ChatCompletionWorkflow.run, req, id=wid, task_queue=llm.task_queue,
             result_type=LLMResponse,
