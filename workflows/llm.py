@@ -87,9 +87,10 @@ def validate(kind: str, req: LLMRequest) -> None:
     if req.temperature is not None and not 0 <= req.temperature <= 2:
         raise bad(f"temperature must be between 0 and 2, got {req.temperature}")
     deadline = req.warmup_deadline_seconds
-    if deadline is not None and not (
-        0 < deadline  # False for NaN
-        and (deadline <= MAX_WARMUP_DEADLINE_S or not workflow.patched(DEADLINE_BOUND_PATCH))
+    if deadline is not None and (
+        deadline <= 0
+        # above the bound, infinite or NaN (runs recorded before the patch accepted those)
+        or (not deadline <= MAX_WARMUP_DEADLINE_S and workflow.patched(DEADLINE_BOUND_PATCH))
     ):
         raise bad(
             f"warmup_deadline_seconds must be a number of seconds in (0, "

@@ -192,9 +192,10 @@ async def test_a_cancel_while_the_call_is_metered_comes_too_late(llm: LLMHarness
     [
         ({"warmup_deadline_seconds": float("inf")}, ERR_INVALID_REQUEST, "warmup_deadline"),
         ({"warmup_deadline_seconds": 1e12}, ERR_INVALID_REQUEST, "warmup_deadline"),
+        ({"warmup_deadline_seconds": float("nan")}, ERR_INVALID_REQUEST, "warmup_deadline"),
         ({"tenant": None}, "ValidationError", "tenant"),
     ],
-    ids=["infinite-deadline", "huge-deadline", "no-tenant"],
+    ids=["infinite-deadline", "huge-deadline", "nan-deadline", "no-tenant"],
 )
 async def test_bad_plain_json_fails_the_request(llm: LLMHarness, change, kind, words):
     """Started without the client: a request that does not decode, or asks to wait forever,
