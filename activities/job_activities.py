@@ -37,7 +37,7 @@ from activities.metering import (
     service_call_entries,
     usage_key,
 )
-from activities.request_claims import ClaimConflict, ClaimRef, claim_request
+from activities.request_claims import ClaimRef, claim_request
 from activities.service_states import admin_disabled, load_admin_flags, load_thermal
 from activities.temporal_errors import application_error, from_update_failure
 from activities.tenants import UnknownTenantError, get_tenant_async
@@ -77,8 +77,16 @@ FAST_PATH_MARGIN_S = 30.0  # take a lease by signal only if the model is not sca
 OUTPUT_INLINE_LIMIT = 128 * 1024  # larger outputs are stored and returned by reference
 
 
-def _at(conflict: ClaimConflict) -> str:
-    return (conflict.completed_at or conflict.claimed_at).isoformat(timespec="seconds")
+def _already_charged(
+    request_id: str, tenant: str, service: str, operation: str, by: str, at: datetime
+) -> ApplicationError:
+    """The refusal of a request another job was charged for (found by ledger or claim)."""
+    return _reject(
+        f"request id {request_id} of tenant {tenant} was already charged for "
+        f"{service}/{operation} by job {by} at {at.isoformat(timespec='seconds')}; its result "
+        "is that job's result. Use a new request id to run it again",
+        ERR_ALREADY_CHARGED,
+    )
 
 
 def _reject(message: str, kind: str) -> ApplicationError:
@@ -311,18 +319,17 @@ class JobActivities:
         )
         if conflict is None:
             return
-        what = f"request id {request_id} of tenant {tenant_name} ({service}/{operation})"
-        if conflict.running:
-            raise _reject(
-                f"{what} is being run by job {conflict.workflow_id} (since "
-                f"{_at(conflict)}); its result will be this request's result. Wait for it, "
-                "or use a new request id",
-                ERR_ALREADY_RUNNING,
-            )
+        if conflict.completed_at is not None:
+            raise _already_charged(
+                request_id, tenant_name, service, operation, conflict.workflow_id,
+                conflict.completed_at,
+            )  # fmt: skip
         raise _reject(
-            f"{what} was already charged by job {conflict.workflow_id} at {_at(conflict)}; its "
-            "result is that job's result. Use a new request id to run it again",
-            ERR_ALREADY_CHARGED,
+            f"request id {request_id} of tenant {tenant_name} ({service}/{operation}) is being "
+            f"run by job {conflict.workflow_id} (since "
+            f"{conflict.claimed_at.isoformat(timespec='seconds')}); its result will be this "
+            "request's result. Wait for it, or use a new request id",
+            ERR_ALREADY_RUNNING,
         )
 
     async def _refuse_if_charged(
@@ -333,12 +340,8 @@ class JobActivities:
         key = usage_key(job_billing_id(service, operation, request_id), STEP_SERVICE_CHARGE)
         row = await self._ledger_row(tenant_id, key)
         if row is not None:
-            raise _reject(
-                f"request id {request_id} of tenant {tenant_name} was already charged for "
-                f"{service}/{operation} by job {row.workflow_id} at "
-                f"{row.occurred_at.isoformat(timespec='seconds')}; its result is that job's "
-                "result. Use a new request id to run it again",
-                ERR_ALREADY_CHARGED,
+            raise _already_charged(
+                request_id, tenant_name, service, operation, row.workflow_id, row.occurred_at
             )
 
     def _choose(

@@ -14,8 +14,9 @@ from activities.llm.types import LLMRequest
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
+from tests.fixtures.waiting import activity_types
 from tests.fixtures.worker import running_harness
-from tests.jobs.test_request_ids import activity_types, rid
+from tests.jobs.test_request_ids import rid
 from tests.jobs.test_service_jobs import prepare, start_job
 from workers.settings import Settings
 from workflows.thermal_types import SetTargetRequest

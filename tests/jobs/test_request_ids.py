@@ -10,7 +10,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -19,8 +18,8 @@ from typer.testing import CliRunner
 from activities.job_activities import ERR_METERING_FAILED, JobActivities, JobPlan, MeterRequest
 from activities.metering import usage_key
 from models_catalog.catalog import load_catalog
-from tests.fixtures.metering_hold import cancel_handled, metering_held, record_history, scheduled
-from tests.fixtures.waiting import failure_of, wait_for
+from tests.fixtures.metering_hold import cancelled_while_metering
+from tests.fixtures.waiting import activity_types, failure_of, wait_for
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_service_jobs import prepare, usage_rows
 from workers.cli.main import app as cli_app
@@ -70,15 +69,6 @@ async def submit(
 async def charges(h: ThermalHarness, tenant_id, request_id: str) -> list[dict]:
     key = usage_key(job_billing_id("perception", "detect", request_id), "charge")
     return [r for r in await usage_rows(h, tenant_id) if r["idempotency_key"] == key]
-
-
-async def activity_types(handle: WorkflowHandle) -> list[str]:
-    history = await handle.fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
 
 
 async def test_same_request_id_returns_the_existing_job(thermal: ThermalHarness, tenants):
@@ -358,15 +348,10 @@ async def test_a_cancel_while_the_charge_is_recorded_comes_too_late(
     await prepare(thermal, app, "perception", [])
     request_id = rid()
     charge = usage_key(job_billing_id("perception", "detect", request_id), "charge")
-    async with metering_held(thermal.engine, big.id, charge):
-        handle = await submit(job_client(thermal, app), big.name, request_id)
-        await wait_for(lambda: scheduled(handle, "jobs.meter"), every=0.05)
-        await handle.cancel()
-        await wait_for(lambda: cancel_handled(handle), every=0.05)
-    try:
-        result = await handle.result()
-    finally:
-        await record_history(handle, "RADIANT_RECORD_CANCEL_HISTORY")  # tests/histories
+    result = await cancelled_while_metering(
+        thermal.engine, big.id, charge, "jobs.meter",
+        lambda: submit(job_client(thermal, app), big.name, request_id),
+    )  # fmt: skip
     assert result.billed > 0 and result.output is not None
     assert len(await charges(thermal, big.id, request_id)) == 1
 

@@ -30,8 +30,8 @@ from activities.llm.types import (
 )
 from activities.metering import usage_key
 from models_catalog.catalog import load_catalog
-from tests.fixtures.metering_hold import cancel_handled, metering_held, record_history, scheduled
-from tests.fixtures.waiting import failure_of, wait_for
+from tests.fixtures.metering_hold import cancelled_while_metering
+from tests.fixtures.waiting import failure_of
 from tests.llm.conftest import LLMHarness
 from workers.cli import llm as llm_cli
 from workers.inference_client import InferenceClient
@@ -171,18 +171,13 @@ async def test_a_cancel_while_the_call_is_metered_comes_too_late(llm: LLMHarness
         environment="test", model="gpt-4o", messages=HELLO,
     )  # fmt: skip
     wid = llm_workflow_id(tenant, "chat", req.request_id)
-    async with metering_held(llm.engine, tenant_id, usage_key(wid, "llm_call")):
-        handle = await llm.client.start_workflow(
+    answer = await cancelled_while_metering(
+        llm.engine, tenant_id, usage_key(wid, "llm_call"), "llm.meter",
+        lambda: llm.client.start_workflow(
             ChatCompletionWorkflow.run, req, id=wid, task_queue=llm.task_queue,
             result_type=LLMResponse,
-        )  # fmt: skip
-        await wait_for(lambda: scheduled(handle, "llm.meter"), every=0.05)
-        await handle.cancel()
-        await wait_for(lambda: cancel_handled(handle), every=0.05)
-    try:
-        answer = await handle.result()
-    finally:
-        await record_history(handle, "RADIANT_RECORD_CANCEL_HISTORY")  # tests/llm/histories
+        ),
+    )  # fmt: skip
     assert answer.content and answer.billed > 0
     assert len(await llm.ledger(tenant, wid)) == 1
 
