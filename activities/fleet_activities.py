@@ -262,7 +262,7 @@ class FleetActivities:
         gate = asyncio.Semaphore(SNAPSHOT_CONCURRENCY)
         recorded = list(await asyncio.gather(*(self._recorded(r, gate) for r in rows)))
         known = _known_names(inp, recorded, catalog)
-        owners = await asyncio.gather(*(self._owner(e.endpoint_name, known, gate) for e in listed))
+        owners = await asyncio.gather(*(self._owner(e, known, gate) for e in listed))
         scoped = [(e, o) for e, o in zip(listed, owners, strict=True) if in_scope(inp, o)]
         running = {r.endpoint_name for r in recorded if r.workflow_running}
         await asyncio.gather(
@@ -311,11 +311,11 @@ class FleetActivities:
         )
 
     async def _owner(
-        self, name: str, known: dict[str, tuple[str, str, str]], gate: asyncio.Semaphore
+        self, info: EndpointInfo, known: dict[str, tuple[str, str, str]], gate: asyncio.Semaphore
     ) -> EndpointOwner:
         async with gate:
-            tags = await self._tags(name)
-        return endpoint_owner(name, tags or {}, known)
+            tags = await self._tags(info)
+        return endpoint_owner(info.endpoint_name, tags or {}, known)
 
     async def _owner_running(self, owner: EndpointOwner, gate: asyncio.Semaphore) -> None:
         """An endpoint whose owner's workflow runs but has no row yet is not an orphan."""
@@ -324,13 +324,15 @@ class FleetActivities:
             async with gate:
                 owner.workflow_running = await self._running(wf_id)
 
-    async def _tags(self, name: str) -> dict[str, str] | None:
-        """None when the backend cannot read tags (nothing is then deletable) or the endpoint
-        is gone."""
+    async def _tags(self, info: EndpointInfo) -> dict[str, str] | None:
+        """The tags read with the description, else read now; None when the backend cannot
+        read tags (nothing is then deletable) or the endpoint is gone."""
+        if info.tags is not None:
+            return info.tags
         if not isinstance(self.backend, TagReader):
             return None
         try:
-            return await self.backend.endpoint_tags(name)
+            return await self.backend.endpoint_tags(info.endpoint_name)
         except BackendError as err:
             raise application_error(err) from err
 
@@ -363,7 +365,7 @@ class FleetActivities:
             return True
         if info is None:
             return True  # gone already (someone else)
-        owner = endpoint_owner(endpoint_name, await self._tags(endpoint_name) or {}, {})
+        owner = endpoint_owner(endpoint_name, await self._tags(info) or {}, {})
         await self._owner_running(owner, asyncio.Semaphore(1))
         if orphan_kind(info, owner, None) != "orphan":
             activity.logger.warning("endpoint %s is no longer a deletable orphan", endpoint_name)

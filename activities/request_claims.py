@@ -110,7 +110,9 @@ async def claim_request(
             if taken.rowcount == 1:
                 return None
         # Changed meanwhile (taken over, renewed by a new run, or completed): look again.
-    raise RuntimeError(f"request {request_key} changed hands {TAKEOVER_ROUNDS} times; retrying")
+    raise RuntimeError(  # retryable: the next attempt looks again
+        f"request {request_key} changed hands {TAKEOVER_ROUNDS} times while being claimed"
+    )
 
 
 async def lock_for_completion(conn: AsyncConnection, tenant_id: Any, claim: ClaimRef) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -212,7 +213,7 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
             start_to_close_timeout=METER_TIMEOUT,
             retry_policy=METER_RETRY,
         )
-        await finish_despite_cancel(meter)  # charged once it starts: too late to cancel
+        metered = await finish_despite_cancel(meter)  # charged once it starts: too late to cancel
     except ActivityError as err:
         raise _unwrap(err) from err
     finally:
@@ -236,7 +237,8 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
         embeddings=result.embeddings,
         finish_reason=result.finish_reason,
         usage=result.usage,
-        billed=result.cost.billed,
+        # Superseded: another workflow took the request over and charges it, not this one.
+        billed=Decimal(0) if metered.superseded else result.cost.billed,
         internal_cost=result.cost.internal_cost,
         selection=plan.explanation,
     )

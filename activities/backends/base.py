@@ -196,6 +196,9 @@ class EndpointInfo(BaseModel):
     async_inference: bool = False
     config_name: str | None = None  # EndpointConfig name (SageMaker) / config hash (local)
     status_message: str | None = None  # e.g. "1 of 3 instances exited" (local stand-in)
+    # The tags read with this description (None: not read). Kept out of payloads: only the
+    # reconcile's activities use them, to decide ownership without describing again.
+    tags: dict[str, str] | None = Field(default=None, exclude=True)
 
 
 class InvokeResult(BaseModel):

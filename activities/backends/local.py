@@ -385,6 +385,10 @@ class LocalStandInBackend:
         rec.desired_instance_count = len(rec.instances)
         rec.status, rec.failure_reason = "InService", reason
 
+    @staticmethod
+    def _tags_of(rec: LocalRecord) -> dict[str, str]:
+        return {**rec.spec.tags, TAG_MODEL: rec.model_id}
+
     def _info(self, rec: LocalRecord, probes: dict[str, Probe]) -> EndpointInfo:
         ready = [i for i in rec.instances if probes.get(i.instance_id) == "ready"]
         dead = [i for i in rec.instances if probes.get(i.instance_id) == "dead"]
@@ -411,6 +415,7 @@ class LocalStandInBackend:
             created_at=rec.created_at,
             async_inference=rec.spec.async_inference,
             config_name=rec.config_hash,
+            tags=self._tags_of(rec),
             status_message=message,
         )
 
@@ -596,7 +601,7 @@ class LocalStandInBackend:
 
         def read() -> dict[str, str] | None:
             rec = self._load(name)
-            return None if rec is None else {**rec.spec.tags, TAG_MODEL: rec.model_id}
+            return None if rec is None else self._tags_of(rec)
 
         return await asyncio.to_thread(read)
 

@@ -340,7 +340,8 @@ class SageMakerBackend:
         raw = await self._describe_raw(name)
         if raw is None:
             return None
-        return self._info(raw, (await self._tags_of(raw)).get(TAG_MODEL))
+        tags = await self._tags_of(raw)
+        return self._info(raw, tags.get(TAG_MODEL)).model_copy(update={"tags": dict(tags)})
 
     async def set_capacity(
         self, name: str, instance_count: int, min_instances: int, max_instances: int

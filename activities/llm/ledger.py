@@ -59,4 +59,8 @@ async def record_llm_usage(engine: AsyncEngine, inp: MeterInput) -> MeterResult:
     result = await MeteringActivities(engine).record_for_claim(
         RecordUsageRequest(tenant_id=entry.tenant_id, entries=[entry]), claim
     )
-    return MeterResult(idempotency_key=entry.idempotency_key, inserted=result.inserted == 1)
+    return MeterResult(
+        idempotency_key=entry.idempotency_key,
+        inserted=result.inserted == 1,
+        superseded=result.superseded,
+    )

@@ -161,6 +161,9 @@ class MeterInput(BaseModel):
 class MeterResult(BaseModel):
     idempotency_key: str
     inserted: bool  # False: a row with this key existed (a retry), nothing was written
+    # Another workflow took the request over (this one had stopped running): nothing was
+    # written, that workflow answers and charges the request.
+    superseded: bool = False
 
 
 class LLMResponse(BaseModel):

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import typer
+from sqlalchemy import update
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from typer.testing import CliRunner
 
+from activities.db.schema import request_claims
+from activities.db.tenancy import tenant_transaction
 from activities.llm.activities import LLMActivities
 from activities.llm.types import (
     ERR_ALREADY_ANSWERED,
@@ -29,9 +32,10 @@ from activities.llm.types import (
     llm_workflow_id,
 )
 from activities.metering import usage_key
+from activities.request_claims import llm_request_key
 from models_catalog.catalog import load_catalog
 from tests.fixtures.metering_hold import cancelled_while_metering
-from tests.fixtures.waiting import failure_of
+from tests.fixtures.waiting import failure_of, wait_for
 from tests.llm.conftest import LLMHarness
 from workers.cli import llm as llm_cli
 from workers.inference_client import InferenceClient
@@ -209,3 +213,40 @@ async def test_bad_plain_json_fails_the_request(llm: LLMHarness, change, kind, w
     assert isinstance(cause, ApplicationError) and cause.type == kind, cause
     assert words in cause.message
     assert len(llm.openai.posts()) == calls_before
+
+
+async def test_a_request_taken_over_during_its_call_reports_nothing_billed(llm: LLMHarness):
+    """Another workflow took the request's claim while this one's provider call ran (as after
+    a run on a worker from before claims): its meter records nothing, so it must not say the
+    tenant was billed."""
+    tenant = llm.tenant("t1")
+    tenant_id = await llm.tenant_id(tenant)
+    req = LLMRequest(
+        request_id=uuid.uuid4().hex[:12], tenant=tenant, app_id=llm.new_app(),
+        environment="test", model="gpt-4o", messages=HELLO,
+    )  # fmt: skip
+    wid = llm_workflow_id(tenant, "chat", req.request_id)
+    posts = len(llm.openai.posts())
+    llm.openai.behaviour.delay = 2.0
+    try:
+        handle = await llm.client.start_workflow(
+            ChatCompletionWorkflow.run, req, id=wid, task_queue=llm.task_queue,
+            result_type=LLMResponse,
+        )  # fmt: skip
+
+        async def calling() -> bool:  # claimed, and the provider call is running
+            return len(llm.openai.posts()) > posts
+
+        await wait_for(calling, every=0.05)
+        async with tenant_transaction(llm.engine, tenant_id) as conn:
+            taken = await conn.execute(
+                update(request_claims)
+                .where(request_claims.c.request_key == llm_request_key("chat", req.request_id))
+                .values(workflow_id="another-workflow")
+            )
+        assert taken.rowcount == 1
+        answer = await handle.result()
+    finally:
+        llm.openai.behaviour.delay = 0.0
+    assert answer.content and answer.billed == 0
+    assert await llm.ledger(tenant, wid) == []
