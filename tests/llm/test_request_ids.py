@@ -53,6 +53,16 @@ def client_for(llm: LLMHarness, tenant: str) -> InferenceClient:
     )  # fmt: skip
 
 
+async def new_chat(llm: LLMHarness) -> tuple[str, str, LLMRequest, str]:
+    """A fresh chat request of tenant t1: (tenant name, tenant id, request, workflow id)."""
+    tenant = llm.tenant("t1")
+    req = LLMRequest(
+        request_id=uuid.uuid4().hex[:12], tenant=tenant, app_id=llm.new_app(),
+        environment="test", model="gpt-4o", messages=HELLO,
+    )  # fmt: skip
+    return tenant, await llm.tenant_id(tenant), req, llm_workflow_id(tenant, "chat", req.request_id)
+
+
 async def test_tenants_do_not_share_request_ids(llm: LLMHarness):
     request_id = uuid.uuid4().hex[:12]
     a = await client_for(llm, llm.tenant("t1")).chat_completion(
@@ -168,13 +178,7 @@ async def test_cli_refuses_a_malformed_request_id(llm: LLMHarness, migrated_db, 
 async def test_a_cancel_while_the_call_is_metered_comes_too_late(llm: LLMHarness):
     """The provider answered and the charge is being recorded: a cancel then must not lose
     the answer the tenant pays for; the request completes."""
-    tenant = llm.tenant("t1")
-    tenant_id = await llm.tenant_id(tenant)
-    req = LLMRequest(
-        request_id=uuid.uuid4().hex[:12], tenant=tenant, app_id=llm.new_app(),
-        environment="test", model="gpt-4o", messages=HELLO,
-    )  # fmt: skip
-    wid = llm_workflow_id(tenant, "chat", req.request_id)
+    tenant, tenant_id, req, wid = await new_chat(llm)
     answer = await cancelled_while_metering(
         llm.engine, tenant_id, usage_key(wid, "llm_call"), "llm.meter",
         lambda: llm.client.start_workflow(
@@ -219,13 +223,7 @@ async def test_a_request_taken_over_during_its_call_reports_nothing_billed(llm: 
     """Another workflow took the request's claim while this one's provider call ran (as after
     a run on a worker from before claims): its meter records nothing, so it must not say the
     tenant was billed."""
-    tenant = llm.tenant("t1")
-    tenant_id = await llm.tenant_id(tenant)
-    req = LLMRequest(
-        request_id=uuid.uuid4().hex[:12], tenant=tenant, app_id=llm.new_app(),
-        environment="test", model="gpt-4o", messages=HELLO,
-    )  # fmt: skip
-    wid = llm_workflow_id(tenant, "chat", req.request_id)
+    tenant, tenant_id, req, wid = await new_chat(llm)
     posts = len(llm.openai.posts())
     llm.openai.behaviour.delay = 2.0
     try:
