@@ -100,18 +100,14 @@ async def test_ensure_starts_a_real_server_answering_ping(
     backend: LocalStandInBackend,
 ) -> None:
     s = spec()
-    started = time.monotonic()
     info = await backend.ensure_endpoint(s)
-    elapsed = time.monotonic() - started
     assert (info.status, info.instance_count, info.model_id) == ("InService", 1, "yolov8m")
-    assert elapsed < 5.0, f"ensure took {elapsed:.2f}s"
     rec = record(backend, s.endpoint_name)
     [inst] = rec["instances"]
     assert rec["status"] == "InService" and pid_alive(inst["pid"])
     async with httpx.AsyncClient() as client:
         ping = await client.get(f"http://127.0.0.1:{inst['port']}/ping")
     assert ping.status_code == 200 and ping.headers["x-radiant-instance"] == inst["instance_id"]
-    print(f"ensure from nothing: {elapsed:.3f}s")
 
 
 async def test_ensure_is_idempotent(backend: LocalStandInBackend, tmp_path: Path) -> None:

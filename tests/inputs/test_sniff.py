@@ -67,8 +67,9 @@ def test_tiff_with_and_without_geo_tags() -> None:
     assert sniff_content_type(mk.tiff_bytes([page])) == "image/geotiff"
 
 
-def test_file_name_and_declared_type_are_not_used() -> None:
-    # A WAV named like an image is a WAV: sniffing sees only bytes (no name parameter exists).
+def test_a_wav_is_recognised_by_its_bytes() -> None:
+    # Sniffing sees only bytes (it has no name parameter, so a WAV named like an image is a
+    # WAV); a declared type that disagrees is refused in test_validate.
     wav = mk.wav_bytes([0] * 100)
     assert sniff_content_type(wav) == "audio/wav"
 

@@ -4,7 +4,9 @@ registry schedules on a real Temporal dev server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -12,10 +14,10 @@ from sqlalchemy import text
 from temporalio.client import (
     ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     WorkflowFailureError,
 )
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from activities.db.engine import libpq_conninfo
 from activities.llm.registry_sync import RegistrySyncInput, RegistrySyncResult
@@ -28,6 +30,7 @@ from workers.llm_registration import (
     THERMAL_SCHEDULE_ID,
     registry_schedules,
 )
+from workers.schedules import RECONCILE_SCHEDULE_ID, ensure_schedules
 from workflows.registry_sync import RegistrySyncWorkflow
 
 pytestmark = pytest.mark.slow
@@ -172,21 +175,23 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
     assert every.total_seconds() == 300
     weekly = schedules[PRICING_SCHEDULE_ID].spec.calendars[0]
     assert [r.start for r in weekly.day_of_week] == [0] and [r.start for r in weekly.hour] == [0]
-    created = []
+    # The product's start-up path (every worker runs it): create, then bring up to date. A
+    # day-long reconcile interval, so the reconcile schedule never fires during the test.
+    daily = llm.settings.model_copy(update={"reconcile_interval_seconds": 86400})
     try:
-        for _ in range(2):  # twice: the second pass must not fail
-            for schedule_id, schedule in schedules.items():
-                try:
-                    await llm.client.create_schedule(schedule_id, schedule)
-                    created.append(schedule_id)
-                except ScheduleAlreadyRunningError:
-                    pass
-        assert sorted(created) == sorted(schedules)  # created once, the second pass skipped
+        assert sorted(await ensure_schedules(llm.client, daily)) == sorted(
+            [*schedules, RECONCILE_SCHEDULE_ID]
+        )
+        every_two_days = daily.model_copy(update={"reconcile_interval_seconds": 172800})
+        await ensure_schedules(llm.client, every_two_days)  # exists: updated, no error
+        reconcile = await llm.client.get_schedule_handle(RECONCILE_SCHEDULE_ID).describe()
+        assert reconcile.schedule.spec.intervals[0].every == timedelta(days=2)
         for schedule_id in schedules:  # what the Web UI lists
             desc = await llm.client.get_schedule_handle(schedule_id).describe()
             action_spec = desc.schedule.action
             assert isinstance(action_spec, ScheduleActionStartWorkflow)
             assert action_spec.workflow == "RegistrySyncWorkflow"
+            assert action_spec.task_queue == llm.task_queue
         handle = llm.client.get_schedule_handle(HEALTH_SCHEDULE_ID)
         await handle.trigger()
         for _ in range(100):
@@ -202,5 +207,6 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
         assert action.workflow_id.startswith("registry-sync/health/scheduled")
         assert result.status == "completed"
     finally:
-        for schedule_id in set(created):
-            await llm.client.get_schedule_handle(schedule_id).delete()
+        for schedule_id in [*schedules, RECONCILE_SCHEDULE_ID]:
+            with contextlib.suppress(RPCError):  # not created (ensure_schedules failed early)
+                await llm.client.get_schedule_handle(schedule_id).delete()

@@ -5,7 +5,6 @@ fallbacks; the served deployment recorded; catalog cost versus LiteLLM's; error 
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -302,13 +301,14 @@ async def test_provider_errors_are_classified(tmp_path: Path, status, err_type, 
 
 
 async def test_slow_provider_times_out_retryably(tmp_path: Path):
+    """The fake answers after 3 s: with the 0.5 s timeout the call gives up (without it, the
+    answer would come and nothing would be raised)."""
     with fake_server(FakeBehaviour(delay=3.0)) as slow:
         a = acts(tmp_path, {"openai-gpt-4o": {"api_base": slow.v1}}, timeout=0.5)
-        started = time.monotonic()
         with pytest.raises(ApplicationError) as err:
             await run_call(a, model_id="openai-gpt-4o", allow_fallbacks=False)
-        assert time.monotonic() - started < 2.5
     assert err.value.type == "ProviderUnavailable" and not err.value.non_retryable
+    assert "Timeout" in err.value.message
 
 
 def test_context_window_error_class():

@@ -120,19 +120,15 @@ async def test_provider_refusal_is_not_retried_and_not_metered(llm: LLMHarness):
                 model_key="openai-gpt-4o",
                 request_id=request_id,
                 allow_fallbacks=False,
-                messages=[{"role": "user", "content": "hi"}],
+                messages=(prompt := [{"role": "user", "content": f"hi {request_id}"}]),
             )
         )
     finally:
         llm.openai.behaviour.status = 200
     assert err.type == "ProviderRejected" and "AuthenticationError" in err.message
     assert await llm.ledger(llm.tenant("t1"), wf) == []
-    attempts = [
-        p
-        for p in llm.openai.posts()
-        if p["json"].get("messages") == [{"role": "user", "content": "hi"}]
-    ]
-    assert attempts  # (the earlier fallback test sent the same prompt once)
+    attempts = [p for p in llm.openai.posts() if p["json"].get("messages") == prompt]
+    assert len(attempts) == 1  # one call: a retried activity would have posted again
 
 
 async def test_completion_and_embedding(llm: LLMHarness):

@@ -6,7 +6,7 @@ hold no second copy of catalog facts; the last tests check rules against the rea
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -187,7 +187,8 @@ def test_uptime_cost(count, rate, start, end, since, cost) -> None:  # type: ign
 def test_uptime_hours_exact() -> None:
     assert uptime_hours(T0, T0 + timedelta(minutes=45)) == D("0.75")
     # Other time zones are the same instant.
-    est = T0.astimezone(datetime.now().astimezone().tzinfo)
+    est = T0.astimezone(timezone(timedelta(hours=-5)))
+    assert est.utcoffset() != timedelta(0)
     assert uptime_hours(est, T0 + timedelta(hours=1)) == D(1)
     # An interval that opened "after now" (clock skew) has not run yet.
     assert uptime_hours(NOW + timedelta(seconds=5), None, now=NOW) == 0

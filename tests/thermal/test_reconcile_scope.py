@@ -160,7 +160,8 @@ async def test_environment_scope_lists_only_its_own_environment(thermal: Thermal
     assert [e.endpoint_name for e in snap.endpoints] == [mine]
     snap = await ActivityEnvironment().run(acts.snapshot, ReconcileInput(environment="prod"))
     assert mine in [e.endpoint_name for e in snap.endpoints]
-    assert all(o.environment == "prod" for o in snap.owners or [])
+    assert len(snap.owners) == len(snap.endpoints)
+    assert all(o.environment == "prod" for o in snap.owners)
 
 
 async def test_app_scope_is_exact_for_prefix_apps_and_long_names(thermal: ThermalHarness):
@@ -174,7 +175,8 @@ async def test_app_scope_is_exact_for_prefix_apps_and_long_names(thermal: Therma
 
     snap = await ActivityEnvironment().run(acts.snapshot, ReconcileInput(app_id=app))
     assert sorted(e.endpoint_name for e in snap.endpoints) == sorted([mine, long_mine])
-    assert all(o.managed and o.app_id == app for o in snap.owners or [])
+    assert len(snap.owners) == len(snap.endpoints) == 2
+    assert all(o.managed and o.app_id == app for o in snap.owners)
 
 
 async def test_untagged_endpoint_of_the_scope_is_reported_never_deleted(

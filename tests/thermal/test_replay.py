@@ -14,6 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.fleet_activities import BulkSetInput, ReconcileInput
+from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.worker import ThermalHarness
 from workers.worker import WORKFLOWS
@@ -70,10 +71,29 @@ async def test_recorded_histories_replay(path: Path):
     await replayer().replay_workflow(history)
 
 
+# Histories of older code, each guarding a `workflow.patched` branch (or its absence): named
+# here so that losing one fails instead of silently dropping its replay case.
+GUARD_HISTORIES = {
+    "old-job-cancelled-warm-up",
+    "old-job-cancelled-while-metering",
+    "old-job-failed-hold",
+    "old-job-optional-not-held",
+    "old-job-vanished-endpoint",
+    "patched-job-cancelled-while-metering",
+    "thermal-automatic-unpriced",
+    "thermal-failed-scale-out",
+    "thermal-failed-warm-up",
+}
+
+
 def test_recorded_histories_exist():
     names = {p.stem for p in HISTORIES.glob("*.json")}
-    assert {"thermal", "bulk", "reconcile"} <= names, (
-        "record: RADIANT_RECORD_HISTORIES=1 pytest tests/thermal/test_replay.py"
-    )
+    # fresh: RADIANT_RECORD_HISTORIES=1 pytest tests/thermal/test_replay.py
     # one job history per operation: RADIANT_RECORD_HISTORIES=1 pytest tests/jobs -k end_to_end
-    assert len([n for n in names if n.startswith("job-")]) == 16
+    jobs = {
+        f"job-{s.id}-{op.id.replace('/', '-')}"
+        for s in load_catalog().services.values()
+        for op in s.operations
+    }
+    assert len(jobs) == 16
+    assert names == {"thermal", "bulk", "reconcile"} | jobs | GUARD_HISTORIES

@@ -36,8 +36,8 @@ def test_rows_sorted_within_horizon_and_plausible():
     med = {
         m: sorted(r.duration_s for r in rows if r.model_id == m) for m in {r.model_id for r in rows}
     }
-    if "c-3d" in med and "a-vision" in med:
-        assert med["c-3d"][len(med["c-3d"]) // 2] > 100 * med["a-vision"][len(med["a-vision"]) // 2]
+    assert {"c-3d", "a-vision"} <= set(med)  # seed 1 has both: the comparison always runs
+    assert med["c-3d"][len(med["c-3d"]) // 2] > 100 * med["a-vision"][len(med["a-vision"]) // 2]
 
 
 def test_a_models_stream_does_not_depend_on_the_others():
