@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.inputs.errors import (
+    InputConfigurationError,
     TransientInputError,
     human_bytes,
     invalid,
@@ -139,6 +140,19 @@ def _client_error_code(exc: Exception) -> tuple[str, int | None]:
     return code, status
 
 
+def _is_configuration_error(exc: Exception) -> bool:
+    """No credentials, no region, a malformed request: the same on every retry."""
+    from botocore.exceptions import (
+        NoCredentialsError,
+        NoRegionError,
+        ParamValidationError,
+        PartialCredentialsError,
+    )
+
+    errors = (NoCredentialsError, PartialCredentialsError, NoRegionError, ParamValidationError)
+    return isinstance(exc, errors)
+
+
 def _s3_error(exc: Exception, uri: str, action: str) -> Exception:
     from botocore.exceptions import ClientError
 
@@ -152,6 +166,11 @@ def _s3_error(exc: Exception, uri: str, action: str) -> Exception:
         if code in _TRANSIENT_CODES or (status is not None and status >= 500):
             return TransientInputError(f"{action} {uri} failed ({code or status}); will retry")
         return invalid(f"{action} {uri} failed: {code or status}: {exc}")
+    if _is_configuration_error(exc):  # retrying would hold the job at "validating input"
+        return InputConfigurationError(
+            f"this worker cannot read {uri}: {type(exc).__name__}: {exc} (configure AWS "
+            "credentials and region for the worker, or send the input inline or by path)"
+        )
     return TransientInputError(f"{action} {uri} failed: {type(exc).__name__}: {exc}")
 
 
