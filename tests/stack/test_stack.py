@@ -142,3 +142,27 @@ def test_demo_runs_every_operation(tmp_path: Path):
     ):
         assert f"done {key}" in out
     assert "Usage of demo-tenant" in out and "Web UI:" in out
+
+
+def test_a_second_stack_on_the_same_data_is_refused_and_touches_nothing(tmp_path: Path):
+    """A second `radiant up` on a data directory a stack serves: one line, exit 2, and the
+    first stack's model servers keep running (its way out used to stop them)."""
+    import asyncio
+
+    from activities.backends.local import LocalStandInBackend
+    from tests.backends.test_local import spec
+    from workers.cli.stack import stack_lock
+
+    data = tmp_path / "data"
+    backend = LocalStandInBackend(data)
+    info = asyncio.run(backend.ensure_endpoint(spec()))
+    try:
+        with stack_lock(data):  # the first stack
+            second = radiant("up", env=stack_env(data), timeout=60)
+        assert second.returncode == 2, second.stdout + second.stderr
+        lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "another radiant stack" in lines[0], second.stderr
+        still = asyncio.run(backend.describe_endpoint(info.endpoint_name))
+        assert still is not None and (still.status, still.instance_count) == ("InService", 1)
+    finally:
+        asyncio.run(backend.delete_endpoint(info.endpoint_name))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import typer
 
@@ -42,20 +45,52 @@ def prepare_database(settings: Settings) -> str:
 
 StackBody = Callable[[Settings], Awaitable[None]]
 
+STACK_LOCK = "stack.lock"
+
+
+@contextlib.contextmanager
+def stack_lock(data_dir: Path) -> Iterator[None]:
+    """One stack per data directory: a second `radiant up` / `demo` on the same data would
+    fight over its ports and, on the way out, stop the first one's model servers. An flock,
+    so a crashed stack never leaves it held."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / STACK_LOCK).open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            fail(
+                f"another radiant stack (pid {holder}) is running on {data_dir}; stop it first, "
+                "or give this one its own RADIANT_DATA_DIR"
+            )
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
 
 def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool = True) -> None:
     """Bring the embedded stack up, run `body` (if any) against it, then keep serving until
     Ctrl-C when `stay`; always stop everything it started on the way out."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with stack_lock(settings.data_dir):
+        _run_locked_stack(settings, body, stay)
+
+
+def _run_locked_stack(settings: Settings, body: StackBody | None, stay: bool) -> None:
     from activities.db.embedded import release_embedded_postgres
     from activities.db.errors import DatabaseError
     from models_catalog.errors import CatalogError
     from workers.temporal import TemporalUnavailableError, start_dev_server, stop_dev_server
     from workers.temporal import web_ui as temporal_web_ui
 
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     temporal: subprocess.Popen[bytes] | None = None
 
     def _terminate(*_: object) -> None:  # SIGTERM takes the same clean path as Ctrl-C
