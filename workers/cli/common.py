@@ -12,7 +12,11 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
 
@@ -55,6 +59,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(failure_message(exc))
     except RPCError as exc:
         fail(f"Temporal refused the request: {exc.message}")
+    except WorkflowQueryFailedError as exc:
+        fail(f"the workflow did not answer: {exc}")
+    except KeyboardInterrupt:
+        fail("interrupted", 130)  # Ctrl-C: one line, not a traceback
     except (SQLAlchemyOperationalError, psycopg.OperationalError) as exc:
         # Commands that read the database directly: one line, not a driver traceback.
         fail(f"the database is unavailable: {one_line(getattr(exc, 'orig', None) or exc)}")

@@ -11,14 +11,16 @@ import typer
 from rich.live import Live
 from rich.table import Table
 from sqlalchemy import text
-from temporalio.client import WorkflowUpdateStage
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateStage
+from temporalio.service import RPCError, RPCStatusCode
 
+from activities.backends.base import endpoint_name
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog, load_catalog
 from models_catalog.errors import CatalogError
 from models_catalog.types import ThermalState
-from workers.cli.common import console, emit_json, fail, run
+from workers.cli.common import console, emit_json, err_console, fail, run
 from workers.settings import Settings, get_settings
 from workers.temporal import connect
 from workflows.thermal import ModelThermalWorkflow
@@ -156,14 +158,45 @@ def show(
 ) -> None:
     """One model's live state, from its thermal workflow."""
     settings, app_id, env = _scope(app_id, env)
-    model_id = _deployable(_catalog(settings), model)
+    catalog = _catalog(settings)
+    model_id = _deployable(catalog, model)
 
     async def go() -> ThermalStatus:
         control = await _control(settings)
-        return await control.status(app_id, env, model_id)
+        try:
+            return await _loaded_status(control, app_id, env, model_id)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        # No thermal workflow yet (never used here): what `list` shows, the record or the
+        # catalog default.
+        row = (await _recorded(settings, app_id, env)).get(model_id)
+        return _unmanaged_status(catalog, app_id, env, model_id, row)
 
     st = run(go())
     emit_json(st) if as_json else console.print(_status_table([st]))
+
+
+def _unmanaged_status(
+    catalog: Catalog, app_id: str, env: str, model_id: str, row: dict[str, Any] | None
+) -> ThermalStatus:
+    default = catalog.model(model_id).thermal.default_state
+    return ThermalStatus(
+        app_id=app_id,
+        environment=env,
+        model_id=model_id,
+        endpoint_name=(row or {}).get("endpoint_name") or endpoint_name(app_id, env, model_id),
+        target_state=row["target_state"] if row else default,
+        current_state=row["current_state"] if row else default,
+        instance_count=row["instance_count"] if row else 0,
+        endpoint_status=None,
+        transitioning=False,
+        ready=False,
+        in_flight=0,
+        last_activity_at=row["last_activity_at"] if row else None,
+        last_error=row["last_error"] if row else None,
+        transitions=0,
+    )
 
 
 @app.command("set")
@@ -192,7 +225,7 @@ def set_state(
 def warm(
     model: str,
     wait: bool = typer.Option(False, "--wait", help="Show progress until the model is ready."),
-    deadline: float | None = typer.Option(None, help="Seconds to wait at most."),
+    deadline: float | None = typer.Option(None, min=1, help="Seconds to wait at most."),
     app_id: str | None = AppOpt,
     env: str | None = EnvOpt,
     as_json: bool = JsonOpt,
@@ -211,9 +244,16 @@ def warm(
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
         )
         if not wait:
-            return await control.status(app_id, env, model_id)
+            # Accepted is not started: an OFF model refuses the warm-up once its workflow has
+            # loaded its state, so look before saying anything.
+            st = await _loaded_status(control, app_id, env, model_id)
+            if st.target_state == ThermalState.OFF:
+                fail(f"model {model_id} is OFF in {app_id}/{env}; an admin must set it to "
+                     "COLD, WARM, HOT or AUTOMATIC before it can serve")  # fmt: skip
+            return st
         result = asyncio.ensure_future(handle.result())
-        with Live(console=console, refresh_per_second=4) as live:
+        # --json: stdout carries only the JSON, the live progress goes to stderr.
+        with Live(console=err_console if as_json else console, refresh_per_second=4) as live:
             while not result.done():
                 try:
                     st = await control.status(app_id, env, model_id)
@@ -230,6 +270,22 @@ def warm(
         emit_json(st)
     elif not wait:
         console.print(_status_table([st]))
+
+
+async def _loaded_status(
+    control: ThermalControl, app_id: str, env: str, model_id: str, limit_s: float = 60.0
+) -> ThermalStatus:
+    """The status once a just-started thermal workflow has loaded its state (its query says
+    "still starting" until then)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        try:
+            return await control.status(app_id, env, model_id)
+        except WorkflowQueryFailedError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 @app.command("bulk")
@@ -324,7 +380,7 @@ def reconcile(
 
 
 def watch(
-    since: int = typer.Option(10, help="Show this many earlier notifications first."),
+    since: int = typer.Option(10, min=0, help="Show this many earlier notifications first."),
     follow: bool = typer.Option(True, help="Keep following new notifications."),
     as_json: bool = JsonOpt,
 ) -> None:

@@ -1,0 +1,51 @@
+"""`radiant thermal show|warm` against a real worker: OFF refused without --wait too, JSON
+that parses, and models no workflow has touched yet."""
+
+from __future__ import annotations
+
+import json
+
+from models_catalog.catalog import load_catalog
+from models_catalog.types import ThermalState
+from tests.fixtures.cli import invoke_cli
+from tests.fixtures.worker import ThermalHarness
+from workflows.thermal_types import SetTargetRequest
+
+CATALOG = load_catalog()
+
+
+async def test_warm_without_wait_refuses_an_off_model(thermal: ThermalHarness, monkeypatch):
+    app = thermal.new_app()
+    await thermal.control.set_target(
+        app, "test", "yolov8n", SetTargetRequest(state=ThermalState.OFF)
+    )
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "warm", "yolov8n", "--app", app,
+                           "--env", "test")  # fmt: skip
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "yolov8n is OFF" in lines[0], res.stderr
+
+
+async def test_warm_wait_json_prints_only_json(thermal: ThermalHarness, monkeypatch):
+    """The live progress goes to stderr: stdout parses as the final status."""
+    app = thermal.new_app()
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "warm", "yolov8n", "--app", app,
+                           "--env", "test", "--wait", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    assert status["ready"] and status["instance_count"] >= 1 and status["model_id"] == "yolov8n"
+    await thermal.control.set_target(
+        app, "test", "yolov8n", SetTargetRequest(state=ThermalState.OFF)
+    )
+
+
+async def test_show_of_a_model_never_used_here(thermal: ThermalHarness, monkeypatch):
+    """No thermal workflow yet: the catalog default, as `thermal list` shows it."""
+    app = thermal.new_app()
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "show", "esm2-3b", "--app", app,
+                           "--env", "test", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    default = CATALOG.model("esm2-3b").thermal.default_state.value
+    assert (status["target_state"], status["current_state"]) == (default, default)
+    assert (status["instance_count"], status["ready"]) == (0, False)
