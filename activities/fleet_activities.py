@@ -362,6 +362,7 @@ class FleetActivities:
                 await self.backend.delete_endpoint(endpoint_name)
             except BackendError as err:
                 raise application_error(err) from err
+            await self._close_records(endpoint_name)
             return True
         if info is None:
             return True  # gone already (someone else)
@@ -374,7 +375,35 @@ class FleetActivities:
             await self.backend.delete_endpoint(endpoint_name)
         except BackendError as err:
             raise application_error(err) from err
+        await self._close_records(endpoint_name)
         return True
+
+    async def _close_records(self, endpoint_name: str) -> None:
+        """The deleted orphan's recorded state (its owner's workflow is not running, so
+        nothing else will): no instances and no open uptime interval. Left as they were, the
+        interval would accrue cost in `usage margin` and every reconcile would report drift
+        that no workflow can resync. Idempotent (a retry finds nothing left to change)."""
+        if self.engine is None:
+            return
+        params = {"ep": endpoint_name, "err": "endpoint deleted by the reconcile: no running "
+                  "thermal workflow owned it"}  # fmt: skip
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE thermal_states SET instance_count = 0, transitioning = false, "
+                    "current_state = CASE WHEN target_state = 'OFF' THEN 'OFF' ELSE 'COLD' END, "
+                    "last_error = :err, updated_at = now() "
+                    "WHERE endpoint_name = :ep AND instance_count > 0"
+                ),
+                params,
+            )
+            await conn.execute(
+                text(
+                    "UPDATE endpoint_uptime SET ended_at = now() "
+                    "WHERE endpoint_name = :ep AND ended_at IS NULL"
+                ),
+                params,
+            )
 
     @activity.defn(name="fleet.report")
     async def report(self, report: ReconcileReport) -> None:

@@ -457,3 +457,38 @@ async def run_reconcile(
         if with_history:
             return result, deleted, await handle.fetch_history()
     return result, deleted
+
+
+async def test_deleting_an_orphan_closes_its_recorded_state(thermal: ThermalHarness):
+    """A row (WARM, 1 instance, an open uptime interval) whose workflow is gone: once the
+    reconcile deletes the endpoint, the records say nothing runs and stop accruing cost."""
+    app = thermal.new_app()
+    backend = FakeBackend()
+    name = backend.add(app, "test", "yolov8n")
+    await record_rows(thermal, (app, "test", "yolov8n", 1))
+    async with thermal.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO endpoint_uptime (app_id, environment, model_id, endpoint_name, "
+                "instance_count, instance_type, billed_hourly, started_at) "
+                "VALUES (:a, 'test', 'yolov8n', :ep, 1, 'ml.g5.xlarge', 1.5, now())"
+            ),
+            {"a": app, "ep": name},
+        )
+    acts = FleetActivities(backend, thermal.engine, FakeTemporal())  # type: ignore[arg-type]
+    assert await ActivityEnvironment().run(acts.delete_orphan, name) is True
+    [row] = await thermal.rows(
+        "SELECT target_state, current_state, instance_count, last_error FROM thermal_states "
+        "WHERE app_id = :a",
+        a=app,
+    )
+    assert (row["target_state"], row["current_state"], row["instance_count"]) == (
+        "WARM",
+        "COLD",
+        0,
+    )
+    assert "deleted by the reconcile" in row["last_error"]
+    open_intervals = await thermal.rows(
+        "SELECT id FROM endpoint_uptime WHERE app_id = :a AND ended_at IS NULL", a=app
+    )
+    assert open_intervals == []
