@@ -68,9 +68,17 @@ def service_status(
     service: MidLevelService,
     thermal: dict[str, ModelThermalRow],
     admin_disabled: bool,
+    *,
+    by_default: bool = False,
 ) -> ServiceStatus:
+    """`by_default`: no admin ever set the flag, the catalog's default state disabled it."""
     if admin_disabled:
-        return ServiceStatus(service.id, ServiceState.DISABLED, "disabled by an admin")
+        reason = (
+            "disabled until an admin enables it (the catalog's default)"
+            if by_default
+            else "disabled by an admin"
+        )
+        return ServiceStatus(service.id, ServiceState.DISABLED, reason)
     # OFFLINE follows the service's own required models; a model only some operations need
     # (or an optional one) degrades the service, and those operations reject on their own.
     others = [m for op in service.operations for m in op.models] + service.optional_models

@@ -134,3 +134,16 @@ async def test_concurrent_refreshes_notify_a_change_once(
     await race(engine, held, app)
 
     assert await notifications(engine, app) == 1
+
+
+async def test_the_reason_says_who_disabled_a_service(engine: AsyncEngine):
+    """The seeds ship services DISABLED: a fresh scope must not claim an admin did it."""
+    app = f"r{uuid.uuid4().hex[:8]}"
+    fresh = {r.service_id: r for r in await refresh_service_states(engine, CATALOG, app, ENV)}
+    assert fresh["perception"].state.value == "DISABLED"
+    assert "catalog's default" in fresh["perception"].reason
+    await refresh_service_states(engine, CATALOG, app, ENV, set_disabled={"perception": False})
+    rows = await refresh_service_states(
+        engine, CATALOG, app, ENV, set_disabled={"perception": True}
+    )
+    assert {r.service_id: r.reason for r in rows}["perception"] == "disabled by an admin"
