@@ -109,3 +109,14 @@ def test_embedded_database_runs_for_the_duration_of_the_command(
             assert result.exit_code == 0 and "0002 (up to date)" in result.stdout
         finally:
             get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("args", [["tenants", "list"], ["thermal", "list"]])
+def test_a_database_never_migrated_says_what_to_run(
+    fresh_database: Callable[[], str], cli_env: Callable[[str], None], args: list[str]
+) -> None:
+    cli_env(fresh_database())
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "radiant db upgrade" in lines[0], result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
@@ -12,6 +13,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
     WorkflowFailureError,
     WorkflowQueryFailedError,
@@ -63,9 +65,29 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(f"the workflow did not answer: {exc}")
     except KeyboardInterrupt:
         fail("interrupted", 130)  # Ctrl-C: one line, not a traceback
-    except (SQLAlchemyOperationalError, psycopg.OperationalError) as exc:
+    except (SQLAlchemyError, psycopg.Error) as exc:
         # Commands that read the database directly: one line, not a driver traceback.
-        fail(f"the database is unavailable: {one_line(getattr(exc, 'orig', None) or exc)}")
+        if hint := not_migrated(exc):
+            fail(hint)
+        if isinstance(exc, SQLAlchemyOperationalError | psycopg.OperationalError):
+            fail(f"the database is unavailable: {one_line(getattr(exc, 'orig', None) or exc)}")
+        raise
+
+
+def not_migrated(exc: BaseException) -> str | None:
+    """The to-do for a database the migrations have not prepared yet: no tables, or no
+    application role (the migrations create both); None for any other error."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, psycopg.errors.UndefinedTable):
+        what = str(orig).strip().splitlines()[0]  # not the SQL position lines under it
+    elif found := re.search(r'role "[^"]+" does not exist', str(orig)):
+        what = found.group(0)
+    else:
+        return None
+    return (
+        f"the database is not migrated yet ({what}): run `radiant db upgrade`, or `radiant up`,"
+        " which migrates it"
+    )
 
 
 def emit_json(value: Any) -> None:

@@ -6,7 +6,7 @@ import json
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from workers.settings import get_settings
 
@@ -17,7 +17,10 @@ def show_config(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     if as_json:
         typer.echo(json.dumps(values, indent=2, default=str))
         return
-    table = Table("setting", "value", "environment variable")
+    # Values fold instead of being cut with "…" (a pipe has no terminal width to fit).
+    table = Table(
+        *(Column(h, overflow="fold") for h in ("setting", "value", "environment variable"))
+    )
     for name, value in values.items():
         table.add_row(name, "" if value is None else str(value), f"RADIANT_{name.upper()}")
     Console().print(table)

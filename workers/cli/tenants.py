@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from activities.db.engine import DatabaseUrls, mask_url
 from activities.db.errors import DatabaseError
 from activities.tenants import TIER_NAMES, TenantError, create_tenant, list_tenants
-from workers.cli.common import emit_json
+from workers.cli.common import emit_json, not_migrated
 
 EXIT_BAD_INPUT = 2
 
@@ -65,6 +65,8 @@ def database() -> Iterator[DatabaseUrls]:
     except (DatabaseError, TenantError) as err:
         fail(str(err))
     except SQLAlchemyError as err:
+        if hint := not_migrated(err):
+            fail(hint)
         orig = getattr(err, "orig", None) or err
         where = mask_url(urls.owner) if urls is not None else "the database"
         fail(f"database error at {where}: {str(orig).strip() or type(err).__name__}")
