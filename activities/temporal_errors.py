@@ -5,9 +5,18 @@ non-retryable types by the same names)."""
 from __future__ import annotations
 
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import BackendError
+
+
+def rejection(message: str, kind: str) -> ApplicationError:
+    """A request refused for the caller's own reason (unknown id, tier, malformed input):
+    final, and BENIGN, so the worker logs it at DEBUG instead of a WARNING with a traceback
+    (an ordinary refusal is no incident)."""
+    return ApplicationError(
+        message, type=kind, non_retryable=True, category=ApplicationErrorCategory.BENIGN
+    )
 
 
 def application_error(err: BackendError) -> ApplicationError:

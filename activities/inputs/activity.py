@@ -52,6 +52,7 @@ from activities.inputs.limits import BEFORE_OPTION, BEFORE_SCENE_OPERATIONS, siz
 from activities.inputs.policy import check_local_path, check_s3_uri
 from activities.inputs.reader import read_input, resolve_local_path, spool_inline
 from activities.inputs.validate import check_input
+from activities.temporal_errors import rejection
 from workflows.service_types import ERR_INVALID_INPUT, InputRef, ValidatedInput
 
 ERR_INPUT_READ_FAILED = "InputReadFailed"  # retryable: S3 throttling, 5xx, connection errors
@@ -235,8 +236,8 @@ class InputActivities:
     async def validate(self, req: ValidateRequest) -> ValidatedInput:
         try:
             return await asyncio.to_thread(self.validate_sync, req)
-        except InputValidationError as exc:
-            raise ApplicationError(exc.message, type=exc.type, non_retryable=True) from exc
+        except InputValidationError as exc:  # the caller's mistake: no traceback in the log
+            raise rejection(exc.message, exc.type) from exc
         except InputConfigurationError as exc:
             raise ApplicationError(str(exc), type=ERR_INPUT_CONFIGURATION,
                                    non_retryable=True) from exc  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from temporalio.exceptions import ApplicationErrorCategory
 
 from activities.inputs.activity import ERR_INPUT_READ_FAILED, InputActivities
 from tests.fixtures.validation import app_error, request, run, s3_client
@@ -49,6 +50,8 @@ def test_error_types_are_non_retryable(tmp_path: Path) -> None:
     acts = InputActivities(spool_dir=tmp_path)
     err = app_error(acts, request("perception/detect", InputRef(uri=str(tmp_path / "x"))))
     assert (err.type, err.non_retryable) == (ERR_INPUT_NOT_FOUND, True)
+    # the caller's mistake: logged by the worker at DEBUG, not as a WARNING with a traceback
+    assert err.category == ApplicationErrorCategory.BENIGN
     err = app_error(acts, request("perception/detect",
                                         InputRef(uri=str(SAMPLES["perception/detect"])),
                                         max_bytes=100))  # fmt: skip
