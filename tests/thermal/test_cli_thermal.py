@@ -49,3 +49,13 @@ async def test_show_of_a_model_never_used_here(thermal: ThermalHarness, monkeypa
     default = CATALOG.model("esm2-3b").thermal.default_state.value
     assert (status["target_state"], status["current_state"]) == (default, default)
     assert (status["instance_count"], status["ready"]) == (0, False)
+
+
+def test_watch_prints_backlog_and_live_times_alike():
+    """Backlog rows carry datetimes, live NOTIFY payloads ISO strings: one format for both."""
+    from datetime import UTC, datetime
+
+    from workers.cli.thermal import _iso
+
+    at = datetime(2026, 12, 3, 12, 13, 35, 570000, tzinfo=UTC)
+    assert _iso(at) == _iso("2026-12-03T12:13:35.57Z") == "2026-12-03T12:13:35.570Z"

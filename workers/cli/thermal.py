@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -131,7 +133,7 @@ def list_states(
             str(r["current_state"]),
             str(r["instance_count"]),
             "yes" if r["transitioning"] else "",
-            str(r["last_activity_at"] or "-"),
+            _iso(r["last_activity_at"]) if r["last_activity_at"] else "-",
             str(r["last_error"] or ""),
         )
     console.print(table)
@@ -389,6 +391,16 @@ def watch(
     run(_watch(settings, since, follow, as_json))
 
 
+def _iso(created: Any) -> str:
+    """Backlog rows (datetimes) and live notifications (ISO strings) printed alike."""
+    if isinstance(created, str):
+        with contextlib.suppress(ValueError):
+            created = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    if isinstance(created, datetime):
+        return created.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return str(created)
+
+
 async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) -> None:
     import psycopg
 
@@ -396,10 +408,12 @@ async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) ->
 
     def show_one(created: Any, kind: str, payload: dict[str, Any]) -> None:
         if as_json:
-            typer.echo(json.dumps({"created_at": str(created), "kind": kind, "payload": payload}))
+            typer.echo(json.dumps({"created_at": _iso(created), "kind": kind, "payload": payload}))
         else:
             what = payload.get("model_id") or payload.get("service_id") or ""
-            console.print(f"{created} [bold]{kind}[/] {what} {json.dumps(payload, default=str)}")
+            console.print(
+                f"{_iso(created)} [bold]{kind}[/] {what} {json.dumps(payload, default=str)}"
+            )
 
     conninfo = libpq_conninfo(resolve_database_urls(settings).app)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:

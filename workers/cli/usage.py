@@ -293,7 +293,8 @@ def report(
         )  # fmt: skip
     print_table(table)
     if not result.groups:
-        typer.echo(f"no usage recorded for {result.tenant.name}")
+        when = f" since {since_dt:%Y-%m-%d %H:%M} UTC" if since_dt is not None else ""
+        typer.echo(f"no usage recorded for {result.tenant.name}{when}")
 
 
 # ----------------------------------------------------------------------------- margin report
