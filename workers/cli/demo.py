@@ -162,7 +162,13 @@ def _summary(output: object) -> str:
     if isinstance(output, dict):
         parts = []
         for key, value in list(output.items())[:4]:
-            if isinstance(value, list):
+            if (
+                isinstance(value, list)
+                and len(value) <= 4
+                and all(isinstance(v, int | float) for v in value)
+            ):
+                parts.append(f"{key}: {value}")  # a size or a box, not a count
+            elif isinstance(value, list):
                 parts.append(f"{key}: {len(value)}")
             elif isinstance(value, str | int | float | bool) and len(str(value)) <= 20:
                 parts.append(f"{key}: {value}")
