@@ -39,20 +39,20 @@ from activities.metering import (
 )
 from activities.request_claims import ClaimRef, claim_request
 from activities.service_states import admin_disabled, load_admin_flags, load_thermal
-from activities.temporal_errors import application_error, from_update_failure
+from activities.temporal_errors import application_error, from_update_failure, rejection
 from activities.tenants import UnknownTenantError, get_tenant_async
 from activities.thermal_control import ThermalControl
 from models_catalog import pricing
 from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError
-from models_catalog.operation_options import option_problem
+from models_catalog.operation_options import option_problem, optional_model_problem
 from models_catalog.service_state import (
     ModelThermalRow,
     model_availability,
     service_status,
     uses_async_inference,
 )
-from models_catalog.types import ServiceState, ThermalState
+from models_catalog.types import ServiceOperation, ServiceState, ThermalState
 from workflows.service_types import (
     ERR_ALREADY_CHARGED,
     ERR_ALREADY_RUNNING,
@@ -90,7 +90,7 @@ def _already_charged(
 
 
 def _reject(message: str, kind: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
+    return rejection(message, kind)  # BENIGN: a refusal, logged without a traceback
 
 
 def _invoke_error(err: BackendError) -> ApplicationError:
@@ -260,9 +260,7 @@ class JobActivities:
                     ERR_MODEL_UNAVAILABLE,
                 )
 
-        steps, degraded = self._choose(
-            op.id, op.required_models, op.optional_models, req, thermal, tenant.tier
-        )
+        steps, degraded = self._choose(op, req, thermal, tenant.tier)
         needed = max([service.min_tier] + [self.catalog.model(s.model_id).min_tier for s in steps])
         if tenant.tier < needed:
             raise _reject(
@@ -348,9 +346,7 @@ class JobActivities:
 
     def _choose(
         self,
-        op_id: str,
-        required: list[str],
-        optional: list[str],
+        op: ServiceOperation,
         req: PlanRequest,
         thermal: dict[str, ModelThermalRow],
         tier: int,
@@ -358,20 +354,15 @@ class JobActivities:
         """Required models, with an optional model the caller asked for either replacing the
         required model of the same specialty or running as an extra step; an unavailable one
         is skipped and the job says so (graceful degradation, DESIGN 5)."""
+        required = op.required_models
         chosen = list(required)
         extras: list[str] = []
         degraded: list[str] = []
         for name in req.optional_models:
-            try:
-                model = self.catalog.model(name)
-            except CatalogError as exc:
-                raise _reject(str(exc), ERR_INVALID_INPUT) from None
-            if model.id not in optional:
-                raise _reject(
-                    f"{model.id} is not an option of {req.service}/{op_id}; options: "
-                    f"{', '.join(optional) or 'none'}",
-                    ERR_INVALID_INPUT,
-                )
+            # the same rule the job client applies before it starts a workflow
+            if problem := optional_model_problem(self.catalog, req.service, op, name):
+                raise _reject(problem, ERR_INVALID_INPUT)
+            model = self.catalog.model(name)
             ok, why = model_availability(self.catalog, model.id, thermal)
             if ok and model.min_tier > tier:
                 ok, why = False, f"{model.id} needs tier {model.min_tier}"

@@ -2,7 +2,9 @@
 `ServiceOperation.options`), so that a typo or a wrong type is refused by the plan, before a
 model warms up, instead of failing in the model server after the cost.
 
-Pure: the plan activity calls `option_problem` and turns a message into a non-retryable error.
+Pure: the plan activity calls `option_problem` and `optional_model_problem` and turns a message
+into a non-retryable error; the job client calls the same functions to refuse a bad request
+before it starts a workflow.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from models_catalog.catalog import Catalog
+from models_catalog.errors import CatalogError
 from models_catalog.types import OperationOption, ServiceOperation
 
 #: Band names a `bands` option may use (Harmonized Landsat Sentinel-2 order), and the ones every
@@ -29,6 +33,23 @@ def option_problem(service_id: str, op: ServiceOperation, options: dict[str, Any
             return f"{label} has no option {key!r} (its options: {known})"
         if (why := _value_problem(spec, value)) is not None:
             return f"options.{key} of {label} {why}, got {value!r}"
+    return None
+
+
+def optional_model_problem(
+    catalog: Catalog, service_id: str, op: ServiceOperation, name: str
+) -> str | None:
+    """None when `name` (an id or alias) is a deployable model and one of `op`'s optional
+    models; else one message (the catalog's for an unknown or registry-only model)."""
+    try:
+        model = catalog.model(name)
+    except CatalogError as exc:
+        return str(exc)
+    if model.id not in op.optional_models:
+        return (
+            f"{model.id} is not an option of {service_id}/{op.id}; options: "
+            f"{', '.join(op.optional_models) or 'none'}"
+        )
     return None
 
 

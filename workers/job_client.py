@@ -4,6 +4,10 @@
     handle = await client.submit("perception", "detect", tenant="acme", input_uri="/data/cat.png")
     result = await handle.result()          # ServiceResult
 
+`submit` checks the request against the catalog (service, operation, options, optional models)
+before it starts a workflow: a mistake raises at once instead of a job id that later fails.
+Tenants and input files are left to the worker's plan (the worker may run elsewhere).
+
 A request id names one job of a tenant: submitting the same (tenant, service, operation,
 request id) again returns the existing job, running or finished, instead of running (and
 billing) it again; only a job that failed or was cancelled (never charged) may run again.
@@ -24,10 +28,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecution, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from models_catalog.catalog import Catalog, load_catalog
+from models_catalog.operation_options import option_problem, optional_model_problem
 from workers.settings import Settings
 from workers.temporal import connect, web_ui
 from workflows import search_attributes as sa
@@ -57,10 +69,45 @@ def input_ref(reference: str, content_type: str | None = None) -> InputRef:
     return InputRef(uri=reference, content_type=content_type)
 
 
+class NotAJobError(ValueError):
+    """The workflow id names another kind of workflow (e.g. a model's thermal workflow)."""
+
+
+class JobEndedError(ValueError):
+    """The job already ended: there is nothing to cancel."""
+
+
 class JobClient:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self._catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog the requests are checked against, loaded on first use."""
+        if self._catalog is None:
+            self._catalog = load_catalog(self.settings.catalog_dir)
+        return self._catalog
+
+    def check_request(
+        self,
+        service: str,
+        operation: str,
+        options: dict[str, Any],
+        optional_models: list[str],
+    ) -> None:
+        """What the worker's plan would refuse for any tenant, refused before a workflow
+        exists: an unknown service or operation raises the catalog's `CatalogError`, a bad
+        option or optional model a ValueError. The plan stays the authority."""
+        svc = self.catalog.service(service)
+        op = self.catalog.operation(svc.id, operation)
+        # the plan's own checks and arguments, so the messages are the ones the job would fail with
+        if problem := option_problem(svc.id, op, options):
+            raise ValueError(problem)
+        for name in optional_models:
+            if problem := optional_model_problem(self.catalog, service, op, name):
+                raise ValueError(problem)
 
     @classmethod
     async def connect(cls, settings: Settings) -> JobClient:
@@ -85,6 +132,7 @@ class JobClient:
             raise ValueError(problem)
         if not tenant.strip():
             raise ValueError("tenant is empty")
+        self.check_request(service, operation, options or {}, optional_models or [])
         req = ServiceRequest(
             tenant=tenant.strip(), app_id=app_id or self.settings.app_id,
             environment=environment or self.settings.environment, user_id=user_id,
@@ -126,7 +174,20 @@ class JobClient:
             out.append(wf)
         return out
 
+    async def describe_job(self, workflow_id: str) -> WorkflowExecutionDescription:
+        """The job's description; NotAJobError when the id names another workflow type."""
+        desc = await self.handle(workflow_id).describe()
+        if desc.workflow_type != ServiceJobWorkflow.__name__:
+            raise NotAJobError(f"{workflow_id} is a {desc.workflow_type}, not a service job")
+        return desc
+
     async def cancel(self, workflow_id: str) -> None:
+        """Request cancellation of a running job; NotAJobError for another workflow type,
+        JobEndedError for a job that already ended (Temporal would accept and ignore it)."""
+        desc = await self.describe_job(workflow_id)
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            status = desc.status.name if desc.status else "unknown"
+            raise JobEndedError(f"{workflow_id} already ended: {status}; nothing to cancel")
         await self.handle(workflow_id).cancel()
 
     def web_ui_link(self, workflow_id: str) -> str:

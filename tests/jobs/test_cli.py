@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 from typer.testing import CliRunner
 
 from models_catalog.types import ThermalState
 from tests.fixtures.worker import ThermalHarness
+from tests.jobs.test_service_jobs import prepare, start_job
 from workers.cli.main import app as cli_app
+from workers.samples import SAMPLES
 from workers.settings import get_settings
+from workflows.service_job import ServiceJobWorkflow
+from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
 from workflows.thermal_types import SetTargetRequest, thermal_workflow_id
 
 
@@ -47,3 +56,111 @@ async def test_submit_of_a_missing_inline_file(thermal: ThermalHarness, tenants,
     assert res.exit_code == 2, res.output
     assert "cannot read the input /nonexistent/cat.png" in res.output
     assert "Traceback" not in res.output
+
+
+def one_error_line(res) -> str:
+    """The refusal: exit 2, nothing on stdout, exactly one line on stderr."""
+    assert res.exit_code == 2, res.output
+    assert res.stdout == "", res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    return lines[0]
+
+
+SUBMIT_REFUSALS = [
+    ("nosvc", "detect", [], "unknown service 'nosvc'"),
+    ("perception", "nosuch", [], "unknown operation 'nosuch' of service 'perception'"),
+    ("perception", "detect", ["--model", "nosuch"], "unknown model 'nosuch'"),
+    ("perception", "detect", ["--model", "sam2"], "sam2 is not an option of perception/detect"),
+    ("perception", "detect", ["--option", "min_scor=0.5"], "has no option 'min_scor'"),
+    ("perception", "detect", ["--option", "min_score=x"], "options.min_score of perception/detect"),
+]
+
+
+@pytest.mark.parametrize(("service", "operation", "extra", "words"), SUBMIT_REFUSALS)
+async def test_submit_without_wait_is_refused_before_any_workflow(
+    thermal: ThermalHarness, tenants, monkeypatch, service, operation, extra, words
+):
+    big, _ = tenants
+    request_id = uuid.uuid4().hex[:10]
+    res = await cli(
+        thermal, monkeypatch, "submit", service, operation, "--tenant", big.name,
+        "--input", str(SAMPLES["perception/detect"]), "--request-id", request_id, *extra,
+    )  # fmt: skip
+    assert words in one_error_line(res)
+    # no workflow was started: the would-be job id is unknown to Temporal
+    handle = thermal.client.get_workflow_handle(
+        job_workflow_id(big.name, service, operation, request_id)
+    )
+    with pytest.raises(RPCError) as info:
+        await handle.describe()
+    assert info.value.status == RPCStatusCode.NOT_FOUND
+
+
+async def test_jobs_cancel_of_another_workflow_type(thermal: ThermalHarness, monkeypatch):
+    app = thermal.new_app()
+    await thermal.control.set_target(
+        app, "test", "yolov8n", SetTargetRequest(state=ThermalState.COLD)
+    )
+    workflow_id = thermal_workflow_id(app, "test", "yolov8n")
+    res = await cli(thermal, monkeypatch, "jobs", "cancel", workflow_id)
+    line = one_error_line(res)
+    assert f"{workflow_id} is a ModelThermalWorkflow, not a service job" in line
+    desc = await thermal.client.get_workflow_handle(workflow_id).describe()
+    assert desc.status == WorkflowExecutionStatus.RUNNING  # left alone
+
+
+async def test_jobs_cancel_of_a_completed_job(thermal: ThermalHarness, tenants, monkeypatch):
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    handle = await start_job(thermal, app, big.name, "perception/detect")
+    await handle.result()
+    res = await cli(thermal, monkeypatch, "jobs", "cancel", handle.id)
+    assert f"{handle.id} already ended: COMPLETED; nothing to cancel" in one_error_line(res)
+
+
+async def idle_job(h: ThermalHarness) -> str:
+    """A job started on a task queue no worker polls: it stays RUNNING until ended by hand."""
+    request_id = uuid.uuid4().hex[:10]
+    req = ServiceRequest(
+        tenant="idle", app_id="idle", environment="test", request_id=request_id,
+        service="perception", operation="detect", input=InputRef(uri="/x"),
+    )  # fmt: skip
+    workflow_id = job_workflow_id("idle", "perception", "detect", request_id)
+    await h.client.start_workflow(
+        ServiceJobWorkflow.run, req, id=workflow_id, task_queue=f"idle-{request_id}"
+    )
+    return workflow_id
+
+
+async def test_jobs_cancel_of_a_running_job(thermal: ThermalHarness, monkeypatch):
+    workflow_id = await idle_job(thermal)
+    res = await cli(thermal, monkeypatch, "jobs", "cancel", workflow_id)
+    assert res.exit_code == 0, res.output
+    assert f"cancellation requested for {workflow_id}" in res.stdout
+    await thermal.client.get_workflow_handle(workflow_id).terminate("test done")
+
+
+async def test_jobs_show_of_a_failed_job_says_why(thermal: ThermalHarness, monkeypatch):
+    app = thermal.new_app()
+    tenant = f"nosuch-{uuid.uuid4().hex[:6]}"  # the plan refuses it: the job fails at once
+    handle = await start_job(thermal, app, tenant, "perception/detect")
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    res = await cli(thermal, monkeypatch, "jobs", "show", handle.id, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["status"] == "FAILED"
+    assert out["error"].startswith(f"unknown tenant {tenant!r}"), out
+
+
+async def test_jobs_show_of_a_terminated_job_is_just_the_status(
+    thermal: ThermalHarness, monkeypatch
+):
+    workflow_id = await idle_job(thermal)
+    await thermal.client.get_workflow_handle(workflow_id).terminate("test done")
+    res = await cli(thermal, monkeypatch, "jobs", "show", workflow_id, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["status"] == "TERMINATED" and "error" not in out and "result" not in out

@@ -8,11 +8,15 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from temporalio.client import (
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
 
-from workers.cli.common import console, emit_json, fail, run
-from workers.job_client import JobClient
+from workers.cli.common import console, emit_json, fail, failure_message, run
+from workers.job_client import JobClient, NotAJobError
 from workers.settings import get_settings
-from workflows.service_job import ServiceJobWorkflow
 
 app = typer.Typer(no_args_is_help=True)
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
@@ -113,9 +117,7 @@ def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
 
     async def go() -> dict[str, Any]:
         jobs = await JobClient.connect(settings)
-        desc = await jobs.handle(workflow_id).describe()
-        if desc.workflow_type != ServiceJobWorkflow.__name__:
-            fail(f"{workflow_id} is a {desc.workflow_type}, not a service job")
+        desc = await _describe_job(jobs, workflow_id)
         out: dict[str, Any] = {
             "workflow_id": workflow_id,
             "status": desc.status.name if desc.status else None,
@@ -126,6 +128,12 @@ def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
             out["progress"] = await jobs.progress(workflow_id)
         elif desc.status and desc.status.name == "COMPLETED":
             out["result"] = (await jobs.handle(workflow_id).result()).model_dump(mode="json")
+        elif desc.status == WorkflowExecutionStatus.FAILED:
+            # describe has no failure; the result raises it (cancelled etc.: the status says it)
+            try:
+                await jobs.handle(workflow_id).result()
+            except WorkflowFailureError as exc:
+                out["error"] = failure_message(exc)
         return out
 
     out = run(go())
@@ -166,6 +174,14 @@ def list_jobs(
     console.print(table)
 
 
+async def _describe_job(jobs: JobClient, workflow_id: str) -> WorkflowExecutionDescription:
+    """The job's description; one line and exit 2 for the id of another workflow type."""
+    try:
+        return await jobs.describe_job(workflow_id)
+    except NotAJobError as exc:
+        fail(str(exc))
+
+
 def _tenant_key():  # type: ignore[no-untyped-def]
     from workflows.search_attributes import TENANT
 
@@ -179,7 +195,10 @@ def cancel(workflow_id: str) -> None:
 
     async def go() -> None:
         jobs = await JobClient.connect(settings)
-        await jobs.cancel(workflow_id)
+        try:
+            await jobs.cancel(workflow_id)  # refuses another workflow type and an ended job
+        except ValueError as exc:
+            fail(str(exc))
 
     run(go())
     console.print(f"cancellation requested for {workflow_id}")
