@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
-from typer.testing import CliRunner
 
 from models_catalog.types import ThermalState
+from tests.fixtures.cli import invoke_cli
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_service_jobs import prepare, start_job
-from workers.cli.main import app as cli_app
 from workers.samples import SAMPLES
-from workers.settings import get_settings
 from workflows.service_job import ServiceJobWorkflow
 from workflows.service_types import InputRef, ServiceRequest, job_workflow_id
 from workflows.thermal_types import SetTargetRequest, thermal_workflow_id
 
-
-async def cli(h: ThermalHarness, monkeypatch, *args: str):
-    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", h.client.service_client.config.target_host)
-    monkeypatch.setenv("RADIANT_TEMPORAL_NAMESPACE", h.client.namespace)
-    monkeypatch.setenv("RADIANT_TASK_QUEUE", h.task_queue)
-    monkeypatch.setenv("RADIANT_DATA_DIR", str(h.settings.data_dir))
-    get_settings.cache_clear()
-    try:
-        return await asyncio.to_thread(CliRunner().invoke, cli_app, list(args))
-    finally:
-        get_settings.cache_clear()
+cli = invoke_cli  # the CLI against the harness's Temporal, database and task queue
 
 
 async def test_jobs_show_of_another_workflow_type(thermal: ThermalHarness, monkeypatch):
