@@ -164,11 +164,15 @@ class JobClient:
         return await self.handle(workflow_id).query(ServiceJobWorkflow.progress)
 
     async def list_jobs(
-        self, tenant: str | None = None, limit: int = 20
+        self, tenant: str | list[str] | None = None, limit: int = 20
     ) -> list[WorkflowExecution]:
+        """`tenant`: one spelling, or several (a job carries the one it was submitted with:
+        the tenant's name or its id)."""
         query = "WorkflowType = 'ServiceJobWorkflow'"
-        if tenant:
-            query += f" AND RadiantTenant = '{tenant.replace(chr(39), '')}'"
+        spellings = [tenant] if isinstance(tenant, str) else tenant or []
+        if spellings:
+            listed = ", ".join(f"'{t.replace(chr(39), '')}'" for t in spellings)
+            query += f" AND RadiantTenant IN ({listed})"
         out = []
         async for wf in self.client.list_workflows(query, limit=limit):
             out.append(wf)

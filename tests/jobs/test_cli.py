@@ -11,6 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from models_catalog.types import ThermalState
 from tests.fixtures.cli import invoke_cli
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_service_jobs import prepare, start_job
 from workers.samples import SAMPLES
@@ -151,3 +152,25 @@ async def test_jobs_show_of_a_terminated_job_is_just_the_status(
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["status"] == "TERMINATED" and "error" not in out and "result" not in out
+
+
+async def test_jobs_list_finds_a_tenants_jobs_by_name_or_id(
+    thermal: ThermalHarness, tenants, monkeypatch
+):
+    """A job carries the tenant spelling it was submitted with (here the name): listing by
+    the tenant's id finds it too; an unknown tenant is an error, not an empty list."""
+    big, _ = tenants
+    app = thermal.new_app()
+    await prepare(thermal, app, "perception", [])
+    handle = await start_job(thermal, app, big.name, "perception/detect")
+    await handle.result()
+
+    async def listed_by_id() -> bool:
+        res = await cli(thermal, monkeypatch, "jobs", "list", "--tenant", str(big.id), "--json",
+                        "--limit", "1000")  # fmt: skip
+        assert res.exit_code == 0, res.output
+        return handle.id in {j["workflow_id"] for j in json.loads(res.stdout)}
+
+    await wait_for(listed_by_id)  # visibility is eventually consistent
+    res = await cli(thermal, monkeypatch, "jobs", "list", "--tenant", "no-such-tenant")
+    assert res.exit_code == 2 and "no-such-tenant" in one_error_line(res)

@@ -152,6 +152,8 @@ def list_jobs(
     """Recent jobs (newest first), from Temporal's visibility store."""
     settings = get_settings()
 
+    spellings = _tenant_spellings(tenant) if tenant else None
+
     async def go() -> list[dict[str, Any]]:
         jobs = await JobClient.connect(settings)
         return [
@@ -161,7 +163,7 @@ def list_jobs(
                 "started": str(w.start_time),
                 "tenant": w.typed_search_attributes.get(_tenant_key()),
             }
-            for w in await jobs.list_jobs(tenant, limit)
+            for w in await jobs.list_jobs(spellings, limit)
         ]
 
     rows = run(go())
@@ -172,6 +174,17 @@ def list_jobs(
     for r in rows:
         table.add_row(r["workflow_id"], r["status"] or "", r["tenant"] or "", r["started"])
     console.print(table)
+
+
+def _tenant_spellings(tenant: str) -> list[str]:
+    """The tenant's name and id: a job carries the spelling it was submitted with. An unknown
+    tenant is one line and exit 2 (with suggestions), not an empty list."""
+    from activities.tenants import get_tenant
+    from workers.cli.tenants import database
+
+    with database() as urls:
+        record = get_tenant(urls.owner, tenant)
+    return [record.name, str(record.id)]
 
 
 async def _describe_job(jobs: JobClient, workflow_id: str) -> WorkflowExecutionDescription:
