@@ -379,31 +379,47 @@ class FleetActivities:
         return True
 
     async def _close_records(self, endpoint_name: str) -> None:
-        """The deleted orphan's recorded state (its owner's workflow is not running, so
-        nothing else will): no instances and no open uptime interval. Left as they were, the
-        interval would accrue cost in `usage margin` and every reconcile would report drift
-        that no workflow can resync. Idempotent (a retry finds nothing left to change)."""
+        """The deleted orphan's recorded state: no instances and no open uptime interval.
+        Left as they were, the interval would accrue cost in `usage margin` and every
+        reconcile would report drift that no workflow can resync. Only rows whose workflow
+        is (still) not running, looked up per (app, env, model): a workflow started since
+        records its own truth. Idempotent (a retry finds nothing left to change)."""
         if self.engine is None:
             return
-        params = {"ep": endpoint_name, "err": "endpoint deleted by the reconcile: no running "
-                  "thermal workflow owned it"}  # fmt: skip
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE thermal_states SET instance_count = 0, transitioning = false, "
-                    "current_state = CASE WHEN target_state = 'OFF' THEN 'OFF' ELSE 'COLD' END, "
-                    "last_error = :err, updated_at = now() "
-                    "WHERE endpoint_name = :ep AND instance_count > 0"
-                ),
-                params,
-            )
-            await conn.execute(
-                text(
-                    "UPDATE endpoint_uptime SET ended_at = now() "
-                    "WHERE endpoint_name = :ep AND ended_at IS NULL"
-                ),
-                params,
-            )
+        async with self.engine.connect() as conn:
+            owners = (
+                await conn.execute(
+                    text(
+                        "SELECT app_id, environment, model_id FROM thermal_states "
+                        "WHERE endpoint_name = :ep"
+                    ),
+                    {"ep": endpoint_name},
+                )
+            ).all()
+        reason = "endpoint deleted by the reconcile: no running thermal workflow owned it"
+        for app_id, env, model_id in owners:
+            if await self._running(thermal_workflow_id(app_id, env, model_id)):
+                continue
+            key = {"a": app_id, "e": env, "m": model_id, "ep": endpoint_name, "err": reason}
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "UPDATE thermal_states SET instance_count = 0, transitioning = false, "
+                        "current_state = CASE WHEN target_state = 'OFF' THEN 'OFF' "
+                        "ELSE 'COLD' END, last_error = :err, updated_at = now() "
+                        "WHERE app_id = :a AND environment = :e AND model_id = :m "
+                        "AND endpoint_name = :ep AND instance_count > 0"
+                    ),
+                    key,
+                )
+                await conn.execute(
+                    text(  # GREATEST: the interval opened on a worker's clock, never reversed
+                        "UPDATE endpoint_uptime SET ended_at = GREATEST(now(), started_at) "
+                        "WHERE app_id = :a AND environment = :e AND model_id = :m "
+                        "AND endpoint_name = :ep AND ended_at IS NULL"
+                    ),
+                    key,
+                )
 
     @activity.defn(name="fleet.report")
     async def report(self, report: ReconcileReport) -> None:

@@ -243,9 +243,7 @@ class JobActivities:
             flags = await load_admin_flags(conn, req.app_id, req.environment)
         await self._refuse_if_charged(str(tenant.id), tenant.name, service.id, op.id, request_id)
         disabled = admin_disabled(self.catalog, flags, service.id)
-        status = service_status(
-            self.catalog, service, thermal, disabled, by_default=service.id not in flags
-        )
+        status = service_status(self.catalog, service, thermal, disabled)
         if status.state in (ServiceState.DISABLED, ServiceState.OFFLINE):
             raise _reject(
                 f"service {service.id} is {status.state.value} in {req.app_id}/{req.environment}: "

@@ -123,9 +123,7 @@ async def refresh_service_states(
         flags.update(setting)
         for service in catalog.services.values():
             disabled = admin_disabled(catalog, flags, service.id)
-            status = service_status(
-                catalog, service, thermal, disabled, by_default=service.id not in flags
-            )
+            status = service_status(catalog, service, thermal, disabled)
             changed = previous.get(service.id) != status.state.value
             out.append(
                 ServiceStateRow(

@@ -68,14 +68,14 @@ def service_status(
     service: MidLevelService,
     thermal: dict[str, ModelThermalRow],
     admin_disabled: bool,
-    *,
-    by_default: bool = False,
 ) -> ServiceStatus:
-    """`by_default`: no admin ever set the flag, the catalog's default state disabled it."""
     if admin_disabled:
+        # A service the catalog ships DISABLED waits for an admin, whoever last set the flag
+        # (a refresh stores the default as the flag); only disabling one the catalog ships
+        # enabled is an admin's doing.
         reason = (
             "disabled until an admin enables it (the catalog's default)"
-            if by_default
+            if service.default_state == ServiceState.DISABLED
             else "disabled by an admin"
         )
         return ServiceStatus(service.id, ServiceState.DISABLED, reason)

@@ -47,7 +47,7 @@ from activities.llm.types import (
     WarmUpHoldResult,
 )
 from activities.request_claims import claim_request, llm_request_key
-from activities.temporal_errors import from_update_failure
+from activities.temporal_errors import from_update_failure, rejection
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import Catalog
 from models_catalog.errors import UnknownModelError
@@ -114,17 +114,13 @@ class LLMActivities:
         engine = self._engine()
         tenant = await find_tenant(engine, req.tenant)
         if tenant is None:
-            raise ApplicationError(
-                f"unknown tenant {req.tenant!r}", type=ERR_UNKNOWN_TENANT, non_retryable=True
-            )
+            raise rejection(f"unknown tenant {req.tenant!r}", ERR_UNKNOWN_TENANT)
         pinned = None
         if req.model:
             try:
                 pinned = resolve_any_model(self.catalog, req.model)[1]
             except UnknownModelError as err:
-                raise ApplicationError(
-                    str(err), type=ERR_UNKNOWN_MODEL, non_retryable=True
-                ) from err
+                raise rejection(str(err), ERR_UNKNOWN_MODEL) from err
         tokens = self._count_tokens(inp.kind, req, pinned)
         needed = tokens + ((req.max_tokens or 0) if inp.kind != "embedding" else 0)
         criteria = SelectionCriteria(
@@ -175,17 +171,15 @@ class LLMActivities:
         if conflict is None:
             return
         if conflict.running:
-            raise ApplicationError(
+            raise rejection(
                 f"request id {request_id} ({kind}) of this tenant is being answered by "
                 f"{conflict.workflow_id}; wait for that workflow's answer, or use a new request id",
-                type=ERR_ALREADY_RUNNING,
-                non_retryable=True,
+                ERR_ALREADY_RUNNING,
             )
-        raise ApplicationError(
+        raise rejection(
             f"request id {request_id} ({kind}) of this tenant was already answered (and charged) "
             f"by {conflict.workflow_id}; use a new request id to ask again",
-            type=ERR_ALREADY_ANSWERED,
-            non_retryable=True,
+            ERR_ALREADY_ANSWERED,
         )
 
     def _count_tokens(self, kind: str, req: LLMRequest, pinned: str | None) -> int:
@@ -332,17 +326,14 @@ def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) 
             if R_CONTEXT in codes
             else ERR_MODEL_UNAVAILABLE
         )
-        return ApplicationError(f"model {excl.describe()}", type=kind, non_retryable=True)
+        return rejection(f"model {excl.describe()}", kind)
     relevant = [e for e in excluded if e.does_task]
     if relevant and all(R_CONTEXT in e.codes for e in relevant):
-        return ApplicationError(
+        return rejection(
             f"the input (~{needed_tokens} tokens) exceeds the context window of every model "
             "that could serve it",
-            type=ERR_CONTEXT_WINDOW,
-            non_retryable=True,
+            ERR_CONTEXT_WINDOW,
         )
     reasons = "; ".join(e.describe() for e in relevant[:8])
     more = f" (+{len(relevant) - 8} more)" if len(relevant) > 8 else ""
-    return ApplicationError(
-        f"no model can serve this request: {reasons}{more}", type=ERR_NO_MODEL, non_retryable=True
-    )
+    return rejection(f"no model can serve this request: {reasons}{more}", ERR_NO_MODEL)

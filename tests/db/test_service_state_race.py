@@ -22,6 +22,7 @@ from activities import service_states
 from activities.db.engine import create_app_engine
 from activities.service_states import refresh_service_states
 from models_catalog.catalog import load_catalog
+from models_catalog.service_state import service_status
 from tests.fixtures.postgres import MigratedDb
 from tests.fixtures.waiting import wait_for
 
@@ -137,13 +138,13 @@ async def test_concurrent_refreshes_notify_a_change_once(
 
 
 async def test_the_reason_says_who_disabled_a_service(engine: AsyncEngine):
-    """The seeds ship services DISABLED: a fresh scope must not claim an admin did it."""
+    """The seeds ship services DISABLED: no refresh (the first stores the default as the
+    flag) may claim an admin did it; disabling a service the catalog ships enabled is."""
     app = f"r{uuid.uuid4().hex[:8]}"
-    fresh = {r.service_id: r for r in await refresh_service_states(engine, CATALOG, app, ENV)}
-    assert fresh["perception"].state.value == "DISABLED"
-    assert "catalog's default" in fresh["perception"].reason
-    await refresh_service_states(engine, CATALOG, app, ENV, set_disabled={"perception": False})
-    rows = await refresh_service_states(
-        engine, CATALOG, app, ENV, set_disabled={"perception": True}
-    )
-    assert {r.service_id: r.reason for r in rows}["perception"] == "disabled by an admin"
+    for _ in range(2):
+        rows = {r.service_id: r for r in await refresh_service_states(engine, CATALOG, app, ENV)}
+        assert rows["perception"].state.value == "DISABLED"
+        assert "catalog's default" in rows["perception"].reason
+    enabled = CATALOG.service("perception").model_copy(update={"default_state": "RUNNING"})
+    status = service_status(CATALOG, enabled, {}, admin_disabled=True)
+    assert (status.state.value, status.reason) == ("DISABLED", "disabled by an admin")

@@ -492,3 +492,23 @@ async def test_deleting_an_orphan_closes_its_recorded_state(thermal: ThermalHarn
         "SELECT id FROM endpoint_uptime WHERE app_id = :a AND ended_at IS NULL", a=app
     )
     assert open_intervals == []
+
+
+async def test_a_retried_orphan_delete_leaves_a_running_workflows_records(
+    thermal: ThermalHarness,
+):
+    """The retry finishing an earlier attempt's delete: a workflow started meanwhile for the
+    same model records its own truth, so its row is not touched."""
+    app = thermal.new_app()
+    backend = FakeBackend()
+    name = backend.add(app, "test", "yolov8n", status="Deleting")
+    await record_rows(thermal, (app, "test", "yolov8n", 1))
+    restarted = FakeTemporal(running={thermal_workflow_id(app, "test", "yolov8n")})
+    acts = FleetActivities(backend, thermal.engine, restarted)  # type: ignore[arg-type]
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2)
+    assert await retry.run(acts.delete_orphan, name) is True
+    [row] = await thermal.rows(
+        "SELECT current_state, instance_count FROM thermal_states WHERE app_id = :a", a=app
+    )
+    assert (row["current_state"], row["instance_count"]) == ("WARM", 1)
