@@ -44,6 +44,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.inputs.errors import (
     InputConfigurationError,
+    InputCredentialsError,
     InputValidationError,
     TransientInputError,
     invalid,
@@ -57,6 +58,7 @@ from workflows.service_types import ERR_INVALID_INPUT, InputRef, ValidatedInput
 
 ERR_INPUT_READ_FAILED = "InputReadFailed"  # retryable: S3 throttling, 5xx, connection errors
 ERR_INPUT_CONFIGURATION = "InputConfiguration"  # the worker's settings; retrying cannot help
+CREDENTIALS_ATTEMPTS = 3  # attempts that found no AWS credentials before the job fails
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 
 
@@ -238,6 +240,12 @@ class InputActivities:
             return await asyncio.to_thread(self.validate_sync, req)
         except InputValidationError as exc:  # the caller's mistake: no traceback in the log
             raise rejection(exc.message, exc.type) from exc
+        except InputCredentialsError as exc:
+            # Final only once a few attempts agree (a credential endpoint may blink).
+            if activity.info().attempt < CREDENTIALS_ATTEMPTS:
+                raise ApplicationError(str(exc), type=ERR_INPUT_READ_FAILED) from exc
+            raise ApplicationError(str(exc), type=ERR_INPUT_CONFIGURATION,
+                                   non_retryable=True) from exc  # fmt: skip
         except InputConfigurationError as exc:
             raise ApplicationError(str(exc), type=ERR_INPUT_CONFIGURATION,
                                    non_retryable=True) from exc  # fmt: skip

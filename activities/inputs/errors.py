@@ -28,6 +28,11 @@ class InputConfigurationError(RuntimeError):
     same worker cannot fix it, so the job fails at once with the operator's to-do."""
 
 
+class InputCredentialsError(InputConfigurationError):
+    """The worker found no AWS credentials or region. Usually its configuration; on EC2, ECS or
+    EKS also a moment's failure of the credential endpoint: a few retries, then final."""
+
+
 def invalid(message: str) -> InputValidationError:
     return InputValidationError(ERR_INVALID_INPUT, message)
 

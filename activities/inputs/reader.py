@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.inputs.errors import (
-    InputConfigurationError,
+    InputCredentialsError,
     TransientInputError,
     human_bytes,
     invalid,
@@ -140,21 +140,14 @@ def _client_error_code(exc: Exception) -> tuple[str, int | None]:
     return code, status
 
 
-def _is_configuration_error(exc: Exception) -> bool:
-    """No credentials, no region, a malformed request: the same on every retry."""
-    from botocore.exceptions import (
-        NoCredentialsError,
-        NoRegionError,
-        ParamValidationError,
-        PartialCredentialsError,
-    )
+def _is_credentials_error(exc: Exception) -> bool:
+    from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError
 
-    errors = (NoCredentialsError, PartialCredentialsError, NoRegionError, ParamValidationError)
-    return isinstance(exc, errors)
+    return isinstance(exc, NoCredentialsError | PartialCredentialsError | NoRegionError)
 
 
 def _s3_error(exc: Exception, uri: str, action: str) -> Exception:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, ParamValidationError
 
     if isinstance(exc, ClientError):
         code, status = _client_error_code(exc)
@@ -166,8 +159,10 @@ def _s3_error(exc: Exception, uri: str, action: str) -> Exception:
         if code in _TRANSIENT_CODES or (status is not None and status >= 500):
             return TransientInputError(f"{action} {uri} failed ({code or status}); will retry")
         return invalid(f"{action} {uri} failed: {code or status}: {exc}")
-    if _is_configuration_error(exc):  # retrying would hold the job at "validating input"
-        return InputConfigurationError(
+    if isinstance(exc, ParamValidationError):  # e.g. a bucket name S3 cannot take
+        return invalid(f"{action} {uri} refused: {exc}")
+    if _is_credentials_error(exc):  # retried a few times, then final (see the activity)
+        return InputCredentialsError(
             f"this worker cannot read {uri}: {type(exc).__name__}: {exc} (configure AWS "
             "credentials and region for the worker, or send the input inline or by path)"
         )

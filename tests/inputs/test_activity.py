@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import io
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from temporalio.exceptions import ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.testing import ActivityEnvironment
 
-from activities.inputs.activity import ERR_INPUT_READ_FAILED, InputActivities
-from tests.fixtures.validation import app_error, request, run, s3_client
+from activities.inputs.activity import (
+    CREDENTIALS_ATTEMPTS,
+    ERR_INPUT_CONFIGURATION,
+    ERR_INPUT_READ_FAILED,
+    InputActivities,
+)
+from tests.fixtures.validation import (
+    app_error,
+    client_without_credentials,
+    request,
+    run,
+    s3_client,
+)
 from workers.samples import SAMPLES
 from workflows.service_types import (
     ERR_INPUT_NOT_FOUND,
@@ -118,3 +133,19 @@ def test_inline_on_sagemaker_is_uploaded(tmp_path: Path) -> None:
                                       backend="sagemaker"))  # fmt: skip
         stub.assert_no_pending_responses()
     assert out.location.startswith("s3://spool/inline/") and out.location.endswith(out.sha256)
+
+
+def test_s3_without_credentials_fails_the_job_after_a_few_attempts(monkeypatch) -> None:
+    acts = InputActivities(s3_client=client_without_credentials(monkeypatch))
+    req = request("perception/detect", InputRef(uri="s3://inputs/a.png"), backend="sagemaker")
+    cases = [
+        (1, ERR_INPUT_READ_FAILED, False),
+        (CREDENTIALS_ATTEMPTS, ERR_INPUT_CONFIGURATION, True),
+    ]
+    for attempt, kind, final in cases:
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, attempt=attempt)
+        with pytest.raises(ApplicationError) as info:
+            asyncio.run(env.run(acts.validate, req))
+        assert (info.value.type, info.value.non_retryable) == (kind, final)
+        assert "cannot read s3://inputs/a.png" in info.value.message

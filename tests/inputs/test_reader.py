@@ -14,11 +14,12 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from activities.inputs.errors import (
-    InputConfigurationError,
+    InputCredentialsError,
     InputValidationError,
     TransientInputError,
 )
 from activities.inputs.reader import read_input, spool_inline
+from tests.fixtures.validation import client_without_credentials
 from workers.samples import SAMPLES
 from workflows.service_types import (
     ERR_INPUT_NOT_FOUND,
@@ -221,13 +222,8 @@ def test_inline_upload_to_s3_for_sagemaker() -> None:
 
 
 def test_s3_without_credentials_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker with no AWS credentials: every retry fails the same, so the job must fail at
-    once with the operator's to-do instead of retrying forever at "validating input"."""
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role lookup
-    client = boto3.Session().client("s3", region_name="us-east-1")
-    with pytest.raises(InputConfigurationError, match="NoCredentialsError.*credentials"):
+    """A worker with no AWS credentials: the job must not retry forever at "validating
+    input" (the activity makes it final after a few attempts)."""
+    client = client_without_credentials(monkeypatch)
+    with pytest.raises(InputCredentialsError, match="NoCredentialsError.*credentials"):
         read_input(InputRef(uri="s3://inputs/x.png"), max_bytes=100, s3_client=client)
