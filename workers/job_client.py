@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -103,7 +104,8 @@ class JobClient:
         svc = self.catalog.service(service)
         op = self.catalog.operation(svc.id, operation)
         # the plan's own checks and arguments, so the messages are the ones the job would fail with
-        if problem := option_problem(svc.id, op, options):
+        # As the worker sees them: JSON (a tuple arrives as a list)
+        if problem := option_problem(svc.id, op, to_jsonable_python(options)):
             raise ValueError(problem)
         for name in optional_models:
             if problem := optional_model_problem(self.catalog, service, op, name):

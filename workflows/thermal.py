@@ -68,6 +68,7 @@ AUTOSCALING_AFTER_CREATE_PATCH = "autoscaling-after-create"
 CLEANUP_HALF_MADE_PATCH = "cleanup-half-made"
 #: A failed scale of an endpoint that still serves is retried with backoff, not blocked.
 CAPACITY_BACKOFF_PATCH = "capacity-backoff"
+STILL_STARTING = "thermal workflow is still starting"  # the status query before the first load
 #: A failed transition is recorded before waiting callers hear of it; before, after.
 RECORD_BEFORE_FAILURE_PATCH = "record-before-failure"
 DEFAULT_CAPACITY_RETRY_S = 30.0
@@ -750,8 +751,8 @@ class ModelThermalWorkflow:
     def _status(self) -> ThermalStatus:
         s = self.s
         spec_name = self.spec.endpoint_name if self.spec else ""
-        if s is None:
-            raise ApplicationError("thermal workflow is still starting")
+        if s is None:  # the model cannot be managed (unknown, not deployable): say why
+            raise ApplicationError(self.fatal.message if self.fatal else STILL_STARTING)
         return ThermalStatus(
             app_id=self.inp.app_id,
             environment=self.inp.environment,

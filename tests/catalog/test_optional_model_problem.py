@@ -47,3 +47,14 @@ def test_an_optional_model_of_the_operation(key: str, name: str) -> None:
 def test_not_an_optional_model(key: str, name: str, words: str) -> None:
     found = problem(key, name)
     assert found is not None and words in found
+
+
+def test_the_job_client_checks_options_as_the_worker_will_see_them():
+    """A tuple travels as a JSON list: the client must not refuse what the plan accepts."""
+    from workers.job_client import JobClient
+    from workers.settings import Settings
+
+    jobs = JobClient(None, Settings())  # type: ignore[arg-type] - no Temporal call made
+    jobs.check_request("perception", "segment", {"box": (1, 2, 30, 40)}, [])
+    with pytest.raises(ValueError, match="box"):
+        jobs.check_request("perception", "segment", {"box": (1, 2)}, [])

@@ -120,3 +120,22 @@ def test_a_database_never_migrated_says_what_to_run(
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "radiant db upgrade" in lines[0], result.stderr
+
+
+def test_only_the_application_role_missing_means_not_migrated(monkeypatch) -> None:
+    """The migrations create the application role; a mistyped owner user is another error."""
+    import psycopg
+
+    from workers.cli.common import not_migrated
+
+    monkeypatch.delenv("RADIANT_APP_DATABASE_URL", raising=False)
+    monkeypatch.setenv("RADIANT_APP_DB_USER", "radiant_app")
+    get_settings.cache_clear()
+    try:
+        missing = 'connection failed: FATAL:  role "{}" does not exist'
+        assert "radiant db upgrade" in (
+            not_migrated(psycopg.OperationalError(missing.format("radiant_app"))) or ""
+        )
+        assert not_migrated(psycopg.OperationalError(missing.format("postgress"))) is None
+    finally:
+        get_settings.cache_clear()

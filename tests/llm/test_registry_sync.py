@@ -176,7 +176,8 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
     weekly = schedules[PRICING_SCHEDULE_ID].spec.calendars[0]
     assert [r.start for r in weekly.day_of_week] == [0] and [r.start for r in weekly.hour] == [0]
     # The product's start-up path (every worker runs it): create, then bring up to date. A
-    # day-long reconcile interval, so the reconcile schedule never fires during the test.
+    # day-long reconcile interval (aligned to the epoch, so it could fire only at 00:00 UTC,
+    # and then only report: no --delete-orphans), deleted again below.
     daily = llm.settings.model_copy(update={"reconcile_interval_seconds": 86400})
     try:
         assert sorted(await ensure_schedules(llm.client, daily)) == sorted(

@@ -54,11 +54,13 @@ def client_for(llm: LLMHarness, tenant: str) -> InferenceClient:
 
 
 async def new_chat(llm: LLMHarness) -> tuple[str, str, LLMRequest, str]:
-    """A fresh chat request of tenant t1: (tenant name, tenant id, request, workflow id)."""
+    """A fresh chat request of tenant t1, its prompt unique (its provider call can be told
+    apart): (tenant name, tenant id, request, workflow id)."""
     tenant = llm.tenant("t1")
+    request_id = uuid.uuid4().hex[:12]
     req = LLMRequest(
-        request_id=uuid.uuid4().hex[:12], tenant=tenant, app_id=llm.new_app(),
-        environment="test", model="gpt-4o", messages=HELLO,
+        request_id=request_id, tenant=tenant, app_id=llm.new_app(), environment="test",
+        model="gpt-4o", messages=[{"role": "user", "content": f"Hello {request_id}!"}],
     )  # fmt: skip
     return tenant, await llm.tenant_id(tenant), req, llm_workflow_id(tenant, "chat", req.request_id)
 
@@ -224,7 +226,6 @@ async def test_a_request_taken_over_during_its_call_reports_nothing_billed(llm: 
     a run on a worker from before claims): its meter records nothing, so it must not say the
     tenant was billed."""
     tenant, tenant_id, req, wid = await new_chat(llm)
-    posts = len(llm.openai.posts())
     llm.openai.behaviour.delay = 2.0
     try:
         handle = await llm.client.start_workflow(
@@ -232,8 +233,8 @@ async def test_a_request_taken_over_during_its_call_reports_nothing_billed(llm: 
             result_type=LLMResponse,
         )  # fmt: skip
 
-        async def calling() -> bool:  # claimed, and the provider call is running
-            return len(llm.openai.posts()) > posts
+        async def calling() -> bool:  # claimed, and this request's provider call is running
+            return any(p["json"].get("messages") == req.messages for p in llm.openai.posts())
 
         await wait_for(calling, every=0.05)
         async with tenant_transaction(llm.engine, tenant_id) as conn:

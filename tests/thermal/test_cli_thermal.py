@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.cli import invoke_cli
@@ -59,3 +61,19 @@ def test_watch_prints_backlog_and_live_times_alike():
 
     at = datetime(2026, 12, 3, 12, 13, 35, 570000, tzinfo=UTC)
     assert _iso(at) == _iso("2026-12-03T12:13:35.57Z") == "2026-12-03T12:13:35.570Z"
+
+
+async def test_status_of_a_model_the_worker_cannot_manage_says_why(thermal: ThermalHarness):
+    """A model the worker's catalog does not know (its catalog differs from the CLI's): the
+    status answers with the workflow's reason at once, not "still starting" until a timeout."""
+    from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+
+    from workers.cli.thermal import _loaded_status
+
+    app = thermal.new_app()
+    with pytest.raises(WorkflowUpdateFailedError):
+        await thermal.control.set_target(
+            app, "test", "no-such-model", SetTargetRequest(state=ThermalState.COLD)
+        )
+    with pytest.raises(WorkflowQueryFailedError, match="no-such-model"):
+        await _loaded_status(thermal.control, app, "test", "no-such-model", limit_s=5)

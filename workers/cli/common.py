@@ -62,7 +62,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except RPCError as exc:
         fail(f"Temporal refused the request: {exc.message}")
     except WorkflowQueryFailedError as exc:
-        fail(f"the workflow did not answer: {exc}")
+        fail(str(exc))  # the workflow's own words (e.g. why the model cannot be managed)
     except KeyboardInterrupt:
         fail("interrupted", 130)  # Ctrl-C: one line, not a traceback
     except (SQLAlchemyError, psycopg.Error) as exc:
@@ -74,14 +74,26 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+def _app_role() -> str:
+    """The application role's name, as configured (the migrations create it)."""
+    from sqlalchemy.engine import make_url
+
+    from workers.settings import get_settings
+
+    settings = get_settings()
+    if settings.app_database_url is not None:
+        return make_url(settings.app_database_url.get_secret_value()).username or ""
+    return settings.app_db_user
+
+
 def not_migrated(exc: BaseException) -> str | None:
     """The to-do for a database the migrations have not prepared yet: no tables, or no
     application role (the migrations create both); None for any other error."""
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, psycopg.errors.UndefinedTable):
         what = str(orig).strip().splitlines()[0]  # not the SQL position lines under it
-    elif found := re.search(r'role "[^"]+" does not exist', str(orig)):
-        what = found.group(0)
+    elif found := re.search(rf'role "{re.escape(_app_role())}" does not exist', str(orig)):
+        what = found.group(0)  # the role the migrations create (not a mistyped owner user)
     else:
         return None
     return (

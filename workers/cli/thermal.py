@@ -25,7 +25,7 @@ from models_catalog.types import ThermalState
 from workers.cli.common import console, emit_json, err_console, fail, run
 from workers.settings import Settings, get_settings
 from workers.temporal import connect
-from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal import STILL_STARTING, ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
 from workflows.thermal_types import SetTargetRequest, ThermalStatus, WarmUpRequest
 
@@ -284,9 +284,9 @@ async def _loaded_status(
     while True:
         try:
             return await control.status(app_id, env, model_id)
-        except WorkflowQueryFailedError:
-            if loop.time() > deadline:
-                raise
+        except WorkflowQueryFailedError as exc:
+            if STILL_STARTING not in str(exc) or loop.time() > deadline:
+                raise  # e.g. the model cannot be managed: the workflow's reason, at once
             await asyncio.sleep(0.2)
 
 
