@@ -118,10 +118,11 @@ class InferenceClient:
                 req,
                 id=workflow_id,
                 task_queue=self.task_queue,
-                # Same request id: join the running request, or read the finished one's answer;
-                # never call (and bill) twice.
+                # Same request id: join the running request, or read the answered one's
+                # answer (never call and bill twice); one that failed or was cancelled was
+                # never charged, so it may run again (as jobs do; its claim is taken over).
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=TypedSearchAttributes(pairs),
             )
         except WorkflowAlreadyStartedError:

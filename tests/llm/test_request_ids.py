@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 from sqlalchemy import update
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from typer.testing import CliRunner
@@ -249,3 +250,21 @@ async def test_a_request_taken_over_during_its_call_reports_nothing_billed(llm: 
         llm.openai.behaviour.delay = 0.0
     assert answer.content and answer.billed == 0
     assert await llm.ledger(tenant, wid) == []
+
+
+async def test_a_failed_request_id_runs_again(llm: LLMHarness):
+    """Refused by the provider (never charged): the same request id asked again runs a new
+    request, as a failed job's does, instead of returning the old failure forever."""
+    c = client_for(llm, llm.tenant("t1"))
+    request_id = uuid.uuid4().hex[:12]
+    llm.openai.behaviour.status = 401
+    try:
+        with pytest.raises(WorkflowFailureError) as first:
+            await c.chat_completion("gpt-4o", HELLO, request_id=request_id, allow_fallbacks=False)
+    finally:
+        llm.openai.behaviour.status = 200
+    cause = first.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ProviderRejected"
+    again = await c.chat_completion("gpt-4o", HELLO, request_id=request_id, allow_fallbacks=False)
+    assert again.content and again.billed > 0
+    assert len(await llm.ledger(llm.tenant("t1"), again.workflow_id)) == 1
