@@ -174,3 +174,21 @@ async def test_jobs_list_finds_a_tenants_jobs_by_name_or_id(
     await wait_for(listed_by_id)  # visibility is eventually consistent
     res = await cli(thermal, monkeypatch, "jobs", "list", "--tenant", "no-such-tenant")
     assert res.exit_code == 2 and "no-such-tenant" in one_error_line(res)
+
+
+def test_a_long_result_is_cut_after_rendering(capsys):
+    """`submit --wait` prints the output's start; cutting the JSON text before rendering it
+    made a long result (a protein fold) crash after the job had completed."""
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from workers.cli.jobs import OUTPUT_PREVIEW_CHARS, _print_result
+
+    result = SimpleNamespace(
+        service="scientific", operation="protein/fold", units=Decimal(1), unit="request",
+        billed=Decimal("0.5"), models_used=["alphafold2"], degraded=False,
+        output={"pdb": "ATOM " * OUTPUT_PREVIEW_CHARS},
+    )  # fmt: skip
+    _print_result(result)
+    out = capsys.readouterr().out
+    assert "done scientific/protein/fold" in out and "(cut; the whole result" in out

@@ -20,6 +20,7 @@ from workers.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+OUTPUT_PREVIEW_CHARS = 4000  # of a finished job's output, printed after `submit --wait`
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -107,7 +108,11 @@ def _print_result(result: Any) -> None:
         f"models {', '.join(result.models_used)}"
         + (f" [yellow](degraded: {result.degraded_reason})[/]" if result.degraded else "")
     )
-    console.print_json(json.dumps(result.output, default=str)[:4000])
+    # Rendered first, then cut: a cut JSON text no longer parses.
+    text = json.dumps(result.output, indent=2, default=str)
+    if len(text) > OUTPUT_PREVIEW_CHARS:
+        text = text[:OUTPUT_PREVIEW_CHARS] + "\n… (cut; the whole result: --json or jobs show)"
+    console.print(text, highlight=False, markup=False)
 
 
 @app.command("show")
