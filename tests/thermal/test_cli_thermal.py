@@ -77,3 +77,28 @@ async def test_status_of_a_model_the_worker_cannot_manage_says_why(thermal: Ther
         )
     with pytest.raises(WorkflowQueryFailedError, match="no-such-model"):
         await _loaded_status(thermal.control, app, "test", "no-such-model", limit_s=5)
+
+
+async def test_show_of_an_ended_workflow_gives_the_record(thermal: ThermalHarness, monkeypatch):
+    """A terminated thermal workflow still answers queries with its last state; the record
+    (which a reconcile may have corrected since) is the truth."""
+    from sqlalchemy import text
+
+    app = thermal.new_app()
+    await thermal.control.set_target(
+        app, "test", "yolov8n", SetTargetRequest(state=ThermalState.OFF)
+    )
+    await thermal.control.handle(app, "test", "yolov8n").terminate("test: the owner is gone")
+    async with thermal.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE thermal_states SET target_state = 'COLD', current_state = 'COLD', "
+                "last_error = 'corrected by the reconcile' WHERE app_id = :a"
+            ),
+            {"a": app},
+        )
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "show", "yolov8n", "--app", app,
+                           "--env", "test", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    assert (status["target_state"], status["last_error"]) == ("COLD", "corrected by the reconcile")

@@ -13,7 +13,11 @@ import typer
 from rich.live import Live
 from rich.table import Table
 from sqlalchemy import text
-from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateStage
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.backends.base import endpoint_name
@@ -165,21 +169,18 @@ def show(
 
     async def go() -> ThermalStatus:
         control = await _control(settings)
-        try:
+        if await _workflow_running(control, app_id, env, model_id):
             return await _loaded_status(control, app_id, env, model_id)
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-        # No thermal workflow yet (never used here): what `list` shows, the record or the
-        # catalog default.
+        # No thermal workflow runs (never used here, or it ended: a closed workflow would
+        # still answer with its last state): what `list` shows, the record or the default.
         row = (await _recorded(settings, app_id, env)).get(model_id)
-        return _unmanaged_status(catalog, app_id, env, model_id, row)
+        return _recorded_status(catalog, app_id, env, model_id, row)
 
     st = run(go())
     emit_json(st) if as_json else console.print(_status_table([st]))
 
 
-def _unmanaged_status(
+def _recorded_status(
     catalog: Catalog, app_id: str, env: str, model_id: str, row: dict[str, Any] | None
 ) -> ThermalStatus:
     default = catalog.model(model_id).thermal.default_state
@@ -272,6 +273,16 @@ def warm(
         emit_json(st)
     elif not wait:
         console.print(_status_table([st]))
+
+
+async def _workflow_running(control: ThermalControl, app_id: str, env: str, model_id: str) -> bool:
+    try:
+        desc = await control.handle(app_id, env, model_id).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return desc.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _loaded_status(
