@@ -111,7 +111,7 @@ def test_embedded_database_runs_for_the_duration_of_the_command(
             get_settings.cache_clear()
 
 
-@pytest.mark.parametrize("args", [["tenants", "list"], ["thermal", "list"]])
+@pytest.mark.parametrize("args", [["tenants", "list"], ["thermal", "list"], ["catalog", "sync"]])
 def test_a_database_never_migrated_says_what_to_run(
     fresh_database: Callable[[], str], cli_env: Callable[[str], None], args: list[str]
 ) -> None:

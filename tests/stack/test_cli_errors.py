@@ -14,6 +14,7 @@ CASES = [
     (["thermal", "set", "yolov8n", "TEPID"], "invalid thermal state 'TEPID'"),
     (["thermal", "set", "llama-3.3-70b", "WARM"], "llama-3.3-70b"),
     (["thermal", "bulk", "WARM"], "--models"),
+    (["thermal", "bulk", "WARM", "--models", ","], "names no model"),
     (["thermal", "warm", "yolov8n", "--deadline", "-5"], "--deadline"),
     (["watch", "--since", "-1"], "--since"),
     (["services", "enable", "nosuch"], "unknown service 'nosuch'"),

@@ -345,9 +345,12 @@ def validate(
 @app.command("sync")
 def sync(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Upsert the catalog into PostgreSQL (running it twice changes nothing)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from activities.db.catalog_sync import sync_catalog
-    from activities.db.engine import resolve_database_urls
+    from activities.db.engine import one_line, resolve_database_urls
     from activities.db.errors import DatabaseError
+    from workers.cli.common import not_migrated
 
     cat = _catalog()
     try:
@@ -356,6 +359,8 @@ def sync(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
         report = sync_catalog(resolve_database_urls(get_settings()).owner, cat)
     except DatabaseError as exc:
         _fail(str(exc))
+    except SQLAlchemyError as exc:  # e.g. the tables do not exist yet
+        _fail(not_migrated(exc) or f"catalog sync failed: {one_line(getattr(exc, 'orig', exc))}")
     if as_json:
         _echo_json(
             {

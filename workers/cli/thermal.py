@@ -320,8 +320,15 @@ def bulk(
     ids = (
         [m.id for m in catalog.deployable_models()]
         if all_models
-        else [_deployable(catalog, m.strip()) for m in (models or "").split(",") if m.strip()]
+        # canonical ids, each once (an id and its alias are one model)
+        else list(
+            dict.fromkeys(
+                _deployable(catalog, m.strip()) for m in (models or "").split(",") if m.strip()
+            )
+        )
     )
+    if not ids:
+        fail("--models names no model; give --models a,b,c or --all")
 
     async def go() -> list[Any]:
         client = await connect(settings)
