@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
@@ -175,7 +175,7 @@ def list_jobs(
     if as_json:
         emit_json(rows)
         return
-    table = Table("workflow id", "status", "tenant", "started")
+    table = Table(Column("workflow id", overflow="fold"), "status", "tenant", "started")
     for r in rows:
         table.add_row(r["workflow_id"], r["status"] or "", r["tenant"] or "", r["started"])
     console.print(table)

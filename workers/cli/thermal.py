@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import text
 from temporalio.client import (
     WorkflowExecutionStatus,
@@ -121,7 +121,7 @@ def list_states(
         emit_json({"app_id": app_id, "environment": env, "models": out})
         return
     table = Table(
-        "model",
+        Column("model", overflow="fold"),  # ids stay whole in a narrow or piped output
         "target",
         "current",
         "instances",
