@@ -280,3 +280,12 @@ def test_margin_report_reads_tenant_by_tenant_under_rls(
         [svc] = [s for s in report.services if s.service_id == service]
         assert (svc.billed, svc.internal_cost, svc.calls) == (D("0.3"), D("0.09"), 3)
     assert reports[0].services == reports[1].services
+
+
+def test_json_amounts_never_use_exponent_form():
+    from decimal import Decimal
+
+    from workers.cli.usage import MarginTotals
+
+    dumped = MarginTotals(billed=Decimal("0E-10")).model_dump(mode="json")
+    assert dumped["billed"] == "0.0000000000"

@@ -34,7 +34,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, PlainSerializer, computed_field
 from rich.table import Table
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.pool import NullPool
@@ -59,6 +59,15 @@ SinceOpt = Annotated[
 ZERO = Decimal(0)
 
 
+def _plain_decimal(value: Decimal) -> str:
+    """JSON amounts at the ledger's exact precision, never in exponent form: a NUMERIC(20,10)
+    zero is "0.0000000000", not "0E-10"."""
+    return format(value, "f")
+
+
+Amount = Annotated[Decimal, PlainSerializer(_plain_decimal, return_type=str, when_used="json")]
+
+
 class GroupBy(StrEnum):
     service = "service"
     model = "model"
@@ -71,13 +80,13 @@ class GroupBy(StrEnum):
 class UsageGroup(BaseModel):
     key: dict[str, str | None]
     rows: int = 0
-    units: dict[str, Decimal] = Field(default_factory=dict)  # per unit
-    billed: Decimal = ZERO
-    internal_cost: Decimal = ZERO
+    units: dict[str, Amount] = Field(default_factory=dict)  # per unit
+    billed: Amount = ZERO
+    internal_cost: Amount = ZERO
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def margin(self) -> Decimal:
+    def margin(self) -> Amount:
         return self.billed - self.internal_cost
 
     def add(self, rows: int, unit: str | None, units: Decimal | None, billed: Decimal,
@@ -101,29 +110,29 @@ class ServiceMargin(BaseModel):
     service_id: str
     operation_id: str | None
     calls: int = 0
-    units: dict[str, Decimal] = Field(default_factory=dict)
-    billed: Decimal = ZERO
-    internal_cost: Decimal = ZERO
-    margin: Decimal = ZERO
-    margin_percent: Decimal | None = None
+    units: dict[str, Amount] = Field(default_factory=dict)
+    billed: Amount = ZERO
+    internal_cost: Amount = ZERO
+    margin: Amount = ZERO
+    margin_percent: Amount | None = None
 
 
 class ModelMargin(BaseModel):
     model_id: str
     provider_id: str | None
     rows: int = 0
-    units: dict[str, Decimal] = Field(default_factory=dict)
-    billed: Decimal = ZERO  # non-zero for external calls (llm_call rows)
-    internal_cost: Decimal = ZERO
+    units: dict[str, Amount] = Field(default_factory=dict)
+    billed: Amount = ZERO  # non-zero for external calls (llm_call rows)
+    internal_cost: Amount = ZERO
 
 
 class TenantMargin(BaseModel):
     tenant_id: uuid.UUID
     name: str
     rows: int = 0
-    billed: Decimal = ZERO
-    internal_cost: Decimal = ZERO
-    margin: Decimal = ZERO
+    billed: Amount = ZERO
+    internal_cost: Amount = ZERO
+    margin: Amount = ZERO
 
 
 class UptimeCost(BaseModel):
@@ -132,17 +141,17 @@ class UptimeCost(BaseModel):
     model_id: str
     intervals: int = 0
     open_intervals: int = 0
-    instance_hours: Decimal = ZERO
-    cost: Decimal = ZERO
+    instance_hours: Amount = ZERO
+    cost: Amount = ZERO
 
 
 class MarginTotals(BaseModel):
-    billed: Decimal = ZERO
-    internal_cost: Decimal = ZERO
-    margin: Decimal = ZERO
-    margin_percent: Decimal | None = None
-    uptime_cost: Decimal = ZERO
-    billed_minus_uptime: Decimal = ZERO
+    billed: Amount = ZERO
+    internal_cost: Amount = ZERO
+    margin: Amount = ZERO
+    margin_percent: Amount | None = None
+    uptime_cost: Amount = ZERO
+    billed_minus_uptime: Amount = ZERO
 
 
 class MarginReport(BaseModel):
