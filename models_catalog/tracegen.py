@@ -273,9 +273,10 @@ def read_trace_csv(source: IO[str] | str | Path) -> list[TraceRow]:
             with open(source, newline="", encoding="utf-8-sig") as fh:
                 return read_trace_csv(fh)
         except OSError as exc:
-            raise TraceFormatError(f"cannot read trace {source}: {exc.strerror or exc}") from exc
+            # the caller names the file (`{path}: {message}`)
+            raise TraceFormatError(f"cannot read the trace file: {exc.strerror or exc}") from exc
         except UnicodeDecodeError as exc:
-            raise TraceFormatError(f"trace {source} is not UTF-8 text") from exc
+            raise TraceFormatError("the trace file is not UTF-8 text") from exc
     reader = csv.reader(source)
     try:
         header = next(reader)

@@ -156,7 +156,8 @@ def test_malformed_trace_is_one_line_exit_2(tmp_path, text, message):
 def test_missing_trace_file(tmp_path):
     r = run("thermal-policy", "--trace", str(tmp_path / "none.csv"))
     assert r.exit_code == 2
-    assert "cannot read trace" in error_line(r)
+    line = error_line(r)
+    assert "cannot read the trace file" in line and line.count("none.csv") == 1
 
 
 def test_bad_options(tmp_path):

@@ -101,5 +101,5 @@ def test_header_tolerates_bom_and_spaces_and_blank_lines():
 
 
 def test_missing_file_is_a_format_error(tmp_path):
-    with pytest.raises(TraceFormatError, match="cannot read trace"):
+    with pytest.raises(TraceFormatError, match="cannot read the trace file"):
         tracegen.read_trace_csv(tmp_path / "nope.csv")
