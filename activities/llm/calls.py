@@ -161,7 +161,8 @@ _REJECTED = (
 
 def as_application_error(exc: BaseException) -> ApplicationError:
     names = {cls.__name__ for cls in type(exc).__mro__}
-    message = f"{type(exc).__name__}: {str(exc)[:1000]}"
+    text, name = str(exc)[:1000], type(exc).__name__
+    message = text if name in text else f"{name}: {text}"  # LiteLLM's own text names its class
     if "ContextWindowExceededError" in names:
         return ApplicationError(message, type=ERR_CONTEXT_WINDOW, non_retryable=True)
     if names & set(_REJECTED):

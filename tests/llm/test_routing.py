@@ -319,6 +319,12 @@ def test_context_window_error_class():
     assert mapped.type == "ContextWindowExceeded" and mapped.non_retryable
 
 
+def test_error_messages_name_the_class_once():
+    exc = litellm.AuthenticationError(message="bad key", llm_provider="openai", model="gpt-4o")
+    assert calls.as_application_error(exc).message.count("AuthenticationError") == 1
+    assert calls.as_application_error(TimeoutError("slow")).message == "TimeoutError: slow"
+
+
 async def test_router_cache_reuses_and_refreshes():
     cache = calls.RouterCache(size=2)
     ml: list[dict[str, Any]] = [
