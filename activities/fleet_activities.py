@@ -11,8 +11,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.backends.base import (
     MANAGED_BY,
@@ -28,6 +26,7 @@ from activities.heartbeat import with_heartbeat
 from activities.temporal_errors import application_error
 from activities.thermal_activities import endpoint_name_or_none
 from activities.thermal_control import ThermalControl
+from activities.workflow_status import workflow_running
 from models_catalog.thermal_policy import ThermalLimits, autoscaling_bounds
 from models_catalog.types import ThermalState
 from workflows.thermal_types import SetTargetRequest, ThermalStatus, thermal_workflow_id
@@ -337,15 +336,7 @@ class FleetActivities:
             raise application_error(err) from err
 
     async def _running(self, workflow_id: str) -> bool:
-        """Only NOT_FOUND means "not running"; any other error (UNAVAILABLE, DEADLINE_EXCEEDED)
-        propagates and the activity is retried, never turning live endpoints into orphans."""
-        try:
-            desc = await self.control.client.get_workflow_handle(workflow_id).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return desc.status == WorkflowExecutionStatus.RUNNING
+        return await workflow_running(self.control.client, workflow_id)
 
     @activity.defn(name="fleet.delete_orphan")
     async def delete_orphan(self, endpoint_name: str) -> bool:

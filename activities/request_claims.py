@@ -23,11 +23,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from activities.db.schema import request_claims
 from activities.db.tenancy import tenant_transaction
+from activities.workflow_status import workflow_running
 
 #: Rounds of "claimant ended: take over" lost to another taker before giving up (retryable).
 TAKEOVER_ROUNDS = 3
@@ -93,7 +93,7 @@ async def claim_request(
         held = ClaimConflict(row.workflow_id, row.claimed_at, row.completed_at)
         if held.completed_at is not None:
             return held  # metered: done, even for its own workflow id
-        if held.workflow_id != workflow_id and await _running(client, held.workflow_id):
+        if held.workflow_id != workflow_id and await workflow_running(client, held.workflow_id):
             return held
         # Ours (a retry, or a new run of this workflow id), or its holder ended uncharged.
         async with tenant_transaction(engine, tenant) as conn:
@@ -134,13 +134,3 @@ async def lock_for_completion(conn: AsyncConnection, tenant_id: Any, claim: Clai
         .values(completed_at=func.now())
     )
     return True
-
-
-async def _running(client: Client, workflow_id: str) -> bool:
-    try:
-        desc = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise  # Temporal unreachable: the activity retries
-    return desc.status == WorkflowExecutionStatus.RUNNING

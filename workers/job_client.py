@@ -103,8 +103,8 @@ class JobClient:
         option or optional model a ValueError. The plan stays the authority."""
         svc = self.catalog.service(service)
         op = self.catalog.operation(svc.id, operation)
-        # the plan's own checks and arguments, so the messages are the ones the job would fail with
-        # As the worker sees them: JSON (a tuple arrives as a list)
+        # The plan's own checks, so the messages are the ones the job would fail with; the
+        # options as the worker will see them, JSON (a tuple arrives as a list).
         if problem := option_problem(svc.id, op, to_jsonable_python(options)):
             raise ValueError(problem)
         for name in optional_models:

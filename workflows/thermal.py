@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ThermalSnapshot,
         ThermalStatus,
         WarmUpRequest,
+        model_off_message,
         thermal_workflow_id,
     )
 
@@ -638,8 +639,7 @@ class ModelThermalWorkflow:
         s = await self._initialized()
         if s.target_state == OFF:
             raise ApplicationError(
-                f"model {self.inp.model_id} is OFF in {self.inp.app_id}/{self.inp.environment}; "
-                "an admin must set it to COLD, WARM, HOT or AUTOMATIC before it can serve",
+                model_off_message(self.inp.app_id, self.inp.environment, self.inp.model_id),
                 type=ERR_MODEL_OFF,
                 non_retryable=True,
             )

@@ -18,6 +18,14 @@ ERR_WARMUP_FAILED = "WarmupFailed"
 ERR_WARMUP_DEADLINE = "WarmupDeadlineExceeded"
 
 
+def model_off_message(app_id: str, environment: str, model_id: str) -> str:
+    """The refusal of a warm-up of an OFF model (the workflow's and the CLI's words)."""
+    return (
+        f"model {model_id} is OFF in {app_id}/{environment}; an admin must set it to COLD, "
+        "WARM, HOT or AUTOMATIC before it can serve"
+    )
+
+
 def thermal_workflow_id(app_id: str, environment: str, model_id: str) -> str:
     return f"thermal/{app_id}/{environment}/{model_id}"
 

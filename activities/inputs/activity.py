@@ -240,13 +240,12 @@ class InputActivities:
             return await asyncio.to_thread(self.validate_sync, req)
         except InputValidationError as exc:  # the caller's mistake: no traceback in the log
             raise rejection(exc.message, exc.type) from exc
-        except InputCredentialsError as exc:
-            # Final only once a few attempts agree (a credential endpoint may blink).
-            if activity.info().attempt < CREDENTIALS_ATTEMPTS:
-                raise ApplicationError(str(exc), type=ERR_INPUT_READ_FAILED) from exc
-            raise ApplicationError(str(exc), type=ERR_INPUT_CONFIGURATION,
-                                   non_retryable=True) from exc  # fmt: skip
         except InputConfigurationError as exc:
+            # Missing credentials are final only once a few attempts agree (a credential
+            # endpoint may blink); other configuration problems at once.
+            retry = isinstance(exc, InputCredentialsError)
+            if retry and activity.info().attempt < CREDENTIALS_ATTEMPTS:
+                raise ApplicationError(str(exc), type=ERR_INPUT_READ_FAILED) from exc
             raise ApplicationError(str(exc), type=ERR_INPUT_CONFIGURATION,
                                    non_retryable=True) from exc  # fmt: skip
         except RecursionError as exc:  # a nesting no validator bounds: a retry fails the same

@@ -14,15 +14,14 @@ from rich.live import Live
 from rich.table import Column, Table
 from sqlalchemy import text
 from temporalio.client import (
-    WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateStage,
 )
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.backends.base import endpoint_name
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from activities.thermal_control import ThermalControl
+from activities.workflow_status import workflow_running
 from models_catalog.catalog import Catalog, load_catalog
 from models_catalog.errors import CatalogError
 from models_catalog.types import ThermalState
@@ -31,7 +30,12 @@ from workers.settings import Settings, get_settings
 from workers.temporal import connect
 from workflows.thermal import STILL_STARTING, ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
-from workflows.thermal_types import SetTargetRequest, ThermalStatus, WarmUpRequest
+from workflows.thermal_types import (
+    SetTargetRequest,
+    ThermalStatus,
+    WarmUpRequest,
+    model_off_message,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -104,17 +108,21 @@ def list_states(
     rows = run(_recorded(settings, app_id, env))
     out = []
     for model in catalog.deployable_models():
-        row = rows.get(model.id)
+        st = _recorded_status(catalog, app_id, env, model.id, rows.get(model.id))
         out.append(
             {
-                "model_id": model.id,
-                "target_state": row["target_state"] if row else model.thermal.default_state.value,
-                "current_state": row["current_state"] if row else model.thermal.default_state.value,
-                "instance_count": row["instance_count"] if row else 0,
-                "transitioning": row["transitioning"] if row else False,
-                "last_activity_at": row["last_activity_at"] if row else None,
-                "last_error": row["last_error"] if row else None,
-                "managed": row is not None,
+                **st.model_dump(
+                    include={
+                        "model_id",
+                        "instance_count",
+                        "transitioning",
+                        "last_activity_at",
+                        "last_error",
+                    }
+                ),  # fmt: skip
+                "target_state": st.target_state.value,
+                "current_state": st.current_state.value,
+                "managed": model.id in rows,
             }
         )
     if as_json:
@@ -169,7 +177,7 @@ def show(
 
     async def go() -> ThermalStatus:
         control = await _control(settings)
-        if await _workflow_running(control, app_id, env, model_id):
+        if await workflow_running(control.client, control.handle(app_id, env, model_id).id):
             return await _loaded_status(control, app_id, env, model_id)
         # No thermal workflow runs (never used here, or it ended: a closed workflow would
         # still answer with its last state): what `list` shows, the record or the default.
@@ -183,6 +191,7 @@ def show(
 def _recorded_status(
     catalog: Catalog, app_id: str, env: str, model_id: str, row: dict[str, Any] | None
 ) -> ThermalStatus:
+    """A model's state as `thermal_states` records it, or its catalog default (no row)."""
     default = catalog.model(model_id).thermal.default_state
     return ThermalStatus(
         app_id=app_id,
@@ -193,7 +202,7 @@ def _recorded_status(
         current_state=row["current_state"] if row else default,
         instance_count=row["instance_count"] if row else 0,
         endpoint_status=None,
-        transitioning=False,
+        transitioning=bool(row and row["transitioning"]),
         ready=False,
         in_flight=0,
         last_activity_at=row["last_activity_at"] if row else None,
@@ -251,8 +260,7 @@ def warm(
             # loaded its state, so look before saying anything.
             st = await _loaded_status(control, app_id, env, model_id)
             if st.target_state == ThermalState.OFF:
-                fail(f"model {model_id} is OFF in {app_id}/{env}; an admin must set it to "
-                     "COLD, WARM, HOT or AUTOMATIC before it can serve")  # fmt: skip
+                fail(model_off_message(app_id, env, model_id))
             return st
         result = asyncio.ensure_future(handle.result())
         # --json: stdout carries only the JSON, the live progress goes to stderr.
@@ -273,16 +281,6 @@ def warm(
         emit_json(st)
     elif not wait:
         console.print(_status_table([st]))
-
-
-async def _workflow_running(control: ThermalControl, app_id: str, env: str, model_id: str) -> bool:
-    try:
-        desc = await control.handle(app_id, env, model_id).describe()
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return False
-    return desc.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _loaded_status(
