@@ -153,6 +153,18 @@ def drift_reason(row: RecordedModel, live: EndpointInfo | None) -> str | None:
     return f"recorded {n} instance(s) (allowed {low}-{high}), backend has {live.instance_count}"
 
 
+def owned_by(row: RecordedModel, owner: EndpointOwner | None) -> bool:
+    """False only when the endpoint's ownership tags name another (app, env, model) than the
+    row: two ids whose endpoint names coincide (the thermal activities refuse to share it)."""
+    if owner is None or not owner.managed:
+        return True
+    return (owner.app_id, owner.environment, owner.model_id) == (
+        row.app_id,
+        row.environment,
+        row.model_id,
+    )
+
+
 def orphan_kind(
     info: EndpointInfo, owner: EndpointOwner | None, started_at: datetime | None
 ) -> str | None:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.backends.base import (
     MANAGED_BY,
     NON_RETRYABLE_ERROR_TYPES,
+    OWNER_TAG_KEYS,
     TAG_APP,
     TAG_ENVIRONMENT,
     TAG_MANAGED_BY,
@@ -42,6 +43,7 @@ from workflows.thermal_types import (
     ERR_UNKNOWN_MODEL,
     ModelThermalSpec,
     ThermalStatus,
+    thermal_workflow_id,
 )
 
 ERR_NOT_READY = "EndpointNotReady"
@@ -75,6 +77,19 @@ def owner_tags(workflow_id: str, model_id: str, endpoint: str) -> dict[str, str]
     if len(owners) != 1:
         return {}
     return {TAG_APP: owners[0][0], TAG_ENVIRONMENT: owners[0][1], TAG_MANAGED_BY: MANAGED_BY}
+
+
+def other_owner(info: EndpointInfo | None) -> str | None:
+    """The thermal workflow id an endpoint's ownership tags name, when the running activity
+    belongs to another thermal workflow (two ids sharing one endpoint name); else None."""
+    current = activity.info().workflow_id or ""
+    if info is None or not info.tags or not current.startswith("thermal/"):
+        return None
+    app, env, model = (info.tags.get(key) for key in OWNER_TAG_KEYS)
+    if not (app and env and model):
+        return None  # endpoints of older versions carry no owner: nothing to compare
+    owner = thermal_workflow_id(app, env, model)
+    return owner if owner != current else None
 
 
 def endpoint_name_or_none(app_id: str, environment: str, model_id: str) -> str | None:
@@ -231,16 +246,23 @@ class ThermalActivities:
     @activity.defn(name="thermal.delete_endpoint")
     async def delete_endpoint(self, endpoint_name: str) -> None:
         try:
+            info = await self.backend.describe_endpoint(endpoint_name)
+            if (owner := other_owner(info)) is not None:
+                activity.logger.warning("not deleting %s: %s owns it", endpoint_name, owner)
+                return
             await with_heartbeat(self.backend.delete_endpoint(endpoint_name))
         except BackendError as err:
             raise application_error(err) from err
 
     @activity.defn(name="thermal.describe_endpoint")
     async def describe_endpoint(self, endpoint_name: str) -> EndpointInfo | None:
+        """None also for an endpoint whose tags name another owner (a shared name): for this
+        workflow there is no endpoint, and it must never scale or delete that one."""
         try:
-            return await self.backend.describe_endpoint(endpoint_name)
+            info = await self.backend.describe_endpoint(endpoint_name)
         except BackendError as err:
             raise application_error(err) from err
+        return None if other_owner(info) is not None else info
 
     # ------------------------------------------------------------- postgres mirror
     @activity.defn(name="thermal.load_recorded_target")

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         RecordedModel,
         drift_reason,
         orphan_kind,
+        owned_by,
     )
     from activities.service_states import ScopeInput, ServiceStateActivities
     from workflows.thermal import ModelThermalWorkflow
@@ -28,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 QUICK = timedelta(seconds=60)
 # Runs from before this patch: drift was any count change, orphans every unowned listed endpoint.
 OWNERSHIP_PATCH = "reconcile-exact-ownership"
+# Two ids may share an endpoint name: the endpoint is drift only for the row its tags name.
+SHARED_NAME_PATCH = "reconcile-shared-endpoint-name"
 SNAPSHOT_TIMEOUT = timedelta(minutes=10)  # a big fleet; the heartbeat notices a dead worker
 SNAPSHOT_HEARTBEAT = timedelta(seconds=30)
 
@@ -72,13 +75,20 @@ class ThermalReconcileWorkflow:
         live = {e.endpoint_name: e for e in snap.endpoints}
         report = ReconcileReport(checked=len(snap.recorded), endpoints=len(snap.endpoints))
         owned: set[str] = set()
+        owners = {o.endpoint_name: o for o in snap.owners or []}
         for row in snap.recorded:
             if row.workflow_running:
                 owned.add(row.endpoint_name)
-            reason = drift_reason(row, live.get(row.endpoint_name))
+            endpoint = live.get(row.endpoint_name)
+            if (
+                endpoint is not None
+                and not owned_by(row, owners.get(row.endpoint_name))
+                and workflow.patched(SHARED_NAME_PATCH)
+            ):
+                endpoint = None  # another owner's endpoint under the same name
+            reason = drift_reason(row, endpoint)
             if reason is not None:
                 await self._drift(row, reason, report)
-        owners = {o.endpoint_name: o for o in snap.owners or []}
         for info in snap.endpoints:
             if info.endpoint_name in owned:
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
@@ -28,6 +29,7 @@ from activities.backends.errors import (
     BackendError,
     CapacityUnavailable,
     EndpointFailed,
+    EndpointNameConflict,
     EndpointNotFound,
     EndpointNotReady,
     InvalidEndpointState,
@@ -185,6 +187,27 @@ class EndpointSpec(BaseModel):
         return short_hash(json.dumps(payload, sort_keys=True))
 
 
+OWNER_TAG_KEYS = (TAG_APP, TAG_ENVIRONMENT, TAG_MODEL)
+
+
+def check_same_owner(spec: EndpointSpec, existing: Mapping[str, str]) -> None:
+    """Refuse to adopt an endpoint whose tags name another (app, environment, model): the name
+    is shared (sanitizing maps e.g. ("a-b", "c") and ("a", "b-c") to one name), and scaling or
+    deleting it would hit another owner. Tags missing on either side (endpoints of older
+    versions, ids with '/' that split two ways) decide nothing."""
+    name, ours = spec.endpoint_name, {**spec.tags, TAG_MODEL: spec.model_id}
+    if not all(existing.get(k) and ours.get(k) for k in OWNER_TAG_KEYS):
+        return
+    if all(existing[k] == ours[k] for k in OWNER_TAG_KEYS):
+        return
+    theirs, mine = ("/".join(tags[k] for k in OWNER_TAG_KEYS) for tags in (existing, ours))
+    raise EndpointNameConflict(
+        f"{mine} cannot use endpoint {name}: {theirs} already owns that name (app and "
+        "environment ids that differ only in case or in where a '-' falls share one endpoint "
+        "name); give one of them a distinct app or environment id"
+    )
+
+
 class EndpointInfo(BaseModel):
     endpoint_name: str
     model_id: str | None = None  # from tags (SageMaker) or the local record
@@ -304,6 +327,7 @@ __all__ = [
     "CapacityUnavailable",
     "EndpointFailed",
     "EndpointInfo",
+    "EndpointNameConflict",
     "EndpointNotFound",
     "EndpointNotReady",
     "EndpointSpec",
@@ -323,6 +347,7 @@ __all__ = [
     "UPDATABLE_STATUSES",
     "TRANSITIONAL_STATUSES",
     "check_capacity",
+    "check_same_owner",
     "classify_client_error",
     "classify_exception",
     "endpoint_name",

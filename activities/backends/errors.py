@@ -96,6 +96,13 @@ class EndpointFailed(_Typed):
     CODE, RETRYABLE = "EndpointFailed", False
 
 
+class EndpointNameConflict(_Typed):
+    """The endpoint name is taken by another (app, environment, model): ids that differ only in
+    where a '-' falls or in case map to one SageMaker name. Waiting cannot free it."""
+
+    CODE, RETRYABLE = "EndpointNameConflict", False
+
+
 class QuotaExceeded(_Typed):
     """ResourceLimitExceeded: an account quota; needs a quota increase, not a retry."""
 
@@ -154,8 +161,8 @@ class Unclassified(_Typed):
 
 _ALL: tuple[type[_Typed], ...] = (
     ResourceNotFound, EndpointNotFound, AlreadyExists, InvalidEndpointState, EndpointNotReady,
-    EndpointFailed, QuotaExceeded, CapacityUnavailable, Throttled, ServiceUnavailable,
-    InvalidRequest, AccessDenied, ModelError, ModelServerError, ModelNotReady,
+    EndpointFailed, EndpointNameConflict, QuotaExceeded, CapacityUnavailable, Throttled,
+    ServiceUnavailable, InvalidRequest, AccessDenied, ModelError, ModelServerError, ModelNotReady,
     AsyncInferenceFailed, Unclassified,
 )  # fmt: skip
 ERROR_TYPES: dict[str, bool] = {cls.CODE: cls.RETRYABLE for cls in _ALL}  # code -> retryable

@@ -64,6 +64,7 @@ from activities.backends.base import (
     ModelServerError,
     ServiceUnavailable,
     check_capacity,
+    check_same_owner,
 )
 from activities.backends.local_model_server import DRAINING_HEADER, INSTANCE_HEADER
 from activities.backends.local_process import (
@@ -463,6 +464,7 @@ class LocalStandInBackend:
                 rec = None
             if rec is None:
                 return self._create(spec)
+            check_same_owner(spec, self._tags_of(rec))
             rec, probes = self._settle(rec, 0)
             if rec.status == "Failed":
                 raise EndpointFailed(

@@ -57,6 +57,7 @@ from activities.backends.base import (
     InvokeResult,
     ResourceNotFound,
     check_capacity,
+    check_same_owner,
     classify_exception,
     fit_name,
 )
@@ -286,6 +287,7 @@ class SageMakerBackend:
         raw = await self._describe_raw(name)
         if raw is None:
             return await self._create(spec, config)
+        check_same_owner(spec, await self._tags_of(raw))
         status = raw.get("EndpointStatus")
         if status == "Failed":
             reason = raw.get("FailureReason")
@@ -325,6 +327,7 @@ class SageMakerBackend:
             raw = await self._describe_raw(name)  # another worker won the race
             if raw is None:
                 raise
+            check_same_owner(spec, await self._tags_of(raw))
             return self._info(raw, spec.model_id)
         return EndpointInfo(
             endpoint_name=name,

@@ -26,6 +26,7 @@ from activities.backends.base import (
     AsyncInvocation,
     CapacityUnavailable,
     EndpointFailed,
+    EndpointNameConflict,
     EndpointSpec,
     InvalidEndpointState,
     InvalidRequest,
@@ -122,6 +123,20 @@ async def test_ensure_is_idempotent(backend: LocalStandInBackend, tmp_path: Path
     second_worker = LocalStandInBackend(tmp_path)
     await asyncio.gather(backend.ensure_endpoint(other), second_worker.ensure_endpoint(other))
     assert len(backend.endpoint_pids(other.endpoint_name)) == 1
+
+
+async def test_ensure_refuses_an_endpoint_another_app_owns(backend: LocalStandInBackend) -> None:
+    """("test", "dev") and ("Test", "dev") share one endpoint name: the second owner gets a clear
+    non-retryable error and the first one's server is left alone."""
+    mine = spec(tags={"radiant:app": "test", "radiant:environment": "dev"})
+    theirs = spec(tags={"radiant:app": "Test", "radiant:environment": "dev"}, instance_count=2)
+    await backend.ensure_endpoint(mine)
+    pids = backend.endpoint_pids(mine.endpoint_name)
+    with pytest.raises(EndpointNameConflict) as exc:
+        await backend.ensure_endpoint(theirs)
+    assert not exc.value.retryable and "test/dev/yolov8m already owns" in exc.value.message
+    assert backend.endpoint_pids(mine.endpoint_name) == pids and all(map(pid_alive, pids))
+    assert len(pids) == 1  # the other owner's instance count was not applied either
 
 
 async def test_set_capacity_changes_live_processes(backend: LocalStandInBackend) -> None:

@@ -18,6 +18,7 @@ from activities.backends.base import (
     AsyncInferenceFailed,
     AsyncInvocation,
     EndpointFailed,
+    EndpointNameConflict,
     EndpointSpec,
     InvalidEndpointState,
     InvalidRequest,
@@ -77,6 +78,24 @@ def described(status: str = "InService", config: str | None = None, **extra: Any
         ]
     resp.update(extra)
     return resp
+
+
+OWNER = {"radiant:app": "thinktank", "radiant:environment": "dev"}
+
+
+def expect_tags(sm: Stubber, app: str = "thinktank", env: str = "dev") -> None:
+    """ListTags of the described endpoint: ensure checks who owns an existing endpoint."""
+    tags = {
+        "radiant:app": app,
+        "radiant:environment": env,
+        "radiant:model": "yolov8m",
+        "radiant:managed-by": "radiant-orchestrator",
+    }
+    sm.add_response(
+        "list_tags",
+        {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]},
+        {"ResourceArn": ARN, "MaxResults": 100},
+    )
 
 
 def not_found(stub: Stubber, method: str, what: str = "endpoint", **params: Any) -> None:
@@ -187,8 +206,28 @@ async def test_ensure_creates_model_config_endpoint(aws) -> None:
 
 async def test_ensure_is_idempotent_when_endpoint_exists(aws) -> None:
     aws.sm.add_response("describe_endpoint", described("InService"), {"EndpointName": NAME})
-    info = await aws.backend.ensure_endpoint(spec())  # no Create* call is stubbed
+    expect_tags(aws.sm)
+    info = await aws.backend.ensure_endpoint(spec(tags=OWNER))  # no Create* call is stubbed
     assert (info.status, info.instance_count, info.model_id) == ("InService", 1, "yolov8m")
+
+
+async def test_ensure_refuses_an_endpoint_another_app_owns(aws) -> None:
+    """("ThinkTank", "dev") and ("thinktank", "dev") share one endpoint name: the second must not
+    adopt (and later scale or delete) the first one's endpoint. No Update*/Delete* is stubbed."""
+    aws.sm.add_response("describe_endpoint", described("InService"), {"EndpointName": NAME})
+    expect_tags(aws.sm, app="ThinkTank")
+    with pytest.raises(EndpointNameConflict) as exc:
+        await aws.backend.ensure_endpoint(spec(tags=OWNER))
+    assert not exc.value.retryable and exc.value.code in NON_RETRYABLE_ERROR_TYPES
+    assert "thinktank/dev/yolov8m cannot use endpoint" in exc.value.message
+    assert "ThinkTank/dev/yolov8m already owns" in exc.value.message
+
+
+async def test_ensure_adopts_an_endpoint_without_owner_tags(aws) -> None:
+    """Endpoints of versions before ownership tags have none: they decide nothing."""
+    aws.sm.add_response("describe_endpoint", described("InService"), {"EndpointName": NAME})
+    aws.sm.add_response("list_tags", {"Tags": [{"Key": "radiant:model", "Value": "yolov8m"}]})
+    assert (await aws.backend.ensure_endpoint(spec(tags=OWNER))).status == "InService"
 
 
 async def test_ensure_after_crash_tolerates_existing_model_and_config(aws) -> None:
@@ -207,7 +246,8 @@ async def test_ensure_after_crash_tolerates_existing_model_and_config(aws) -> No
     assert (await aws.backend.ensure_endpoint(s)).status == "Creating"
 
 
-async def test_ensure_lost_create_race_returns_existing(aws) -> None:
+@pytest.mark.parametrize("race_env", ["dev", "Dev"])
+async def test_ensure_lost_create_race_returns_existing(aws, race_env: str) -> None:
     not_found(aws.sm, "describe_endpoint")
     aws.sm.add_response(
         "create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/m"}
@@ -222,7 +262,13 @@ async def test_ensure_lost_create_race_returns_existing(aws) -> None:
         service_message=f'Cannot create already existing endpoint "{ARN}".',
     )
     aws.sm.add_response("describe_endpoint", described("Creating"))
-    assert (await aws.backend.ensure_endpoint(spec())).status == "Creating"
+    expect_tags(aws.sm, env=race_env)
+    ensure = aws.backend.ensure_endpoint(spec(tags=OWNER))
+    if race_env == "dev":
+        assert (await ensure).status == "Creating"
+    else:  # the race was lost to another owner of the same name
+        with pytest.raises(EndpointNameConflict):
+            await ensure
 
 
 async def test_changed_spec_gets_new_config_and_update_endpoint(aws) -> None:
@@ -233,6 +279,7 @@ async def test_changed_spec_gets_new_config_and_update_endpoint(aws) -> None:
     )
     assert new != old
     aws.sm.add_response("describe_endpoint", described("InService", config=old))
+    expect_tags(aws.sm)
     expect_create_model_and_config(aws.sm, new, InstanceType="ml.g5.2xlarge")
     aws.aa.add_response("deregister_scalable_target", {}, TARGET)
     aws.sm.add_response(
@@ -248,6 +295,7 @@ async def test_changed_spec_while_updating_is_retryable(aws) -> None:
     aws.sm.add_response(
         "describe_endpoint", described("Updating", config=resource_name(NAME, "0badc0de"))
     )
+    expect_tags(aws.sm)
     with pytest.raises(InvalidEndpointState) as exc:
         await aws.backend.ensure_endpoint(spec())
     assert exc.value.retryable
@@ -256,6 +304,7 @@ async def test_changed_spec_while_updating_is_retryable(aws) -> None:
 async def test_ensure_on_failed_endpoint_surfaces_failure_reason(aws) -> None:
     reason = "CapacityError: Unable to provision requested ML compute capacity."
     aws.sm.add_response("describe_endpoint", described("Failed", FailureReason=reason))
+    expect_tags(aws.sm)
     with pytest.raises(EndpointFailed) as exc:
         await aws.backend.ensure_endpoint(spec())
     assert not exc.value.retryable and exc.value.failure_reason == reason

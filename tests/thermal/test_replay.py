@@ -80,6 +80,7 @@ GUARD_HISTORIES = {
     "old-job-optional-not-held",
     "old-job-vanished-endpoint",
     "patched-job-cancelled-while-metering",
+    "reconcile-shared-endpoint-name",
     "thermal-automatic-unpriced",
     "thermal-failed-scale-out",
     "thermal-failed-warm-up",
