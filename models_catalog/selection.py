@@ -167,10 +167,26 @@ def external_tasks(model: ExternalModel) -> set[str]:
     return tasks
 
 
+def context_window_from_environment(environment: Mapping[str, str]) -> int | None:
+    """A self-hosted model's context window: the TGI input limit (`MAX_INPUT_LENGTH`) where its
+    container environment sets one. The one rule for selection and `radiant registry`."""
+    raw = environment.get("MAX_INPUT_LENGTH")
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
 def self_hosted_context_window(model: SelfHostedModel) -> int | None:
     """The TGI input limit (`MAX_INPUT_LENGTH`) where the model's container sets one."""
-    raw = model.environment.get("MAX_INPUT_LENGTH")
-    return int(raw) if raw and raw.isdigit() else None
+    return context_window_from_environment(model.environment)
+
+
+def known_tasks(catalog: Catalog) -> list[str]:
+    """Every task some catalog model does (sorted): a request for any other one has no model."""
+    tasks: set[str] = set()
+    for model in catalog.models.values():
+        tasks |= self_hosted_tasks(model)
+    for ext in catalog.external_models.values():
+        tasks |= external_tasks(ext)
+    return sorted(tasks)
 
 
 def configured_providers(catalog: Catalog, environ: Mapping[str, str] | None = None) -> set[str]:
@@ -542,7 +558,9 @@ __all__ = [
     "SelectionCriteria",
     "ThermalView",
     "configured_providers",
+    "context_window_from_environment",
     "external_tasks",
+    "known_tasks",
     "rank_models",
     "resolve_any_model",
     "select_model",

@@ -13,7 +13,9 @@ import socket
 import statistics
 import tempfile
 import time
+import tracemalloc
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
+
+from workers.bench_memory import MemoryFigures, measure_batch, memory_report
 
 
 @dataclass
@@ -97,11 +101,51 @@ async def _activity_breakdown(client: Client, workflow_ids: list[str]) -> dict[s
     return {k: round(statistics.fmean(v), 1) for k, v in totals.items()}
 
 
+async def _memory_rounds(
+    rounds: int,
+    size: int,
+    first_id: int,
+    concurrency: int,
+    job: Callable[[int, str], Awaitable[None]],
+    bare: Callable[[int], Awaitable[None]],
+) -> dict[str, Any]:
+    """`rounds` batches of `size` workflows per side (fresh ids: a reused request id would
+    return the existing job), under tracemalloc; the side going first alternates."""
+    in_flight = min(size, concurrency)
+    project = MemoryFigures("perception/detect", size, in_flight)
+    baseline = MemoryFigures("bare", size, in_flight)
+    tracemalloc.start()
+    try:
+        for r in range(rounds):
+            ids = range(first_id + r * size, first_id + (r + 1) * size)
+
+            async def run_bare(ids: range = ids) -> None:
+                await _timed(RunFigures("bare", size, 0.0), ids, concurrency, bare)
+
+            async def run_jobs(ids: range = ids) -> None:
+                await _timed(
+                    RunFigures("jobs", size, 0.0), ids, concurrency, lambda i: job(i, "mem")
+                )
+
+            sides = [(baseline, run_bare), (project, run_jobs)]
+            for figures, run in sides if r % 2 == 0 else reversed(sides):
+                await measure_batch(figures, run)
+    finally:
+        tracemalloc.stop()
+    return memory_report(project, baseline)
+
+
 async def run_benchmark(
-    jobs: int, concurrency: int, data_dir: Path | None = None, rounds: int = 3
+    jobs: int,
+    concurrency: int,
+    data_dir: Path | None = None,
+    rounds: int = 3,
+    memory_rounds: int = 2,
 ) -> dict[str, Any]:
     """Bare and project batches alternate (`rounds` of each), so that a slow spell of a shared
-    machine weighs on both sides rather than on whichever ran second."""
+    machine weighs on both sides rather than on whichever ran second. Then, untimed (tracing
+    allocations slows both sides), `memory_rounds` batches of each side measure memory
+    (workers/bench_memory.py), alternating which side goes first."""
     from sqlalchemy import text
 
     from activities.backends.local import LocalStandInBackend
@@ -215,6 +259,12 @@ async def run_benchmark(
                 await _timed(baseline, batch, concurrency, bare)
                 await _timed(project, batch, concurrency, job)
 
+            memory = None
+            if memory_rounds:
+                memory = await _memory_rounds(
+                    memory_rounds, min(jobs, 3 * concurrency), jobs, concurrency, job, bare
+                )
+
             breakdown = await _activity_breakdown(
                 client,
                 [
@@ -256,6 +306,7 @@ async def run_benchmark(
             },
             "invocations": jobs,
             "job_activity_ms": breakdown,
+            "memory": memory,
         }
     finally:
         for info in await backend.list_endpoints("radiant-"):

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -26,6 +27,28 @@ class TemporalUnavailableError(RuntimeError):
 
 STARTING_UP = "not healthy yet"  # a frontend that listens but is still starting
 STARTUP_WAIT_S = 30.0
+
+
+async def worker_polling(client: Client, task_queue: str) -> bool | None:
+    """Has a worker polled `task_queue` for workflow tasks lately (Temporal remembers pollers for
+    a few minutes)? None when the server would not say."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+    from temporalio.service import RPCError
+
+    try:
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=timedelta(seconds=5),
+        )
+    except RPCError:
+        return None
+    return bool(resp.pollers)
 
 
 async def connect(settings: Settings) -> Client:

@@ -23,3 +23,12 @@ class DatabaseUnavailableError(DatabaseError):
 
 class EmbeddedPostgresError(DatabaseError):
     """The embedded PostgreSQL (pgserver) could not be started."""
+
+
+def not_migrated_message(what: str) -> str:
+    """The to-do for a database the migrations have not prepared; `what` is the missing piece
+    (a table, the application role), as PostgreSQL names it."""
+    return (
+        f"the database is not migrated yet ({what}): run `radiant db upgrade`, or `radiant up`,"
+        " which migrates it"
+    )

@@ -6,6 +6,7 @@ itself, so this works from any working directory and from an installed wheel.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,28 @@ def current(owner_url: str | URL) -> str | None:
 def head() -> str | None:
     """The newest revision shipped with this code."""
     return ScriptDirectory.from_config(_packaged_config()).get_current_head()
+
+
+def revisions() -> list[str]:
+    """Every shipped revision id, oldest first."""
+    script = ScriptDirectory.from_config(_packaged_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def check_revision(revision: str) -> str:
+    """`revision` if the migrations know it (an id, `head`, `base`, or a relative step such as
+    `-1` or `head-1`, which alembic resolves against the database); else a ValueError naming
+    the known ones, so a typo is refused before connecting."""
+    known = revisions()
+    rev = revision.strip()
+    names = ("head", "heads", "base", *known)
+    relative = re.fullmatch(r"(\w*)[+-]\d+", rev)  # -1, +2, head-1, 0001+1
+    if rev in names or (relative and relative.group(1) in ("", *names)):
+        return rev
+    raise ValueError(
+        f"unknown revision {revision!r}; known: {', '.join(known)}, head, base"
+        + (" (or a relative step such as -1)" if known else "")
+    )
 
 
 def check(owner_url: str | URL) -> None:

@@ -95,6 +95,24 @@ def _opened_path(fd: int) -> Path | None:
         return None
 
 
+READ_CHUNK = 1024 * 1024  # bytes per read past the expected size
+
+
+def read_capped(stream: Any, limit: int, expected: int) -> bytes:
+    """At most `limit` bytes of `stream`. `read(n)` reserves n bytes before it reads, so
+    `read(limit)` would set aside the operation's whole limit (up to 1 GiB) for a 1 KiB file:
+    ask for the size `stat`/HeadObject gave, then go on in chunks in case the input grew."""
+    first = stream.read(min(limit, expected + 1))
+    chunks, total = [first], len(first)
+    while total < limit:
+        chunk = stream.read(min(READ_CHUNK, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)  # one chunk: the same object, no copy
+
+
 def _read_local(uri: str, max_bytes: int, what: str, base_dir: Path | None,
                 allowed_roots: Sequence[Path] | None,
                 denied_roots: Sequence[Path] = ()) -> tuple[bytes, str]:  # fmt: skip
@@ -119,7 +137,7 @@ def _read_local(uri: str, max_bytes: int, what: str, base_dir: Path | None,
             if opened is not None:
                 check_local_path(opened, uri, allowed_roots=allowed_roots,
                                  denied_roots=denied_roots)  # fmt: skip
-            data = f.read(max_bytes + 1)
+            data = read_capped(f, max_bytes + 1, expected=st.st_size)
     except PermissionError as exc:
         raise not_found(f"input file {str(path)!r} cannot be read: permission denied") from exc
     except IsADirectoryError as exc:  # pragma: no cover - raced with a rename
@@ -186,7 +204,7 @@ def _read_s3(uri: str, max_bytes: int, what: str, s3_client: Any) -> tuple[bytes
         raise too_large(f"input is {human_bytes(size)}; {_limit_text(max_bytes, what)}")
     try:
         obj = s3_client.get_object(Bucket=bucket, Key=key)
-        data = obj["Body"].read(max_bytes + 1)
+        data = read_capped(obj["Body"], max_bytes + 1, expected=size)
     except (ClientError, BotoCoreError) as exc:
         raise _s3_error(exc, uri, "GetObject") from exc
     if len(data) > max_bytes:  # replaced between HEAD and GET

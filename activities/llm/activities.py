@@ -13,12 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
+from activities.db.errors import not_migrated_message
 from activities.heartbeat import with_heartbeat
 from activities.llm import calls
 from activities.llm import deployments as deps
@@ -33,6 +36,7 @@ from activities.llm.types import (
     ERR_MODEL_UNAVAILABLE,
     ERR_NO_DEPLOYMENT,
     ERR_NO_MODEL,
+    ERR_NOT_MIGRATED,
     ERR_TIER_TOO_LOW,
     ERR_UNKNOWN_MODEL,
     ERR_UNKNOWN_TENANT,
@@ -53,12 +57,17 @@ from models_catalog.catalog import Catalog
 from models_catalog.errors import UnknownModelError
 from models_catalog.selection import (
     R_CONTEXT,
+    R_NO_ADAPTER,
+    R_PROVIDER_DISABLED,
     R_TIER,
+    R_UNCONFIGURED,
+    R_UNHEALTHY,
     Exclusion,
     SelectionCriteria,
     configured_providers,
     resolve_any_model,
     select_with_fallback,
+    self_hosted_context_window,
 )
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import WarmUpRequest
@@ -109,6 +118,17 @@ class LLMActivities:
     @activity.defn(name="llm.prepare")
     async def prepare(self, inp: PrepareInput) -> LLMPlan:
         """Tenant, model, token estimate and selection; every refusal happens here, before cost."""
+        try:
+            return await self._prepare(inp)
+        except DBAPIError as err:
+            # A table the migrations create is missing: no retry can help, and the caller
+            # (the CLI, an API client) should read the to-do, not SQL. Anything else
+            # (connection lost, server restarting ...) stays retryable.
+            if (refusal := not_migrated(err)) is not None:
+                raise refusal from None
+            raise
+
+    async def _prepare(self, inp: PrepareInput) -> LLMPlan:
         req = inp.request
         self.control.apps.check(req.app_id, req.environment)  # AppNotServed
         engine = self._engine()
@@ -122,7 +142,8 @@ class LLMActivities:
             except UnknownModelError as err:
                 raise rejection(str(err), ERR_UNKNOWN_MODEL) from err
         tokens = self._count_tokens(inp.kind, req, pinned)
-        needed = tokens + ((req.max_tokens or 0) if inp.kind != "embedding" else 0)
+        max_tokens = req.max_tokens if inp.kind != "embedding" else None
+        needed = tokens + (max_tokens or 0)
         criteria = SelectionCriteria(
             task=inp.kind,
             input_modalities=["text"],
@@ -143,7 +164,7 @@ class LLMActivities:
         )
         choice = selection.choice
         if choice is None:
-            raise _refusal(pinned, selection.excluded, needed)
+            raise _refusal(self.catalog, pinned, selection.excluded, tokens, max_tokens)
         await self._claim(tenant.id, inp.kind, req.request_id)
         return LLMPlan(
             tenant_id=tenant.id,
@@ -314,8 +335,57 @@ class LLMActivities:
             ) from None
 
 
-def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) -> ApplicationError:
-    """The error for "no model": a pinned model's own reasons, or a summary."""
+def not_migrated(err: DBAPIError) -> ApplicationError | None:
+    """The to-do for a database the migrations have not prepared (a table they create is
+    missing), worded as the CLI words it (`workers.cli.common.not_migrated`); None for any other
+    database error. Non-retryable, but not BENIGN: it is the operator's incident."""
+    orig = err.orig
+    if not isinstance(orig, psycopg.errors.UndefinedTable):
+        return None
+    what = str(orig).strip().splitlines()[0]  # not the SQL position lines under it
+    return ApplicationError(
+        not_migrated_message(what),
+        type=ERR_NOT_MIGRATED,
+        non_retryable=True,
+    )
+
+
+# Reasons that are the provider's, not the request's: the same for every request, an operator's
+# to fix. Such exclusions are summarised per reason after the ones the caller can act on.
+_PROVIDER_REASONS = {
+    R_PROVIDER_DISABLED: "provider disabled",
+    R_NO_ADAPTER: "no LiteLLM adapter",
+    R_UNCONFIGURED: "provider not configured",
+    R_UNHEALTHY: "provider unhealthy",
+}
+_SHOWN = 3  # request-specific entries named one by one (models with the same reasons share one)
+_SHOWN_PROVIDERS = 8
+
+
+def _tokens(input_tokens: int, max_tokens: int | None) -> str:
+    if max_tokens:
+        return f"the input (~{input_tokens} tokens) plus max_tokens {max_tokens} exceed"
+    return f"the input (~{input_tokens} tokens) exceeds"
+
+
+def _context_window(catalog: Catalog, model_id: str) -> int | None:
+    if model_id in catalog.external_models:
+        return catalog.external_models[model_id].context_window
+    if model_id in catalog.models:
+        return self_hosted_context_window(catalog.models[model_id])
+    return None
+
+
+def _refusal(
+    catalog: Catalog,
+    pinned: str | None,
+    excluded: list[Exclusion],
+    input_tokens: int,
+    max_tokens: int | None,
+) -> ApplicationError:
+    """The error for "no model": a pinned model's own reasons, or a summary that names first
+    what the caller can act on (tier, context window, a model OFF, ...) and folds the models
+    whose provider cannot be used (not configured, ...) into one short clause per reason."""
     if pinned is not None:
         excl = next(e for e in excluded if e.model_id == pinned)
         codes = excl.codes
@@ -326,14 +396,58 @@ def _refusal(pinned: str | None, excluded: list[Exclusion], needed_tokens: int) 
             if R_CONTEXT in codes
             else ERR_MODEL_UNAVAILABLE
         )
-        return rejection(f"model {excl.describe()}", kind)
+        message = f"model {excl.describe()}"
+        if R_CONTEXT in codes and max_tokens:
+            message += f" (~{input_tokens} input tokens plus max_tokens {max_tokens})"
+        return rejection(message, kind)
     relevant = [e for e in excluded if e.does_task]
-    if relevant and all(R_CONTEXT in e.codes for e in relevant):
+    if not relevant:
+        return rejection("no model in the catalog does what this request asks", ERR_NO_MODEL)
+    if all(R_CONTEXT in e.codes for e in relevant):
+        windows = [(w, e.model_id) for e in relevant if (w := _context_window(catalog, e.model_id))]
+        largest = max(windows, default=None)
+        biggest = f" (the largest: {largest[1]}, {largest[0]} tokens)" if largest else ""
         return rejection(
-            f"the input (~{needed_tokens} tokens) exceeds the context window of every model "
-            "that could serve it",
+            f"{_tokens(input_tokens, max_tokens)} the context window of every model that could "
+            f"serve it{biggest}",
             ERR_CONTEXT_WINDOW,
         )
-    reasons = "; ".join(e.describe() for e in relevant[:8])
-    more = f" (+{len(relevant) - 8} more)" if len(relevant) > 8 else ""
-    return rejection(f"no model can serve this request: {reasons}{more}", ERR_NO_MODEL)
+    # A model whose provider cannot be used is the operator's to fix whatever else excludes it.
+    generic = [e for e in relevant if _PROVIDER_REASONS.keys() & set(e.codes)]
+    specific = [e for e in relevant if e not in generic]
+    # Models with the same reasons share one entry; fewest reasons (closest to serving) first,
+    # self-hosted before external, then catalog order (the sort is stable).
+    entries: dict[str, list[Exclusion]] = {}
+    for excl in specific:
+        entries.setdefault(" and ".join(r.message for r in excl.reasons), []).append(excl)
+    ranked = sorted(
+        entries.items(),
+        key=lambda item: (len(item[1][0].reasons), item[1][0].hosting != "self_hosted"),
+    )
+    parts = [f"{', '.join(e.model_id for e in group)}: {why}" for why, group in ranked[:_SHOWN]]
+    hidden = sum(len(group) for _, group in ranked[_SHOWN:])
+    if hidden:
+        parts.append(f"{hidden} more excluded for other reasons")
+    by_reason: dict[str, list[Exclusion]] = {}
+    for excl in generic:
+        code = next(c for c in _PROVIDER_REASONS if c in excl.codes)
+        by_reason.setdefault(code, []).append(excl)
+    for code in _PROVIDER_REASONS:
+        group = by_reason.get(code, [])
+        if not group:
+            continue
+        providers = list(dict.fromkeys(_provider(catalog, e.model_id) for e in group))
+        names = ", ".join(providers[:_SHOWN_PROVIDERS])
+        if len(providers) > _SHOWN_PROVIDERS:
+            names += f", +{len(providers) - _SHOWN_PROVIDERS} more"
+        models = f"{len(group)} external model{'s' if len(group) > 1 else ''}"
+        parts.append(f"{models}: {_PROVIDER_REASONS[code]} ({names})")
+    head = "no model can serve this request"
+    if max_tokens and any(R_CONTEXT in e.codes for _, g in ranked[:_SHOWN] for e in g):
+        head += f" (~{input_tokens} input tokens plus max_tokens {max_tokens})"
+    return rejection(f"{head}: {'; '.join(parts)}", ERR_NO_MODEL)
+
+
+def _provider(catalog: Catalog, model_id: str) -> str:
+    ext = catalog.external_models.get(model_id)
+    return ext.provider_id if ext is not None else model_id

@@ -36,6 +36,8 @@ ERR_METERING_FAILED = "MeteringFailed"  # the usage row cannot be built (e.g. a 
 # non-retryable, so not in the list below (which travels in every recorded retry policy).
 ERR_ALREADY_RUNNING = "AlreadyRunning"
 ERR_ALREADY_ANSWERED = "AlreadyAnswered"  # ... which answered it (and was charged)
+# A table the migrations create is missing (`radiant db upgrade` not run): raised non-retryable.
+ERR_NOT_MIGRATED = "DatabaseNotMigrated"
 
 NON_RETRYABLE_LLM_ERRORS = [
     ERR_INVALID_REQUEST,

@@ -171,3 +171,29 @@ def test_settings_catalog_dir_is_honoured(data_copy: Path, monkeypatch: pytest.M
     assert result.exit_code == 2
     assert "services.yaml: invalid YAML" in result.stderr
     assert run("validate").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["services", "status"],
+        ["services", "enable", "perception"],
+        ["thermal", "list"],
+        ["thermal", "show", "yolov8n"],
+        ["bench", "make-trace", "--out", "trace.csv", "--days", "1"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_reading_the_catalog_refuses_a_broken_one_in_a_line(
+    data_copy: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """Not a traceback: the problem and its file (exit 2), before any database or Temporal."""
+    (data_copy / "services.yaml").write_text("services: [\n", encoding="utf-8")
+    monkeypatch.setenv("RADIANT_CATALOG_DIR", str(data_copy))
+    monkeypatch.chdir(data_copy.parent)
+    get_settings.cache_clear()
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"catalog in {data_copy} is invalid" in result.stderr
+    assert "services.yaml: invalid YAML" in result.stderr

@@ -61,6 +61,40 @@ def test_db_upgrade_current_downgrade(
     assert migrate.current(url) is None
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["upgrade", "-r", "nosuch"],
+        ["upgrade", "-r", ""],
+        ["downgrade", "-r", "nosuch", "--yes"],
+        ["downgrade", "-r", "x-1", "--yes"],
+    ],
+)
+def test_an_unknown_revision_is_refused_in_a_line_before_connecting(
+    cli_env: Callable[[str], None], command: list[str]
+) -> None:
+    cli_env("postgresql://nobody@127.0.0.1:9/none")  # never reached
+    result = CliRunner().invoke(app, ["db", *command])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: unknown revision {command[2]!r}; known: 0001, 0002, head, base "
+        "(or a relative step such as -1)"
+    )
+
+
+def test_upgrading_to_an_older_revision_says_how_to_go_back(
+    fresh_database: Callable[[], str], cli_env: Callable[[str], None]
+) -> None:
+    cli_env(fresh_database())
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(app, ["db", "upgrade", "-r", "0001"])
+    assert result.exit_code == 0, result.output
+    assert "at revision 0002 (past 0001: `radiant db downgrade -r 0001 --yes`)" in result.stdout
+    result = runner.invoke(app, ["db", "upgrade", "-r", "0002"])
+    assert "past" not in result.stdout
+
+
 def test_db_downgrade_requires_a_revision() -> None:
     result = CliRunner().invoke(app, ["db", "downgrade", "--yes"])
     assert result.exit_code != 0 and "--revision" in result.output

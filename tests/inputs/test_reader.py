@@ -18,7 +18,7 @@ from activities.inputs.errors import (
     InputValidationError,
     TransientInputError,
 )
-from activities.inputs.reader import read_input, spool_inline
+from activities.inputs.reader import READ_CHUNK, read_capped, read_input, spool_inline
 from tests.fixtures.validation import client_without_credentials
 from workers.samples import SAMPLES
 from workflows.service_types import (
@@ -98,6 +98,49 @@ def test_unsupported_scheme() -> None:
     assert "unsupported input URI scheme 'https'" in msg
 
 
+class RecordingStream(io.BytesIO):
+    """A stream that remembers how many bytes each read asked for (read(n) reserves n)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+
+    def read(self, n: int | None = -1) -> bytes:
+        self.asked.append(-1 if n is None else n)
+        return super().read(n)
+
+
+def test_a_small_input_under_a_big_limit_reserves_only_its_size() -> None:
+    stream = RecordingStream(b"x" * 1000)
+    assert read_capped(stream, (1 << 30) + 1, expected=1000) == b"x" * 1000
+    assert stream.asked == [1001, READ_CHUNK]  # not 1 GiB, and one read to see the end
+
+
+@pytest.mark.parametrize("size", [5000, 3 * READ_CHUNK + 7])
+def test_an_input_grown_since_stat_is_read_up_to_the_limit(size: int) -> None:
+    data = os.urandom(size)
+    assert read_capped(RecordingStream(data), size + 1, expected=10) == data  # all of it
+    assert len(read_capped(RecordingStream(data), size - 1, expected=10)) == size - 1  # capped
+
+
+def test_local_file_grown_past_the_limit_after_stat_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "grows.png"
+    path.write_bytes(b"x" * 100)
+    real_open = Path.open
+
+    def open_after_growth(self: Path, *args: object, **kw: object):  # noqa: ANN202
+        if self == path and args[:1] == ("rb",):
+            with real_open(path, "ab") as f:  # written between the stat and the read
+                f.write(b"x" * 4900)
+        return real_open(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", open_after_growth)
+    msg = fails(ERR_INPUT_TOO_LARGE, InputRef(uri=str(path)), max_bytes=1000)
+    assert msg == "input is larger than 1000 bytes; the limit is 1000 bytes"
+
+
 # ----------------------------------------------------------------------------- S3
 
 
@@ -114,6 +157,16 @@ def test_s3_head_then_get() -> None:
                               s3_client=client)  # fmt: skip
         stub.assert_no_pending_responses()
     assert (got, loc) == (data, "s3://inputs/t1/street.png")
+
+
+def test_s3_object_replaced_by_a_bigger_one_after_head_is_refused() -> None:
+    client, data = s3_client(), b"x" * 5000
+    with Stubber(client) as stub:
+        stub.add_response("head_object", {"ContentLength": 100})
+        stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(data), len(data))})
+        msg = fails(ERR_INPUT_TOO_LARGE, InputRef(uri="s3://inputs/swap.png"), s3_client=client,
+                    max_bytes=1000)  # fmt: skip
+    assert msg == "input is larger than 1000 bytes; the limit is 1000 bytes"
 
 
 def test_s3_oversize_refused_without_download() -> None:

@@ -18,6 +18,7 @@ import activities.llm  # noqa: F401 - LiteLLM's bundled cost map, before litellm
 from activities.db.engine import libpq_conninfo
 from activities.llm.proxy_config import build_proxy_config, render_proxy_config
 from models_catalog.catalog import load_catalog
+from models_catalog.selection import self_hosted_context_window
 from tests.llm.conftest import LLMHarness
 from workers.cli import litellm_config, registry, select
 from workers.cli import llm as llm_cli
@@ -149,6 +150,35 @@ def test_select_reads_tenant_and_state(settings_env, migrated_db):
     one_line_error(invoke("select", "--tenant", "ghost"), "unknown tenant 'ghost'")
 
 
+def test_select_unknown_task_is_a_usage_error():
+    res = invoke("select", "--task", "bogus", "--tier", "5", "--no-state")
+    one_line_error(res, "unknown task 'bogus'; known: ")
+    known = res.stderr.split("known: ", 1)[1].split(", ")
+    assert {"chat", "completion", "embedding", "inference"} <= {k.strip() for k in known}
+
+
+def test_select_no_model_points_to_all_for_hidden_exclusions():
+    res = invoke("select", "--tier", "1", "--no-state")
+    assert res.exit_code == 1 and "no model can serve it" in res.stdout
+    assert "--all shows every exclusion" in res.stdout
+    res = invoke("select", "--tier", "1", "--no-state", "--all")
+    assert res.exit_code == 1 and "--all shows every exclusion" not in res.stdout
+
+
+def test_select_refuses_a_tier_that_contradicts_the_tenant(settings_env, migrated_db):
+    with psycopg.connect(libpq_conninfo(migrated_db.owner_url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tenants (name, tier) VALUES ('cli-t1', 1) ON CONFLICT (name) DO NOTHING"
+        )
+    one_line_error(
+        invoke("select", "--tenant", "cli-t1", "--tier", "5"),
+        "tenant cli-t1 is tier 1; drop --tier or pass the tenant's tier",
+    )
+    res = invoke("select", "--tenant", "cli-t1", "--tier", "1", "--json", "--app", "nowhere")
+    assert res.exit_code in (0, 1), res.output
+    assert json.loads(res.stdout)["criteria"]["tenant_tier"] == 1
+
+
 # ----------------------------------------------------------------------------- registry
 
 
@@ -181,6 +211,36 @@ def test_registry_list_stats_history(settings_env, migrated_db):
     one_line_error(invoke("registry", "list", "--status", "gone"), "--status")
     one_line_error(invoke("registry", "list", "--category", "nonsense"), "unknown category")
     one_line_error(invoke("registry", "sync", "--type", "all"), "--type")
+
+
+def test_registry_context_window_agrees_with_selection(settings_env, migrated_db):
+    from activities.db.catalog_sync import sync_catalog
+
+    sync_catalog(migrated_db.owner_url, CAT)
+    models = json.loads(invoke("registry", "list", "--hosting", "self_hosted", "--json").stdout)
+    by_id = {m["id"]: m for m in models["models"]}
+    assert by_id["mistral-7b-instruct"]["context_window"] == 4096
+    for model in CAT.models.values():  # the same rule selection applies
+        assert by_id[model.id]["context_window"] == self_hosted_context_window(model)
+    assert all("container_environment" not in m for m in models["models"])
+    res = invoke("select", "--tier", "5", "--no-state", "--min-context", "5000")
+    assert "mistral-7b-instruct: context window 4096 < 5000 needed" in res.stdout
+
+
+def test_registry_history_json_times_are_iso(settings_env, migrated_db):
+    with psycopg.connect(libpq_conninfo(migrated_db.owner_url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO registry_sync_log (sync_type, status, started_at, finished_at, details) "
+            "VALUES ('health', 'completed', '2026-12-03 14:35:00.383049+00', "
+            "'2026-12-03 14:35:02+00', '{\"errors\": []}')"
+        )
+    res = invoke("registry", "history", "--type", "health", "--json")
+    assert res.exit_code == 0, res.output
+    run = next(r for r in json.loads(res.stdout) if r["finished_at"] == "2026-12-03T14:35:02Z")
+    assert run["started_at"] == "2026-12-03T14:35:00.383049Z"
+    assert run["details"] == {"errors": []} and run["models_added"] == 0
+    res = invoke("registry", "history", "--type", "health")
+    assert res.exit_code == 0 and "1.6s" in res.stdout  # the table still reads the times
 
 
 def test_registry_unreachable_database(monkeypatch, tmp_path):

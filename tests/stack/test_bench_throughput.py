@@ -17,7 +17,7 @@ def test_batches_cover_every_workflow_once(n: int, rounds: int):
 
 
 async def test_small_run_reports_figures_and_exact_usage(tmp_path):
-    out = await run_benchmark(6, 3, data_dir=tmp_path, rounds=2)
+    out = await run_benchmark(6, 3, data_dir=tmp_path, rounds=2, memory_rounds=1)
     assert out["rounds"] == 2 and out["activities_per_workflow"] == 4
     assert out["usage_rows"] == {"model_invocation": 6, "service_charge": 6}
     for side in ("project", "bare"):
@@ -33,3 +33,12 @@ async def test_small_run_reports_figures_and_exact_usage(tmp_path):
         "jobs.invoke",
         "jobs.meter",
     }
+    memory = out["memory"]
+    for side in ("project", "bare"):
+        figures = memory[side]
+        assert (figures["batches"], figures["workflows_per_batch"]) == (1, 6)
+        assert figures["python_peak_mib"] > 0 and figures["peak_rss_mib"] > 0
+    assert memory["python_peak_ratio"] == pytest.approx(
+        memory["project"]["python_peak_mib"] / memory["bare"]["python_peak_mib"], rel=0.05
+    )
+    # memory batches use their own request ids: the usage rows above are the timed jobs' only

@@ -49,6 +49,29 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], words: str, monkeypat
     assert words in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["services", "status", "--app", "other"],
+        ["services", "enable", "perception", "--app", "other"],
+        ["litellm", "config", "--app", "other"],
+        ["thermal", "set", "yolov8n", "WARM", "--app", "other"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_an_app_not_served_is_refused_before_anything_is_written(
+    args: list[str], monkeypatch, tmp_path
+):
+    result = invoke(
+        args, monkeypatch, tmp_path, APPS="radiant/dev", TEMPORAL_ADDRESS="127.0.0.1:1",
+        DATABASE_URL="postgresql+psycopg://u:p@127.0.0.1:1/db",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "other/dev is not served by this deployment (RADIANT_APPS: radiant/dev)" in (
+        " ".join(result.output.split())
+    )
+
+
 def test_unreachable_temporal_is_one_line(monkeypatch, tmp_path):
     result = invoke(
         ["thermal", "show", "yolov8n"], monkeypatch, tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1"

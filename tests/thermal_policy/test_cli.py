@@ -77,7 +77,10 @@ def test_make_trace_json_summary_and_alias(tmp_path):
     ("args", "message"),
     [
         (["--family", "weekly"], "unknown family"),
-        (["--days", "0"], "--days must be positive"),
+        (["--days", "0"], "--days must be more than 0 and at most 90 (got 0.0)"),
+        (["--days", "inf"], "--days must be more than 0 and at most 90 (got inf)"),
+        (["--days", "nan"], "(got nan)"),
+        (["--days", "1e9"], "(got 1000000000.0)"),
         (["--models", "no-such-model"], "unknown model"),
         (["--models", "llama-3.3-70b"], "registry entry"),
     ],
@@ -164,3 +167,25 @@ def test_bad_options(tmp_path):
     path = write(tmp_path, HEADER + "yolov8n,1,2\n")
     assert run("thermal-policy", "--trace", path, "--warmup-seconds", "-1").exit_code == 2
     assert run("thermal-policy", "--trace", path, "--concurrency", "0").exit_code == 2
+
+
+def test_make_trace_reads_the_configured_catalog(tmp_path, monkeypatch):
+    """RADIANT_CATALOG_DIR, as every other command: a broken catalog there is refused."""
+    from models_catalog.catalog import DATA_DIR
+    from workers.settings import get_settings
+
+    broken = tmp_path / "catalog"
+    broken.mkdir()
+    for f in DATA_DIR.iterdir():
+        if f.is_file():
+            (broken / f.name).write_bytes(f.read_bytes())
+    with (broken / "services.yaml").open("a") as fh:
+        fh.write("{{{ not yaml\n")
+    monkeypatch.setenv("RADIANT_CATALOG_DIR", str(broken))
+    get_settings.cache_clear()
+    try:
+        r = run("make-trace", "--out", str(tmp_path / "x.csv"), "--days", "1")
+    finally:
+        get_settings.cache_clear()
+    assert r.exit_code == 2
+    assert f"catalog in {broken} is invalid" in r.stderr and "services.yaml" in r.stderr

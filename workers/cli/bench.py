@@ -22,18 +22,23 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+MAX_TRACE_DAYS = 90  # a season of traffic; longer traces only cost time and memory
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _load_catalog() -> Any:
-    """The catalog (a seam for tests); catalog errors become a one-line failure."""
+    """The catalog of the settings (RADIANT_CATALOG_DIR, else the bundled one; a seam for
+    tests); catalog errors become a one-line failure."""
     from models_catalog.catalog import load_catalog
     from models_catalog.errors import CatalogError
+    from workers.settings import get_settings
 
     try:
-        return load_catalog()
+        return load_catalog(get_settings().catalog_dir)
     except CatalogError as exc:
         _fail(f"cannot load the model catalog: {exc}")
 
@@ -66,7 +71,7 @@ def make_trace(
     family: str = typer.Option(
         "mixed", "--family", help="mixed, periodic, diurnal, bursty or rare."
     ),
-    days: float = typer.Option(7.0, "--days", help="Simulated days."),
+    days: float = typer.Option(7.0, "--days", help=f"Simulated days (at most {MAX_TRACE_DAYS})."),
     seed: int = typer.Option(42, "--seed", help="Random seed (same seed, same trace)."),
     models: list[str] | None = typer.Option(
         None, "--models", help="Model ids or aliases (repeat or comma-separate); default all."
@@ -78,8 +83,8 @@ def make_trace(
 
     if family not in tracegen.ALL_FAMILIES:
         _fail(f"unknown family {family!r}; expected one of {', '.join(tracegen.ALL_FAMILIES)}")
-    if not days > 0:
-        _fail("--days must be positive")
+    if not 0 < days <= MAX_TRACE_DAYS:  # also refuses nan and inf
+        _fail(f"--days must be more than 0 and at most {MAX_TRACE_DAYS} (got {days})")
     catalog = _load_catalog()
     only = None
     if models:
@@ -247,45 +252,76 @@ def throughput(
     rounds: int = typer.Option(
         3, "--rounds", min=1, help="Alternate bare and job batches this many times."
     ),
+    memory_rounds: int = typer.Option(
+        2,
+        "--memory-rounds",
+        min=0,
+        help="Untimed batches per side measuring memory afterwards (0: none).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Service-job throughput against bare workflows with the same number of no-op activities."""
+    """Service-job throughput and memory against bare workflows with the same number of no-op
+    activities."""
     import asyncio
     import json
 
     from workers.bench_throughput import run_benchmark
 
-    out = asyncio.run(run_benchmark(jobs, concurrency, rounds=rounds))
+    out = asyncio.run(run_benchmark(jobs, concurrency, rounds=rounds, memory_rounds=memory_rounds))
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(
-        "run",
-        "workflows/s",
-        "p50 s",
-        "p95 s",
-        "p99 s",
-        "wall s",
-        title=f"{jobs} workflows, concurrency {concurrency}, "
-        f"{out['activities_per_workflow']} activities each",
-    )
-    for name in ("project", "bare"):
-        f = out[name]
-        table.add_row(
-            "perception/detect jobs" if name == "project" else "bare workflows",
-            f"{f['per_second']:.1f}",
-            f"{f['latency_p50_s']:.3f}",
-            f"{f['latency_p95_s']:.3f}",
-            f"{f['latency_p99_s']:.3f}",
-            f"{f['seconds']:.1f}",
-        )
     console = Console()
-    console.print(table)
+    console.print(
+        _sides_table(
+            f"{jobs} workflows, concurrency {concurrency}, "
+            f"{out['activities_per_workflow']} activities each",
+            ["workflows/s", "p50 s", "p95 s", "p99 s", "wall s"],
+            {
+                name: [
+                    f"{f['per_second']:.1f}",
+                    f"{f['latency_p50_s']:.3f}",
+                    f"{f['latency_p95_s']:.3f}",
+                    f"{f['latency_p99_s']:.3f}",
+                    f"{f['seconds']:.1f}",
+                ]
+                for name, f in ((n, out[n]) for n in ("project", "bare"))
+            },
+        )
+    )
     console.print(
         f"ratio jobs/bare = {out['ratio']:.3f} (goal >= 0.7); usage rows: "
         f"{out['usage_rows']['model_invocation']} model invocations + "
         f"{out['usage_rows']['service_charge']} charges for {out['invocations']} jobs"
     )
+    memory = out.get("memory")
+    if memory:
+        console.print(
+            _sides_table(
+                f"memory: {memory['project']['batches']} untimed batch(es) of "
+                f"{memory['project']['workflows_per_batch']} per side",
+                ["Python peak MiB", "KiB per in-flight workflow", "retained MiB", "peak RSS MiB"],
+                {
+                    name: [
+                        f"{f['python_peak_mib']:.2f}",
+                        f"{f['python_peak_kib_per_in_flight']:.0f}",
+                        f"{f['python_retained_mib']:.2f}",
+                        "-" if f["peak_rss_mib"] is None else f"{f['peak_rss_mib']:.0f}",
+                    ]
+                    for name, f in ((n, memory[n]) for n in ("project", "bare"))
+                },
+            )
+        )
+        console.print(f"Python peak ratio jobs/bare = {memory['python_peak_ratio']}")
+
+
+def _sides_table(title: str, headers: list[str], cells: dict[str, list[str]]) -> Any:
+    """One row per side of the throughput benchmark ("project": the jobs, "bare")."""
+    from rich.table import Table
+
+    table = Table("run", *headers, title=title)
+    for name, row in cells.items():
+        table.add_row("perception/detect jobs" if name == "project" else "bare workflows", *row)
+    return table

@@ -20,6 +20,7 @@ from rich.table import Table
 from models_catalog.catalog import DATA_DIR, Catalog, load_catalog, suggest
 from models_catalog.errors import CatalogError, CatalogValidationError, UnknownModelError
 from models_catalog.types import UNIT_PRICE_FIELD, SelfHostedModel
+from workers.cli.common import catalog_or_fail
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -48,10 +49,7 @@ def _catalog() -> Catalog:
     """The catalog the settings point at (settings.catalog_dir, else the bundled data)."""
     from workers.settings import get_settings
 
-    try:
-        return load_catalog(get_settings().catalog_dir)
-    except CatalogError as exc:
-        _fail(str(exc))
+    return catalog_or_fail(get_settings().catalog_dir)
 
 
 def _dump(obj: BaseModel) -> dict[str, Any]:

@@ -6,21 +6,28 @@ import asyncio
 import json
 import re
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import psycopg
 import typer
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from rich.console import Console
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
+    Client,
     WorkflowFailureError,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
+
+if TYPE_CHECKING:
+    from models_catalog.catalog import Catalog
+    from workers.settings import Settings
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)  # long URLs and ids stay on one line (copyable)
@@ -30,6 +37,39 @@ err_console = Console(stderr=True, soft_wrap=True)
 def fail(message: str, code: int = 2) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def catalog_or_fail(catalog_dir: Path | None) -> Catalog:
+    """The catalog in `catalog_dir` (None: the bundled one); a broken one is one line, exit 2."""
+    from models_catalog.catalog import load_catalog
+    from models_catalog.errors import CatalogError
+
+    try:
+        return load_catalog(catalog_dir)
+    except CatalogError as exc:
+        fail(str(exc))
+
+
+def served_pair(settings: Settings, app_id: str | None, env: str | None) -> tuple[str, str]:
+    """The (app, environment) a command acts on (defaults from the settings), refused in one
+    line when RADIANT_APPS does not serve it: nothing is written for a pair nobody serves."""
+    pair = (app_id or settings.app_id, env or settings.environment)
+    if problem := settings.app_scope().problem(*pair):
+        fail(problem)
+    return pair
+
+
+async def note_if_no_worker(client: Client, task_queue: str) -> None:
+    """One stderr line when no worker serves the task queue: Temporal keeps the request and
+    runs it when one starts, which a waiting command would otherwise show as a hang."""
+    from workers.temporal import worker_polling
+
+    if await worker_polling(client, task_queue) is False:
+        err_console.print(
+            f"[yellow]note:[/] no worker is polling task queue {task_queue!r}: nothing runs "
+            "until one starts (`radiant up` or `radiant worker`); the request stays queued.",
+            highlight=False,
+        )
 
 
 def failure_message(exc: BaseException) -> str:
@@ -89,6 +129,8 @@ def _app_role() -> str:
 def not_migrated(exc: BaseException) -> str | None:
     """The to-do for a database the migrations have not prepared yet: no tables, or no
     application role (the migrations create both); None for any other error."""
+    from activities.db.errors import not_migrated_message
+
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, psycopg.errors.UndefinedTable):
         what = str(orig).strip().splitlines()[0]  # not the SQL position lines under it
@@ -96,10 +138,7 @@ def not_migrated(exc: BaseException) -> str | None:
         what = found.group(0)  # the role the migrations create (not a mistyped owner user)
     else:
         return None
-    return (
-        f"the database is not migrated yet ({what}): run `radiant db upgrade`, or `radiant up`,"
-        " which migrates it"
-    )
+    return not_migrated_message(what)
 
 
 def emit_json(value: Any) -> None:
@@ -107,4 +146,13 @@ def emit_json(value: Any) -> None:
         value = value.model_dump(mode="json")
     elif isinstance(value, list):
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
-    typer.echo(json.dumps(value, indent=2, default=str))
+    typer.echo(json.dumps(value, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    """Times as ISO 8601 (as pydantic writes them), anything else JSON lacks as its text."""
+    from datetime import date, time, timedelta
+
+    if isinstance(value, date | time | timedelta):
+        return to_jsonable_python(value)
+    return str(value)

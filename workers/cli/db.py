@@ -52,6 +52,13 @@ def _database() -> Iterator[DatabaseUrls]:
             release_embedded_postgres(settings.data_dir)
 
 
+def _known(revision: str) -> str:
+    try:
+        return migrate.check_revision(revision)
+    except ValueError as err:
+        raise _fail(str(err), EXIT_DATABASE_ERROR) from None
+
+
 def _where(urls: DatabaseUrls) -> str:
     return "embedded PostgreSQL" if urls.embedded else mask_url(urls.owner)
 
@@ -61,12 +68,17 @@ def upgrade(
     revision: Annotated[str, typer.Option("--revision", "-r", help="Target revision.")] = "head",
 ) -> None:
     """Apply migrations up to REVISION (default: head); creates the application role if missing."""
+    revision = _known(revision)
     with _database() as urls:
         app_url = make_url(urls.app)
         migrate.upgrade(
             urls.owner, revision, app_role=app_url.username, app_password=app_url.password
         )
-        typer.echo(f"{_where(urls)}: at revision {migrate.current(urls.owner) or 'base'}")
+        now = migrate.current(urls.owner) or "base"
+        behind = revision in migrate.revisions() and now != revision
+        # Upgrading to an older revision does nothing: say how to get there.
+        hint = f" (past {revision}: `radiant db downgrade -r {revision} --yes`)" if behind else ""
+        typer.echo(f"{_where(urls)}: at revision {now}{hint}")
 
 
 @app.command()
@@ -84,6 +96,7 @@ def downgrade(
             f"downgrade to {revision!r} drops tables and their data; add --yes to confirm",
             EXIT_DATABASE_ERROR,
         )
+    revision = _known(revision)
     with _database() as urls:
         # The application role loses its grants; the role itself is kept (cluster-wide).
         migrate.downgrade(urls.owner, revision, app_role=make_url(urls.app).username)

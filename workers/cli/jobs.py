@@ -14,7 +14,14 @@ from temporalio.client import (
     WorkflowFailureError,
 )
 
-from workers.cli.common import console, emit_json, fail, failure_message, run
+from workers.cli.common import (
+    console,
+    emit_json,
+    fail,
+    failure_message,
+    note_if_no_worker,
+    run,
+)
 from workers.job_client import JobClient, NotAJobError
 from workers.settings import get_settings
 
@@ -73,6 +80,7 @@ def submit(
             fail(str(exc))
         except OSError as exc:  # an inline: file that cannot be read
             fail(f"cannot read the input {exc.filename or input_ref}: {exc.strerror or exc}")
+        await note_if_no_worker(jobs.client, settings.task_queue)
         if not as_json:
             console.print(f"job [bold]{handle.id}[/]\nWeb UI: {jobs.web_ui_link(handle.id)}")
         if not wait:
@@ -126,7 +134,7 @@ def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
         out: dict[str, Any] = {
             "workflow_id": workflow_id,
             "status": desc.status.name if desc.status else None,
-            "started": str(desc.start_time),
+            "started": desc.start_time,
             "web_ui": jobs.web_ui_link(workflow_id),
         }
         if desc.status and desc.status.name == "RUNNING":
@@ -165,7 +173,7 @@ def list_jobs(
             {
                 "workflow_id": w.id,
                 "status": w.status.name if w.status else None,
-                "started": str(w.start_time),
+                "started": w.start_time,
                 "tenant": w.typed_search_attributes.get(_tenant_key()),
             }
             for w in await jobs.list_jobs(spellings, limit)
@@ -177,7 +185,7 @@ def list_jobs(
         return
     table = Table(Column("workflow id", overflow="fold"), "status", "tenant", "started")
     for r in rows:
-        table.add_row(r["workflow_id"], r["status"] or "", r["tenant"] or "", r["started"])
+        table.add_row(r["workflow_id"], r["status"] or "", r["tenant"] or "", str(r["started"]))
     console.print(table)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from activities.llm.proxy_config import build_proxy_config, render_proxy_config
+from workers.cli.common import served_pair
 from workers.cli.select import die, load_catalog_or_die
 from workers.settings import get_settings
 
@@ -36,7 +37,7 @@ def config(
     """Write the LiteLLM proxy YAML generated from the catalog."""
     settings = get_settings()
     catalog = load_catalog_or_die(settings)
-    scope = (app_id or settings.app_id, env or settings.environment) if self_hosted else None
+    scope = served_pair(settings, app_id, env) if self_hosted else None
     try:
         text = render_proxy_config(
             build_proxy_config(catalog, self_hosted=scope, aws_region=settings.aws_region)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from activities.llm.types import LLMResponse
-from workers.cli.common import emit_json, failure_message
+from workers.cli.common import emit_json, failure_message, note_if_no_worker
 from workers.cli.select import HOSTING, die
 from workers.settings import get_settings
 
@@ -65,8 +65,10 @@ def _request(
     settings = get_settings()
 
     async def go() -> LLMResponse:
+        temporal = await connect(settings)
+        await note_if_no_worker(temporal, settings.task_queue)
         client = InferenceClient(
-            await connect(settings),
+            temporal,
             tenant=tenant,
             task_queue=settings.task_queue,
             app_id=app_id or settings.app_id,

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
 from activities.llm.registry_sync import SYNC_TYPES, RegistrySyncInput, registry_sync_workflow_id
+from models_catalog.selection import context_window_from_environment
 from models_catalog.types import ModelStatus
-from workers.cli.common import emit_json, failure_message
+from workers.cli.common import emit_json, failure_message, note_if_no_worker
 from workers.cli.select import die, run_db
 from workers.settings import Settings, get_settings
 
@@ -42,6 +45,30 @@ _COLUMNS = (
     "avg_latency_ms, error_rate, billed_input_per_1k, billed_output_per_1k, billed_per_request, "
     "billed_per_image, billed_hourly"
 )
+# The view has no context window for self-hosted models: selection takes it from the container
+# environment (MAX_INPUT_LENGTH), so the registry reads that environment and the same function.
+_SELF_HOSTED_ENV = (
+    "(SELECT sh.spec -> 'environment' FROM self_hosted_models sh"
+    " WHERE unified_model_registry.hosting_type = 'self_hosted'"
+    " AND sh.model_id = unified_model_registry.id) AS container_environment"
+)
+
+
+class SyncRun(BaseModel):
+    """One `registry_sync_log` row (`registry history`); JSON via pydantic, so times are ISO."""
+
+    id: int
+    sync_type: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    models_added: int
+    models_updated: int
+    models_deprecated: int
+    details: dict[str, Any] | None
+
+
+_SYNC_RUN_COLUMNS = ", ".join(SyncRun.model_fields)
 
 
 async def _fetch(
@@ -78,7 +105,7 @@ def _registry_rows(
     if category:
         where.append("category = :category")
         params["category"] = category
-    sql = f"SELECT {_COLUMNS} FROM unified_model_registry"
+    sql = f"SELECT {_COLUMNS}, {_SELF_HOSTED_ENV} FROM unified_model_registry"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY hosting_type, category, display_name"
@@ -92,7 +119,9 @@ def _registry_rows(
         if category not in names:
             die(f"unknown category {category!r}; categories: {', '.join(names)}")
     for row in rows:
+        environment = row.pop("container_environment")
         if row["hosting_type"] == "self_hosted":
+            row["context_window"] = context_window_from_environment(environment or {})
             row["effective_thermal_state"] = row["thermal_state"] or row["default_thermal_state"]
         else:
             row["effective_thermal_state"] = None
@@ -217,27 +246,27 @@ def history(
     if sync_type is not None and sync_type not in SYNC_TYPES:
         die(f"--type must be one of {', '.join(SYNC_TYPES)}, not {sync_type!r}")
     settings = get_settings()
-    sql = "SELECT * FROM registry_sync_log"
+    sql = f"SELECT {_SYNC_RUN_COLUMNS} FROM registry_sync_log"
     params: dict[str, Any] = {"n": limit}
     if sync_type:
         sql += " WHERE sync_type = :t"
         params["t"] = sync_type
     sql += " ORDER BY started_at DESC, id DESC LIMIT :n"
-    rows = run_db(_fetch(settings, sql, params), settings)
+    runs = [SyncRun.model_validate(r) for r in run_db(_fetch(settings, sql, params), settings)]
     if as_json:
-        emit_json(rows)
+        emit_json(runs)
         return
     table = Table("id", "type", "status", "started", "duration", "added", "errors", "review")
-    for r in rows:
-        details = r["details"] or {}
-        took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
+    for r in runs:
+        details = r.details or {}
+        took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
         table.add_row(
-            str(r["id"]),
-            r["sync_type"],
-            r["status"],
-            r["started_at"].isoformat(timespec="seconds"),
+            str(r.id),
+            r.sync_type,
+            r.status,
+            r.started_at.isoformat(timespec="seconds"),
             f"{took:.1f}s" if took is not None else "-",
-            str(r["models_added"]),
+            str(r.models_added),
             str(len(details.get("errors", []))),
             str(len(details.get("review", []))),
         )
@@ -264,6 +293,7 @@ def sync(
 
     async def go() -> Any:
         client = await connect(settings)
+        await note_if_no_worker(client, settings.task_queue)
         return await client.execute_workflow(
             RegistrySyncWorkflow.run,
             RegistrySyncInput(sync_type=sync_type),

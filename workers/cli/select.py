@@ -21,6 +21,7 @@ from models_catalog.selection import (
     SelectionCriteria,
     ThermalView,
     configured_providers,
+    known_tasks,
     select_with_fallback,
 )
 from workers.cli.common import emit_json
@@ -125,6 +126,9 @@ def select_command(
     if tenant is not None and no_state:
         die("--tenant needs the database; use --tier with --no-state")
     catalog = load_catalog_or_die(settings)
+    tasks = known_tasks(catalog)
+    if task not in tasks:
+        die(f"unknown task {task!r}; known: {', '.join(tasks)}")
     app_id, env = app_id or settings.app_id, env or settings.environment
     thermal: dict[str, ThermalView] = {}
     health: dict[str, HealthView] = {}
@@ -135,6 +139,8 @@ def select_command(
             )
         except LookupError as exc:
             die(str(exc))
+        if tenant is not None and tier is not None and tier != tenant_tier:
+            die(f"tenant {tenant} is tier {tenant_tier}; drop --tier or pass the tenant's tier")
         tier = tier or tenant_tier
     assert tier is not None  # given, or read with the tenant
     default_out = "embedding" if task == "embedding" else "text"
@@ -174,7 +180,12 @@ def _print(selection: Selection, show_all: bool, as_json: bool, app_id: str, env
     typer.echo(f"scope: {app_id}/{env}")
     for line in selection.explanation:
         typer.echo(line)
+    hidden = [e for e in selection.excluded if not e.does_task and selection.criteria.model is None]
     if show_all:
-        for excl in selection.excluded:
-            if not excl.does_task and selection.criteria.model is None:
-                typer.echo(f"excluded {excl.describe()}")
+        for excl in hidden:
+            typer.echo(f"excluded {excl.describe()}")
+    elif selection.choice is None and hidden:
+        typer.echo(
+            f"({len(hidden)} models that do not do {selection.criteria.task} are not listed; "
+            "--all shows every exclusion)"
+        )

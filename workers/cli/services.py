@@ -6,9 +6,8 @@ import typer
 from rich.table import Table
 
 from activities.service_states import ServiceStateRow, refresh_service_states
-from models_catalog.catalog import load_catalog
 from models_catalog.errors import CatalogError
-from workers.cli.common import console, emit_json, fail, run
+from workers.cli.common import catalog_or_fail, console, emit_json, fail, run, served_pair
 from workers.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -23,7 +22,8 @@ def _apply(
     from activities.db.engine import create_app_engine, resolve_database_urls
 
     settings = get_settings()
-    catalog = load_catalog(settings.catalog_dir)
+    app_id, env = served_pair(settings, app_id, env)
+    catalog = catalog_or_fail(settings.catalog_dir)
     for service_id in changes or {}:
         try:
             catalog.service(service_id)  # unknown service: a clear error before any write
@@ -36,8 +36,8 @@ def _apply(
             return await refresh_service_states(
                 engine,
                 catalog,
-                app_id or settings.app_id,
-                env or settings.environment,
+                app_id,
+                env,
                 set_disabled=changes,
             )
         finally:

@@ -22,10 +22,19 @@ from activities.backends.base import endpoint_name
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from activities.thermal_control import ThermalControl
 from activities.workflow_status import workflow_running
-from models_catalog.catalog import Catalog, load_catalog
+from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError
 from models_catalog.types import ThermalState
-from workers.cli.common import console, emit_json, err_console, fail, run
+from workers.cli.common import (
+    catalog_or_fail,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    note_if_no_worker,
+    run,
+    served_pair,
+)
 from workers.settings import Settings, get_settings
 from workers.temporal import connect
 from workflows.thermal import STILL_STARTING, ModelThermalWorkflow
@@ -46,11 +55,11 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 
 def _scope(app_id: str | None, env: str | None) -> tuple[Settings, str, str]:
     settings = get_settings()
-    return settings, app_id or settings.app_id, env or settings.environment
+    return settings, *served_pair(settings, app_id, env)
 
 
 def _catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.catalog_dir)
+    return catalog_or_fail(settings.catalog_dir)
 
 
 def _deployable(catalog: Catalog, model: str) -> str:
@@ -71,12 +80,12 @@ def parse_state(value: str) -> ThermalState:
         )
 
 
-async def _control(settings: Settings) -> ThermalControl:
+async def _control(settings: Settings, *, needs_worker: bool = False) -> ThermalControl:
+    client = await connect(settings)
+    if needs_worker:
+        await note_if_no_worker(client, settings.task_queue)
     return ThermalControl(
-        await connect(settings),
-        settings.task_queue,
-        settings.thermal_timings(),
-        settings.app_scope(),
+        client, settings.task_queue, settings.thermal_timings(), settings.app_scope()
     )
 
 
@@ -225,7 +234,7 @@ def set_state(
     model_id = _deployable(_catalog(settings), model)
 
     async def go() -> ThermalStatus:
-        control = await _control(settings)
+        control = await _control(settings, needs_worker=True)
         with console.status(f"{model_id}: applying {target.value} ..."):
             return await control.set_target(app_id, env, model_id, SetTargetRequest(state=target))
 
@@ -247,7 +256,7 @@ def warm(
     model_id = _deployable(_catalog(settings), model)
 
     async def go() -> ThermalStatus:
-        control = await _control(settings)
+        control = await _control(settings, needs_worker=True)
         start = control._start_op(app_id, env, model_id)
         handle = await control.client.start_update_with_start_workflow(
             ModelThermalWorkflow.warm_up,
@@ -330,6 +339,7 @@ def bulk(
 
     async def go() -> list[Any]:
         client = await connect(settings)
+        await note_if_no_worker(client, settings.task_queue)
         return await client.execute_workflow(
             BulkThermalUpdateWorkflow.run,
             BulkSetInput(
@@ -371,6 +381,7 @@ def reconcile(
 
     async def go() -> Any:
         client = await connect(settings)
+        await note_if_no_worker(client, settings.task_queue)
         return await client.execute_workflow(
             ThermalReconcileWorkflow.run,
             ReconcileInput(delete_orphans=delete_orphans),
