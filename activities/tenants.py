@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -63,6 +63,17 @@ class DuplicateTenantError(TenantError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"a tenant named {name!r} already exists")
+
+
+class TenantNameCaseError(DuplicateTenantError):
+    """'ALPHA' beside 'alpha': two tenants told apart only by case are a billing mix-up waiting
+    to happen, so names are unique regardless of case (lookups stay exact)."""
+
+    def __init__(self, name: str, existing: str) -> None:
+        TenantError.__init__(
+            self, f"a tenant named {existing!r} already exists; names are unique regardless of case"
+        )
+        self.name = name
 
 
 class TenantPermissionError(TenantError, PermissionError):
@@ -130,6 +141,13 @@ def create_tenant(db: str | Engine, name: str, tier: int) -> TenantRecord:
     stmt = insert(tenants).values(name=clean, tier=tier).returning(*tenants.c)
     try:
         with _connect(db, write=True) as conn:
+            # One creator per case-folded name at a time (the unique index is case-sensitive).
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(clean.lower()))))
+            existing = conn.scalar(
+                select(tenants.c.name).where(func.lower(tenants.c.name) == clean.lower())
+            )
+            if existing is not None and existing != clean:
+                raise TenantNameCaseError(clean, existing)
             row = conn.execute(stmt).mappings().one()
     except IntegrityError as err:
         if "uq_tenants_name" in str(err.orig) or "unique" in str(err.orig).lower():

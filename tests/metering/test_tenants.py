@@ -45,6 +45,17 @@ def test_duplicate_name(synced_db: MigratedDb) -> None:
         create_tenant(synced_db.owner_url, name, 2)
 
 
+def test_a_name_differing_only_in_case_is_a_duplicate(synced_db: MigratedDb) -> None:
+    name = _name()
+    create_tenant(synced_db.owner_url, name, 1)
+    with pytest.raises(DuplicateTenantError) as err:
+        create_tenant(synced_db.owner_url, name.upper(), 2)
+    assert str(err.value) == (
+        f"a tenant named '{name}' already exists; names are unique regardless of case"
+    )
+    assert [t.name for t in list_tenants(synced_db.owner_url) if t.name.lower() == name] == [name]
+
+
 @pytest.mark.parametrize(
     ("name", "tier", "message"),
     [
