@@ -176,7 +176,13 @@ def get_tenant(db: str | Engine, ref: str) -> TenantRecord:
         if row is not None:
             return _record(row)
         names = list(conn.execute(select(tenants.c.name)).scalars())
-    raise UnknownTenantError(ref, difflib.get_close_matches(ref.strip(), names, n=3))
+    raise UnknownTenantError(ref, similar_names(ref, names))
+
+
+def similar_names(ref: str, names: list[str]) -> list[str]:
+    """Up to 3 names close to `ref`, ignoring case ("ALPHA" finds "alpha")."""
+    folded = {name.lower(): name for name in names}
+    return [folded[m] for m in difflib.get_close_matches(ref.strip().lower(), folded, n=3)]
 
 
 async def get_tenant_async(db: AsyncEngine | AsyncConnection, ref: str) -> TenantRecord:

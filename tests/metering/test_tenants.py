@@ -54,6 +54,8 @@ def test_a_name_differing_only_in_case_is_a_duplicate(synced_db: MigratedDb) -> 
         f"a tenant named '{name}' already exists; names are unique regardless of case"
     )
     assert [t.name for t in list_tenants(synced_db.owner_url) if t.name.lower() == name] == [name]
+    with pytest.raises(UnknownTenantError, match=f"did you mean '{name}'"):  # lookups are exact
+        get_tenant(synced_db.owner_url, name.upper())
 
 
 @pytest.mark.parametrize(
