@@ -275,7 +275,14 @@ class FleetActivities:
         known = _known_names(inp, recorded, catalog)
         owners = await asyncio.gather(*(self._owner(e, known, gate) for e in listed))
         scoped = [(e, o) for e, o in zip(listed, owners, strict=True) if in_scope(inp, o)]
-        running = {r.endpoint_name for r in recorded if r.workflow_running}
+        # Endpoints whose running owner is known from its row (one under a shared name only
+        # for the row its tags name); the others' owners are asked of Temporal.
+        owner_of = {o.endpoint_name: o for _, o in scoped}
+        running = {
+            r.endpoint_name
+            for r in recorded
+            if r.workflow_running and owned_by(r, owner_of.get(r.endpoint_name))
+        }
         await asyncio.gather(
             *(self._owner_running(o, gate) for _, o in scoped if o.endpoint_name not in running)
         )

@@ -762,9 +762,7 @@ class ModelThermalWorkflow:
             current_state=s.current_state,
             instance_count=s.instance_count,
             endpoint_status=s.endpoint_status,
-            # A failed change waits for new intent (blocked): nothing is under way then.
-            transitioning=s.transitioning
-            or (s.generation != s.applied_generation and not self.blocked),
+            transitioning=s.transitioning or s.generation != s.applied_generation,
             ready=self._ready(),
             in_flight=len(self._active_leases()),
             last_activity_at=s.last_activity_at,

@@ -77,15 +77,18 @@ class ThermalReconcileWorkflow:
         owned: set[str] = set()
         owners = {o.endpoint_name: o for o in snap.owners or []}
         for row in snap.recorded:
-            if row.workflow_running:
-                owned.add(row.endpoint_name)
             endpoint = live.get(row.endpoint_name)
-            if (
+            # Another owner's endpoint under the same name: neither this row's drift nor
+            # owned by its workflow (the other owner's may have ended: then it is an orphan).
+            shared = (
                 endpoint is not None
                 and not owned_by(row, owners.get(row.endpoint_name))
                 and workflow.patched(SHARED_NAME_PATCH)
-            ):
-                endpoint = None  # another owner's endpoint under the same name
+            )
+            if row.workflow_running and not shared:
+                owned.add(row.endpoint_name)
+            if shared:
+                endpoint = None
             reason = drift_reason(row, endpoint)
             if reason is not None:
                 await self._drift(row, reason, report)

@@ -287,13 +287,14 @@ class SageMakerBackend:
         raw = await self._describe_raw(name)
         if raw is None:
             return await self._create(spec, config)
-        check_same_owner(spec, await self._tags_of(raw))
         status = raw.get("EndpointStatus")
+        if status == "Deleting":  # a retry after the deletion finishes creates it afresh
+            raise InvalidEndpointState(f"endpoint {name} is Deleting; ensure again once it is gone")
+        # After Deleting: a name another owner is giving up is free once the delete finishes.
+        check_same_owner(spec, await self._tags_of(raw))
         if status == "Failed":
             reason = raw.get("FailureReason")
             raise EndpointFailed(f"endpoint {name} is Failed: {reason}", failure_reason=reason)
-        if status == "Deleting":  # a retry after the deletion finishes creates it afresh
-            raise InvalidEndpointState(f"endpoint {name} is Deleting; ensure again once it is gone")
         if raw.get("EndpointConfigName") == config:
             return self._info(raw, spec.model_id)  # already there: idempotent
         if status not in UPDATABLE_STATUSES:

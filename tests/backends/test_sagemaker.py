@@ -223,6 +223,14 @@ async def test_ensure_refuses_an_endpoint_another_app_owns(aws) -> None:
     assert "ThinkTank/dev/yolov8m already owns" in exc.value.message
 
 
+async def test_ensure_waits_for_another_owners_endpoint_being_deleted(aws) -> None:
+    """The name is free once the other owner's delete finishes: retryable, not a conflict."""
+    aws.sm.add_response("describe_endpoint", described("Deleting"), {"EndpointName": NAME})
+    with pytest.raises(InvalidEndpointState) as exc:
+        await aws.backend.ensure_endpoint(spec(tags=OWNER))  # no ListTags stubbed either
+    assert exc.value.retryable
+
+
 async def test_ensure_adopts_an_endpoint_without_owner_tags(aws) -> None:
     """Endpoints of versions before ownership tags have none: they decide nothing."""
     aws.sm.add_response("describe_endpoint", described("InService"), {"EndpointName": NAME})

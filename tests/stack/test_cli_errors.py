@@ -72,6 +72,17 @@ def test_an_app_not_served_is_refused_before_anything_is_written(
     )
 
 
+def test_a_pair_out_of_service_can_still_be_read(monkeypatch, tmp_path):
+    """`thermal list` of a pair taken out of RADIANT_APPS is not refused for that reason (here
+    it gets as far as the database, which is not there)."""
+    result = invoke(
+        ["thermal", "list", "--app", "other"], monkeypatch, tmp_path, APPS="radiant/dev",
+        TEMPORAL_ADDRESS="127.0.0.1:1", DATABASE_URL="postgresql+psycopg://u:p@127.0.0.1:1/db",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "database is unavailable" in result.output and "RADIANT_APPS" not in result.output
+
+
 def test_unreachable_temporal_is_one_line(monkeypatch, tmp_path):
     result = invoke(
         ["thermal", "show", "yolov8n"], monkeypatch, tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1"

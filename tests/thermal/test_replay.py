@@ -79,6 +79,7 @@ GUARD_HISTORIES = {
     "old-job-failed-hold",
     "old-job-optional-not-held",
     "old-job-vanished-endpoint",
+    "old-reconcile-shared-endpoint-name",
     "patched-job-cancelled-while-metering",
     "reconcile-shared-endpoint-name",
     "thermal-automatic-unpriced",

@@ -44,17 +44,15 @@ async def test_a_shared_endpoint_name_is_refused_and_left_to_its_owner(thermal: 
     assert info is not None and (info.status, info.instance_count) == ("InService", 1)
     assert thermal.backend.endpoint_pids(name) == pids and all(map(pid_alive, pids))
     other = await thermal.control.status(*second, MODEL)
-    # A failed change waits for new intent: nothing is under way.
-    assert (other.instance_count, other.endpoint_status, other.transitioning) == (0, None, False)
+    assert (other.instance_count, other.endpoint_status) == (0, None)
     assert other.last_error is not None and "already owns" in other.last_error
     rows = await thermal.rows(
-        "SELECT app_id, instance_count, transitioning FROM thermal_states "
-        "WHERE endpoint_name = :n ORDER BY 1",
+        "SELECT app_id, instance_count FROM thermal_states WHERE endpoint_name = :n ORDER BY 1",
         n=name,
     )
     assert rows == [
-        {"app_id": app, "instance_count": 1, "transitioning": False},
-        {"app_id": f"{app}-x", "instance_count": 0, "transitioning": False},
+        {"app_id": app, "instance_count": 1},
+        {"app_id": f"{app}-x", "instance_count": 0},
     ]
 
     # Every app's reconcile (the schedule's): the endpoint is the first owner's, in sync with its
@@ -76,7 +74,20 @@ async def test_a_shared_endpoint_name_is_refused_and_left_to_its_owner(thermal: 
             json.dumps({"workflow_id": history.workflow_id, "history": history.to_json_dict()})
         )
 
-    # The second owner's idle timer and a COLD target never delete the first one's endpoint.
-    await thermal.control.set_target(*second, MODEL, SetTargetRequest(state=ThermalState.OFF))
-    info = await thermal.backend.describe_endpoint(name)
-    assert info is not None and info.instance_count == 1
+    # New intent of the second owner (WARM) is refused the same way; the endpoint stays.
+    with pytest.raises(WorkflowUpdateFailedError) as again:
+        await thermal.control.set_target(*second, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    assert "already owns that name" in failure_message(again.value)
+    assert thermal.backend.endpoint_pids(name) == pids
+
+    # The first owner's workflow goes away with its endpoint up: a GPU cost leak the reconcile
+    # must report although the second owner's workflow (same name) still runs.
+    await thermal.control.handle(*first, MODEL).terminate("test: owner gone")
+    report = await thermal.client.execute_workflow(
+        ThermalReconcileWorkflow.run,
+        ReconcileInput(),
+        id=f"reconcile-shared-orphan-{app}",
+        task_queue=thermal.task_queue,
+    )
+    assert name in [o.endpoint_name for o in report.orphans]
+    await thermal.backend.delete_endpoint(name)

@@ -53,8 +53,14 @@ EnvOpt = typer.Option(None, "--env", help="Environment (default RADIANT_ENVIRONM
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _scope(app_id: str | None, env: str | None) -> tuple[Settings, str, str]:
+def _scope(
+    app_id: str | None, env: str | None, *, read_only: bool = False
+) -> tuple[Settings, str, str]:
+    """The settings and the pair; a change to a pair outside RADIANT_APPS is refused, a read is
+    not (a pair just taken out of service can still be inspected)."""
     settings = get_settings()
+    if read_only:
+        return settings, app_id or settings.app_id, env or settings.environment
     return settings, *served_pair(settings, app_id, env)
 
 
@@ -112,7 +118,7 @@ def list_states(
     app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
 ) -> None:
     """Every deployable model's recorded thermal state (catalog default where never changed)."""
-    settings, app_id, env = _scope(app_id, env)
+    settings, app_id, env = _scope(app_id, env, read_only=True)
     catalog = _catalog(settings)
     rows = run(_recorded(settings, app_id, env))
     out = []
@@ -180,7 +186,7 @@ def show(
     model: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
 ) -> None:
     """One model's live state, from its thermal workflow."""
-    settings, app_id, env = _scope(app_id, env)
+    settings, app_id, env = _scope(app_id, env, read_only=True)
     catalog = _catalog(settings)
     model_id = _deployable(catalog, model)
 
