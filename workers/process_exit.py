@@ -18,6 +18,8 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from workers.settings import SettingsError
+
 
 def exit_code(exc: SystemExit) -> int:
     """The status `sys.exit(value)` would give: None is 0, an int itself, anything else 1."""
@@ -38,6 +40,9 @@ def run_then_exit(entry: Callable[[], object]) -> None:
         code = exit_code(exc)
     except KeyboardInterrupt:
         code = 130
+    except SettingsError as exc:  # the environment is wrong, not the program: one line
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
     except BaseException:  # what the interpreter would do with an uncaught error: print, 1
         traceback.print_exc()
         code = 1

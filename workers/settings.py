@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workers.samples import SAMPLES_DIR
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "radiant"
-    temporal_ui_port: int = 8233
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
 
     # PostgreSQL. Unset: an embedded PostgreSQL 16 (pgserver) in `data_dir/postgres`.
     # `database_url` is the owner (migrations, catalog sync); the worker connects as the
@@ -54,10 +54,14 @@ class Settings(BaseSettings):
     apps: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     # Thermal timing. Production keeps the catalog's minutes; tests and demos shorten them.
-    thermal_idle_seconds: float | None = None  # overrides every model's scaleToZeroAfterMinutes
-    thermal_poll_seconds: float = 2.0  # how often a warm-up polls for InService
-    reconcile_interval_seconds: int = 60  # the seed's check runs every 5 minutes; we run every 1
-    job_poll_seconds: float = 5.0  # how often a long job polls its async inference result
+    # Idle seconds before scale to zero: overrides every model's scaleToZeroAfterMinutes.
+    thermal_idle_seconds: float | None = Field(default=None, gt=0)
+    # How often a warm-up polls for InService.
+    thermal_poll_seconds: float = Field(default=2.0, gt=0)
+    # The seed's check runs every 5 minutes; we run every 1.
+    reconcile_interval_seconds: int = Field(default=60, ge=1)
+    # How often a long job polls its async inference result.
+    job_poll_seconds: float = Field(default=5.0, gt=0)
     input_spool_s3_uri: str | None = None  # where small inline inputs go on the sagemaker backend
 
     # Where tenants' inputs may come from (activities/inputs/policy.py); comma-separated or a
@@ -141,6 +145,23 @@ def _mask_url(url: str) -> str:
         return "**********"
 
 
+class SettingsError(ValueError):
+    """RADIANT_* variables (or .env) that do not validate; the message names each variable."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise SettingsError(settings_problems(err)) from None
+
+
+def settings_problems(err: ValidationError) -> str:
+    """One line: each bad variable, what is wrong, and the value given."""
+    problems = []
+    for e in err.errors():
+        name = f"RADIANT_{str(e['loc'][0]).upper()}" if e["loc"] else "settings"
+        given = f" (got {e['input']!r})" if isinstance(e.get("input"), str | int | float) else ""
+        problems.append(f"{name}: {e['msg'].removeprefix('Value error, ')}{given}")
+    return "invalid settings: " + "; ".join(problems)
