@@ -114,3 +114,13 @@ def test_explicit_app_database_url_wins() -> None:
 async def test_check_database_passes_on_the_test_server(migrated_db: MigratedDb) -> None:
     check_database(migrated_db.owner_url)
     await check_database_async(migrated_db.app_url)
+
+
+def test_only_an_app_url_starts_nothing_embedded(tmp_path) -> None:
+    """The docker-compose worker: only RADIANT_APP_DATABASE_URL, no owner credentials."""
+    settings = Settings(
+        data_dir=tmp_path, app_database_url=SecretStr("postgresql://app:pw@db.example/radiant")
+    )
+    urls = resolve_database_urls(settings)
+    assert not urls.embedded and make_url(urls.app).host == "db.example"
+    assert not (tmp_path / "postgres").exists()
