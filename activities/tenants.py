@@ -192,7 +192,8 @@ async def get_tenant_async(db: AsyncEngine | AsyncConnection, ref: str) -> Tenan
             return await get_tenant_async(conn, ref)
     row = (await db.execute(_lookup(ref))).mappings().first()
     if row is None:
-        raise UnknownTenantError(ref)
+        names = list((await db.execute(select(tenants.c.name))).scalars())
+        raise UnknownTenantError(ref, similar_names(ref, names))
     return _record(row)
 
 

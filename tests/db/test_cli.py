@@ -82,6 +82,20 @@ def test_an_unknown_revision_is_refused_in_a_line_before_connecting(
     )
 
 
+def test_a_relative_step_past_the_ends_is_one_line(
+    fresh_database: Callable[[], str], cli_env: Callable[[str], None]
+) -> None:
+    cli_env(fresh_database())
+    runner = CliRunner()
+    result = runner.invoke(app, ["db", "upgrade", "-r", "-1"])  # at base: nothing below
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().startswith("error: Relative revision -1 didn't produce")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    # an unknown revision is refused before the --yes confirmation is asked for
+    result = runner.invoke(app, ["db", "downgrade", "-r", "nosuch"])
+    assert result.exit_code == 2 and "unknown revision 'nosuch'" in result.stderr
+
+
 def test_upgrading_to_an_older_revision_says_how_to_go_back(
     fresh_database: Callable[[], str], cli_env: Callable[[str], None]
 ) -> None:

@@ -18,6 +18,7 @@ from activities.tenants import (
     UnknownTenantError,
     create_tenant,
     get_tenant,
+    get_tenant_async,
     list_tenants,
 )
 from tests.fixtures.postgres import MigratedDb
@@ -56,6 +57,20 @@ def test_a_name_differing_only_in_case_is_a_duplicate(synced_db: MigratedDb) -> 
     assert [t.name for t in list_tenants(synced_db.owner_url) if t.name.lower() == name] == [name]
     with pytest.raises(UnknownTenantError, match=f"did you mean '{name}'"):  # lookups are exact
         get_tenant(synced_db.owner_url, name.upper())
+
+
+async def test_the_workers_lookup_suggests_too(synced_db: MigratedDb) -> None:
+    """A job for "ACME" fails naming "acme", as the CLI does (the plan's async lookup)."""
+    from activities.db.engine import create_app_engine
+
+    name = _name()
+    create_tenant(synced_db.owner_url, name, 1)
+    engine = create_app_engine(synced_db.app_url)
+    try:
+        with pytest.raises(UnknownTenantError, match=f"did you mean '{name}'"):
+            await get_tenant_async(engine, name.upper())
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ CASES = [
     (["thermal", "warm", "nosuch", "--wait"], "unknown model 'nosuch'"),
     (["thermal", "set", "yolov8n", "TEPID"], "invalid thermal state 'TEPID'"),
     (["thermal", "set", "llama-3.3-70b", "WARM"], "llama-3.3-70b"),
+    (["thermal", "warm", "gpt-4o"], "gpt-4o is an external (API) model (openai-gpt-4o)"),
     (["thermal", "bulk", "WARM"], "--models"),
     (["thermal", "bulk", "WARM", "--models", ","], "names no model"),
     (["thermal", "warm", "yolov8n", "--deadline", "-5"], "--deadline"),

@@ -4,6 +4,7 @@ looking hung; with a worker there, it says nothing."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 
 import pytest
@@ -38,3 +39,11 @@ async def test_a_waiting_command_without_a_worker_says_so(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"no worker is polling task queue '{empty}'" in " ".join(result.stderr.split())
+    job_id = next(w for w in result.stdout.split() if w.startswith("job/"))
+
+    # Its progress is a query no worker can answer: say so at once, not after a timeout.
+    shown = await invoke_cli(queue_less, monkeypatch, "jobs", "show", job_id, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["progress"]["stage"] == "queued"
+    assert "no worker is polling" in " ".join(shown.stderr.split())
+    await thermal.client.get_workflow_handle(job_id).terminate("test: nothing serves it")

@@ -102,3 +102,33 @@ async def test_show_of_an_ended_workflow_gives_the_record(thermal: ThermalHarnes
     assert res.exit_code == 0, res.output
     status = json.loads(res.stdout)
     assert (status["target_state"], status["last_error"]) == ("COLD", "corrected by the reconcile")
+
+
+async def test_warm_wait_on_an_off_model_leaves_the_error_on_its_own_line(
+    thermal: ThermalHarness, monkeypatch
+):
+    app = thermal.new_app()
+    await thermal.control.set_target(
+        app, "test", "yolov8n", SetTargetRequest(state=ThermalState.OFF)
+    )
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "warm", "yolov8n", "--app", app,
+                           "--env", "test", "--wait")  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert res.stdout == "" or res.stdout.endswith("\n"), repr(res.stdout[-80:])
+    assert res.stderr.startswith("error: ") and "yolov8n is OFF" in res.stderr
+
+
+async def test_warm_notes_the_queue_of_the_running_workflow(thermal: ThermalHarness, monkeypatch):
+    """The model's thermal workflow runs on the served queue: a CLI configured with another
+    queue is still served, so no "no worker" note (and the change applies)."""
+    import dataclasses
+
+    app = thermal.new_app()
+    await thermal.control.set_target(
+        app, "test", "yolov8n", SetTargetRequest(state=ThermalState.COLD)
+    )
+    elsewhere = dataclasses.replace(thermal, task_queue=f"nobody-{app}")
+    res = await invoke_cli(elsewhere, monkeypatch, "thermal", "set", "yolov8n", "OFF", "--app",
+                           app, "--env", "test")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "no worker is polling" not in res.stderr

@@ -59,9 +59,10 @@ def served_pair(settings: Settings, app_id: str | None, env: str | None) -> tupl
     return pair
 
 
-async def note_if_no_worker(client: Client, task_queue: str) -> None:
+async def note_if_no_worker(client: Client, task_queue: str) -> bool:
     """One stderr line when no worker serves the task queue: Temporal keeps the request and
-    runs it when one starts, which a waiting command would otherwise show as a hang."""
+    runs it when one starts, which a waiting command would otherwise show as a hang. True
+    when it said so."""
     from workers.temporal import worker_polling
 
     if await worker_polling(client, task_queue) is False:
@@ -70,6 +71,8 @@ async def note_if_no_worker(client: Client, task_queue: str) -> None:
             "until one starts (`radiant up` or `radiant worker`); the request stays queued.",
             highlight=False,
         )
+        return True
+    return False
 
 
 def failure_message(exc: BaseException) -> str:
@@ -146,10 +149,10 @@ def emit_json(value: Any) -> None:
         value = value.model_dump(mode="json")
     elif isinstance(value, list):
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
-    typer.echo(json.dumps(value, indent=2, default=_json_default))
+    typer.echo(json.dumps(value, indent=2, default=json_default))
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     """Times as ISO 8601 (as pydantic writes them), anything else JSON lacks as its text."""
     from datetime import date, time, timedelta
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from alembic.util.exc import CommandError
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,6 +41,8 @@ def _database() -> Iterator[DatabaseUrls]:
         urls = resolve_database_urls(settings)
         yield urls
     except DatabaseError as err:
+        raise _fail(str(err), EXIT_DATABASE_ERROR) from None
+    except CommandError as err:  # alembic: e.g. a relative step past the first or last one
         raise _fail(str(err), EXIT_DATABASE_ERROR) from None
     except SQLAlchemyError as err:
         orig = getattr(err, "orig", None) or err
@@ -91,12 +94,12 @@ def downgrade(
     ] = False,
 ) -> None:
     """Revert migrations down to REVISION. Destroys data: requires --yes."""
+    revision = _known(revision)
     if not yes:
         raise _fail(
             f"downgrade to {revision!r} drops tables and their data; add --yes to confirm",
             EXIT_DATABASE_ERROR,
         )
-    revision = _known(revision)
     with _database() as urls:
         # The application role loses its grants; the role itself is kept (cluster-wide).
         migrate.downgrade(urls.owner, revision, app_role=make_url(urls.app).username)

@@ -19,6 +19,7 @@ from workers.cli.common import (
     emit_json,
     fail,
     failure_message,
+    json_default,
     note_if_no_worker,
     run,
 )
@@ -138,7 +139,12 @@ def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
             "web_ui": jobs.web_ui_link(workflow_id),
         }
         if desc.status and desc.status.name == "RUNNING":
-            out["progress"] = await jobs.progress(workflow_id)
+            # A query needs a worker: with none on the job's queue say so instead of waiting
+            # for the query's timeout.
+            if await note_if_no_worker(jobs.client, desc.task_queue):
+                out["progress"] = {"stage": "queued", "detail": "no worker polls its task queue"}
+            else:
+                out["progress"] = await jobs.progress(workflow_id)
         elif desc.status and desc.status.name == "COMPLETED":
             out["result"] = (await jobs.handle(workflow_id).result()).model_dump(mode="json")
         elif desc.status == WorkflowExecutionStatus.FAILED:
@@ -153,7 +159,7 @@ def show(workflow_id: str, as_json: bool = JsonOpt) -> None:
     if as_json:
         emit_json(out)
     else:
-        console.print_json(json.dumps(out, default=str))
+        console.print_json(json.dumps(out, default=json_default))
 
 
 @app.command("list")
@@ -162,7 +168,8 @@ def list_jobs(
     limit: int = typer.Option(20, min=1, max=1000),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Recent jobs (newest first), from Temporal's visibility store."""
+    """Recent jobs, in the order of Temporal's visibility store (running first, then by close
+    time)."""
     settings = get_settings()
 
     spellings = _tenant_spellings(tenant) if tenant else None

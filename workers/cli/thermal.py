@@ -14,9 +14,11 @@ from rich.live import Live
 from rich.table import Column, Table
 from sqlalchemy import text
 from temporalio.client import (
+    WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateStage,
 )
+from temporalio.service import RPCError
 
 from activities.backends.base import endpoint_name
 from activities.fleet_activities import BulkSetInput, ReconcileInput
@@ -73,6 +75,17 @@ def _deployable(catalog: Catalog, model: str) -> str:
     try:
         return catalog.model(model).id
     except CatalogError as exc:
+        from models_catalog.selection import resolve_any_model
+
+        try:
+            hosting, model_id = resolve_any_model(catalog, model)
+        except CatalogError:
+            hosting = ""
+        if hosting == "external":
+            fail(
+                f"{model} is an external (API) model ({model_id}): only self-hosted models have "
+                "thermal states (`radiant catalog list` shows which are)"
+            )
         fail(str(exc))
 
 
@@ -86,13 +99,24 @@ def parse_state(value: str) -> ThermalState:
         )
 
 
-async def _control(settings: Settings, *, needs_worker: bool = False) -> ThermalControl:
+async def _control(settings: Settings) -> ThermalControl:
     client = await connect(settings)
-    if needs_worker:
-        await note_if_no_worker(client, settings.task_queue)
     return ThermalControl(
         client, settings.task_queue, settings.thermal_timings(), settings.app_scope()
     )
+
+
+async def _note_if_unserved(control: ThermalControl, app_id: str, env: str, model: str) -> None:
+    """The no-worker note for the queue that will serve the change: a model's running thermal
+    workflow keeps the queue it started on, whatever RADIANT_TASK_QUEUE says now."""
+    queue = control.task_queue
+    try:
+        desc = await control.handle(app_id, env, model).describe()
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            queue = desc.task_queue
+    except RPCError:
+        pass  # not started yet: it starts on ours
+    await note_if_no_worker(control.client, queue)
 
 
 def _status_table(rows: list[ThermalStatus]) -> Table:
@@ -240,7 +264,8 @@ def set_state(
     model_id = _deployable(_catalog(settings), model)
 
     async def go() -> ThermalStatus:
-        control = await _control(settings, needs_worker=True)
+        control = await _control(settings)
+        await _note_if_unserved(control, app_id, env, model_id)
         with console.status(f"{model_id}: applying {target.value} ..."):
             return await control.set_target(app_id, env, model_id, SetTargetRequest(state=target))
 
@@ -262,7 +287,8 @@ def warm(
     model_id = _deployable(_catalog(settings), model)
 
     async def go() -> ThermalStatus:
-        control = await _control(settings, needs_worker=True)
+        control = await _control(settings)
+        await _note_if_unserved(control, app_id, env, model_id)
         start = control._start_op(app_id, env, model_id)
         handle = await control.client.start_update_with_start_workflow(
             ModelThermalWorkflow.warm_up,
@@ -279,7 +305,8 @@ def warm(
             return st
         result = asyncio.ensure_future(handle.result())
         # --json: stdout carries only the JSON, the live progress goes to stderr.
-        with Live(console=err_console if as_json else console, refresh_per_second=4) as live:
+        live_console = err_console if as_json else console
+        with Live(console=live_console, refresh_per_second=4) as live:
             while not result.done():
                 try:
                     st = await control.status(app_id, env, model_id)
@@ -287,6 +314,9 @@ def warm(
                 except Exception:  # the workflow may be between runs (continue-as-new)
                     pass
                 await asyncio.wait({result}, timeout=0.5)
+            if result.exception() is not None:
+                live.update("")  # the error goes on its own line, not after the last table
+                live.stop()
             final = result.result()
             live.update(_status_table([final]))
         return final
