@@ -59,12 +59,22 @@ def served_pair(settings: Settings, app_id: str | None, env: str | None) -> tupl
     return pair
 
 
+NO_WORKER_CHECKS = 6  # looks at the task queue's pollers, NO_WORKER_CHECK_EVERY_S apart
+NO_WORKER_CHECK_EVERY_S = 0.5
+
+
 async def note_if_no_worker(client: Client, task_queue: str) -> bool:
     """One stderr line when no worker serves the task queue: Temporal keeps the request and
     runs it when one starts, which a waiting command would otherwise show as a hang. True
     when it said so."""
     from workers.temporal import worker_polling
 
+    # A worker that has just started shows up with its first poll: look again for a moment
+    # before saying there is none (only this case waits; a served queue answers at once).
+    for _ in range(NO_WORKER_CHECKS - 1):
+        if await worker_polling(client, task_queue) is not False:
+            return False
+        await asyncio.sleep(NO_WORKER_CHECK_EVERY_S)
     if await worker_polling(client, task_queue) is False:
         err_console.print(
             f"[yellow]note:[/] no worker is polling task queue {task_queue!r}: nothing runs "
