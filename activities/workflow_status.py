@@ -3,7 +3,7 @@ timeout): request claims, the reconcile's ownership checks and the CLI ask the s
 
 from __future__ import annotations
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 
@@ -11,10 +11,21 @@ async def workflow_running(client: Client, workflow_id: str) -> bool:
     """Only NOT_FOUND means "not running" (never started, or past retention); any other error
     (UNAVAILABLE, DEADLINE_EXCEEDED) propagates, so a caller retries instead of treating a
     live workflow as gone."""
+    return await _running(client, workflow_id) is not None
+
+
+async def running_task_queue(client: Client, workflow_id: str) -> str | None:
+    """The task queue of the running workflow, None when it does not run (errors as
+    `workflow_running`)."""
+    desc = await _running(client, workflow_id)
+    return None if desc is None else desc.task_queue
+
+
+async def _running(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
     try:
         desc = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    return desc.status == WorkflowExecutionStatus.RUNNING
+    return desc if desc.status == WorkflowExecutionStatus.RUNNING else None

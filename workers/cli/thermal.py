@@ -14,7 +14,6 @@ from rich.live import Live
 from rich.table import Column, Table
 from sqlalchemy import text
 from temporalio.client import (
-    WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateStage,
 )
@@ -23,7 +22,7 @@ from temporalio.service import RPCError
 from activities.backends.base import endpoint_name
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from activities.thermal_control import ThermalControl
-from activities.workflow_status import workflow_running
+from activities.workflow_status import running_task_queue, workflow_running
 from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError
 from models_catalog.types import ThermalState
@@ -109,14 +108,11 @@ async def _control(settings: Settings) -> ThermalControl:
 async def _note_if_unserved(control: ThermalControl, app_id: str, env: str, model: str) -> None:
     """The no-worker note for the queue that will serve the change: a model's running thermal
     workflow keeps the queue it started on, whatever RADIANT_TASK_QUEUE says now."""
-    queue = control.task_queue
     try:
-        desc = await control.handle(app_id, env, model).describe()
-        if desc.status == WorkflowExecutionStatus.RUNNING:
-            queue = desc.task_queue
+        running = await running_task_queue(control.client, control.handle(app_id, env, model).id)
     except RPCError:
-        pass  # not started yet: it starts on ours
-    await note_if_no_worker(control.client, queue)
+        running = None  # Temporal would not say: assume it starts on ours
+    await note_if_no_worker(control.client, running or control.task_queue)
 
 
 def _status_table(rows: list[ThermalStatus]) -> Table:
