@@ -141,15 +141,13 @@ def create_tenant(db: str | Engine, name: str, tier: int) -> TenantRecord:
     stmt = insert(tenants).values(name=clean, tier=tier).returning(*tenants.c)
     try:
         with _connect(db, write=True) as conn:
-            # One creator per case-folded name at a time (the unique index is case-sensitive).
-            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(clean.lower()))))
-            existing = conn.scalar(
-                select(tenants.c.name).where(func.lower(tenants.c.name) == clean.lower())
-            )
-            if existing is not None and existing != clean:
-                raise TenantNameCaseError(clean, existing)
+            _refuse_other_case(conn, clean)
             row = conn.execute(stmt).mappings().one()
     except IntegrityError as err:
+        if "uq_tenants_lower_name" in str(err.orig):
+            # Created meanwhile in another case (the index is the guarantee): name it.
+            with _connect(db) as conn:
+                _refuse_other_case(conn, clean)
         if "uq_tenants_name" in str(err.orig) or "unique" in str(err.orig).lower():
             raise DuplicateTenantError(clean) from None
         raise
@@ -161,6 +159,14 @@ def create_tenant(db: str | Engine, name: str, tier: int) -> TenantRecord:
             ) from None
         raise
     return _record(row)
+
+
+def _refuse_other_case(conn: Connection, name: str) -> None:
+    """TenantNameCaseError when a tenant spelled `name` in another case exists; the unique
+    index on lower(name) (migration 0003) enforces it, this names the tenant in the way."""
+    existing = conn.scalar(select(tenants.c.name).where(func.lower(tenants.c.name) == name.lower()))
+    if existing is not None and existing != name:
+        raise TenantNameCaseError(name, existing)
 
 
 def list_tenants(db: str | Engine) -> list[TenantRecord]:

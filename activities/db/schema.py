@@ -94,6 +94,9 @@ tenants = Table(
     Column("tier", SmallInteger, nullable=False, server_default=text("1")),
     _created_at(),
     CheckConstraint("tier BETWEEN 1 AND 5", name="tier_range"),
+    # 'Acme' beside 'acme' would be a billing mix-up: names are unique regardless of case
+    # (lookups stay exact). Not named uq_tenants_name*, which the exact constraint's errors match.
+    Index("uq_tenants_lower_name", func.lower(text("name")), unique=True),
 )
 
 instance_types = Table(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from alembic.util import CommandError
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -49,7 +50,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert migrate.current(url) is None
 
     _upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0002"
+    assert migrate.current(url) == migrate.head() == "0003"
     inv = _inventory(url)
     assert inv["tables"] == TABLES | {"alembic_version"}
     assert inv["views"] == {"unified_model_registry"}
@@ -68,7 +69,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert acl is not None and TEST_APP_ROLE not in (acl[0] or "")
 
     _upgrade(url)  # and back: the downgrade left nothing in the way
-    assert migrate.current(url) == "0002"
+    assert migrate.current(url) == "0003"
     migrate.check(url)
 
 
@@ -79,12 +80,42 @@ def test_upgrade_from_the_first_revision_keeps_its_data(fresh_database: Callable
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         conn.execute("INSERT INTO tenants (name, tier) VALUES ('kept', 3)")
     _upgrade(url)
-    assert migrate.current(url) == "0002"
+    assert migrate.current(url) == "0003"
     migrate.check(url)
     with psycopg.connect(libpq_conninfo(url)) as conn:
         assert conn.execute("SELECT tier FROM tenants WHERE name = 'kept'").fetchone() == (3,)
     migrate.downgrade(url, "0001", app_role=TEST_APP_ROLE)
     assert "request_claims" not in _inventory(url)["tables"]
+
+
+def test_upgrade_refuses_tenant_names_differing_only_in_case(
+    fresh_database: Callable[[], str],
+) -> None:
+    """0003 makes names unique regardless of case; pairs made before it are named, not guessed
+    at, and the database stays at 0002 until the owner renames one."""
+    url = fresh_database()
+    migrate.upgrade(url, "0002", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
+    with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
+        for name in ("Acme", "acme", "globex", "Zeta", "ZETA"):
+            conn.execute("INSERT INTO tenants (name, tier) VALUES (%s, 1)", (name,))
+    with pytest.raises(CommandError) as err:
+        _upgrade(url)
+    assert str(err.value).startswith(
+        "tenant names must be unique regardless of case, but 'Acme' and 'acme'; "
+        "'ZETA' and 'Zeta' differ only in case: rename all but one"
+    )
+    assert migrate.current(url) == "0002"
+    with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
+        conn.execute("UPDATE tenants SET name = 'acme-2' WHERE name = 'acme'")
+        conn.execute("UPDATE tenants SET name = 'zeta-2' WHERE name = 'ZETA'")
+    _upgrade(url)
+    assert migrate.current(url) == "0003"
+    with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.UniqueViolation, match="uq_tenants_lower_name"):
+            conn.execute("INSERT INTO tenants (name, tier) VALUES ('GLOBEX', 1)")
+    migrate.downgrade(url, "0002", app_role=TEST_APP_ROLE)
+    with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
+        conn.execute("INSERT INTO tenants (name, tier) VALUES ('GLOBEX', 1)")  # index gone
 
 
 def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
@@ -94,7 +125,7 @@ def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
 
 def test_upgrade_is_idempotent_at_head(migrated_db: MigratedDb) -> None:
     _upgrade(migrated_db.owner_url)
-    assert migrate.current(migrated_db.owner_url) == "0002"
+    assert migrate.current(migrated_db.owner_url) == "0003"
 
 
 def test_app_role_is_plain_and_owns_nothing(migrated_db: MigratedDb) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.db.engine import libpq_conninfo
 from activities.db.errors import DatabaseUnavailableError
 from activities.tenants import (
     DuplicateTenantError,
@@ -57,6 +61,28 @@ def test_a_name_differing_only_in_case_is_a_duplicate(synced_db: MigratedDb) -> 
     assert [t.name for t in list_tenants(synced_db.owner_url) if t.name.lower() == name] == [name]
     with pytest.raises(UnknownTenantError, match=f"did you mean '{name}'"):  # lookups are exact
         get_tenant(synced_db.owner_url, name.upper())
+
+
+def test_the_database_refuses_a_name_in_another_case_created_meanwhile(
+    synced_db: MigratedDb,
+) -> None:
+    """The check before the insert cannot see a creator that has not committed yet; the unique
+    index on lower(name) (migration 0003) holds the second insert until the first commits, then
+    refuses it, and the error still names the tenant in the way."""
+    name = _name()
+    with psycopg.connect(libpq_conninfo(synced_db.owner_url)) as first:
+        first.execute("INSERT INTO tenants (name, tier) VALUES (%s, 1)", (name,))  # not committed
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(create_tenant, synced_db.owner_url, name.upper(), 2)
+            time.sleep(0.5)
+            assert not second.done()  # waiting on the index
+            first.commit()
+            with pytest.raises(DuplicateTenantError) as err:
+                second.result(timeout=30)
+    assert str(err.value) == (
+        f"a tenant named '{name}' already exists; names are unique regardless of case"
+    )
+    assert [t.name for t in list_tenants(synced_db.owner_url) if t.name.lower() == name] == [name]
 
 
 async def test_the_workers_lookup_suggests_too(synced_db: MigratedDb) -> None:
