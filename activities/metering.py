@@ -10,7 +10,9 @@ and reports the entries as already present. Jobs key their rows by the request, 
 spelling of the workflow id (`job/{tenant}/{service}/{operation}/{request_id}`, where the tenant
 may be a name or an id): `job_billing_id` = `job/{service}/{operation}/{request_id}` with the
 tenant id as the ledger's own key column, so a request is charged once however it was started;
-`jobs.plan` refuses a request that was already charged before any cost.
+`jobs.plan` refuses a request that was already charged before any cost. LLM calls likewise:
+`llm/{kind}/{request_id}` (activities/llm/ledger.py). And a claim this workflow already
+completed (`ClaimLock.ALREADY_DONE`) means its rows are in: nothing is written, whatever the keys.
 
 **One tenant per call, one transaction.** A request holds the entries of one tenant; they are
 written in one `tenant_transaction` (row-level security: the worker's role can only insert and
@@ -58,7 +60,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db.schema import usage_ledger
 from activities.db.tenancy import tenant_transaction
-from activities.request_claims import ClaimRef, lock_for_completion
+from activities.request_claims import ClaimLock, ClaimRef, lock_for_completion
 from models_catalog.pricing import ModelCost, to_ledger
 
 ERR_INVALID_USAGE = "InvalidUsage"
@@ -283,12 +285,13 @@ class MeteringActivities:
             .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
             .returning(usage_ledger.c.idempotency_key)
         )
-        superseded = False
+        lock = ClaimLock.UNCLAIMED
         try:
             async with tenant_transaction(self.engine, req.tenant_id) as conn:
                 if claim is not None:
-                    superseded = not await lock_for_completion(conn, req.tenant_id, claim)
-                inserted = [] if superseded else list((await conn.execute(stmt)).scalars().all())
+                    lock = await lock_for_completion(conn, req.tenant_id, claim)
+                write = lock in (ClaimLock.COMPLETING, ClaimLock.UNCLAIMED)
+                inserted = list((await conn.execute(stmt)).scalars().all()) if write else []
         except IntegrityError as err:  # unknown tenant (FK), constraint violations
             raise ApplicationError(
                 f"usage for tenant {req.tenant_id} rejected by the ledger: {_first_line(err)}",
@@ -305,12 +308,12 @@ class MeteringActivities:
             inserted=len(inserted),
             already_present=len(req.entries) - len(inserted),
             inserted_keys=inserted,
-            superseded=superseded,
+            superseded=lock is ClaimLock.SUPERSEDED,
         )
         activity.logger.info(
             "metering: tenant %s: %d inserted, %d already present%s",
             req.tenant_id, result.inserted, result.already_present,
-            " (request taken over by another workflow)" if superseded else "",
+            " (request taken over by another workflow)" if result.superseded else "",
         )  # fmt: skip
         return result
 

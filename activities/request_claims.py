@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -115,22 +116,37 @@ async def claim_request(
     )
 
 
-async def lock_for_completion(conn: AsyncConnection, tenant_id: Any, claim: ClaimRef) -> bool:
+class ClaimLock(Enum):
+    """What the metering transaction found on the request's claim (see lock_for_completion)."""
+
+    COMPLETING = "completing"  # this workflow's, now marked done: write the rows
+    ALREADY_DONE = "already_done"  # this workflow's, done by an earlier attempt: write nothing
+    SUPERSEDED = "superseded"  # another workflow took it over: write nothing
+    UNCLAIMED = "unclaimed"  # planned before claims existed: the ledger keys decide
+
+
+async def lock_for_completion(conn: AsyncConnection, tenant_id: Any, claim: ClaimRef) -> ClaimLock:
     """In the metering transaction (tenant set): lock the request's claim and mark it done.
-    False when another workflow holds it (took it over: this one had stopped running);
-    True too for a request without a claim (planned before claims existed)."""
+
+    The claim is completed in the same transaction as the ledger insert, so a claim already
+    done by this workflow means its rows are in: a retried meter activity writes nothing, even
+    when its keys differ from the first attempt's (a key scheme changed between the two)."""
     where = (
         request_claims.c.tenant_id == uuid.UUID(str(tenant_id)),
         request_claims.c.request_key == claim.request_key,
     )
-    holder = await conn.scalar(select(request_claims.c.workflow_id).where(*where).with_for_update())
-    if holder is None:
-        return True
-    if holder != claim.workflow_id:
-        return False
-    await conn.execute(
-        update(request_claims)
-        .where(*where, request_claims.c.completed_at.is_(None))
-        .values(completed_at=func.now())
-    )
-    return True
+    row = (
+        await conn.execute(
+            select(request_claims.c.workflow_id, request_claims.c.completed_at)
+            .where(*where)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        return ClaimLock.UNCLAIMED
+    if row.workflow_id != claim.workflow_id:
+        return ClaimLock.SUPERSEDED
+    if row.completed_at is not None:
+        return ClaimLock.ALREADY_DONE
+    await conn.execute(update(request_claims).where(*where).values(completed_at=func.now()))
+    return ClaimLock.COMPLETING

@@ -1,8 +1,9 @@
 """The usage-ledger row of one LLM call, through the shared metering writer.
 
-`activities.metering` owns the ledger rules (DESIGN 6): key "{workflow id}#{step}" from business
-ids, `ON CONFLICT DO NOTHING` inside a tenant transaction, the `llm_call` row convention
-(billed_amount = provider cost x 1.40 and internal_cost = provider cost on one row). The LLM
+`activities.metering` owns the ledger rules (DESIGN 6): key "llm/{kind}/{request id}#{step}"
+from business ids (the request's claim key), `ON CONFLICT DO NOTHING` inside a tenant
+transaction, the `llm_call` row convention (billed_amount = provider cost x 1.40 and
+internal_cost = provider cost on one row). The LLM
 workflow's own `llm.meter` activity builds the entry and delegates to it, so the worker does not
 need a second registration of `metering.record` (one name, one activity per worker).
 """
@@ -22,7 +23,9 @@ def usage_entry(inp: MeterInput) -> UsageEntry:
     r, cost = inp.result, inp.result.cost
     return UsageEntry(
         tenant_id=uuid.UUID(inp.tenant_id),
-        idempotency_key=usage_key(inp.workflow_id, inp.step),
+        # The request, not the workflow id: a workflow id reused for another request (started
+        # by hand) is another call to charge. Like a job's key (job_billing_id).
+        idempotency_key=usage_key(llm_request_key(inp.kind, inp.request_id), inp.step),
         kind="llm_call",
         app_id=inp.app_id,
         environment=inp.environment,

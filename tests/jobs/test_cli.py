@@ -192,3 +192,19 @@ def test_a_long_result_is_cut_after_rendering(capsys):
     _print_result(result)
     out = capsys.readouterr().out
     assert "done scientific/protein/fold" in out and "(cut; the whole result" in out
+
+
+def test_a_jobs_billed_amount_is_rounded_as_the_usage_report_rounds(capsys) -> None:
+    """Half up, like `radiant usage` (display_money), not Python's half-to-even `:.4f`, so one
+    charge never shows as 0.0012 here and 0.0013 there."""
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from workers.cli.jobs import _print_result
+
+    result = SimpleNamespace(
+        service="perception", operation="detect", units=Decimal(1), unit="image",
+        billed=Decimal("0.00125"), models_used=["yolov8n"], degraded=False, output={},
+    )  # fmt: skip
+    _print_result(result)
+    assert "billed 0.0013," in capsys.readouterr().out

@@ -152,7 +152,7 @@ async def test_meter_never_retries_an_unmeterable_call(llm: LLMHarness, tmp_path
     )  # fmt: skip
     inp = MeterInput(
         tenant_id=await llm.tenant_id(llm.tenant("t1")), workflow_id="llm/chat/" + "r" * 600,
-        step="llm_call", kind="chat", request_id="r", app_id="a", environment="e",
+        step="llm_call", kind="chat", request_id="r" * 600, app_id="a", environment="e",
         requested_model=None, result=result,
     )  # fmt: skip
     with pytest.raises(ApplicationError) as info:
@@ -268,3 +268,65 @@ async def test_a_failed_request_id_runs_again(llm: LLMHarness):
     again = await c.chat_completion("gpt-4o", HELLO, request_id=request_id, allow_fallbacks=False)
     assert again.content and again.billed > 0
     assert len(await llm.ledger(llm.tenant("t1"), again.workflow_id)) == 1
+
+
+async def test_a_workflow_id_reused_for_another_request_is_charged_for_each(llm: LLMHarness):
+    """A workflow id started by hand twice (Temporal allows it once the first run closed), each
+    run with its own request id: two provider calls, two charges. The ledger keys the request,
+    not the workflow id, or the second call would be answered and never charged."""
+    tenant, _, first, _ = await new_chat(llm)
+    _, _, second, _ = await new_chat(llm)
+    wid = f"hand-started-{uuid.uuid4().hex[:8]}"
+    answers = [
+        await llm.client.execute_workflow(
+            ChatCompletionWorkflow.run,
+            req,
+            id=wid,
+            task_queue=llm.task_queue,
+            result_type=LLMResponse,
+        )  # fmt: skip
+        for req in (first, second)
+    ]
+    assert all(a.billed > 0 for a in answers)
+    rows = await llm.ledger(tenant, wid)
+    assert sorted(r["metadata"]["request_id"] for r in rows) == sorted(
+        [first.request_id, second.request_id]
+    )
+    assert sorted(r["billed_amount"] for r in rows) == sorted(a.billed for a in answers)
+
+
+async def test_a_meter_retry_after_the_claim_completed_writes_nothing_whatever_its_key(
+    llm: LLMHarness, monkeypatch: pytest.MonkeyPatch
+):
+    """The claim is completed in the ledger insert's transaction, so a retry that finds it done
+    by its own workflow writes nothing, even with a key the first attempt did not use (an
+    attempt before a deploy that changed the key scheme, the retry after it)."""
+    from activities.llm import ledger
+    from activities.request_claims import claim_request
+
+    tenant, tenant_id, req, wid = await new_chat(llm)
+    assert (
+        await claim_request(
+            llm.engine, llm.client, tenant_id, llm_request_key("chat", req.request_id), wid
+        )
+        is None
+    )
+    inp = MeterInput(
+        tenant_id=tenant_id, workflow_id=wid, step="llm_call", kind="chat",
+        request_id=req.request_id, app_id=req.app_id, environment=req.environment,
+        requested_model=req.model, result=LLMCallResult(
+            model_id="openai-gpt-4o", served_by="openai-gpt-4o", provider_id="openai",
+            hosting="external", fallback_used=False, content="x", usage=TokenUsage(),
+            cost=LLMCost(billed=Decimal("0.1"), internal_cost=Decimal("0.07"), unit="token",
+                         units=Decimal(7), markup=Decimal("0.40")),
+            latency_ms=5,
+        ),
+    )  # fmt: skip
+    first = await ledger.record_llm_usage(llm.engine, inp)
+    assert first.inserted and not first.superseded
+    entry = ledger.usage_entry(inp)
+    old_key = entry.model_copy(update={"idempotency_key": usage_key(wid, "llm_call")})
+    monkeypatch.setattr(ledger, "usage_entry", lambda _inp: old_key)
+    retry = await ledger.record_llm_usage(llm.engine, inp)
+    assert not retry.inserted and not retry.superseded
+    assert [r["idempotency_key"] for r in await llm.ledger(tenant, wid)] == [entry.idempotency_key]

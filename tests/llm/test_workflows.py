@@ -74,7 +74,7 @@ async def test_chat_external_routed_costed_and_metered_once(llm: LLMHarness):
     assert row["served_by"] == "openai-gpt-4o" and row["provider_id"] == "openai"
     assert row["billed_amount"] == resp.billed
     assert row["internal_cost"] == to_ledger(resp.billed / Decimal("1.40"))
-    assert row["idempotency_key"] == f"{resp.workflow_id}#llm_call"
+    assert row["idempotency_key"] == f"llm/chat/{request_id}#llm_call"
 
     # The same request id again: the first answer, no second call, no second row.
     calls_before = len(llm.openai.posts())
@@ -309,14 +309,15 @@ async def test_meter_writes_exactly_once(llm: LLMHarness):
                      units=Decimal(7), markup=Decimal("0.40")),
         latency_ms=5,
     )  # fmt: skip
-    wf = llm_workflow_id(llm.tenant("t1"), "chat", rid())
+    request_id = rid()
+    wf = llm_workflow_id(llm.tenant("t1"), "chat", request_id)
     inp = MeterInput(tenant_id=await llm.tenant_id(llm.tenant("t1")), workflow_id=wf,
-                     step="llm_call", kind="chat", request_id="r", app_id="a",
+                     step="llm_call", kind="chat", request_id=request_id, app_id="a",
                      environment="e", requested_model=None, result=result)  # fmt: skip
     env = ActivityEnvironment()
     first = await env.run(record_llm_usage, llm.engine, inp)
     second = await env.run(record_llm_usage, llm.engine, inp)
     assert first.inserted and not second.inserted
-    assert first.idempotency_key == f"{wf}#llm_call"
+    assert first.idempotency_key == f"llm/chat/{request_id}#llm_call"
     rows = await llm.ledger(llm.tenant("t1"), wf)
     assert len(rows) == 1 and rows[0]["billed_amount"] == Decimal("0.1")

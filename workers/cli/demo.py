@@ -16,6 +16,7 @@ import uuid
 import typer
 from rich.table import Table
 
+from models_catalog.pricing import display_money
 from workers.cli.common import console
 from workers.settings import Settings, get_settings
 
@@ -129,7 +130,7 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
                 key,
                 ", ".join(result.models_used),
                 f"{result.units} {result.unit}",
-                f"{result.billed:.4f}",
+                display_money(result.billed, 4),
                 f"{time.monotonic() - started:.1f}",
                 _summary(result.output),
             )

@@ -14,6 +14,7 @@ from temporalio.client import (
     WorkflowFailureError,
 )
 
+from models_catalog.pricing import display_money
 from workers.cli.common import (
     console,
     emit_json,
@@ -113,7 +114,7 @@ def submit(
 def _print_result(result: Any) -> None:
     console.print(
         f"[green]done[/] {result.service}/{result.operation}: "
-        f"{result.units} {result.unit}(s), billed {result.billed:.4f}, "
+        f"{result.units} {result.unit}(s), billed {display_money(result.billed, 4)}, "
         f"models {', '.join(result.models_used)}"
         + (f" [yellow](degraded: {result.degraded_reason})[/]" if result.degraded else "")
     )
