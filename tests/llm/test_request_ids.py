@@ -45,6 +45,14 @@ from workflows.llm import ChatCompletionWorkflow
 
 CATALOG = load_catalog()
 HELLO = [{"role": "user", "content": "Hello!"}]
+#: A provider call's result, for metering it directly.
+CALL_RESULT = LLMCallResult(
+    model_id="openai-gpt-4o", served_by="openai-gpt-4o", provider_id="openai",
+    hosting="external", fallback_used=False, content="x", usage=TokenUsage(),
+    cost=LLMCost(billed=Decimal("0.1"), internal_cost=Decimal("0.07"), unit="token",
+                 units=Decimal(7), markup=Decimal("0.40")),
+    latency_ms=5,
+)  # fmt: skip
 
 
 def client_for(llm: LLMHarness, tenant: str) -> InferenceClient:
@@ -143,17 +151,10 @@ async def test_meter_never_retries_an_unmeterable_call(llm: LLMHarness, tmp_path
     activities = LLMActivities(
         CATALOG, llm.engine, llm.control, backend_kind="local", data_dir=tmp_path
     )
-    result = LLMCallResult(
-        model_id="openai-gpt-4o", served_by="openai-gpt-4o", provider_id="openai",
-        hosting="external", fallback_used=False, content="x", usage=TokenUsage(),
-        cost=LLMCost(billed=Decimal("0.1"), internal_cost=Decimal("0.07"), unit="token",
-                     units=Decimal(7), markup=Decimal("0.40")),
-        latency_ms=5,
-    )  # fmt: skip
     inp = MeterInput(
         tenant_id=await llm.tenant_id(llm.tenant("t1")), workflow_id="llm/chat/" + "r" * 600,
         step="llm_call", kind="chat", request_id="r" * 600, app_id="a", environment="e",
-        requested_model=None, result=result,
+        requested_model=None, result=CALL_RESULT,
     )  # fmt: skip
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(activities.meter, inp)
@@ -314,13 +315,7 @@ async def test_a_meter_retry_after_the_claim_completed_writes_nothing_whatever_i
     inp = MeterInput(
         tenant_id=tenant_id, workflow_id=wid, step="llm_call", kind="chat",
         request_id=req.request_id, app_id=req.app_id, environment=req.environment,
-        requested_model=req.model, result=LLMCallResult(
-            model_id="openai-gpt-4o", served_by="openai-gpt-4o", provider_id="openai",
-            hosting="external", fallback_used=False, content="x", usage=TokenUsage(),
-            cost=LLMCost(billed=Decimal("0.1"), internal_cost=Decimal("0.07"), unit="token",
-                         units=Decimal(7), markup=Decimal("0.40")),
-            latency_ms=5,
-        ),
+        requested_model=req.model, result=CALL_RESULT,
     )  # fmt: skip
     first = await ledger.record_llm_usage(llm.engine, inp)
     assert first.inserted and not first.superseded
