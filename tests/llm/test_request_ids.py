@@ -184,7 +184,8 @@ async def test_a_cancel_while_the_call_is_metered_comes_too_late(llm: LLMHarness
     the answer the tenant pays for; the request completes."""
     tenant, tenant_id, req, wid = await new_chat(llm)
     answer = await cancelled_while_metering(
-        llm.engine, tenant_id, usage_key(wid, "llm_call"), "llm.meter",
+        llm.engine, tenant_id, usage_key(llm_request_key("chat", req.request_id), "llm_call"),
+        "llm.meter",
         lambda: llm.client.start_workflow(
             ChatCompletionWorkflow.run, req, id=wid, task_queue=llm.task_queue,
             result_type=LLMResponse,
