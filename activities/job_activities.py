@@ -9,6 +9,7 @@ itself stays where the caller put it (inputs by reference), only its location tr
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import uuid
@@ -25,7 +26,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
-from activities.backends.errors import ModelServerError
+from activities.backends.errors import ModelServerError, classify_exception
 from activities.db.schema import usage_ledger
 from activities.db.tenancy import tenant_transaction
 from activities.heartbeat import with_heartbeat
@@ -513,13 +514,22 @@ class JobActivities:
                 )
             bucket, _, prefix = self.request_s3_uri.removeprefix("s3://").partition("/")
             object_key = f"{prefix.rstrip('/')}/async-requests/{key}.json".lstrip("/")
-            await asyncio.to_thread(
+            put = functools.partial(
                 self.s3.put_object,
                 Bucket=bucket,
                 Key=object_key,
                 Body=body,
                 ContentType="application/json",
             )
+            try:
+                await asyncio.to_thread(put)
+            except Exception as exc:
+                # Classified like every backend call: a missing bucket or a denied PutObject
+                # fails the job, instead of retrying forever while it holds its warm model.
+                err = classify_exception(exc)
+                if err is None:
+                    raise
+                raise _invoke_error(err) from exc
             return f"s3://{bucket}/{object_key}"
         spool = self.data_dir / "async_requests"
         spool.mkdir(parents=True, exist_ok=True)

@@ -225,7 +225,17 @@ RULES: tuple[Rule, ...] = (
         EndpointNotFound,
         _rx(r"could not find endpoint(?! config)|endpoint \S+ of account \S+ not found"),
     ),
-    Rule(_VALIDATION, ResourceNotFound, _rx(r"could not find|not found|does not exist")),
+    # Only SageMaker's own resources: "Requested image ... not found" or "Could not find model
+    # data at s3://..." from CreateModel are configuration errors (InvalidRequest below), not a
+    # resource that vanished.
+    Rule(
+        _VALIDATION,
+        ResourceNotFound,
+        _rx(
+            r"could not find (endpoint config(uration)?|model)\b(?! data)"
+            r"|(endpoint config(uration)?|model|endpoint) \S+ (does not exist|not found)"
+        ),
+    ),
     Rule(_VALIDATION, AlreadyExists, _rx(r"already exist")),
     Rule(
         _VALIDATION,

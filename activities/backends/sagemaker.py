@@ -19,8 +19,10 @@ Thermal mechanism on AWS (DESIGN 3), as implemented here:
   the workflow's following `set_capacity` registers it again.
 * **Async endpoints** (`spec.async_inference`): EndpointConfig with AsyncInferenceConfig
   (S3OutputPath, S3FailurePath); InvokeEndpointAsync with an S3 InputLocation; results read from
-  S3 (NoSuchKey = not ready). They may scale to 0 (requests queue), with a target-tracking policy
-  on ApproximateBacklogSizePerInstance.
+  S3 (NoSuchKey = not ready), with a target-tracking policy on ApproximateBacklogSizePerInstance.
+  Their floor is 1 instance, as for real-time ones: scaling out from 0 would wait for the backlog
+  to pass the target without a HasBacklogWithoutCapacity alarm, which this backend does not
+  create (the local stand-in allows 0; the thermal workflows never ask for it).
 
 Every call runs in a thread (`asyncio.to_thread`): boto3 is blocking, the worker's loop is not.
 """
@@ -44,6 +46,7 @@ from activities.backends.base import (
     TAG_SPECIALTY,
     UPDATABLE_STATUSES,
     VARIANT_NAME,
+    AccessDenied,
     AlreadyExists,
     AsyncInferenceFailed,
     AsyncInvocation,
@@ -297,7 +300,9 @@ class SageMakerBackend:
             raise EndpointFailed(f"endpoint {name} is Failed: {reason}", failure_reason=reason)
         if raw.get("EndpointConfigName") == config:
             return self._info(raw, spec.model_id)  # already there: idempotent
-        if status not in UPDATABLE_STATUSES:
+        # UpdateRollbackFailed serves a mix of two configs and waits for a new UpdateEndpoint
+        # (AWS: "update your endpoint again"); waiting would wait forever.
+        if status not in UPDATABLE_STATUSES and status != "UpdateRollbackFailed":
             raise InvalidEndpointState(f"endpoint {name} is {status}; config change must wait")
         log.info("endpoint %s: config %s -> %s", name, raw.get("EndpointConfigName"), config)
         await self._create_model_and_config(spec, config)
@@ -328,6 +333,10 @@ class SageMakerBackend:
             raw = await self._describe_raw(name)  # another worker won the race
             if raw is None:
                 raise
+            if raw.get("EndpointStatus") == "Deleting":  # the name is not free yet
+                raise InvalidEndpointState(
+                    f"endpoint {name} is Deleting; ensure again once it is gone"
+                ) from None
             check_same_owner(spec, await self._tags_of(raw))
             return self._info(raw, spec.model_id)
         return EndpointInfo(
@@ -363,6 +372,14 @@ class SageMakerBackend:
         desired = check_capacity(
             instance_count, min_instances, max_instances, async_inference=info.async_inference
         )
+        if min_instances < 1:
+            # An async variant at 0 scales out again only once its backlog passes the target,
+            # unless a HasBacklogWithoutCapacity alarm and step policy (not created here) say
+            # so (AWS, "Autoscale an asynchronous endpoint"). COLD deletes the endpoint instead.
+            raise InvalidRequest(
+                f"endpoint {name}: a floor of 0 instances is not supported on SageMaker; "
+                "scale a COLD model to zero with delete_endpoint"
+            )
         if desired != info.desired_instance_count:
             await self._call(
                 self.sm,
@@ -408,14 +425,23 @@ class SageMakerBackend:
             policy["PredefinedMetricSpecification"] = {
                 "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
             }
-        await self._call(
-            self.autoscaling,
-            "put_scaling_policy",
-            PolicyName=f"{name}-target-tracking",
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration=policy,
-            **target,
-        )
+        try:
+            await self._call(
+                self.autoscaling,
+                "put_scaling_policy",
+                PolicyName=f"{name}-target-tracking",
+                PolicyType="TargetTrackingScaling",
+                TargetTrackingScalingPolicyConfiguration=policy,
+                **target,
+            )
+        except ResourceNotFound as err:
+            # The target registered a moment ago may not be visible yet (Application Auto
+            # Scaling is eventually consistent): retry, never "the endpoint vanished".
+            raise InvalidEndpointState(
+                f"scalable target of {name} not visible yet after registering it: {err.message}",
+                aws_code=err.aws_code,
+                http_status=err.http_status,
+            ) from err
 
     async def _deregister(self, name: str) -> None:
         await self._call_tolerating_missing(
@@ -532,3 +558,13 @@ class SageMakerBackend:
             if err.aws_code in ("NoSuchKey", "404", "NotFound"):  # not written yet
                 return None
             raise  # NoSuchBucket: a configuration error, not "not ready"
+        except AccessDenied as err:
+            # S3 answers 403, not 404, for a key that does not exist yet when the caller may
+            # not list the bucket: say which permission is missing rather than "denied".
+            raise AccessDenied(
+                f"{err.message} (reading {uri}; the worker needs s3:GetObject and s3:ListBucket "
+                "on the async output prefix: without ListBucket, S3 answers 403 for a result "
+                "not written yet)",
+                aws_code=err.aws_code,
+                http_status=err.http_status,
+            ) from err

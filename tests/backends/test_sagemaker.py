@@ -15,6 +15,7 @@ from botocore.stub import ANY, Stubber
 
 from activities.backends.base import (
     NON_RETRYABLE_ERROR_TYPES,
+    AccessDenied,
     AsyncInferenceFailed,
     AsyncInvocation,
     EndpointFailed,
@@ -26,6 +27,7 @@ from activities.backends.base import (
     ModelNotReady,
     ModelServerError,
     QuotaExceeded,
+    ResourceNotFound,
     Throttled,
     endpoint_name,
 )
@@ -500,14 +502,25 @@ async def test_set_capacity_to_zero_on_realtime_endpoint_is_rejected(aws) -> Non
         await aws.backend.set_capacity(NAME, 0, 0, 3)
 
 
-async def test_async_endpoint_may_scale_to_zero_on_backlog_policy(aws) -> None:
+async def test_async_endpoint_floor_of_zero_is_refused_before_any_call(aws) -> None:
+    """Scaling out from 0 on the backlog target alone waits for 5 queued requests per instance
+    (AWS needs a HasBacklogWithoutCapacity alarm this backend does not create): refused."""
+    aws.sm.add_response(
+        "describe_endpoint",
+        described("InService", AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/o"}}),
+    )
+    with pytest.raises(InvalidRequest, match="floor of 0 instances is not supported"):
+        await aws.backend.set_capacity(NAME, 0, 0, 2)
+
+
+async def test_async_endpoint_scales_on_backlog_policy(aws) -> None:
     aws.sm.add_response(
         "describe_endpoint",
         described("InService", AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/o"}}),
     )
     aws.sm.add_response("update_endpoint_weights_and_capacities", {"EndpointArn": ARN})
     aws.aa.add_response(
-        "register_scalable_target", {}, {**TARGET, "MinCapacity": 0, "MaxCapacity": 2}
+        "register_scalable_target", {}, {**TARGET, "MinCapacity": 1, "MaxCapacity": 2}
     )
     aws.aa.add_response(
         "put_scaling_policy",
@@ -529,8 +542,8 @@ async def test_async_endpoint_may_scale_to_zero_on_backlog_policy(aws) -> None:
             },
         },
     )
-    info = await aws.backend.set_capacity(NAME, 0, 0, 2)
-    assert info.desired_instance_count == 0
+    info = await aws.backend.set_capacity(NAME, 2, 1, 2)
+    assert info.desired_instance_count == 2
 
 
 # --------------------------------------------------------------------------- delete
@@ -655,3 +668,92 @@ async def test_invoke_async_and_fetch_result(aws) -> None:
     with pytest.raises(AsyncInferenceFailed, match="CUDA out of memory") as exc:
         await aws.backend.fetch_async_result(inv)  # failed
     assert not exc.value.retryable
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+async def test_async_output_denied_names_the_missing_list_permission(aws) -> None:
+    """Without s3:ListBucket, S3 answers 403 (not 404) for a result not written yet: the job
+    fails saying which permission to grant, not just "Access Denied"."""
+    inv = AsyncInvocation(inference_id="abc", output_location="s3://radiant-async/dev/o/abc.out")
+    aws.s3.add_client_error(
+        "get_object", service_error_code="AccessDenied", service_message="Access Denied",
+        http_status_code=403,
+    )  # fmt: skip
+    with pytest.raises(AccessDenied, match="s3:ListBucket on the async output prefix") as exc:
+        await aws.backend.fetch_async_result(inv)
+    assert not exc.value.retryable
+
+
+async def test_a_scaling_policy_on_a_target_not_visible_yet_is_retried(aws) -> None:
+    """Application Auto Scaling is eventually consistent: PutScalingPolicy right after
+    RegisterScalableTarget may answer ObjectNotFound. That is a retry, not a vanished endpoint
+    (which would make the thermal workflow refresh and never set the policy)."""
+    aws.sm.add_response("describe_endpoint", described("InService"))
+    aws.aa.add_response("register_scalable_target", {})
+    aws.aa.add_client_error(
+        "put_scaling_policy", service_error_code="ObjectNotFoundException",
+        service_message="No scalable target registered for service namespace: sagemaker",
+    )  # fmt: skip
+    with pytest.raises(InvalidEndpointState, match="not visible yet") as exc:
+        await aws.backend.set_capacity(NAME, 1, 1, 3)
+    assert exc.value.retryable
+
+
+async def test_an_endpoint_whose_update_rollback_failed_is_updated_again(aws) -> None:
+    """UpdateRollbackFailed waits for another UpdateEndpoint (AWS), so a changed spec updates
+    it instead of waiting for a status that never comes."""
+    old = resource_name(NAME, "0badc0de")
+    new_spec = spec(instance_type="ml.g5.2xlarge")
+    new = resource_name(
+        NAME, new_spec.model_copy(update={"execution_role_arn": ROLE}).config_hash()
+    )
+    aws.sm.add_response("describe_endpoint", described("UpdateRollbackFailed", config=old))
+    expect_tags(aws.sm)
+    expect_create_model_and_config(aws.sm, new, InstanceType="ml.g5.2xlarge")
+    aws.aa.add_response("deregister_scalable_target", {}, TARGET)
+    aws.sm.add_response("update_endpoint", {"EndpointArn": ARN})
+    info = await aws.backend.ensure_endpoint(new_spec)
+    assert (info.status, info.config_name) == ("Updating", new)
+
+
+async def test_create_racing_a_deleting_endpoint_waits(aws) -> None:
+    """CreateEndpoint says "already existing" while the name is still Deleting: retry until it
+    is gone, rather than report the dying endpoint as the one just created."""
+    not_found(aws.sm, "describe_endpoint")
+    aws.sm.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:m/m"})
+    aws.sm.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/c"},
+    )
+    aws.sm.add_client_error(
+        "create_endpoint", service_error_code="ValidationException",
+        service_message=f'Cannot create already existing endpoint "{ARN}".',
+    )  # fmt: skip
+    aws.sm.add_response("describe_endpoint", described("Deleting"))
+    with pytest.raises(InvalidEndpointState, match="Deleting") as exc:
+        await aws.backend.ensure_endpoint(spec(tags=OWNER))
+    assert exc.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ('Could not find endpoint configuration "radiant-x-abc".', ResourceNotFound),
+        ('Could not find model "radiant-x-abc".', ResourceNotFound),
+        ("Requested image 1234.dkr.ecr.us-east-1.amazonaws.com/x:1 not found.", InvalidRequest),
+        ("Could not find model data at s3://models/yolov8m/model.tar.gz.", InvalidRequest),
+    ],
+)
+def test_create_time_configuration_errors_are_not_a_vanished_resource(message, expected) -> None:
+    """A wrong image or model-data location is a configuration error to report, not a resource
+    that disappeared (which the thermal workflow answers by recreating, three times)."""
+    from botocore.exceptions import ClientError
+
+    from activities.backends.errors import classify_client_error
+
+    err = classify_client_error(
+        ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "CreateModel")
+    )
+    assert type(err) is expected and not err.retryable

@@ -118,3 +118,25 @@ def test_every_operation_is_covered():
     long_ops = {f"{s.id}/{op.id}" for s, op in CATALOG.operations() if op.long_running}
     async_ops = {k for k, m in CASES if uses_async_inference(CATALOG, m)}
     assert async_ops == long_ops  # every long operation polls an async endpoint
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("NoSuchBucket", 404), ("AccessDenied", 403)], ids=["bucket", "denied"]
+)
+async def test_storing_an_async_request_that_s3_refuses_fails_the_job(stubbed, code, status):
+    """A missing bucket or a denied PutObject is classified like every backend call: a
+    non-retryable failure, not an unclassified error Temporal retries forever while the job
+    keeps its model warm."""
+    from temporalio.exceptions import ApplicationError
+
+    jobs, stubs = stubbed
+    model_id = next(m for _, m in CASES if uses_async_inference(CATALOG, m))
+    stubs["s3"].add_client_error("put_object", service_error_code=code, http_status_code=status)
+    req = InvokeRequest(
+        endpoint_name=endpoint_name("radiant", "prod", model_id), model_id=model_id,
+        input_location="s3://radiant-inputs/prod/in/sample.bin",
+        content_type="application/octet-stream", options={}, step="s0",
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(jobs.start_async, req)
+    assert err.value.non_retryable and code in str(err.value)
