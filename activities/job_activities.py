@@ -53,7 +53,7 @@ from models_catalog.service_state import (
     service_status,
     uses_async_inference,
 )
-from models_catalog.types import ServiceOperation, ServiceState, ThermalState
+from models_catalog.types import ModelPricing, ServiceOperation, ServiceState, ThermalState
 from workflows.service_types import (
     ERR_ALREADY_CHARGED,
     ERR_ALREADY_RUNNING,
@@ -145,6 +145,10 @@ class JobPlan(BaseModel):
     backend: Literal["local", "sagemaker"] = "local"  # where inputs must live (path vs s3://)
     # Ledger keys are built from it (None in plans recorded before: keyed by the workflow id).
     request_id: str | None = None
+    # The models' prices when planned, like unit_price: a deploy that reprices or removes a
+    # model mid-job changes neither its cost rows nor their retry (empty in older plans: the
+    # catalog's prices at metering).
+    model_pricing: dict[str, ModelPricing] = Field(default_factory=dict)
 
     @property
     def models(self) -> list[str]:
@@ -288,6 +292,7 @@ class JobActivities:
             if getattr(self.backend, "kind", "local") == "sagemaker"
             else "local",
             request_id=request_id,
+            model_pricing={s.model_id: self.catalog.model(s.model_id).pricing for s in steps},
         )
 
     async def _started_request_id(self) -> str:
@@ -619,7 +624,10 @@ class JobActivities:
         # job runs (or between a committed attempt and its retry) does not change its charge.
         charge = pricing.charge_at(plan.unit, plan.unit_price, req.units)
         costs = [
-            pricing.model_cost(self.catalog.model(m), plan.unit, req.units) for m in req.invocations
+            pricing.model_cost_at(
+                m, plan.model_pricing.get(m) or self.catalog.model(m).pricing, plan.unit, req.units
+            )
+            for m in req.invocations
         ]
         # Keyed by the request, not the workflow id's spelling of it: one charge per request.
         key_id = (

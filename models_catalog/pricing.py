@@ -52,6 +52,7 @@ from models_catalog.external import ExternalCost, ExternalModel, ExternalUsage
 from models_catalog.types import (
     UNIT_PRICE_FIELD,
     MidLevelService,
+    ModelPricing,
     SelfHostedModel,
     ServiceOperation,
 )
@@ -195,30 +196,41 @@ def model_cost(
     duration_seconds: Decimal | int | float | None = None,
 ) -> ModelCost:
     """Rule 2 (a -> b -> c -> error) with its basis, for the ledger row's metadata."""
+    return model_cost_at(model.id, model.pricing, unit, units, duration_seconds=duration_seconds)
+
+
+def model_cost_at(
+    model_id: str,
+    p: ModelPricing,
+    unit: str,
+    units: Decimal | int | str,
+    *,
+    duration_seconds: Decimal | int | float | None = None,
+) -> ModelCost:
+    """`model_cost` at given prices (a job's plan keeps the prices it was planned with)."""
     if unit not in UNIT_PRICE_FIELD:
         raise PricingError(f"unknown billing unit {unit!r} (known: {', '.join(UNIT_PRICE_FIELD)})")
     qty = as_units(units)
-    p = model.pricing
     with decimal.localcontext(_CONTEXT):
         unit_price = p.price_for(unit)
         if unit_price is not None:
             return ModelCost(
-                model_id=model.id, basis="unit_price", rate=unit_price, quantity=qty,
+                model_id=model_id, basis="unit_price", rate=unit_price, quantity=qty,
                 amount=to_ledger(unit_price * qty),
             )  # fmt: skip
         if p.per_request is not None:
             return ModelCost(
-                model_id=model.id, basis="per_request", rate=p.per_request,
+                model_id=model_id, basis="per_request", rate=p.per_request,
                 quantity=Decimal(1), amount=to_ledger(p.per_request),
             )  # fmt: skip
         if duration_seconds is not None:
             hours = _seconds(duration_seconds) / SECONDS_PER_HOUR
             return ModelCost(
-                model_id=model.id, basis="hourly", rate=p.hourly_rate, quantity=hours,
+                model_id=model_id, basis="hourly", rate=p.hourly_rate, quantity=hours,
                 amount=to_ledger(p.hourly_rate * hours),
             )  # fmt: skip
     raise PricingError(
-        f"model {model.id!r} has no {UNIT_PRICE_FIELD[unit]} or per_request price and no "
+        f"model {model_id!r} has no {UNIT_PRICE_FIELD[unit]} or per_request price and no "
         "measured duration was given: its internal cost cannot be computed"
     )
 

@@ -5,6 +5,7 @@ malformed request ids are refused before any cost and can never leave a job stuc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -274,6 +275,34 @@ async def test_the_charge_is_the_price_the_plan_quoted(thermal: ThermalHarness, 
     assert first.billed == retried.billed == quoted * 3
     [row] = await charges(thermal, big.id, plan.request_id or "")
     assert row["billed_amount"] == quoted * 3
+
+
+async def test_model_costs_are_the_prices_the_plan_quoted(thermal: ThermalHarness, tenants):
+    """A deploy that reprices or removes a model while the job ran: the cost rows use the
+    prices of the plan (before, the catalog's at metering, and a removed model failed the
+    finished job unmetered)."""
+    big, _ = tenants
+    op = CATALOG.operation("perception", "detect")
+    quoted = CATALOG.model("yolov8m").pricing.model_copy(update={"per_image": Decimal("0.0042")})
+    assert quoted.per_image != CATALOG.model("yolov8m").pricing.per_image
+    without_it = dataclasses.replace(
+        CATALOG,
+        models={k: v for k, v in CATALOG.models.items() if k != "yolov8m"},
+        aliases={a: m for a, m in CATALOG.aliases.items() if m != "yolov8m"},
+    )
+    jobs = JobActivities(without_it, None, thermal.engine, None, Path("."))  # type: ignore[arg-type]
+    plan = JobPlan(
+        tenant_id=str(big.id), tenant_name=big.name, tier=5, service="perception",
+        operation="detect", unit=op.unit, unit_price=Decimal("0.01"), long_running=False,
+        content_types=[], steps=[], request_id=rid(), model_pricing={"yolov8m": quoted},
+    )  # fmt: skip
+    req = MeterRequest(
+        plan=plan, workflow_id=job_workflow_id(big.name, "perception", "detect", "x"),
+        app_id="a", environment="test", units=Decimal(3), invocations=["yolov8m"],
+    )  # fmt: skip
+    result = await ActivityEnvironment().run(jobs.meter, req)
+    assert result.costs == {"yolov8m": Decimal("0.0126")}
+    assert result.internal_cost == Decimal("0.0126")
 
 
 def by_uuid(tenant, app: str, request_id: str, input_uri: str = str(SAMPLES[KEY])):
