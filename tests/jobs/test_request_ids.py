@@ -224,23 +224,33 @@ async def test_cli_submit_refuses_a_malformed_request_id(
     assert len(lines) == 1 and "129 characters" in lines[0], res.stderr
 
 
+def detect_plan(tenant, unit_price: Decimal, **over) -> JobPlan:
+    """A perception/detect plan of `tenant` (tier 5) for a new request id, to meter directly."""
+    fields = dict(
+        tenant_id=str(tenant.id), tenant_name=tenant.name, tier=5, service="perception",
+        operation="detect", unit=CATALOG.operation("perception", "detect").unit,
+        unit_price=unit_price, long_running=False, content_types=[], steps=[], request_id=rid(),
+    )  # fmt: skip
+    return JobPlan(**{**fields, **over})
+
+
+def metered(plan: JobPlan, workflow_id: str, units: int = 1) -> MeterRequest:
+    """The meter request of `plan`'s job, one yolov8m invocation."""
+    return MeterRequest(
+        plan=plan, workflow_id=workflow_id, app_id="a", environment="test",
+        units=Decimal(units), invocations=["yolov8m"],
+    )  # fmt: skip
+
+
 async def test_a_concurrent_duplicate_reports_nothing_billed(thermal: ThermalHarness, tenants):
     """Two jobs for one request that passed the plan together (the tenant spelled by name in
     one id and by uuid in the other): one charge; the job that did not write it reports 0."""
     big, _ = tenants
     jobs = JobActivities(CATALOG, None, thermal.engine, None, Path("."))  # type: ignore[arg-type]
-    op = CATALOG.operation("perception", "detect")
-    plan = JobPlan(
-        tenant_id=str(big.id), tenant_name=big.name, tier=5, service="perception",
-        operation="detect", unit=op.unit, unit_price=Decimal(1), long_running=False,
-        content_types=[], steps=[], request_id=rid(),
-    )  # fmt: skip
+    plan = detect_plan(big, Decimal(1))
 
     def meter(workflow_id: str) -> MeterRequest:
-        return MeterRequest(
-            plan=plan, workflow_id=workflow_id, app_id="a", environment="test",
-            units=Decimal(1), invocations=["yolov8m"],
-        )  # fmt: skip
+        return metered(plan, workflow_id)
 
     by_name = job_workflow_id(big.name, "perception", "detect", plan.request_id or "")
     by_id = job_workflow_id(str(big.id), "perception", "detect", plan.request_id or "")
@@ -261,15 +271,8 @@ async def test_the_charge_is_the_price_the_plan_quoted(thermal: ThermalHarness, 
     catalog_price = CATALOG.service("perception").pricing.price_for(op.unit)
     quoted = Decimal("0.0123")
     assert catalog_price != quoted
-    plan = JobPlan(
-        tenant_id=str(big.id), tenant_name=big.name, tier=5, service="perception",
-        operation="detect", unit=op.unit, unit_price=quoted, long_running=False,
-        content_types=[], steps=[], request_id=rid(),
-    )  # fmt: skip
-    req = MeterRequest(
-        plan=plan, workflow_id=job_workflow_id(big.name, "perception", "detect", "x"),
-        app_id="a", environment="test", units=Decimal(3), invocations=["yolov8m"],
-    )  # fmt: skip
+    plan = detect_plan(big, quoted)
+    req = metered(plan, job_workflow_id(big.name, "perception", "detect", "x"), units=3)
     first = await ActivityEnvironment().run(jobs.meter, req)
     retried = await ActivityEnvironment().run(jobs.meter, req)
     assert first.billed == retried.billed == quoted * 3
@@ -282,7 +285,6 @@ async def test_model_costs_are_the_prices_the_plan_quoted(thermal: ThermalHarnes
     prices of the plan (before, the catalog's at metering, and a removed model failed the
     finished job unmetered)."""
     big, _ = tenants
-    op = CATALOG.operation("perception", "detect")
     quoted = CATALOG.model("yolov8m").pricing.model_copy(update={"per_image": Decimal("0.0042")})
     assert quoted.per_image != CATALOG.model("yolov8m").pricing.per_image
     without_it = dataclasses.replace(
@@ -291,15 +293,8 @@ async def test_model_costs_are_the_prices_the_plan_quoted(thermal: ThermalHarnes
         aliases={a: m for a, m in CATALOG.aliases.items() if m != "yolov8m"},
     )
     jobs = JobActivities(without_it, None, thermal.engine, None, Path("."))  # type: ignore[arg-type]
-    plan = JobPlan(
-        tenant_id=str(big.id), tenant_name=big.name, tier=5, service="perception",
-        operation="detect", unit=op.unit, unit_price=Decimal("0.01"), long_running=False,
-        content_types=[], steps=[], request_id=rid(), model_pricing={"yolov8m": quoted},
-    )  # fmt: skip
-    req = MeterRequest(
-        plan=plan, workflow_id=job_workflow_id(big.name, "perception", "detect", "x"),
-        app_id="a", environment="test", units=Decimal(3), invocations=["yolov8m"],
-    )  # fmt: skip
+    plan = detect_plan(big, Decimal("0.01"), model_pricing={"yolov8m": quoted})
+    req = metered(plan, job_workflow_id(big.name, "perception", "detect", "x"), units=3)
     result = await ActivityEnvironment().run(jobs.meter, req)
     assert result.costs == {"yolov8m": Decimal("0.0126")}
     assert result.internal_cost == Decimal("0.0126")
