@@ -35,6 +35,7 @@ from activities.metering import (
     MeteringActivities,
     RecordUsageRequest,
     UsageEntry,
+    model_cost_entries,
     service_call_entries,
     usage_key,
 )
@@ -186,6 +187,19 @@ class MeterRequest(BaseModel):
     environment: str
     units: Decimal
     invocations: list[str]  # model ids, one per invocation, in order
+
+
+class UnbilledCostsRequest(BaseModel):
+    """The invocations of a job that ended without its charge (failed or cancelled after they
+    ran): their cost is real, the tenant pays nothing for them."""
+
+    plan: JobPlan
+    workflow_id: str
+    app_id: str
+    environment: str
+    units: Decimal
+    invocations: list[str]  # model ids, one per finished invocation, in order
+    outcome: Literal["failed", "cancelled"]
 
 
 class MeterResult(BaseModel):
@@ -603,6 +617,61 @@ class JobActivities:
             costs=per_model,
         )
 
+    @activity.defn(name="jobs.record_unbilled_costs")
+    async def record_unbilled_costs(self, req: UnbilledCostsRequest) -> MeterResult:
+        """One cost row (billed 0) per invocation of a job that will not be charged, keyed by
+        the request and this run: exactly once per run, and a later run of the request (its
+        claim was never completed) records its own."""
+        plan = req.plan
+        try:
+            costs = self._model_costs(plan, req.units, req.invocations)
+            common: dict[str, Any] = {
+                "tenant_id": uuid.UUID(plan.tenant_id), "app_id": req.app_id,
+                "environment": req.environment, "service_id": plan.service,
+                "operation_id": plan.operation, "workflow_id": req.workflow_id,
+                "occurred_at": datetime.now(UTC),
+            }  # fmt: skip
+            entries = model_cost_entries(
+                common, self._key_id(plan, req.workflow_id), costs, unit=plan.unit,
+                step_prefix=f"unbilled/{activity.info().workflow_run_id}/",
+                metadata={"outcome": req.outcome},
+            )  # fmt: skip
+        except (ValueError, CatalogError) as exc:
+            raise _reject(
+                f"costs of job {req.workflow_id} cannot be recorded: {exc}", ERR_METERING_FAILED
+            ) from None
+        result = await self.metering.record_for_claim(
+            RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries), None
+        )
+        per_model: dict[str, Decimal] = {}
+        for c in costs:
+            per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
+        return MeterResult(
+            billed=Decimal(0),
+            internal_cost=sum(per_model.values(), Decimal(0)),
+            rows_inserted=result.inserted,
+            rows_already_present=result.already_present,
+            costs=per_model,
+        )
+
+    def _model_costs(
+        self, plan: JobPlan, units: Decimal, invocations: list[str]
+    ) -> list[pricing.ModelCost]:
+        """One cost per invocation, at the prices the plan was made with."""
+        return [
+            pricing.model_cost_at(
+                m, plan.model_pricing.get(m) or self.catalog.model(m).pricing, plan.unit, units
+            )
+            for m in invocations
+        ]
+
+    @staticmethod
+    def _key_id(plan: JobPlan, workflow_id: str) -> str:
+        """Keyed by the request, not the workflow id's spelling of it: one charge per request."""
+        if plan.request_id is None:
+            return workflow_id  # planned before request ids
+        return job_billing_id(plan.service, plan.operation, plan.request_id)
+
     async def _ledger_row(self, tenant_id: str, key: str) -> Row[Any, Any] | None:
         """(workflow_id, occurred_at) of the tenant's ledger row with this key, if any."""
         async with tenant_transaction(self.engine, tenant_id) as conn:
@@ -623,22 +692,11 @@ class JobActivities:
         # The price the plan quoted, not today's catalog: a deploy that changes prices while a
         # job runs (or between a committed attempt and its retry) does not change its charge.
         charge = pricing.charge_at(plan.unit, plan.unit_price, req.units)
-        costs = [
-            pricing.model_cost_at(
-                m, plan.model_pricing.get(m) or self.catalog.model(m).pricing, plan.unit, req.units
-            )
-            for m in req.invocations
-        ]
-        # Keyed by the request, not the workflow id's spelling of it: one charge per request.
-        key_id = (
-            job_billing_id(plan.service, plan.operation, plan.request_id)
-            if plan.request_id is not None
-            else req.workflow_id
-        )
+        costs = self._model_costs(plan, req.units, req.invocations)
         entries = service_call_entries(
             tenant_id=uuid.UUID(plan.tenant_id),
             workflow_id=req.workflow_id,
-            key_id=key_id,
+            key_id=self._key_id(plan, req.workflow_id),
             app_id=req.app_id,
             environment=req.environment,
             service_id=plan.service,

@@ -228,11 +228,29 @@ def service_call_entries(
             metadata={**(metadata or {}), "models_used": models_used},
         )
     ]
+    return entries + model_cost_entries(
+        common, key_base, model_costs, unit=unit, served_by=served_by
+    )
+
+
+def model_cost_entries(
+    common: dict[str, Any],
+    key_base: str,
+    model_costs: list[ModelCost],
+    *,
+    unit: str,
+    served_by: dict[str, str] | None = None,
+    step_prefix: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> list[UsageEntry]:
+    """One cost row per model invocation (billed 0), keyed "{key_base}#{step_prefix}model/{id}"
+    ("/2", "/3", ... when a model was invoked more than once). `common`: the shared columns."""
+    entries: list[UsageEntry] = []
     seen: dict[str, int] = {}
     for cost in model_costs:
         seen[cost.model_id] = seen.get(cost.model_id, 0) + 1
         n = seen[cost.model_id]
-        step = f"model/{cost.model_id}" + (f"/{n}" if n > 1 else "")
+        step = f"{step_prefix}model/{cost.model_id}" + (f"/{n}" if n > 1 else "")
         entries.append(
             UsageEntry(
                 **common,
@@ -245,7 +263,7 @@ def service_call_entries(
                 billed_amount=Decimal(0),
                 internal_cost=cost.amount,
                 served_by=(served_by or {}).get(cost.model_id),
-                metadata={"cost_basis": cost.basis},
+                metadata={"cost_basis": cost.basis, **(metadata or {})},
             )
         )
     return entries

@@ -100,6 +100,7 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
         jobs.start_async,
         jobs.fetch_async,
         jobs.meter,
+        jobs.record_unbilled_costs,
         inputs.validate,
         services.refresh,
         MeteringActivities(deps.engine).record,

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         MeterRequest,
         PlannedStep,
         PlanRequest,
+        UnbilledCostsRequest,
     )
     from workflows import search_attributes as sa
     from workflows.service_types import ModelCall, ServiceRequest, ServiceResult, ValidatedInput
@@ -63,6 +64,9 @@ INVOKE_RETRY = RetryPolicy(
 # with it cancelled warm-ups awaited, optional models dropped, re-acquired leases released.
 # (Each patch also upserts the TemporalChangeVersion search attribute: one, not four.)
 RUNTIME_PATCH = "lease-renewal"
+# Asked only when a job ends uncharged after some invocations ran (histories without it never
+# recorded their costs): those invocations' costs are recorded, billed 0.
+UNBILLED_COSTS_PATCH = "record-unbilled-costs"
 
 
 async def _rejecting(call: Awaitable[T]) -> T:
@@ -116,6 +120,7 @@ class ServiceJobWorkflow:
         self._reacquired: list[AcquireRequest] = []  # taken again after a vanished endpoint
         self._stop_renewing = False
         self._dropped: dict[str, str] = {}  # optional models the job ran without, and why
+        self._calls: list[ModelCall] = []  # invocations finished so far, in order
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
@@ -185,19 +190,24 @@ class ServiceJobWorkflow:
             if any(step.needs_hold for step in plan.steps if step.model_id == m)
         }
         try:
-            self._set("waiting for warm-up", ", ".join(plan.models))
-            await self._acquire_all(plan, leases)
-            steps = [s for s in plan.steps if s.model_id not in self._dropped]
-            renewing = self._start_renewals()
             try:
-                calls = await self._invoke_all(req, plan, steps, validated)
+                self._set("waiting for warm-up", ", ".join(plan.models))
+                await self._acquire_all(plan, leases)
+                steps = [s for s in plan.steps if s.model_id not in self._dropped]
+                renewing = self._start_renewals()
+                try:
+                    calls = await self._invoke_all(req, plan, steps, validated)
+                finally:
+                    await self._stop_renewals(renewing)
             finally:
-                await self._stop_renewals(renewing)
-        finally:
-            await self._release_all()
+                await self._release_all()
+        except (Exception, asyncio.CancelledError) as err:
+            if self._calls and workflow.patched(UNBILLED_COSTS_PATCH):
+                await self._record_unbilled(req, plan, validated, err)
+            raise
 
         # Charged only now, after every invocation succeeded: a cancelled or failed job
-        # pays nothing for work that did not finish.
+        # pays nothing for work that did not finish (its finished calls are costs, above).
         self._set("metering")
         meter = workflow.start_activity_method(
             JobActivities.meter,
@@ -232,6 +242,30 @@ class ServiceJobWorkflow:
             internal_cost=metered.internal_cost,
             calls=calls,
         )
+
+    async def _record_unbilled(
+        self, req: ServiceRequest, plan: JobPlan, validated: ValidatedInput, err: BaseException
+    ) -> None:
+        """A job failed or cancelled after some invocations ran: the tenant pays nothing, but
+        the models ran, so their costs go to the ledger (billed 0) for the margin report."""
+        self._set("recording costs")
+        handle = workflow.start_activity_method(
+            JobActivities.record_unbilled_costs,
+            UnbilledCostsRequest(
+                plan=plan,
+                workflow_id=workflow.info().workflow_id,
+                app_id=req.app_id,
+                environment=req.environment,
+                units=validated.units,
+                invocations=[c.model_id for c in self._calls],
+                outcome="cancelled" if is_cancelled_exception(err) else "failed",
+            ),
+            start_to_close_timeout=QUICK,
+        )
+        try:
+            await finish_despite_cancel(handle)  # a second cancel does not lose them either
+        except ActivityError as failed:  # the job's own failure is the one to report
+            workflow.logger.warning("costs of the finished invocations not recorded: %s", failed)
 
     @staticmethod
     def _share_costs(calls: list[ModelCall], costs: dict[str, Decimal]) -> None:
@@ -388,7 +422,7 @@ class ServiceJobWorkflow:
         steps: list[PlannedStep],
         validated: ValidatedInput,
     ) -> list[ModelCall]:
-        calls: list[ModelCall] = []
+        calls = self._calls  # the finished invocations, kept for a failure's cost rows
         previous: Any = None
         optional = self._optional_models(plan)
         # The checked (or spooled) copy of a before scene, never the caller's raw location.

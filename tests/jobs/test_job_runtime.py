@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -25,7 +28,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import activities.job_activities as job_activities
 import workflows.service_job as service_job
 from activities.backends.base import BackendError
-from activities.backends.errors import ModelServerError, Throttled
+from activities.backends.errors import ModelError, ModelServerError, Throttled
 from activities.backends.local import LocalStandInBackend
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
@@ -37,6 +40,7 @@ from workflows.service_job import ServiceJobWorkflow, _refusal, _split_cost
 from workflows.thermal_types import SetTargetRequest, WarmUpRequest, thermal_workflow_id
 
 CATALOG = load_catalog()
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 FAST_RETRY = RetryPolicy(  # the job's invocation retries, shortened (no attempt cap)
     initial_interval=timedelta(seconds=0.1),
     maximum_interval=timedelta(seconds=0.2),
@@ -160,6 +164,49 @@ async def test_model_server_that_keeps_failing_fails_the_job(
     assert await usage_rows(h, big.id, handle.id) == []
 
 
+async def record_history(handle: WorkflowHandle, name: str) -> None:
+    """RADIANT_RECORD_HISTORIES=1: keep the job's history under tests/histories/ (a guard)."""
+    if os.environ.get("RADIANT_RECORD_HISTORIES"):
+        history = await handle.fetch_history()
+        (HISTORIES / f"{name}.json").write_text(
+            json.dumps({"workflow_id": history.workflow_id, "history": history.to_json_dict()})
+        )
+
+
+async def test_a_job_failing_after_an_invocation_records_its_cost_unbilled(
+    slow_models: ThermalHarness, tenants, monkeypatch
+):
+    """perception/analyze: the detector ran, the segmenter then failed. The tenant pays
+    nothing, but the detector's invocation is a real cost: one cost row, billed 0."""
+    big, _ = tenants
+    h = slow_models
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    invoke = h.backend.invoke
+
+    async def segmenter_refuses(name: str, *args, **kw):  # a 4xx of the model: not retried
+        if name.endswith("-mobilesam"):
+            raise ModelError("the model refused the prompt box (HTTP 400)")
+        return await invoke(name, *args, **kw)
+
+    monkeypatch.setattr(h.backend, "invoke", segmenter_refuses)
+    handle = await start_job(h, app, big.name, "perception/analyze")
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(handle.result(), timeout=90)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and "mobilesam failed" in cause.message
+    rows = await usage_rows(h, big.id, handle.id)
+    await record_history(handle, "job-failed-after-an-invocation")
+    assert [(r["kind"], r["model_id"], r["billed_amount"]) for r in rows] == [
+        ("model_invocation", "yolov8m", Decimal(0))
+    ]
+    per_image = CATALOG.model("yolov8m").pricing.per_image
+    assert per_image is not None and rows[0]["internal_cost"] == per_image
+    assert rows[0]["metadata"]["outcome"] == "failed"
+    assert "#unbilled/" in rows[0]["idempotency_key"]
+    await replays(handle)
+
+
 # ---------------------------------------------------------------------- optional models
 async def test_optional_model_that_cannot_be_held_degrades(thermal: ThermalHarness, tenants):
     big, _ = tenants
@@ -231,7 +278,13 @@ async def test_job_cancelled_during_an_optional_step_ends_cancelled(
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     assert isinstance(info.value.cause, CancelledError)
-    assert await usage_rows(h, big.id, handle.id) == []
+    await record_history(handle, "job-cancelled-after-an-invocation")
+    # Not charged; prithvi-100m, which ran before the cancel, is recorded as a cost.
+    rows = await usage_rows(h, big.id, handle.id)
+    assert [(r["kind"], r["model_id"], r["billed_amount"]) for r in rows] == [
+        ("model_invocation", "prithvi-100m", Decimal(0))
+    ]
+    assert rows[0]["metadata"]["outcome"] == "cancelled"
     await replays(handle)
 
 

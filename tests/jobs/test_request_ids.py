@@ -16,7 +16,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from typer.testing import CliRunner
 
-from activities.job_activities import ERR_METERING_FAILED, JobActivities, JobPlan, MeterRequest
+from activities.job_activities import (
+    ERR_METERING_FAILED,
+    JobActivities,
+    JobPlan,
+    MeterRequest,
+    UnbilledCostsRequest,
+)
 from activities.metering import usage_key
 from models_catalog.catalog import load_catalog
 from tests.fixtures.metering_hold import cancelled_while_metering
@@ -298,6 +304,28 @@ async def test_model_costs_are_the_prices_the_plan_quoted(thermal: ThermalHarnes
     result = await ActivityEnvironment().run(jobs.meter, req)
     assert result.costs == {"yolov8m": Decimal("0.0126")}
     assert result.internal_cost == Decimal("0.0126")
+
+
+async def test_unbilled_costs_are_recorded_once_per_run(thermal: ThermalHarness, tenants):
+    """A failed run's finished invocations: one cost row each, billed 0; a retried activity of
+    the same run adds nothing, another run of the request (it may run again) records its own."""
+    big, _ = tenants
+    jobs = JobActivities(CATALOG, None, thermal.engine, None, Path("."))  # type: ignore[arg-type]
+    plan = detect_plan(big, Decimal(1))
+    wid = job_workflow_id(big.name, "perception", "detect", plan.request_id or "")
+    req = UnbilledCostsRequest(
+        plan=plan, workflow_id=wid, app_id="a", environment="test", units=Decimal(2),
+        invocations=["yolov8m"], outcome="failed",
+    )  # fmt: skip
+    env = ActivityEnvironment()
+    first = await env.run(jobs.record_unbilled_costs, req)
+    again = await env.run(jobs.record_unbilled_costs, req)
+    env.info = dataclasses.replace(env.info, workflow_run_id="another-run")
+    other_run = await env.run(jobs.record_unbilled_costs, req)
+    assert (first.rows_inserted, again.rows_inserted, other_run.rows_inserted) == (1, 0, 1)
+    assert first.billed == 0 and first.internal_cost > 0
+    rows = await usage_rows(thermal, big.id, wid)
+    assert [(r["kind"], r["billed_amount"]) for r in rows] == [("model_invocation", 0)] * 2
 
 
 def by_uuid(tenant, app: str, request_id: str, input_uri: str = str(SAMPLES[KEY])):

@@ -74,6 +74,10 @@ async def test_recorded_histories_replay(path: Path):
 # Histories of older code, each guarding a `workflow.patched` branch (or its absence): named
 # here so that losing one fails instead of silently dropping its replay case.
 GUARD_HISTORIES = {
+    "job-cancelled-after-an-invocation",
+    "job-failed-after-an-invocation",
+    "old-job-cancelled-after-an-invocation",
+    "old-job-failed-after-an-invocation",
     "old-job-cancelled-warm-up",
     "old-job-cancelled-while-metering",
     "old-job-failed-hold",
