@@ -59,6 +59,9 @@ from workflows.service_types import ERR_INVALID_INPUT, InputRef, ValidatedInput
 ERR_INPUT_READ_FAILED = "InputReadFailed"  # retryable: S3 throttling, 5xx, connection errors
 ERR_INPUT_CONFIGURATION = "InputConfiguration"  # the worker's settings; retrying cannot help
 CREDENTIALS_ATTEMPTS = 3  # attempts that found no AWS credentials before the job fails
+UNEXPECTED_ATTEMPTS = 3  # attempts that raised something unclassified before the job fails
+# Raised by parsing the bytes themselves: deterministic, a retry raises them again.
+UNCHECKABLE = (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 
 
@@ -253,6 +256,25 @@ class InputActivities:
                                    non_retryable=True) from exc  # fmt: skip
         except TransientInputError as exc:
             raise ApplicationError(str(exc), type=ERR_INPUT_READ_FAILED) from exc
+        except UNCHECKABLE as exc:
+            # A validator tripped over the bytes (a length or value no check anticipated):
+            # the same bytes trip it again, so the job fails now instead of retrying forever.
+            raise ApplicationError(
+                f"input could not be checked: {type(exc).__name__}: {exc}"[:500],
+                type=ERR_INVALID_INPUT,
+                non_retryable=True,
+            ) from exc
+        except Exception as exc:
+            # Anything else may pass (a blip of the disk or network): a few attempts, then a
+            # failed job rather than a job retrying every 30 s for ever.
+            if activity.info().attempt < UNEXPECTED_ATTEMPTS:
+                raise
+            raise ApplicationError(
+                f"input could not be checked on {activity.info().attempt} tries: "
+                f"{type(exc).__name__}: {exc}"[:500],
+                type=ERR_INPUT_READ_FAILED,
+                non_retryable=True,
+            ) from exc
 
 
 def _same_scene_shape(after: dict[str, Any], before: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from activities.inputs.errors import InputConfigurationError, not_found
+from activities.inputs.errors import InputConfigurationError, invalid, not_found
 
 
 def _under(path: Path, roots: Sequence[Path]) -> bool:
@@ -44,7 +44,7 @@ def tenant_prefixes(prefixes: Sequence[str], tenant: str | None) -> list[str]:
     out = []
     for prefix in prefixes:
         if "{tenant}" in prefix:
-            if not tenant or "/" in tenant:
+            if not tenant or "/" in tenant or tenant in (".", ".."):
                 raise InputConfigurationError(
                     "RADIANT_INPUT_S3_PREFIXES names {tenant}, but the request carries no tenant "
                     "name: S3 inputs cannot be checked (the workflow must pass the tenant)"
@@ -55,6 +55,11 @@ def tenant_prefixes(prefixes: Sequence[str], tenant: str | None) -> list[str]:
 
 
 def check_s3_uri(uri: str, *, prefixes: Sequence[str], tenant: str | None) -> None:
+    # S3 keys are literal, but an S3-compatible store or proxy may normalise `..`: a key that
+    # leaves its prefix that way is refused everywhere.
+    key = uri.removeprefix("s3://").partition("/")[2]
+    if any(part in (".", "..", "") for part in key.split("/")[:-1]) or key in (".", ".."):
+        raise invalid(f"input {uri} has an empty, '.' or '..' path segment in its key")
     if not prefixes:
         return
     if not any(uri.startswith(p) for p in tenant_prefixes(prefixes, tenant)):

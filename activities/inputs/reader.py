@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ def resolve_local_path(uri: str, *, base_dir: Path | None = None,
     raw = uri.removeprefix("file://")
     if not raw:
         raise invalid("input path is empty")
+    if "\0" in raw:
+        raise invalid("input path contains a NUL character")
     path = Path(raw).expanduser()
     if not path.is_absolute():
         if base_dir is None:
@@ -123,6 +126,8 @@ def _read_local(uri: str, max_bytes: int, what: str, base_dir: Path | None,
         raise not_found(f"input file {str(path)!r} does not exist") from exc
     except PermissionError as exc:
         raise not_found(f"input file {str(path)!r} cannot be accessed: permission denied") from exc
+    except OSError as exc:  # a file used as a directory, a name too long, ...: the same later
+        raise not_found(f"input file {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
     if stat.S_ISDIR(st.st_mode):
         raise invalid(f"input path {str(path)!r} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
@@ -130,10 +135,14 @@ def _read_local(uri: str, max_bytes: int, what: str, base_dir: Path | None,
     if st.st_size > max_bytes:
         raise too_large(f"input is {human_bytes(st.st_size)}; {_limit_text(max_bytes, what)}")
     try:
-        with path.open("rb") as f:
+        # Non-blocking open: a FIFO swapped in after the stat would block a plain open forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat
+                raise invalid(f"input path {str(path)!r} is not a regular file")
             # The file opened, not the path checked earlier: a symlink swapped in between
             # (a TOCTOU race) cannot lead into a denied directory.
-            opened = _opened_path(f.fileno())
+            opened = _opened_path(fd)
             if opened is not None:
                 check_local_path(opened, uri, allowed_roots=allowed_roots,
                                  denied_roots=denied_roots)  # fmt: skip
@@ -142,6 +151,8 @@ def _read_local(uri: str, max_bytes: int, what: str, base_dir: Path | None,
         raise not_found(f"input file {str(path)!r} cannot be read: permission denied") from exc
     except IsADirectoryError as exc:  # pragma: no cover - raced with a rename
         raise invalid(f"input path {str(path)!r} is a directory, not a file") from exc
+    except OSError as exc:  # pragma: no cover - removed or replaced since the stat
+        raise not_found(f"input file {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
     if len(data) > max_bytes:  # grew since stat
         raise too_large(f"input is larger than {human_bytes(max_bytes)}; "
                         f"{_limit_text(max_bytes, what)}")  # fmt: skip
@@ -258,9 +269,17 @@ def spool_inline(data: bytes, *, spool_dir: Path | None = None, spool_s3_uri: st
         if path.is_file() and path.stat().st_size == len(data):
             return location
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        # A temp file of its own: activities run as threads of one process, so two jobs with
+        # the same bytes must not share one (a pid-named file was replaced half-written).
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o644)  # as a plain write would leave it (mkstemp makes it 0600)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return location
     from botocore.exceptions import BotoCoreError, ClientError
 

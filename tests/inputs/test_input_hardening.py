@@ -13,7 +13,7 @@ from activities.inputs.formats import json_too_deep
 from activities.inputs.limits import MAX_JSON_DEPTH
 from tests.fixtures.validation import app_error, request, run
 from workers.samples import SAMPLES
-from workflows.service_types import ERR_INVALID_INPUT, InputRef
+from workflows.service_types import ERR_INPUT_NOT_FOUND, ERR_INVALID_INPUT, InputRef
 
 
 def nested(depth: int, key: str = "problem") -> bytes:
@@ -78,3 +78,98 @@ def test_missing_spool_is_a_non_retryable_configuration_error(tmp_path: Path) ->
         err = app_error(acts, request("perception/detect", inline, backend=backend))
         assert (err.type, err.non_retryable) == (ERR_INPUT_CONFIGURATION, True)
         assert "no spool for inline inputs" in err.message
+
+
+# ------------------------------------------------------------------ found by a security review
+@pytest.mark.parametrize(
+    ("name", "kind", "words"),
+    [
+        ("nul", ERR_INVALID_INPUT, "NUL character"),
+        ("through-a-file", ERR_INPUT_NOT_FOUND, "Not a directory"),
+        ("too-long", ERR_INPUT_NOT_FOUND, "File name too long"),
+    ],
+)
+def test_odd_local_paths_are_refused_not_retried(
+    tmp_path: Path, name: str, kind: str, words: str
+) -> None:
+    (tmp_path / "ok.png").write_bytes(SAMPLES["perception/detect"].read_bytes())
+    uri = {
+        "nul": f"{tmp_path}/ok\0.png",
+        "through-a-file": f"{tmp_path}/ok.png/x",
+        "too-long": f"{tmp_path}/{'x' * 300}.png",
+    }[name]
+    acts = InputActivities(spool_dir=tmp_path, allowed_roots=[tmp_path])
+    err = app_error(acts, request("perception/detect", InputRef(uri=uri)))
+    assert (err.type, err.non_retryable) == (kind, True) and words in err.message
+
+
+@pytest.mark.parametrize(
+    "key", ["inputs/acme/../bob/a.png", "inputs/acme/./a.png", "inputs//acme/a.png"]
+)
+def test_s3_keys_with_dot_or_empty_segments_are_refused(key: str) -> None:
+    from activities.inputs.errors import InputValidationError
+    from activities.inputs.policy import check_s3_uri
+
+    with pytest.raises(InputValidationError, match="'..' path segment"):
+        check_s3_uri(f"s3://inbucket/{key}", prefixes=["s3://inbucket/inputs/{tenant}/"],
+                     tenant="acme")  # fmt: skip
+    check_s3_uri("s3://inbucket/inputs/acme/a..b/c.png", prefixes=[], tenant="acme")
+
+
+def test_concurrent_spools_of_the_same_bytes_are_never_half_written(tmp_path: Path) -> None:
+    """Activities run as threads of one process: two jobs spooling the same bytes at once
+    each get a complete file (a temp file named by pid was shared, and replaced half-written)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from activities.inputs.reader import spool_inline
+
+    data = bytes(range(256)) * 4096  # 1 MiB
+    for round_ in range(60):
+        spool = tmp_path / f"r{round_}"
+        with ThreadPoolExecutor(4) as pool:
+            locations = list(pool.map(lambda d: spool_inline(d, spool_dir=spool), [data] * 4))  # noqa: B023
+        assert all(Path(loc).read_bytes() == data for loc in locations)
+        assert [p.name for p in spool.iterdir()] == [Path(locations[0]).name]  # no temp left
+
+
+@pytest.mark.parametrize(
+    ("raised", "attempt", "retried"),
+    [
+        (TypeError("bad header"), 1, False),
+        (RuntimeError("disk blip"), 1, True),
+        (RuntimeError("disk blip"), 3, False),
+    ],  # fmt: skip
+    ids=["parser-bug", "unexpected-first-try", "unexpected-last-try"],
+)
+def test_an_unexpected_error_is_not_retried_forever(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    raised: Exception,
+    attempt: int,
+    retried: bool,
+) -> None:
+    """A validator tripping over the bytes fails the job at once; anything else after a few
+    tries (the activity's retry policy has no attempt cap)."""
+    import asyncio
+    import dataclasses
+
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    import activities.inputs.activity as activity_module
+
+    def boom(*args: object, **kw: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(activity_module, "check_input", boom)
+    acts = InputActivities(spool_dir=tmp_path)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt)
+    req = request("perception/detect", InputRef(uri=str(SAMPLES["perception/detect"])))
+    with pytest.raises(Exception) as err:
+        asyncio.run(env.run(acts.validate, req))
+    if retried:
+        assert err.value is raised
+    else:
+        assert isinstance(err.value, ApplicationError) and err.value.non_retryable
+        assert type(raised).__name__ in err.value.message
