@@ -21,7 +21,7 @@ from activities.inputs.limits import (
     MAX_VOLUME_VOXELS,
     FastaLimits,
 )
-from activities.inputs.parsers import FormatError
+from activities.inputs.parsers import FormatError, FormatLimitError
 
 # ----------------------------------------------------------------------------- images
 
@@ -202,6 +202,8 @@ def validate_tiff(data: bytes, *, require_geo: bool, min_bands: int = 1,
     Reduced-resolution pages (overviews, NewSubfileType bit 0) are not scenes."""
     try:
         info = parsers.parse_tiff(data)
+    except FormatLimitError as exc:
+        raise too_large(f"TIFF is too large to read: {exc}") from exc
     except FormatError as exc:
         raise invalid(f"TIFF is malformed: {exc}") from exc
     except Exception as exc:  # struct.error deep in a damaged directory
@@ -259,6 +261,8 @@ def validate_tiff(data: bytes, *, require_geo: bool, min_bands: int = 1,
 
 # ----------------------------------------------------------------------------- NIfTI / DICOM
 
+NIFTI_GZIP_SLACK = 1 << 20  # bytes a .nii.gz may hold after its voxel data
+
 
 def validate_nifti(data: bytes, *, min_dims: int = 2, what: str = "") -> dict[str, Any]:
     try:
@@ -278,9 +282,13 @@ def validate_nifti(data: bytes, *, min_dims: int = 2, what: str = "") -> dict[st
         raise too_large(f"NIfTI volume has {hdr.voxels:,} voxels; at most "
                         f"{MAX_VOLUME_VOXELS:,} are accepted")  # fmt: skip
     need = hdr.vox_offset + hdr.data_bytes
+    if hdr.gzipped and need > len(data) * parsers.GZIP_MAX_RATIO:
+        raise invalid(f"NIfTI voxel data is truncated: {list(hdr.dims)} {hdr.datatype_name} "
+                      f"needs {need:,} bytes from offset {hdr.vox_offset}, more than a "
+                      f"{len(data):,}-byte gzip stream can hold")  # fmt: skip
     if hdr.gzipped:
-        try:
-            have = len(parsers.gunzip_limited(data, need + (1 << 20)))
+        try:  # counted while streaming: memory stays one 1 MiB piece, never the volume
+            have = parsers.gunzip_count(data, need + NIFTI_GZIP_SLACK)
         except FormatError as exc:
             raise invalid(f"NIfTI (.nii.gz) could not be decompressed: {exc}") from exc
     else:
@@ -307,16 +315,29 @@ def validate_dicom(data: bytes, *, need_volume: bool = False, what: str = "") ->
         raise invalid(f"DICOM is invalid: {exc}") from exc
     if info.pixel_offset is None:
         raise invalid("DICOM has no pixel data (7FE0,0010): not an image object")
-    rows, cols = int(info.get("rows", 0) or 0), int(info.get("columns", 0) or 0)
-    if rows <= 0 or cols <= 0:
-        raise invalid(f"DICOM image size (Rows x Columns) is {rows} x {cols}")
-    frames = int(info.get("frames", 1) or 1)
+    try:
+        rows, cols = parsers.dicom_count(info, "rows", 0), parsers.dicom_count(info, "columns", 0)
+        if rows <= 0 or cols <= 0:
+            raise invalid(f"DICOM image size (Rows x Columns) is {rows} x {cols}")
+        frames = parsers.dicom_count(info, "frames", 1)
+        samples = parsers.dicom_count(info, "samples_per_pixel", 1)
+        bits = parsers.dicom_count(info, "bits_allocated", 16)
+    except FormatError as exc:
+        raise invalid(f"DICOM is invalid: {exc}") from exc
     if need_volume and frames < 2:
         raise invalid(f"DICOM is a single {rows} x {cols} slice; {what or 'this operation'} "
                       "needs a volume (a multi-frame DICOM or a NIfTI volume)")  # fmt: skip
     if rows * cols * frames > MAX_VOLUME_VOXELS:
         raise too_large(f"DICOM has {rows * cols * frames:,} voxels; at most "
                         f"{MAX_VOLUME_VOXELS:,} are accepted")  # fmt: skip
+    if info.pixel_length is not None and info.transfer_syntax in parsers.TS_NATIVE:
+        need = parsers.dicom_pixel_bytes(info)
+        if info.pixel_length < need:
+            raise invalid(
+                f"DICOM pixel data is too short: {info.pixel_length:,} bytes, but {rows} x "
+                f"{cols} x {frames} frame(s) x {samples} sample(s) at {bits} bits allocated "
+                f"need {need:,}"
+            )
     return {
         "rows": rows,
         "columns": cols,
@@ -334,6 +355,8 @@ def validate_dicom(data: bytes, *, need_volume: bool = False, what: str = "") ->
 def validate_mp4(data: bytes) -> dict[str, Any]:
     try:
         info = parsers.parse_mp4(data)
+    except FormatLimitError as exc:
+        raise too_large(f"MP4 is too large to read: {exc}") from exc
     except FormatError as exc:
         raise invalid(f"MP4 is malformed: {exc}") from exc
     except Exception as exc:
@@ -343,9 +366,9 @@ def validate_mp4(data: bytes) -> dict[str, Any]:
         raise invalid("MP4 has no video track")
     if not video.sample_sizes:
         raise invalid("MP4 video track has no frames")
-    for off, size in video.sample_ranges()[-1:]:
-        if off + size > len(data):
-            raise invalid("MP4 is truncated: the last video frame lies past the end of the file")
+    last = video.sample_range(video.placed_samples() - 1)  # no per-frame list
+    if last is not None and last[0] + last[1] > len(data):
+        raise invalid("MP4 is truncated: the last video frame lies past the end of the file")
     return {
         "brand": info.major_brand.strip(),
         "duration_s": round(info.duration_s, 3),

@@ -8,7 +8,9 @@ They are shared by the input validators (which turn `FormatError` into an `Inval
 naming the problem) and by the local model server's reference stand-ins (which read the real
 input). Nothing here imports pydantic or Temporal: a model-server process starts in ~0.1 s.
 Every reader bounds its work by the input's length: offsets and counts pointing outside the data
-are errors, never reads past the end or huge allocations.
+are errors, never reads past the end or huge allocations. Counts a file can declare cheaply (TIFF
+tag values, MP4 samples, a NIfTI data offset) are also capped by explicit limits, so a small
+hostile file cannot make a reader materialize far more than its own size.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 class FormatError(ValueError):
     """The bytes do not form a valid file of the expected format (message says where)."""
+
+
+class FormatLimitError(FormatError):
+    """The file declares more than a reader limit allows (values, samples, offsets)."""
 
 
 # =============================================================================== TIFF / GeoTIFF
@@ -48,12 +54,34 @@ _TIFF_TYPES: dict[int, tuple[str, int]] = {
 }  # fmt: skip
 _COMPRESSIONS = {1: "none", 5: "lzw", 8: "deflate", 32946: "deflate", 32773: "packbits"}
 
+# The tags whose values the readers use; every other tag is only bounds-checked, never read (a
+# file's private tags may all point at one large blob: reading them would cost tags x blob).
+TAG_NEW_SUBFILE_TYPE = 254
+TIFF_READ_TAGS = frozenset({
+    TAG_NEW_SUBFILE_TYPE, TAG_IMAGE_WIDTH, TAG_IMAGE_LENGTH, TAG_BITS_PER_SAMPLE, TAG_COMPRESSION,
+    TAG_PHOTOMETRIC, TAG_STRIP_OFFSETS, TAG_SAMPLES_PER_PIXEL, TAG_ROWS_PER_STRIP,
+    TAG_STRIP_BYTE_COUNTS, TAG_PLANAR, TAG_PREDICTOR, TAG_TILE_WIDTH, TAG_TILE_LENGTH,
+    TAG_TILE_OFFSETS, TAG_TILE_BYTE_COUNTS, TAG_SAMPLE_FORMAT, *GEO_TAGS, TAG_GEO_DOUBLE_PARAMS,
+    TAG_GEO_ASCII_PARAMS, TAG_GDAL_NODATA,
+})  # fmt: skip
+# Limits of one parse (all pages): values of one tag (one strip per row of a 1M-row image, or
+# ~250,000 tiles: far above any image within MAX_IMAGE_PIXELS), bytes of tag values read in all
+# (offsets + byte counts of a million strips), and directory entries looked at (real pages have
+# a few dozen).
+TIFF_MAX_TAG_VALUES = 1 << 20
+TIFF_MAX_VALUE_BYTES = 16 << 20
+TIFF_MAX_ENTRIES = 1 << 20
+# struct code (standard size) -> array typecode of the same size.
+_ARRAY_CODES = {c: c if array(c).itemsize == struct.calcsize("<" + c) else {"I": "L", "i": "l"}[c]
+                for c in "bBhHiIfdqQ"}  # fmt: skip
+
 
 @dataclass
 class TiffPage:
-    """One IFD (page) of a TIFF: the tags the readers need, values as tuples."""
+    """One IFD (page) of a TIFF: the tags the readers need (`TIFF_READ_TAGS`), numeric values as
+    compact arrays, ASCII values as a one-string tuple."""
 
-    tags: dict[int, tuple[Any, ...]]
+    tags: dict[int, Sequence[Any]]
     index: int
 
     def one(self, tag: int, default: Any = None) -> Any:
@@ -152,8 +180,32 @@ def _tiff_header(data: bytes) -> tuple[str, bool, int]:
     raise FormatError(f"not a TIFF (version {magic}, expected 42 or 43)")
 
 
+class _TiffBudget:
+    """What one parse may still read: directory entries and bytes of tag values."""
+
+    def __init__(self) -> None:
+        self.entries = TIFF_MAX_ENTRIES
+        self.value_bytes = TIFF_MAX_VALUE_BYTES
+
+
+def _tag_values(data: bytes, bo: str, typ: int, cnt: int, pos: int) -> Sequence[Any]:
+    code, size = _TIFF_TYPES[typ]
+    raw = data[pos : pos + cnt * size]
+    if typ == 2:
+        return (raw.split(b"\0", 1)[0].decode("latin-1"),)
+    if typ in (5, 10):  # rationals: numerator / denominator pairs
+        ints = _values(raw, _ARRAY_CODES[code[0]], bo)
+        return array("d", (ints[i] / ints[i + 1] if ints[i + 1] else 0.0
+                           for i in range(0, len(ints), 2)))  # fmt: skip
+    return _values(raw, _ARRAY_CODES[code], bo)
+
+
 def _read_ifd(data: bytes, bo: str, big: bool, offset: int, index: int,
-              only: set[int] | None = None) -> tuple[TiffPage, int]:  # fmt: skip
+              only: frozenset[int] | set[int] = TIFF_READ_TAGS,
+              budget: _TiffBudget | None = None) -> tuple[TiffPage, int]:  # fmt: skip
+    """One IFD. Only the values of the tags in `only` are read; every tag's value must lie in the
+    file. Refuses a directory, a tag or a parse (`budget`) beyond the TIFF_MAX_* limits."""
+    budget = budget or _TiffBudget()
     n = len(data)
     head, entry, tail = (8, 20, 8) if big else (2, 12, 4)
     if offset < 8 or offset + head > n:
@@ -162,7 +214,11 @@ def _read_ifd(data: bytes, bo: str, big: bool, offset: int, index: int,
     end = offset + head + count * entry
     if count == 0 or end + tail > n:
         raise FormatError(f"TIFF IFD {index} has {count} entries that do not fit in the file")
-    tags: dict[int, tuple[Any, ...]] = {}
+    budget.entries -= count
+    if budget.entries < 0:
+        raise FormatLimitError(f"TIFF directories hold more than {TIFF_MAX_ENTRIES:,} entries "
+                               f"(IFD {index} has {count:,})")  # fmt: skip
+    tags: dict[int, Sequence[Any]] = {}
     for i in range(count):
         pos = offset + head + i * entry
         if big:
@@ -171,24 +227,23 @@ def _read_ifd(data: bytes, bo: str, big: bool, offset: int, index: int,
         else:
             tag, typ, cnt = struct.unpack_from(bo + "HHI", data, pos)
             value_pos, inline = pos + 8, 4
-        if only is not None and tag not in only:
-            continue
         if typ not in _TIFF_TYPES:
             continue  # unknown field types are skipped, as the spec asks readers to
-        code, size = _TIFF_TYPES[typ]
-        total = cnt * size
+        total = cnt * _TIFF_TYPES[typ][1]
         if total > inline:
             value_pos = struct.unpack_from(bo + ("Q" if big else "I"), data, value_pos)[0]
         if value_pos + total > n:
             raise FormatError(f"TIFF tag {tag} in IFD {index} points outside the file")
-        if typ == 2:
-            tags[tag] = (data[value_pos : value_pos + cnt].split(b"\0", 1)[0].decode("latin-1"),)
-        elif typ in (5, 10):
-            raw = struct.unpack_from(bo + code[0] * (2 * cnt), data, value_pos)
-            tags[tag] = tuple(raw[i] / raw[i + 1] if raw[i + 1] else 0.0
-                              for i in range(0, len(raw), 2))  # fmt: skip
-        else:
-            tags[tag] = struct.unpack_from(f"{bo}{cnt}{code}", data, value_pos)
+        if tag not in only:
+            continue  # bounds-checked above; its value is never read
+        if cnt > TIFF_MAX_TAG_VALUES:
+            raise FormatLimitError(f"TIFF tag {tag} in IFD {index} has {cnt:,} values; at most "
+                                   f"{TIFF_MAX_TAG_VALUES:,} are read per tag")  # fmt: skip
+        budget.value_bytes -= total
+        if budget.value_bytes < 0:
+            raise FormatLimitError(f"TIFF tag values to read exceed {TIFF_MAX_VALUE_BYTES:,} "
+                                   f"bytes (at tag {tag} in IFD {index})")  # fmt: skip
+        tags[tag] = _tag_values(data, bo, typ, cnt, value_pos)
     nxt = struct.unpack_from(bo + ("Q" if big else "I"), data, end)[0]
     return TiffPage(tags, index), nxt
 
@@ -198,13 +253,14 @@ def parse_tiff(data: bytes, max_pages: int = 256) -> TiffInfo:
     bo, big, offset = _tiff_header(data)
     pages: list[TiffPage] = []
     seen: set[int] = set()
+    budget = _TiffBudget()
     while offset:
         if offset in seen:
             raise FormatError("TIFF IFD chain loops back on itself")
         if len(pages) >= max_pages:
             raise FormatError(f"TIFF has more than {max_pages} pages")
         seen.add(offset)
-        page, offset = _read_ifd(data, bo, big, offset, len(pages))
+        page, offset = _read_ifd(data, bo, big, offset, len(pages), budget=budget)
         _check_page(data, page)
         pages.append(page)
     if not pages:
@@ -216,7 +272,7 @@ def tiff_first_page_tags(data: bytes) -> TiffPage | None:
     """Just the first IFD's georeferencing tags (for sniffing); None if unreadable."""
     try:
         bo, big, offset = _tiff_header(data)
-        return _read_ifd(data, bo, big, offset, 0, only=set(GEO_TAGS))[0]
+        return _read_ifd(data, bo, big, offset, 0, only=frozenset(GEO_TAGS))[0]
     except (FormatError, struct.error):
         return None
 
@@ -413,6 +469,13 @@ def read_tiff_bands(data: bytes, page_index: int = 0,
 # =============================================================================== NIfTI-1
 
 NIFTI_HEADER_SIZE = 348
+# Largest accepted vox_offset: the header plus extensions (real ones are kilobytes to a few MB,
+# e.g. embedded DICOM headers); anything beyond is refused before decompressing a byte of it.
+NIFTI_MAX_VOX_OFFSET = 256 << 20
+# Deflate cannot expand data more than ~1032:1, so a gzip stream of n bytes holds at most this
+# many times n: a header that needs more is refused as truncated without decompressing it.
+GZIP_MAX_RATIO = 1032
+_GUNZIP_CHUNK = 1 << 20
 NIFTI_DATATYPES: dict[int, tuple[str, int, str]] = {  # code -> (name, bits, array typecode)
     2: ("uint8", 8, "B"), 4: ("int16", 16, "h"), 8: ("int32", 32, "i"), 16: ("float32", 32, "f"),
     64: ("float64", 64, "d"), 256: ("int8", 8, "b"), 512: ("uint16", 16, "H"),
@@ -463,25 +526,44 @@ def gunzip_prefix(data: bytes, n: int) -> bytes:
         return b""
 
 
-def gunzip_limited(data: bytes, limit: int) -> bytes:
-    """Decompress a gzip stream, refusing to produce more than `limit` bytes (bomb guard)."""
+def _gunzip_chunks(data: bytes, limit: int, keep: int) -> Iterator[bytes]:
+    """Decompressed pieces (at most `_GUNZIP_CHUNK` bytes each) of a gzip stream: the whole
+    stream, checked (corrupt, truncated, more than `limit` bytes: FormatError), or, when
+    `keep` < `limit`, just its first `keep` bytes. Memory stays one piece, whatever the input."""
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = bytearray()
-    chunk = data
+    produced, pending = 0, data
     try:
-        while True:
-            out += d.decompress(chunk, max(1, limit + 1 - len(out)))
-            if len(out) > limit:
-                raise FormatError(f"gzip data decompresses to more than {limit} bytes")
-            chunk = d.unconsumed_tail
-            if not chunk:
-                break
-        out += d.flush()
+        while not d.eof:
+            piece = d.decompress(pending, _GUNZIP_CHUNK)  # bounded output per call
+            pending = d.unconsumed_tail
+            if not piece and not pending:
+                break  # input used up before the end of the stream
+            produced += len(piece)
+            if produced > limit:
+                raise FormatError(f"gzip data decompresses to more than {limit:,} bytes")
+            yield piece
+            if produced >= keep:
+                return
     except zlib.error as exc:
         raise FormatError(f"gzip data is corrupt: {exc}") from exc
     if not d.eof:
         raise FormatError("gzip data is truncated")
-    return bytes(out)
+
+
+def gunzip_count(data: bytes, limit: int) -> int:
+    """The decompressed size of a gzip stream, checked as `gunzip_limited` does, in bounded
+    memory (nothing is kept): refuses more than `limit` bytes."""
+    return sum(len(piece) for piece in _gunzip_chunks(data, limit, limit + 1))
+
+
+def gunzip_limited(data: bytes, limit: int, keep: int | None = None) -> bytes:
+    """Decompress a gzip stream, refusing to produce more than `limit` bytes (bomb guard); with
+    `keep`, return only the first `keep` bytes (the rest is neither decompressed nor checked)."""
+    keep = limit + 1 if keep is None else keep
+    out = bytearray()
+    for piece in _gunzip_chunks(data, limit, keep):
+        out += piece
+    return bytes(out[:keep])
 
 
 def nifti_byte_order(header: bytes) -> str | None:
@@ -528,6 +610,10 @@ def parse_nifti_header(data: bytes) -> NiftiHeader:
     vox_offset = struct.unpack_from(bo + "f", head, 108)[0]
     if not math.isfinite(vox_offset) or vox_offset < NIFTI_HEADER_SIZE:
         raise FormatError(f"NIfTI vox_offset {vox_offset} is below the 348-byte header")
+    if vox_offset > NIFTI_MAX_VOX_OFFSET:
+        raise FormatLimitError(f"NIfTI vox_offset {vox_offset:.0f} is beyond the "
+                               f"{NIFTI_MAX_VOX_OFFSET:,} bytes accepted for the header and "
+                               "its extensions")  # fmt: skip
     slope, inter = struct.unpack_from(bo + "ff", head, 112)
     xyzt_units = head[123]
     sizes = tuple(abs(float(p)) for p in pixdim[1 : ndim + 1])
@@ -540,8 +626,15 @@ def parse_nifti_header(data: bytes) -> NiftiHeader:
 def read_nifti(data: bytes, max_bytes: int = 1 << 31) -> tuple[NiftiHeader, array[Any]]:
     """Header and voxel values (x fastest, as stored; slope/intercept not applied)."""
     hdr = parse_nifti_header(data)
-    raw = gunzip_limited(data, max_bytes) if hdr.gzipped else data
     end = hdr.vox_offset + hdr.data_bytes
+    if end > max_bytes:
+        raise FormatLimitError(f"NIfTI voxel data ends at byte {end:,}; at most {max_bytes:,} "
+                               "are read")  # fmt: skip
+    if hdr.gzipped and end > len(data) * GZIP_MAX_RATIO:
+        raise FormatError(f"NIfTI voxel data is truncated: {list(hdr.dims)} "
+                          f"{hdr.datatype_name} needs {end:,} bytes, more than a "
+                          f"{len(data):,}-byte gzip stream can hold")  # fmt: skip
+    raw = gunzip_limited(data, max_bytes, keep=end) if hdr.gzipped else data
     if len(raw) < end:
         raise FormatError(
             f"NIfTI voxel data is truncated: {list(hdr.dims)} {hdr.datatype_name} needs "
@@ -600,7 +693,7 @@ def _dicom_value(raw: bytes, vr: str, bo: str) -> Any:
         for part in text.split("\\"):
             try:
                 nums.append(float(part) if vr == "DS" else int(float(part)))
-            except ValueError:
+            except (ValueError, OverflowError):  # not a number, or "1e999"
                 continue
         return nums[0] if len(nums) == 1 else nums
     return text
@@ -712,11 +805,47 @@ def parse_dicom(data: bytes) -> DicomInfo:
     return info
 
 
+TS_NATIVE = (TS_IMPLICIT_LE, TS_EXPLICIT_LE)  # uncompressed pixel data (big endian is refused)
+_DICOM_TAGS = {"rows": "Rows (0028,0010)", "columns": "Columns (0028,0011)",
+               "frames": "NumberOfFrames (0028,0008)",
+               "samples_per_pixel": "SamplesPerPixel (0028,0002)",
+               "bits_allocated": "BitsAllocated (0028,0100)"}  # fmt: skip
+
+
+def dicom_count(info: DicomInfo, name: str, default: int) -> int:
+    """A single positive whole number (Rows, Columns, NumberOfFrames, ...); `default` if the
+    element is absent. Multi-valued, empty, non-numeric or non-positive values are refused."""
+    label = _DICOM_TAGS.get(name, name)
+    if name not in info.values:
+        return default
+    value = info.values[name]
+    if isinstance(value, list):
+        if not value:
+            raise FormatError(f"DICOM {label} is empty or not a number")
+        shown = "\\".join(str(v) for v in value[:4]) + ("\\..." if len(value) > 4 else "")
+        raise FormatError(f"DICOM {label} has {len(value)} values ({shown}); it must be one "
+                          "number")  # fmt: skip
+    if isinstance(value, str) or isinstance(value, float) and not value.is_integer():
+        raise FormatError(f"DICOM {label} is {value!r}; it must be a whole number")
+    if int(value) <= 0:
+        raise FormatError(f"DICOM {label} is {int(value)}; it must be positive")
+    return int(value)
+
+
+def dicom_pixel_bytes(info: DicomInfo) -> int:
+    """Bytes of native pixel data the image needs: rows x columns x frames x samples x bits
+    allocated / 8 (rounded up; BitsAllocated 16 when absent, as `read_dicom_pixels` reads)."""
+    bits = (dicom_count(info, "rows", 0) * dicom_count(info, "columns", 0)
+            * dicom_count(info, "frames", 1) * dicom_count(info, "samples_per_pixel", 1)
+            * dicom_count(info, "bits_allocated", 16))  # fmt: skip
+    return (bits + 7) // 8
+
+
 def read_dicom_pixels(data: bytes) -> tuple[DicomInfo, int, int, int, array[Any]]:
     """(info, rows, columns, frames, values) of native (uncompressed) grayscale pixel data."""
     info = parse_dicom(data)
-    rows, cols = int(info.get("rows", 0) or 0), int(info.get("columns", 0) or 0)
-    frames = int(info.get("frames", 1) or 1)
+    rows, cols = dicom_count(info, "rows", 0), dicom_count(info, "columns", 0)
+    frames = dicom_count(info, "frames", 1)
     if info.pixel_offset is None:
         raise FormatError("DICOM file has no pixel data (7FE0,0010)")
     if info.pixel_length is None:
@@ -724,9 +853,9 @@ def read_dicom_pixels(data: bytes) -> tuple[DicomInfo, int, int, int, array[Any]
                           f"{info.transfer_syntax}); only native pixel data is read")  # fmt: skip
     if rows <= 0 or cols <= 0:
         raise FormatError(f"DICOM Rows/Columns are {rows} x {cols}")
-    if int(info.get("samples_per_pixel", 1) or 1) != 1:
+    if dicom_count(info, "samples_per_pixel", 1) != 1:
         raise FormatError("only single-sample (grayscale) DICOM pixel data is read")
-    bits = int(info.get("bits_allocated", 16) or 16)
+    bits = dicom_count(info, "bits_allocated", 16)
     signed = int(info.get("pixel_representation", 0) or 0) == 1
     code = {(8, False): "B", (8, True): "b", (16, False): "H", (16, True): "h",
             (32, False): "I", (32, True): "i"}.get((bits, signed))  # fmt: skip
@@ -767,6 +896,32 @@ def iter_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[
         pos += size
 
 
+# Entries read from one sample table (stsz samples, stco/co64 chunks, stsc runs): 4,194,304
+# frames are 39 hours of 30 fps video, far beyond a 1 GiB upload.
+MP4_MAX_SAMPLES = 1 << 22
+
+
+class RepeatedSize(Sequence[int]):
+    """`length` samples of one size (stsz with a fixed sample size), without a per-sample list."""
+
+    def __init__(self, size: int, length: int) -> None:
+        self.size, self.length = size, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> RepeatedSize: ...
+    def __getitem__(self, index: int | slice) -> int | RepeatedSize:
+        if isinstance(index, slice):
+            return RepeatedSize(self.size, len(range(*index.indices(self.length))))
+        if not -self.length <= index < self.length:
+            raise IndexError("sample index out of range")
+        return self.size
+
+
 @dataclass
 class Mp4Track:
     handler: str = ""
@@ -776,9 +931,10 @@ class Mp4Track:
     height: int = 0
     timescale: int = 0
     duration: int = 0
-    sample_sizes: list[int] = field(default_factory=list)
-    chunk_offsets: list[int] = field(default_factory=list)
-    stsc: list[tuple[int, int]] = field(default_factory=list)  # (first_chunk, samples_per_chunk)
+    sample_sizes: Sequence[int] = field(default_factory=list)  # array, or RepeatedSize
+    chunk_offsets: Sequence[int] = field(default_factory=list)
+    # stsc as stored: (first_chunk, samples_per_chunk, sample_description_index) per run, flat
+    stsc: Sequence[int] = field(default_factory=list)
 
     @property
     def is_mjpeg(self) -> bool:
@@ -786,23 +942,59 @@ class Mp4Track:
             self.codec == "mp4v" and self.object_type == 0x6C
         )
 
-    def sample_ranges(self) -> list[tuple[int, int]]:
-        """(offset, size) of every sample, from stsc/stco/stsz."""
-        out: list[tuple[int, int]] = []
-        it = iter(self.sample_sizes)
-        runs = self.stsc + [(len(self.chunk_offsets) + 1, 0)]
-        for (first, per), (nxt, _) in zip(runs, runs[1:], strict=False):
-            for chunk in range(first, nxt):
-                if chunk - 1 >= len(self.chunk_offsets):
-                    break
+    def _runs(self) -> Iterator[tuple[int, int, int]]:
+        """(first chunk, chunks, samples per chunk) of each stsc run, within the chunk table;
+        chunks are numbered from 1, as in the file."""
+        nchunks, runs = len(self.chunk_offsets), len(self.stsc) // 3
+        for r in range(runs):
+            first, per = self.stsc[3 * r], self.stsc[3 * r + 1]
+            nxt = self.stsc[3 * r + 3] if r + 1 < runs else nchunks + 1
+            yield first, max(0, min(nxt, nchunks + 1) - first), per
+
+    def placed_samples(self) -> int:
+        """How many samples (from the first) the chunk tables place in the file."""
+        total, count = 0, len(self.sample_sizes)
+        for _first, chunks, per in self._runs():
+            total += chunks * per
+            if total >= count:
+                return count
+        return total
+
+    def _size_sum(self, start: int, stop: int) -> int:
+        sizes = self.sample_sizes
+        if isinstance(sizes, RepeatedSize):
+            return (stop - start) * sizes.size
+        return sum(sizes[start:stop])
+
+    def sample_range(self, index: int) -> tuple[int, int] | None:
+        """(offset, size) of sample `index` (from 0); None if the chunk tables do not place it.
+        Work is bounded by the stsc runs and one chunk's samples, never the whole track."""
+        if not 0 <= index < len(self.sample_sizes):
+            return None
+        before = 0  # samples in the runs before this one
+        for first, chunks, per in self._runs():
+            in_run = chunks * per
+            if index < before + in_run:
+                chunk, within = divmod(index - before, per)
+                start = index - within  # the chunk's first sample
+                offset = self.chunk_offsets[first + chunk - 1] + self._size_sum(start, index)
+                return offset, self.sample_sizes[index]
+            before += in_run
+        return None
+
+    def iter_sample_ranges(self) -> Iterator[tuple[int, int]]:
+        """(offset, size) of every placed sample, from stsc/stco/stsz, one at a time."""
+        index, count = 0, len(self.sample_sizes)
+        for first, chunks, per in self._runs():
+            for chunk in range(first, first + chunks):
                 pos = self.chunk_offsets[chunk - 1]
                 for _ in range(per):
-                    size = next(it, None)
-                    if size is None:
-                        return out
-                    out.append((pos, size))
+                    if index >= count:
+                        return
+                    size = self.sample_sizes[index]
+                    yield pos, size
                     pos += size
-        return out
+                    index += 1
 
 
 @dataclass
@@ -895,26 +1087,50 @@ def _parse_trak(data: bytes, start: int, end: int) -> Mp4Track:
             elif typ == b"stsz":
                 _, p = _full_box(data, ps)
                 size, count = struct.unpack_from(">II", data, p)
-                if size == 0 and p + 8 + 4 * count > pe:
-                    raise FormatError("MP4 sample size table is truncated")
-                t.sample_sizes = ([size] * count if size else
-                                  list(struct.unpack_from(f">{count}I", data, p + 8)))  # fmt: skip
+                if size:
+                    if count * size > len(data):
+                        raise FormatError(
+                            f"MP4 sample size table declares {count:,} samples of {size:,} "
+                            f"bytes, more than the whole file ({len(data):,} bytes): malformed "
+                            "or truncated"
+                        )
+                    _check_table_count("sample size", count)
+                    t.sample_sizes = RepeatedSize(size, count)
+                else:
+                    t.sample_sizes = _table(data, "sample size", "I", count, p + 8, pe)
             elif typ in (b"stco", b"co64"):
                 _, p = _full_box(data, ps)
                 count = struct.unpack_from(">I", data, p)[0]
                 code = "I" if typ == b"stco" else "Q"
-                if p + 4 + count * struct.calcsize(code) > pe:
-                    raise FormatError("MP4 chunk offset table is truncated")
-                t.chunk_offsets = list(struct.unpack_from(f">{count}{code}", data, p + 4))
+                t.chunk_offsets = _table(data, "chunk offset", code, count, p + 4, pe)
             elif typ == b"stsc":
                 _, p = _full_box(data, ps)
                 count = struct.unpack_from(">I", data, p)[0]
-                if p + 4 + count * 12 > pe:
-                    raise FormatError("MP4 sample-to-chunk table is truncated")
-                t.stsc = [struct.unpack_from(">II", data, p + 4 + 12 * i) for i in range(count)]
+                stsc = _table(data, "sample-to-chunk", "I", count, p + 4, pe, width=3)
+                if 0 in stsc[::3]:
+                    raise FormatError("MP4 sample-to-chunk table is malformed: a run starts at "
+                                      "chunk 0 (chunks are numbered from 1)")  # fmt: skip
+                t.stsc = stsc
 
     walk(start, end)
     return t
+
+
+def _check_table_count(name: str, count: int) -> None:
+    if count > MP4_MAX_SAMPLES:
+        raise FormatLimitError(f"MP4 {name} table has {count:,} entries; at most "
+                               f"{MP4_MAX_SAMPLES:,} are read per track")  # fmt: skip
+
+
+def _table(data: bytes, name: str, code: str, count: int, pos: int, end: int,
+           width: int = 1) -> array[int]:  # fmt: skip
+    """`count` big-endian entries of `width` values each, which must lie inside the box."""
+    nbytes = count * width * struct.calcsize(">" + code)
+    if pos + nbytes > end:
+        raise FormatError(f"MP4 {name} table is truncated: {count:,} entries need {nbytes:,} "
+                          f"bytes, the box holds {max(0, end - pos):,}")  # fmt: skip
+    _check_table_count(name, count)
+    return _values(data[pos : pos + nbytes], _ARRAY_CODES[code], ">")
 
 
 def _esds_object_type(data: bytes, pos: int, end: int) -> int | None:
@@ -952,12 +1168,14 @@ def mp4_jpeg_frames(data: bytes, info: Mp4Info, max_frames: int = 64) -> list[by
         raise FormatError("MP4 has no video track")
     if not video.is_mjpeg:
         raise FormatError(f"video codec {video.codec!r} is not Motion-JPEG")
-    ranges = video.sample_ranges()
-    if not ranges:
+    placed = video.placed_samples()
+    if not placed:
         raise FormatError("MP4 video track has no samples")
-    step = max(1, math.ceil(len(ranges) / max_frames))
+    step = max(1, math.ceil(placed / max_frames))
     frames = []
-    for off, size in ranges[::step]:
+    for i, (off, size) in enumerate(video.iter_sample_ranges()):
+        if i % step:
+            continue
         if off + size > len(data):
             raise FormatError("MP4 sample points past the end of the file: truncated?")
         frames.append(data[off : off + size])

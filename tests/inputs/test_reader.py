@@ -128,15 +128,15 @@ def test_local_file_grown_past_the_limit_after_stat_is_refused(
 ) -> None:
     path = tmp_path / "grows.png"
     path.write_bytes(b"x" * 100)
-    real_open = Path.open
+    real_open = os.open
 
-    def open_after_growth(self: Path, *args: object, **kw: object):  # noqa: ANN202
-        if self == path and args[:1] == ("rb",):
-            with real_open(path, "ab") as f:  # written between the stat and the read
+    def open_after_growth(file: object, flags: int, *args: object, **kw: object) -> int:
+        if Path(str(file)) == path and not flags & (os.O_WRONLY | os.O_RDWR):
+            with path.open("ab") as f:  # written between the stat and the read
                 f.write(b"x" * 4900)
-        return real_open(self, *args, **kw)  # type: ignore[arg-type]
+        return real_open(file, flags, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Path, "open", open_after_growth)
+    monkeypatch.setattr(os, "open", open_after_growth)
     msg = fails(ERR_INPUT_TOO_LARGE, InputRef(uri=str(path)), max_bytes=1000)
     assert msg == "input is larger than 1000 bytes; the limit is 1000 bytes"
 
