@@ -457,7 +457,7 @@ def observe_completion(stats: TrafficStats, t: float) -> TrafficStats:
     )
 
 
-def _with_in_flight(stats: TrafficStats, in_flight: int | None) -> TrafficStats:
+def with_in_flight(stats: TrafficStats, in_flight: int | None) -> TrafficStats:
     """Stats with the caller's own in-flight count (idle from the last activity if it is 0)."""
     if in_flight is None or in_flight == stats.in_flight:
         return stats
@@ -643,7 +643,7 @@ def automatic_decision(
     ``in_flight`` overrides ``stats.in_flight`` when the caller counts in-flight work itself
     (e.g. live leases); an idle period still starts at ``stats.idle_since``.
     """
-    stats = _with_in_flight(stats, in_flight)
+    stats = with_in_flight(stats, in_flight)
     floor = limits.min_instances
     if stats.in_flight > 0:
         return _busy_decision(stats, limits, now, instances_now, floor, params.scale_in_delay_s)
@@ -771,7 +771,7 @@ def fixed_decision(
     Scale-out on concurrency happens at once; scale-in (to 1 and, after the keep-alive, to 0)
     only at clock-aligned checks every ``check_interval_s``.
     """
-    stats = _with_in_flight(stats, in_flight)
+    stats = with_in_flight(stats, in_flight)
     floor = limits.min_instances
     k = round(now / check_interval_s)
     at_check = abs(now - k * check_interval_s) < 1e-6

@@ -72,6 +72,17 @@ CAPACITY_BACKOFF_PATCH = "capacity-backoff"
 STILL_STARTING = "thermal workflow is still starting"  # the status query before the first load
 #: A failed transition is recorded before waiting callers hear of it; before, after.
 RECORD_BEFORE_FAILURE_PATCH = "record-before-failure"
+#: Continue-as-new waited for every handler, but a target change or warm-up that arrived
+#: during the last transition finishes only once converged: the run hung. Now it converges
+#: first (asked only when such intent is pending at that point).
+PENDING_INTENT_PATCH = "converge-pending-intent-before-continue-as-new"
+#: A failed transition blocks only its own generation: a target set while it ran is still
+#: tried, and its caller is not failed with the earlier target's error (asked on failure).
+FAILED_GENERATION_PATCH = "block-the-failed-generation-only"
+#: AUTOMATIC's in-flight count is the leases held: a warm-up without a lease (CLI, LLM
+#: pre-warm) never releases, and its arrival left the count stuck above 0, so no idle gap
+#: was learnt again (asked on each arrival).
+IN_FLIGHT_FROM_LEASES_PATCH = "in-flight-from-leases"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -95,6 +106,11 @@ class ModelThermalWorkflow:
         self.s: ThermalSnapshot | None = inp.snapshot
         self.waiters = 0  # callers currently blocked in warm_up
         self.blocked = False  # a transition failed; wait for new intent before trying again
+        # The generation whose transition failed (FAILED_GENERATION_PATCH; None: any failure
+        # blocks and fails every waiter, as before). Carried across continue-as-new.
+        self.blocked_generation: int | None = None
+        if inp.snapshot is not None and inp.snapshot.failed_generation == inp.snapshot.generation:
+            self.blocked, self.blocked_generation = True, inp.snapshot.failed_generation
         self.failures = 0  # bumped on every failed transition; waiters compare against it
         self.refresh = False  # re-read the endpoint from the backend before converging
         self.recorded = inp.snapshot is not None  # a fresh workflow writes its first row at once
@@ -151,9 +167,15 @@ class ModelThermalWorkflow:
                 pass  # a timer (idle, lease expiry, pre-warm) fired: re-evaluate below
             await self._converge()
             if self._should_continue_as_new():
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.waiters == 0
-                )
+
+                def quiet() -> bool:
+                    return workflow.all_handlers_finished() and self.waiters == 0
+
+                await workflow.wait_condition(lambda: quiet() or self._has_intent())
+                if not quiet():
+                    if workflow.patched(PENDING_INTENT_PATCH):
+                        continue  # converge it: its handler finishes, then continue as new
+                    await workflow.wait_condition(quiet)
                 workflow.continue_as_new(
                     ModelThermalInput(
                         app_id=inp.app_id,
@@ -161,7 +183,13 @@ class ModelThermalWorkflow:
                         model_id=inp.model_id,
                         timings=inp.timings,
                         snapshot=self.s.model_copy(
-                            update={"capacity_backoff": self._backoff_to_carry()}
+                            update={
+                                "capacity_backoff": self._backoff_to_carry(),
+                                # still blocked: the next run does not retry it on its own
+                                "failed_generation": self.s.generation
+                                if self._is_blocked() and self.blocked_generation is not None
+                                else -1,
+                            }
                         ),
                     )
                 )
@@ -263,7 +291,14 @@ class ModelThermalWorkflow:
             return False
         if self._should_continue_as_new() or self.refresh:
             return True
-        if self.blocked:
+        return self._has_intent()
+
+    def _has_intent(self) -> bool:
+        """Work besides continue-as-new: a target, caller or timer the state does not meet."""
+        assert self.s is not None
+        if self.refresh:
+            return True
+        if self._is_blocked():
             return False
         desired = self._desired()
         if self._holding_scale_out(desired):
@@ -271,6 +306,19 @@ class ModelThermalWorkflow:
         if self.s.generation != self.s.applied_generation:
             return True
         return desired != self.s.instance_count or (desired > 0 and not self._ready())
+
+    def _is_blocked(self) -> bool:
+        """A transition failed and no newer intent arrived since (FAILED_GENERATION_PATCH:
+        a target set while the failing transition ran is newer intent)."""
+        assert self.s is not None
+        if not self.blocked:
+            return False
+        return self.blocked_generation is None or self.blocked_generation == self.s.generation
+
+    def _failed_for(self, generation: int) -> bool:
+        """Whether the failure a waiter of `generation` heard of is its own (before the
+        patch: any failure answered every waiter)."""
+        return self.blocked_generation is None or self.blocked_generation >= generation
 
     def _backoff_to_carry(self) -> CapacityBackoff | None:
         """The capacity backoff under way, for the next run (its delay keeps doubling)."""
@@ -363,7 +411,7 @@ class ModelThermalWorkflow:
                 return
             if desired > 0 and await self._still_serving(err):
                 return
-            await self._fail(err)
+            await self._fail(err, generation)
             return
         except _CapacityShortfall as short:
             await self._capacity_failed(str(short))
@@ -523,7 +571,7 @@ class ModelThermalWorkflow:
             retry_policy=STEP_RETRY,
         )
 
-    async def _fail(self, err: ActivityError) -> None:
+    async def _fail(self, err: ActivityError, generation: int) -> None:
         """Leave a true recorded state: nothing half-made, the error kept for queries and users."""
         assert self.s is not None and self.spec is not None
         cause = err.cause
@@ -553,6 +601,8 @@ class ModelThermalWorkflow:
         self._observe(info.instance_count if info else 0, info.status if info else None)
         self.s.transitioning = False
         self.blocked = True
+        if workflow.patched(FAILED_GENERATION_PATCH):
+            self.blocked_generation = generation
         # After the record: a caller that hears of it finds it in Postgres. Histories from
         # before answered waiting callers first (their update completed before the record).
         recorded_first = workflow.patched(RECORD_BEFORE_FAILURE_PATCH)
@@ -623,7 +673,7 @@ class ModelThermalWorkflow:
         await workflow.wait_condition(
             lambda: (
                 (s.applied_generation >= generation and not self.converging)
-                or self.failures != failures
+                or (self.failures != failures and self._failed_for(generation))
             )
         )
         if s.applied_generation < generation:
@@ -653,7 +703,7 @@ class ModelThermalWorkflow:
             req.lease_id or "", now + timedelta(seconds=req.lease_seconds)
         )
         if not renewed:  # a retried acquire holding its lease already is no new arrival
-            s.traffic = policy.observe_arrival(s.traffic, now.timestamp())
+            self._arrival(now, took_lease=bool(req.lease_id))
         if self.blocked:  # a new caller is new intent: try again after an earlier failure
             self.blocked = False
         failures = self.failures
@@ -705,7 +755,17 @@ class ModelThermalWorkflow:
         self.s.last_activity_at = now
         if not self._hold(req.lease_id, now + timedelta(seconds=req.lease_seconds)):
             # A long job's renewal is no new arrival: it would skew the AUTOMATIC statistics.
-            self.s.traffic = policy.observe_arrival(self.s.traffic, now.timestamp())
+            self._arrival(now, took_lease=True)
+
+    def _arrival(self, now: datetime, *, took_lease: bool) -> None:
+        """A new caller, for AUTOMATIC's statistics. The requests in flight before it are
+        the leases held (IN_FLIGHT_FROM_LEASES_PATCH): counting releases alone went wrong
+        for callers that never release (no lease) or release twice."""
+        assert self.s is not None
+        held = len(self._active_leases()) - (1 if took_lease else 0)
+        if workflow.patched(IN_FLIGHT_FROM_LEASES_PATCH):
+            self.s.traffic = policy.with_in_flight(self.s.traffic, held)
+        self.s.traffic = policy.observe_arrival(self.s.traffic, now.timestamp())
 
     def _hold(self, lease_id: str, expires_at: datetime) -> bool:
         """Take a lease, or renew the caller's own (a long job renews before it expires).

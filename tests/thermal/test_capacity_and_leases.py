@@ -33,6 +33,7 @@ ENV = "test"
 class Faults:
     fail_scale_out: int = 0  # set_capacity calls that raise when asked for more instances
     fail_create: bool = False
+    create_delay: float = 0.0  # seconds each ensure_endpoint takes before it does anything
     fail_scale_in: int = 0  # set_capacity calls that raise when asked for fewer instances
     busy: bool = False  # the endpoint is Updating (SageMaker's autoscaler at work)
     capacity_calls: list[tuple[str, int, int, int]] = field(default_factory=list)
@@ -47,6 +48,7 @@ class RecordingBackend(LocalStandInBackend):
         self.faults = faults
 
     async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
+        await asyncio.sleep(self.faults.create_delay)
         if self.faults.fail_create:
             raise QuotaExceeded("account-level service limit for ml.g5.xlarge is 0 (injected)")
         return await super().ensure_endpoint(spec)

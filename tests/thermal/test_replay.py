@@ -86,9 +86,15 @@ GUARD_HISTORIES = {
     "old-reconcile-shared-endpoint-name",
     "patched-job-cancelled-while-metering",
     "reconcile-shared-endpoint-name",
+    "old-thermal-target-set-before-continue-as-new",
+    "old-thermal-target-set-during-failed-transition",
+    "old-thermal-warm-up-without-lease",
     "thermal-automatic-unpriced",
     "thermal-failed-scale-out",
     "thermal-failed-warm-up",
+    "thermal-target-set-before-continue-as-new",
+    "thermal-target-set-during-failed-transition",
+    "thermal-warm-up-without-lease",
 }
 
 

@@ -1,0 +1,115 @@
+"""Intent that arrives while a transition runs (found by a review of the state machine):
+
+- a target set during a transition that ends at a continue-as-new point is converged before the
+  run continues as new (the run used to wait for that target's handler, which waited for it);
+- a target set during a transition that then fails is still tried, and its caller is not
+  failed with the earlier target's error;
+- a warm-up without a lease (CLI, LLM pre-warm) never releases: AUTOMATIC's in-flight count is
+  the leases held, so its statistics keep learning idle gaps after one.
+
+RADIANT_RECORD_HISTORIES=1 keeps each run's history under tests/histories/ (guard histories of
+the patches, see tests/thermal/test_replay.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from activities.thermal_control import ThermalControl
+from models_catalog.types import ThermalState
+from tests.fixtures.worker import TIMINGS, ThermalHarness
+from tests.thermal.test_capacity_and_leases import Faults, harness  # noqa: F401 - a fixture
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_types import ReleaseRequest, SetTargetRequest, WarmUpRequest
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+MODEL, ENV = "yolov8n", "test"
+
+
+async def record_history(h: ThermalHarness, app: str, name: str) -> None:
+    """The history of the model's first run (the one that continued as new, if any)."""
+    if os.environ.get("RADIANT_RECORD_HISTORIES"):
+        wid = h.control.handle(app, ENV, MODEL).id
+        runs = [r async for r in h.client.list_workflows(f"WorkflowId = '{wid}'")]
+        first = min(runs, key=lambda r: r.start_time)
+        history = await h.client.get_workflow_handle(wid, run_id=first.run_id).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(
+            json.dumps({"workflow_id": history.workflow_id, "history": history.to_json_dict()})
+        )
+
+
+async def test_a_target_set_during_the_last_transition_before_continue_as_new_is_applied(
+    harness: tuple[ThermalHarness, Faults],  # noqa: F811 - the imported fixture
+):
+    h, knobs = harness
+    app = h.new_app()
+    # continue-as-new is due after the first transition (a short history limit)
+    control = ThermalControl(
+        h.client, h.task_queue, TIMINGS.model_copy(update={"max_history_events": 10})
+    )
+    knobs.create_delay = 3.0
+    warm = asyncio.create_task(
+        control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    )
+    await asyncio.sleep(1.5)  # inside the WARM create
+    hot = asyncio.create_task(
+        control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.HOT))
+    )
+    await asyncio.wait_for(warm, 60)
+    try:
+        status = await asyncio.wait_for(asyncio.shield(hot), 30)
+    finally:
+        await record_history(h, app, "thermal-target-set-before-continue-as-new")
+        hot.cancel()
+    assert (status.current_state, status.target_state) == (ThermalState.HOT, ThermalState.HOT)
+    assert status.instance_count == 2 and not status.transitioning
+
+
+async def test_a_target_set_during_a_failing_transition_is_still_tried(
+    harness: tuple[ThermalHarness, Faults],  # noqa: F811 - the imported fixture
+):
+    h, knobs = harness
+    app = h.new_app()
+    knobs.create_delay, knobs.fail_create = 3.0, True
+    hot = asyncio.create_task(
+        h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.HOT))
+    )
+    await asyncio.sleep(1.5)  # inside the HOT create, which will fail
+    warm = asyncio.create_task(
+        h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    )
+    with pytest.raises(WorkflowUpdateFailedError):
+        await asyncio.wait_for(hot, 60)
+    knobs.fail_create = False  # the quota is back before WARM is tried
+    try:
+        status = await asyncio.wait_for(warm, 60)
+    finally:
+        await record_history(h, app, "thermal-target-set-during-failed-transition")
+    assert (status.current_state, status.target_state) == (ThermalState.WARM, ThermalState.WARM)
+    assert status.instance_count == 1 and status.last_error is None
+
+
+async def test_a_warm_up_without_a_lease_does_not_stop_automatic_learning(thermal: ThermalHarness):
+    app = thermal.new_app()
+    await thermal.control.set_target(
+        app, ENV, MODEL, SetTargetRequest(state=ThermalState.AUTOMATIC)
+    )
+    await thermal.control.warm_up(app, ENV, MODEL, WarmUpRequest(lease_id=""))  # `radiant warm`
+    handle = thermal.control.handle(app, ENV, MODEL)
+    for _ in range(4):  # four jobs, one after another
+        lease = uuid.uuid4().hex
+        await handle.signal(ModelThermalWorkflow.lease, WarmUpRequest(lease_id=lease))
+        await asyncio.sleep(0.3)
+        await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease))
+        await asyncio.sleep(0.3)
+    stats = await handle.query(ModelThermalWorkflow.traffic)
+    await record_history(thermal, app, "thermal-warm-up-without-lease")
+    assert stats is not None and stats.arrivals == 5
+    assert stats.in_flight == 0
+    assert len(stats.recent_gaps) == 4  # one idle gap before each job
