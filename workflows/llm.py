@@ -193,6 +193,7 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
                 temperature=req.temperature,
                 allow_fallbacks=req.allow_fallbacks,
                 request_id=req.request_id,
+                fallbacks=plan.fallbacks,
             ),
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=CALL_RETRY,
@@ -208,7 +209,8 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
                 app_id=req.app_id,
                 environment=req.environment,
                 requested_model=req.model,
-                result=result,
+                # what it costs, not what it said: the answer need not travel twice
+                result=result.model_copy(update={"content": None, "embeddings": None}),
             ),
             start_to_close_timeout=METER_TIMEOUT,
             retry_policy=METER_RETRY,

@@ -37,9 +37,11 @@ from activities.llm.types import (
     ERR_NO_DEPLOYMENT,
     ERR_NO_MODEL,
     ERR_NOT_MIGRATED,
+    ERR_PAYLOAD_TOO_LARGE,
     ERR_TIER_TOO_LOW,
     ERR_UNKNOWN_MODEL,
     ERR_UNKNOWN_TENANT,
+    MAX_EMBEDDING_INPUTS,
     LLMCallInput,
     LLMCallResult,
     LLMKind,
@@ -65,6 +67,7 @@ from models_catalog.selection import (
     Exclusion,
     SelectionCriteria,
     configured_providers,
+    rank_models,
     resolve_any_model,
     select_with_fallback,
     self_hosted_context_window,
@@ -141,6 +144,13 @@ class LLMActivities:
                 pinned = resolve_any_model(self.catalog, req.model)[1]
             except UnknownModelError as err:
                 raise rejection(str(err), ERR_UNKNOWN_MODEL) from err
+        if inp.kind == "embedding" and len(req.input) > MAX_EMBEDDING_INPUTS:
+            raise rejection(
+                f"{len(req.input)} inputs in one embedding request; at most "
+                f"{MAX_EMBEDDING_INPUTS} (their vectors travel through the workflow history): "
+                "split the batch",
+                ERR_PAYLOAD_TOO_LARGE,
+            )
         tokens = self._count_tokens(inp.kind, req, pinned)
         max_tokens = req.max_tokens if inp.kind != "embedding" else None
         needed = tokens + (max_tokens or 0)
@@ -155,16 +165,25 @@ class LLMActivities:
             require_hipaa=req.require_hipaa,
             model=pinned,
         )
-        selection = select_with_fallback(
-            self.catalog,
-            criteria,
-            await thermal_views(engine, req.app_id, req.environment),
-            await health_views(engine),
-            configured_providers(self.catalog, self.environ),
-        )
+        thermal = await thermal_views(engine, req.app_id, req.environment)
+        health = await health_views(engine)
+        configured = configured_providers(self.catalog, self.environ)
+        selection = select_with_fallback(self.catalog, criteria, thermal, health, configured)
         choice = selection.choice
         if choice is None:
             raise _refusal(self.catalog, pinned, selection.excluded, tokens, max_tokens)
+        # The catalog's fallbacks that pass the same checks (HIPAA, tier, context window,
+        # capabilities, provider configured and healthy): a fallback must not serve a request
+        # its primary's selection would have refused it.
+        eligible = {
+            c.model_id
+            for c in rank_models(
+                self.catalog, criteria.model_copy(update={"model": None}), thermal, health,
+                configured,
+            )[0]
+        }  # fmt: skip
+        ext = self.catalog.external_models.get(choice.model_id)
+        fallbacks = [m for m in (ext.fallbacks if ext else []) if m in eligible]
         await self._claim(tenant.id, inp.kind, req.request_id)
         return LLMPlan(
             tenant_id=tenant.id,
@@ -176,6 +195,7 @@ class LLMActivities:
             warm_up=selection.warm_up,
             prompt_tokens=tokens,
             explanation=selection.explanation[:15],
+            fallbacks=fallbacks,
         )
 
     async def _claim(self, tenant_id: str, kind: str, request_id: str) -> None:
@@ -257,7 +277,10 @@ class LLMActivities:
     @activity.defn(name="llm.call")
     async def call(self, inp: LLMCallInput) -> LLMCallResult:
         model_list, fallbacks = self.model_list_for(inp)
-        router = self.routers.get(model_list, fallbacks)
+        try:
+            router = self.routers.get(model_list, fallbacks)
+        except Exception as exc:  # a route LiteLLM refuses: the same on every retry
+            raise calls.as_application_error(exc) from exc
         raw = await calls.invoke(router, inp)
         owner = {d["model_info"]["id"]: d for d in model_list}
         served = owner.get(raw.deployment_id)
@@ -284,7 +307,8 @@ class LLMActivities:
         groups = [inp.model_id]
         ext = self.catalog.external_models.get(inp.model_id)
         if ext is not None and inp.allow_fallbacks:
-            groups += ext.fallbacks
+            # the plan's eligible ones (None: planned before plans chose them)
+            groups += ext.fallbacks if inp.fallbacks is None else inp.fallbacks
         model_list: list[deps.Deployment] = []
         for group in groups:
             model_list += self._deployments(group, inp.app_id, inp.environment)

@@ -53,7 +53,12 @@ class RouterCache:
         self._routers: OrderedDict[str, Any] = OrderedDict()
 
     def get(self, model_list: list[Deployment], fallbacks: list[dict[str, list[str]]]) -> Any:
+        import litellm
         from litellm import Router
+
+        # The OpenAI embedding handler reads `max_retries or DEFAULT_MAX_RETRIES`: a 0 (ours)
+        # becomes 2, so each attempt called the provider 3 times. Temporal owns retries.
+        litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[misc]  # declared Final, read at call time
 
         key = hashlib.sha256(
             json.dumps([model_list, fallbacks], sort_keys=True, default=str).encode()
@@ -166,6 +171,11 @@ def as_application_error(exc: BaseException) -> ApplicationError:
     if "ContextWindowExceededError" in names:
         return ApplicationError(message, type=ERR_CONTEXT_WINDOW, non_retryable=True)
     if names & set(_REJECTED):
+        return ApplicationError(message, type=ERR_PROVIDER_REJECTED, non_retryable=True)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 425, 429):
+        # A generic APIError (or a guardrail) carrying a client error: the same request is
+        # refused again.
         return ApplicationError(message, type=ERR_PROVIDER_REJECTED, non_retryable=True)
     # Rate limits, timeouts, 5xx, connection errors, "no deployments available": try again later.
     return ApplicationError(message, type=ERR_PROVIDER_UNAVAILABLE)

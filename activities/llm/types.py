@@ -54,6 +54,9 @@ NON_RETRYABLE_LLM_ERRORS = [
 
 # Inputs travel in workflow history; keep them well under Temporal's 2 MB payload limit.
 MAX_INPUT_BYTES = 512 * 1024
+# Embedding vectors come back through the history too: 16 inputs of 3072 dimensions (the
+# largest catalog model) are ~1 MiB of JSON, under Temporal's 2 MiB per payload.
+MAX_EMBEDDING_INPUTS = 16
 
 
 def llm_workflow_id(tenant: str, kind: str, request_id: str) -> str:
@@ -105,6 +108,9 @@ class LLMPlan(BaseModel):
     warm_up: str | None = None  # cold self-hosted model to warm in the background
     prompt_tokens: int  # LiteLLM's token estimate of the input
     explanation: list[str] = Field(default_factory=list)
+    # The model's catalog fallbacks this request may use (same checks as the choice); None in
+    # plans recorded before: the catalog's fallbacks.
+    fallbacks: list[str] | None = None
 
 
 class LLMCallInput(BaseModel):
@@ -119,6 +125,7 @@ class LLMCallInput(BaseModel):
     temperature: float | None = None
     allow_fallbacks: bool = True
     request_id: str = ""  # LiteLLM call metadata, for logging callbacks (never sent upstream)
+    fallbacks: list[str] | None = None  # LLMPlan.fallbacks
 
 
 class LLMCost(BaseModel):

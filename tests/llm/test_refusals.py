@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.llm.activities import LLMActivities, PrepareInput, _refusal
-from activities.llm.types import LLMRequest
+from activities.llm.types import LLMCallInput, LLMRequest
 from activities.thermal_control import ThermalControl
 from models_catalog.selection import (
     SelectionCriteria,
@@ -180,3 +180,46 @@ async def test_prepare_words_max_tokens_apart_from_the_input(
     assert err.type == "ContextWindowExceeded"
     found = re.match(rf"the input \(~(\d+) tokens\) plus max_tokens {HUGE} exceed ", err.message)
     assert found and int(found.group(1)) < 20, err.message  # "hi", not ~100000000007
+
+
+# ----------------------------------------------------------------------------- fallbacks
+@pytest.mark.parametrize(("hipaa", "expected"), [(False, ["openai-gpt-4o"]), (True, [])])
+async def test_the_plan_keeps_only_fallbacks_that_pass_the_requests_checks(
+    llm: LLMHarness, hipaa: bool, expected: list[str]
+):
+    """claude-opus-4 falls back to gpt-4o and gemini-1.5-pro in the catalog. A HIPAA request
+    must not reach a provider without HIPAA when Anthropic fails; gemini: no key here."""
+    acts = LLMActivities(
+        CATALOG, llm.engine, ThermalControl(llm.client, llm.task_queue), backend_kind="local",
+        data_dir=llm.settings.data_dir, environ={"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"},
+    )  # fmt: skip
+    req = LLMRequest(
+        request_id=uuid.uuid4().hex[:12], tenant=llm.tenant("t5"), app_id=llm.new_app(),
+        environment="test", model="anthropic-claude-opus-4", require_hipaa=hipaa,
+        messages=[{"role": "user", "content": "PHI: patient John Doe"}],
+    )  # fmt: skip
+    plan = await ActivityEnvironment().run(acts.prepare, PrepareInput(kind="chat", request=req))
+    assert plan.model_id == "anthropic-claude-opus-4" and plan.fallbacks == expected
+    call = LLMCallInput(
+        kind="chat", model_id=plan.model_id, app_id=req.app_id, environment="test",
+        messages=req.messages, fallbacks=plan.fallbacks,
+    )  # fmt: skip
+    model_list, _ = acts.model_list_for(call)
+    assert sorted({d["model_name"] for d in model_list}) == sorted([plan.model_id, *expected])
+
+
+async def test_an_embedding_batch_too_big_for_the_history_is_refused_before_any_call(
+    llm: LLMHarness,
+):
+    acts = LLMActivities(
+        CATALOG, llm.engine, ThermalControl(llm.client, llm.task_queue), backend_kind="local",
+        data_dir=llm.settings.data_dir, environ={"OPENAI_API_KEY": "k"},
+    )  # fmt: skip
+    req = LLMRequest(
+        request_id=uuid.uuid4().hex[:12], tenant=llm.tenant("t5"), app_id=llm.new_app(),
+        environment="test", model="openai-text-embedding-3-small", input=["x"] * 17,
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(acts.prepare, PrepareInput(kind="embedding", request=req))
+    assert err.value.type == "PayloadTooLarge" and err.value.non_retryable
+    assert "17 inputs in one embedding request; at most 16" in err.value.message

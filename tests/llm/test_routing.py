@@ -319,6 +319,14 @@ def test_context_window_error_class():
     assert mapped.type == "ContextWindowExceeded" and mapped.non_retryable
 
 
+@pytest.mark.parametrize(("status", "retryable"), [(400, False), (422, False), (429, True),
+                                                   (408, True), (502, True)])  # fmt: skip
+def test_a_generic_api_error_is_classified_by_its_status(status: int, retryable: bool):
+    """LiteLLM's catch-all APIError with a 4xx is a refusal: the same request fails again."""
+    exc = litellm.APIError(status_code=status, message="no", llm_provider="openai", model="m")
+    assert calls.as_application_error(exc).non_retryable is not retryable
+
+
 def test_error_messages_name_the_class_once():
     exc = litellm.AuthenticationError(message="bad key", llm_provider="openai", model="gpt-4o")
     assert calls.as_application_error(exc).message.count("AuthenticationError") == 1
@@ -340,3 +348,17 @@ async def test_router_cache_reuses_and_refreshes():
     assert cache.get(ml2, []) is not r1
     assert r1.num_retries == 0
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("kind", ["chat", "embedding"])
+async def test_one_provider_call_per_activity_attempt(tmp_path: Path, kind: str):
+    """Temporal owns retries: a failing provider is called once per attempt, embeddings too
+    (LiteLLM's OpenAI embedding handler turned max_retries=0 into its default of 2)."""
+    model = "openai-gpt-4o" if kind == "chat" else "openai-text-embedding-3-small"
+    with fake_server(FakeBehaviour(status=500)) as down:
+        a = acts(tmp_path, {model: {"api_base": down.v1}})
+        extra: dict[str, Any] = {"input": ["hello"]} if kind == "embedding" else {}
+        with pytest.raises(ApplicationError) as err:
+            await run_call(a, kind=kind, model_id=model, allow_fallbacks=False, **extra)
+        assert not err.value.non_retryable  # a 500: Temporal retries the activity
+        assert len(down.posts()) == 1
