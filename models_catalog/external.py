@@ -404,6 +404,7 @@ class ExternalCatalog(_Frozen):
 
 # ----------------------------------------------------------------------------- loading
 
+MAX_FALLBACKS = 2  # workflows/llm.py CALL_TIMEOUT gives the model and these 120 s each
 _TOP_LEVEL_KEYS = {"version", "markup", "providers", "models", "fallbacks"}
 
 
@@ -608,6 +609,10 @@ def _parse_fallbacks(
                 ok = False
         if len(set(targets)) != len(targets):
             problem(f"{where}: lists a model twice")
+            ok = False
+        if len(targets) > MAX_FALLBACKS:
+            # each deployment tried gets the Router's timeout within one call activity
+            problem(f"{where}: at most {MAX_FALLBACKS} fallbacks per model, got {len(targets)}")
             ok = False
         if ok:
             out[source] = list(targets)

@@ -42,7 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.uncancellable import finish_despite_cancel
 
 PREPARE_TIMEOUT = timedelta(seconds=60)
-CALL_TIMEOUT = timedelta(minutes=5)  # the Router's own per-call timeout is 120 s
+# The Router's own timeout is 120 s per deployment tried: the model and up to two catalog
+# fallbacks (the catalog allows no more) must all get their time within one attempt.
+CALL_TIMEOUT = timedelta(minutes=7)
 METER_TIMEOUT = timedelta(seconds=30)
 HOLD_HEARTBEAT = timedelta(seconds=30)
 QUICK_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE_LLM_ERRORS)

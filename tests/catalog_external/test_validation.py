@@ -176,3 +176,12 @@ def test_error_is_the_catalog_validation_error(write, doc):
     with pytest.raises(CatalogValidationError, match="unknown provider") as info:
         load_external_catalog(write(doc))
     assert isinstance(info.value, ValueError)
+
+
+def test_too_many_fallbacks(write, doc, monkeypatch):
+    """Each deployment tried gets the Router's timeout within one call activity: the catalog
+    bounds the chain (MAX_FALLBACKS, lowered here so the small test catalog exceeds it)."""
+    from models_catalog import external
+
+    monkeypatch.setattr(external, "MAX_FALLBACKS", 0)
+    _one(_problems(write, doc), "fallbacks[acme-chat]", "at most 0 fallbacks per model, got 1")
