@@ -83,6 +83,10 @@ FAILED_GENERATION_PATCH = "block-the-failed-generation-only"
 #: pre-warm) never releases, and its arrival left the count stuck above 0, so no idle gap
 #: was learnt again (asked on each arrival).
 IN_FLIGHT_FROM_LEASES_PATCH = "in-flight-from-leases"
+#: A backend call that fails while a failed transition is cleaned up (e.g. AccessDenied on
+#: DescribeEndpoint) failed the whole workflow, leaving the mirror `transitioning`; now the
+#: transition is recorded failed with both reasons (asked only when that happens).
+CLEANUP_ERROR_PATCH = "failed-cleanup-recorded"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -95,6 +99,12 @@ OFF, COLD, WARM, HOT, AUTOMATIC = (
     ThermalState.HOT,
     ThermalState.AUTOMATIC,
 )
+
+
+def _reason(err: ActivityError) -> str:
+    """What a failed activity says (its ApplicationError's message)."""
+    cause = err.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause or err)
 
 
 @workflow.defn
@@ -497,7 +507,12 @@ class ModelThermalWorkflow:
         assert self.s is not None
         if not workflow.patched(CAPACITY_BACKOFF_PATCH):
             return False
-        info = await self._describe()
+        try:
+            info = await self._describe()
+        except ActivityError:
+            if not workflow.patched(CLEANUP_ERROR_PATCH):
+                raise
+            return False  # unknown: the failure path records it
         # Updating counts: SageMaker's own autoscaler may be changing it (InvalidEndpointState).
         if info is None or info.status not in SERVING_STATUSES or info.instance_count < 1:
             return False
@@ -574,10 +589,32 @@ class ModelThermalWorkflow:
     async def _fail(self, err: ActivityError, generation: int) -> None:
         """Leave a true recorded state: nothing half-made, the error kept for queries and users."""
         assert self.s is not None and self.spec is not None
-        cause = err.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        message = _reason(err)
         workflow.logger.warning("thermal transition failed for %s: %s", self.spec.model_id, message)
         self.s.last_error = message
+        try:
+            await self._clean_up_after_failure()
+        except ActivityError as cleanup:
+            if not workflow.patched(CLEANUP_ERROR_PATCH):
+                raise
+            # What runs is unknown now: keep the last known state; the reconcile re-reads it.
+            self.s.last_error = f"{message}; cleaning up failed too: {_reason(cleanup)}"
+        self.s.transitioning = False
+        self.blocked = True
+        if workflow.patched(FAILED_GENERATION_PATCH):
+            self.blocked_generation = generation
+        # After the record: a caller that hears of it finds it in Postgres. Histories from
+        # before answered waiting callers first (their update completed before the record).
+        recorded_first = workflow.patched(RECORD_BEFORE_FAILURE_PATCH)
+        if not recorded_first:
+            self.failures += 1
+        await self._record("failed")
+        if recorded_first:
+            self.failures += 1
+
+    async def _clean_up_after_failure(self) -> None:
+        """Nothing half-made left: delete an endpoint that never served (or is Failed)."""
+        assert self.s is not None and self.spec is not None
         info = await self._describe()
         half_made = info is None and self.s.instance_count == 0
         if half_made and workflow.patched(CLEANUP_HALF_MADE_PATCH):
@@ -599,18 +636,6 @@ class ModelThermalWorkflow:
             )
             info = None
         self._observe(info.instance_count if info else 0, info.status if info else None)
-        self.s.transitioning = False
-        self.blocked = True
-        if workflow.patched(FAILED_GENERATION_PATCH):
-            self.blocked_generation = generation
-        # After the record: a caller that hears of it finds it in Postgres. Histories from
-        # before answered waiting callers first (their update completed before the record).
-        recorded_first = workflow.patched(RECORD_BEFORE_FAILURE_PATCH)
-        if not recorded_first:
-            self.failures += 1
-        await self._record("failed")
-        if recorded_first:
-            self.failures += 1
 
     def _observe(self, count: int, status: str | None) -> None:
         assert self.s is not None

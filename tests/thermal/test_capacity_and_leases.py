@@ -15,7 +15,12 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities.backends.base import EndpointInfo, EndpointSpec
-from activities.backends.errors import CapacityUnavailable, InvalidEndpointState, QuotaExceeded
+from activities.backends.errors import (
+    AccessDenied,
+    CapacityUnavailable,
+    InvalidEndpointState,
+    QuotaExceeded,
+)
 from activities.backends.local import LocalStandInBackend
 from activities.thermal_control import ThermalControl
 from models_catalog.types import ThermalState
@@ -34,6 +39,7 @@ class Faults:
     fail_scale_out: int = 0  # set_capacity calls that raise when asked for more instances
     fail_create: bool = False
     create_delay: float = 0.0  # seconds each ensure_endpoint takes before it does anything
+    deny_describe: bool = False  # DescribeEndpoint answers AccessDenied
     fail_scale_in: int = 0  # set_capacity calls that raise when asked for fewer instances
     busy: bool = False  # the endpoint is Updating (SageMaker's autoscaler at work)
     capacity_calls: list[tuple[str, int, int, int]] = field(default_factory=list)
@@ -77,6 +83,8 @@ class RecordingBackend(LocalStandInBackend):
         return await super().set_capacity(name, instance_count, min_instances, max_instances)
 
     async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+        if self.faults.deny_describe:
+            raise AccessDenied("not authorized to perform sagemaker:DescribeEndpoint (injected)")
         info = await super().describe_endpoint(name)
         if info is not None and self.faults.busy:
             return info.model_copy(update={"status": "Updating"})

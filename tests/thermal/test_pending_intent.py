@@ -113,3 +113,26 @@ async def test_a_warm_up_without_a_lease_does_not_stop_automatic_learning(therma
     assert stats is not None and stats.arrivals == 5
     assert stats.in_flight == 0
     assert len(stats.recent_gaps) == 4  # one idle gap before each job
+
+
+async def test_a_cleanup_that_fails_too_is_recorded_not_fatal(
+    harness: tuple[ThermalHarness, Faults],  # noqa: F811 - the imported fixture
+):
+    """The create fails, and so does the DescribeEndpoint of the cleanup (a policy without
+    it): the transition is recorded failed with both reasons, and the workflow lives on (it
+    used to fail, and with it every later change of the model)."""
+    h, faults = harness
+    app = h.new_app()
+    await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.COLD))
+    faults.fail_create = faults.deny_describe = True
+    try:
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    finally:
+        faults.fail_create = faults.deny_describe = False
+        await record_history(h, app, "thermal-failed-cleanup")
+    assert "cleaning up failed too" in str(err.value.cause)
+    status = await h.control.status(app, ENV, MODEL)  # a query: the workflow still runs
+    assert "sagemaker:DescribeEndpoint" in (status.last_error or "")
+    again = await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    assert again.current_state == ThermalState.WARM and again.instance_count == 1
