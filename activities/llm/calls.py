@@ -30,6 +30,7 @@ from activities.llm.types import (
 
 ERR_PROVIDER_UNAVAILABLE = "ProviderUnavailable"  # retryable
 DEFAULT_TIMEOUT_S = 120.0
+ESTIMATE_TOKENIZER = "gpt-4o"  # counts tokens when a provider reports none
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,16 @@ async def invoke(router: Any, inp: LLMCallInput) -> RawOutcome:
     latency = int((time.monotonic() - started) * 1000)
     hidden = getattr(resp, "_hidden_params", {}) or {}
     deployment_id = str(hidden.get("model_id") or "")
+    content = _content(inp.kind, resp)
+    usage = _usage(getattr(resp, "usage", None))
+    if usage.total == 0:  # no usage block (or zeros): billed on a count, not for free
+        usage = estimated_usage(inp, content)
     return RawOutcome(
         deployment_id=deployment_id,
-        content=_content(inp.kind, resp),
+        content=content,
         embeddings=_embeddings(resp) if inp.kind == "embedding" else None,
         finish_reason=_finish_reason(inp.kind, resp),
-        usage=_usage(getattr(resp, "usage", None)),
+        usage=usage,
         reported_cost=hidden.get("response_cost"),
         latency_ms=latency,
     )
@@ -135,6 +140,21 @@ def _embeddings(resp: Any) -> list[list[float]]:
         vec = row["embedding"] if isinstance(row, dict) else row.embedding
         out.append([float(x) for x in vec])
     return out
+
+
+def estimated_usage(inp: LLMCallInput, content: str | None) -> TokenUsage:
+    """LiteLLM's count (gpt-4o tokenizer) of what went and came back, for a response that
+    reports no usage."""
+    from litellm import token_counter
+
+    if inp.kind == "chat":
+        sent = token_counter(model=ESTIMATE_TOKENIZER, messages=inp.messages)
+    elif inp.kind == "completion":
+        sent = token_counter(model=ESTIMATE_TOKENIZER, text=inp.prompt or "")
+    else:
+        sent = sum(token_counter(model=ESTIMATE_TOKENIZER, text=t) for t in inp.input)
+    got = token_counter(model=ESTIMATE_TOKENIZER, text=content) if content else 0
+    return TokenUsage(input_tokens=int(sent), output_tokens=int(got), estimated=True)
 
 
 def _usage(usage: Any) -> TokenUsage:

@@ -47,6 +47,7 @@ def usage_entry(inp: MeterInput) -> UsageEntry:
             "requested_model": inp.requested_model,
             "fallback_used": r.fallback_used,
             "cached_input_tokens": r.usage.cached_input_tokens,
+            "usage_estimated": r.usage.estimated,
             "markup": str(cost.markup),
             "litellm_cost": str(cost.litellm_cost) if cost.litellm_cost is not None else None,
             "latency_ms": r.latency_ms,

@@ -90,6 +90,7 @@ class TokenUsage(BaseModel):
     input_tokens: int = 0  # excluding cached input tokens
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    estimated: bool = False  # the provider reported no usage: LiteLLM's token count instead
 
     @property
     def total(self) -> int:

@@ -362,3 +362,13 @@ async def test_one_provider_call_per_activity_attempt(tmp_path: Path, kind: str)
             await run_call(a, kind=kind, model_id=model, allow_fallbacks=False, **extra)
         assert not err.value.non_retryable  # a 500: Temporal retries the activity
         assert len(down.posts()) == 1
+
+
+async def test_a_response_without_usage_is_billed_on_a_token_count(tmp_path: Path):
+    """A provider (or proxy) that reports no usage: LiteLLM's count bills the call, marked as
+    estimated, instead of a free answer."""
+    with fake_server(FakeBehaviour(prompt_tokens=0, completion_tokens=0)) as fake:
+        a = acts(tmp_path, {"openai-gpt-4o": {"api_base": fake.v1}})
+        res = await run_call(a, model_id="openai-gpt-4o", allow_fallbacks=False)
+    assert res.usage.estimated and res.usage.input_tokens > 0 and res.usage.output_tokens > 0
+    assert res.cost.billed > 0
