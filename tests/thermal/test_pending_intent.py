@@ -136,3 +136,40 @@ async def test_a_cleanup_that_fails_too_is_recorded_not_fatal(
     assert "sagemaker:DescribeEndpoint" in (status.last_error or "")
     again = await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
     assert again.current_state == ThermalState.WARM and again.instance_count == 1
+
+
+async def test_a_long_history_continues_as_new_without_a_configured_limit(
+    temporal_client, catalog_db, tmp_path_factory: pytest.TempPathFactory, monkeypatch
+):
+    """No max_history_events configured: the workflow still continues as new past
+    DEFAULT_MAX_HISTORY_EVENTS (lowered here; the workflow module is shared with the test), so
+    a worker restart never replays months of history; the state carries over."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+    import workflows.thermal as thermal_module
+    from tests.fixtures.worker import running_harness
+    from workers.worker import WORKFLOWS
+
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.thermal")
+    )
+    monkeypatch.setattr(thermal_module, "DEFAULT_MAX_HISTORY_EVENTS", 40)
+    data_dir = tmp_path_factory.mktemp("long-history")
+    async with running_harness(temporal_client, catalog_db, data_dir, workflow_runner=runner) as h:
+        app = h.new_app()
+        for state in (ThermalState.WARM, ThermalState.COLD, ThermalState.WARM, ThermalState.HOT):
+            await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=state))
+        status = await h.control.status(app, ENV, MODEL)
+        wid = h.control.handle(app, ENV, MODEL).id
+        runs = [r async for r in h.client.list_workflows(f"WorkflowId = '{wid}'")]
+        first = min(runs, key=lambda r: r.start_time)
+        history = await h.client.get_workflow_handle(wid, run_id=first.run_id).fetch_history()
+    assert first.status == WorkflowExecutionStatus.CONTINUED_AS_NEW and len(runs) >= 2
+    assert (status.current_state, status.instance_count) == (ThermalState.HOT, 2)
+    replayer = Replayer(
+        workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner
+    )
+    await replayer.replay_workflow(history)  # the patch marker and the continue-as-new
