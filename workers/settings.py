@@ -91,7 +91,10 @@ class Settings(BaseSettings):
     @field_validator("input_roots")
     @classmethod
     def _absolute_roots(cls, v: list[Path]) -> list[Path]:
-        return [p.expanduser().resolve() for p in v]
+        roots = [p.expanduser().resolve() for p in v]
+        if any(r == Path(r.anchor) for r in roots):
+            raise ValueError("an input root may not be / (tenants could read any file)")
+        return roots
 
     @field_validator("input_s3_prefixes")
     @classmethod

@@ -22,6 +22,10 @@ from pathlib import Path
 
 from activities.inputs.errors import InputConfigurationError, invalid, not_found
 
+# Never inputs, whatever the roots say: the kernel's pseudo-filesystems (/proc/self/environ
+# holds the worker's provider keys) and devices.
+SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
 
 def _under(path: Path, roots: Sequence[Path]) -> bool:
     real = [Path(os.path.realpath(r)) for r in roots]
@@ -32,7 +36,7 @@ def check_local_path(path: Path, raw: str, *, allowed_roots: Sequence[Path] | No
                      denied_roots: Sequence[Path] = ()) -> None:  # fmt: skip
     """`path` is the resolved form of the caller's `raw` location."""
     outside = allowed_roots is not None and not _under(path, allowed_roots)
-    if outside or _under(path, denied_roots):
+    if outside or _under(path, denied_roots) or _under(path, SYSTEM_ROOTS):
         raise not_found(
             f"input {raw!r} cannot be read: access denied (local inputs must lie under one of "
             "the worker's input directories, RADIANT_INPUT_ROOTS)"

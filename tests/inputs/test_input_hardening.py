@@ -173,3 +173,14 @@ def test_an_unexpected_error_is_not_retried_forever(
     else:
         assert isinstance(err.value, ApplicationError) and err.value.non_retryable
         assert type(raised).__name__ in err.value.message
+
+
+@pytest.mark.parametrize("path", ["/proc/self/environ", "/dev/zero", "/sys/kernel/uevent_seqnum"])
+def test_system_files_are_never_inputs_whatever_the_roots(path: str) -> None:
+    """/proc/self/environ holds the worker's provider keys: refused even under a root that
+    contains it (a root of / is refused by the settings as well)."""
+    from activities.inputs.errors import InputValidationError
+    from activities.inputs.policy import check_local_path
+
+    with pytest.raises(InputValidationError, match="access denied"):
+        check_local_path(Path(path), path, allowed_roots=[Path("/")])

@@ -27,6 +27,11 @@ from workers.settings import Settings, SettingsError, get_settings
             {"RADIANT_APPS": "x"},
             "RADIANT_APPS: app pattern 'x' is not app/environment (or *) (got 'x')",
         ),
+        (
+            {"RADIANT_INPUT_ROOTS": "/srv/inputs,/"},
+            "RADIANT_INPUT_ROOTS: an input root may not be / (tenants could read "
+            "any file) (got '/srv/inputs,/')",
+        ),
     ],
 )
 def test_a_bad_variable_is_named_in_one_line(
