@@ -261,6 +261,8 @@ class ServiceJobWorkflow:
                 outcome="cancelled" if is_cancelled_exception(err) else "failed",
             ),
             start_to_close_timeout=QUICK,
+            # Best effort, unlike the charge: the job's own error must not wait forever.
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
         )
         try:
             await finish_despite_cancel(handle)  # a second cancel does not lose them either

@@ -124,6 +124,9 @@ class ModelThermalWorkflow:
         # The generation whose transition failed (FAILED_GENERATION_PATCH; None: any failure
         # blocks and fails every waiter, as before). Carried across continue-as-new.
         self.blocked_generation: int | None = None
+        # The generation of the latest failure, transition or capacity change (set once a
+        # failed transition engaged FAILED_GENERATION_PATCH): waiters compare against it.
+        self.failure_generation: int | None = None
         if inp.snapshot is not None and inp.snapshot.failed_generation == inp.snapshot.generation:
             self.blocked, self.blocked_generation = True, inp.snapshot.failed_generation
         self.failures = 0  # bumped on every failed transition; waiters compare against it
@@ -333,9 +336,10 @@ class ModelThermalWorkflow:
         return self.blocked_generation is None or self.blocked_generation == self.s.generation
 
     def _failed_for(self, generation: int) -> bool:
-        """Whether the failure a waiter of `generation` heard of is its own (before the
-        patch: any failure answered every waiter)."""
-        return self.blocked_generation is None or self.blocked_generation >= generation
+        """Whether the failure a waiter of `generation` heard of is its own, not that of an
+        older target (before the patch, and in a run without a failed transition yet: any
+        failure answered every waiter)."""
+        return self.failure_generation is None or self.failure_generation >= generation
 
     def _backoff_to_carry(self) -> CapacityBackoff | None:
         """The capacity backoff under way, for the next run (its delay keeps doubling)."""
@@ -537,6 +541,8 @@ class ModelThermalWorkflow:
         self.capacity_retry_at = self._now_s() + delay
         self.backoff_generation = self.s.generation
         self.backoff_desired = self._desired()
+        if self.failure_generation is not None:  # the change that failed is the current one
+            self.failure_generation = self.s.generation
         workflow.logger.warning("capacity change of %s failed: %s", self.spec.model_id, message)
         self.s.last_error = f"{message} (retrying in {delay:.0f}s)"
         self.s.transitioning = False
@@ -609,7 +615,7 @@ class ModelThermalWorkflow:
         self.s.transitioning = False
         self.blocked = True
         if workflow.patched(FAILED_GENERATION_PATCH):
-            self.blocked_generation = generation
+            self.blocked_generation = self.failure_generation = generation
         # After the record: a caller that hears of it finds it in Postgres. Histories from
         # before answered waiting callers first (their update completed before the record).
         recorded_first = workflow.patched(RECORD_BEFORE_FAILURE_PATCH)

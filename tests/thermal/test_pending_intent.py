@@ -173,3 +173,28 @@ async def test_a_long_history_continues_as_new_without_a_configured_limit(
         workflows=WORKFLOWS, data_converter=pydantic_data_converter, workflow_runner=runner
     )
     await replayer.replay_workflow(history)  # the patch marker and the continue-as-new
+
+
+async def test_a_capacity_failure_after_an_earlier_failed_transition_answers_its_caller(
+    harness: tuple[ThermalHarness, Faults],  # noqa: F811 - the imported fixture
+):
+    """A failed create (blocked), a successful retry, then a scale-out that fails on a serving
+    endpoint: its caller hears of it at once (the old failure's generation no longer hides
+    it), instead of waiting for a capacity retry that may never succeed."""
+    h, faults = harness
+    app = h.new_app()
+    faults.fail_create = True
+    with pytest.raises(WorkflowUpdateFailedError):
+        await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    faults.fail_create = False
+    await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    faults.fail_scale_out = 1000
+    try:
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await asyncio.wait_for(
+                h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.HOT)),
+                30,
+            )
+    finally:
+        faults.fail_scale_out = 0
+    assert "insufficient capacity" in str(err.value.cause)
