@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.fleet_activities import (
@@ -31,6 +32,10 @@ QUICK = timedelta(seconds=60)
 OWNERSHIP_PATCH = "reconcile-exact-ownership"
 # Two ids may share an endpoint name: the endpoint is drift only for the row its tags name.
 SHARED_NAME_PATCH = "reconcile-shared-endpoint-name"
+#: A model whose set_one activity itself failed (its retries exhausted: heartbeat timeouts,
+#: a lost worker) is reported failed; it used to fail the whole bulk, losing every other
+#: model's result (asked only when that happens).
+BULK_ITEM_FAILURE_PATCH = "bulk-item-failure-reported"
 SNAPSHOT_TIMEOUT = timedelta(minutes=10)  # a big fleet; the heartbeat notices a dead worker
 SNAPSHOT_HEARTBEAT = timedelta(seconds=30)
 
@@ -161,12 +166,19 @@ class BulkThermalUpdateWorkflow:
 
         async def one(model_id: str) -> BulkItemResult:
             async with gate:
-                return await workflow.execute_activity_method(
-                    FleetActivities.set_one,
-                    inp.item(model_id),
-                    start_to_close_timeout=timedelta(hours=1),
-                    heartbeat_timeout=timedelta(seconds=60),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
-                )
+                try:
+                    return await workflow.execute_activity_method(
+                        FleetActivities.set_one,
+                        inp.item(model_id),
+                        start_to_close_timeout=timedelta(hours=1),
+                        heartbeat_timeout=timedelta(seconds=60),
+                        retry_policy=RetryPolicy(maximum_attempts=3),
+                    )
+                except ActivityError as err:
+                    if is_cancelled_exception(err) or not workflow.patched(BULK_ITEM_FAILURE_PATCH):
+                        raise
+                    cause = err.cause
+                    why = cause.message if isinstance(cause, ApplicationError) else str(err)
+                    return BulkItemResult(model_id=model_id, ok=False, error=why)
 
         return list(await asyncio.gather(*(one(m) for m in inp.model_ids)))

@@ -74,6 +74,8 @@ async def test_recorded_histories_replay(path: Path):
 # Histories of older code, each guarding a `workflow.patched` branch (or its absence): named
 # here so that losing one fails instead of silently dropping its replay case.
 GUARD_HISTORIES = {
+    "bulk-item-failure",
+    "old-bulk-item-failure",
     "job-cancelled-after-an-invocation",
     "job-failed-after-an-invocation",
     "old-job-cancelled-after-an-invocation",
