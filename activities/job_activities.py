@@ -37,6 +37,7 @@ from activities.metering import (
     UsageEntry,
     model_cost_entries,
     service_call_entries,
+    usage_columns,
     usage_key,
 )
 from activities.request_claims import ClaimRef, claim_request
@@ -208,6 +209,14 @@ class MeterResult(BaseModel):
     rows_inserted: int
     rows_already_present: int
     costs: dict[str, Decimal]  # per model
+
+
+def _per_model(costs: list[pricing.ModelCost]) -> dict[str, Decimal]:
+    """Each model's cost over its invocations."""
+    per_model: dict[str, Decimal] = {}
+    for c in costs:
+        per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
+    return per_model
 
 
 class JobActivities:
@@ -595,9 +604,6 @@ class JobActivities:
         result = await self.metering.record_for_claim(
             RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries), claim
         )
-        per_model: dict[str, Decimal] = {}
-        for c in costs:
-            per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
         billed = charge.amount
         charge_key = entries[0].idempotency_key  # service_call_entries puts the charge first
         if result.superseded:
@@ -614,7 +620,7 @@ class JobActivities:
             internal_cost=sum((c.amount for c in costs), Decimal(0)),
             rows_inserted=result.inserted,
             rows_already_present=result.already_present,
-            costs=per_model,
+            costs=_per_model(costs),
         )
 
     @activity.defn(name="jobs.record_unbilled_costs")
@@ -625,12 +631,11 @@ class JobActivities:
         plan = req.plan
         try:
             costs = self._model_costs(plan, req.units, req.invocations)
-            common: dict[str, Any] = {
-                "tenant_id": uuid.UUID(plan.tenant_id), "app_id": req.app_id,
-                "environment": req.environment, "service_id": plan.service,
-                "operation_id": plan.operation, "workflow_id": req.workflow_id,
-                "occurred_at": datetime.now(UTC),
-            }  # fmt: skip
+            common = usage_columns(
+                tenant_id=plan.tenant_id, workflow_id=req.workflow_id, app_id=req.app_id,
+                environment=req.environment, service_id=plan.service,
+                operation_id=plan.operation, occurred_at=datetime.now(UTC),
+            )  # fmt: skip
             entries = model_cost_entries(
                 common, self._key_id(plan, req.workflow_id), costs, unit=plan.unit,
                 step_prefix=f"unbilled/{activity.info().workflow_run_id}/",
@@ -643,15 +648,12 @@ class JobActivities:
         result = await self.metering.record_for_claim(
             RecordUsageRequest(tenant_id=uuid.UUID(plan.tenant_id), entries=entries), None
         )
-        per_model: dict[str, Decimal] = {}
-        for c in costs:
-            per_model[c.model_id] = per_model.get(c.model_id, Decimal(0)) + c.amount
         return MeterResult(
             billed=Decimal(0),
-            internal_cost=sum(per_model.values(), Decimal(0)),
+            internal_cost=sum((c.amount for c in costs), Decimal(0)),
             rows_inserted=result.inserted,
             rows_already_present=result.already_present,
-            costs=per_model,
+            costs=_per_model(costs),
         )
 
     def _model_costs(

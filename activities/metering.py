@@ -209,12 +209,10 @@ def service_call_entries(
     once however its workflow id is spelled); None: the workflow id.
     """
     key_base = workflow_id if key_id is None else key_id
-    tid = uuid.UUID(str(tenant_id))
-    common: dict[str, Any] = {
-        "tenant_id": tid, "app_id": app_id, "environment": environment,
-        "service_id": service_id, "operation_id": operation_id, "workflow_id": workflow_id,
-        "occurred_at": occurred_at,
-    }  # fmt: skip
+    common = usage_columns(
+        tenant_id=tenant_id, workflow_id=workflow_id, app_id=app_id, environment=environment,
+        service_id=service_id, operation_id=operation_id, occurred_at=occurred_at,
+    )  # fmt: skip
     models_used = [c.model_id for c in model_costs]
     entries = [
         UsageEntry(
@@ -231,6 +229,24 @@ def service_call_entries(
     return entries + model_cost_entries(
         common, key_base, model_costs, unit=unit, served_by=served_by
     )
+
+
+def usage_columns(
+    *,
+    tenant_id: uuid.UUID | str,
+    workflow_id: str,
+    app_id: str,
+    environment: str,
+    service_id: str,
+    operation_id: str,
+    occurred_at: datetime | None,
+) -> dict[str, Any]:
+    """The columns every row of one service call shares (`model_cost_entries`' `common`)."""
+    return {
+        "tenant_id": uuid.UUID(str(tenant_id)), "app_id": app_id, "environment": environment,
+        "service_id": service_id, "operation_id": operation_id, "workflow_id": workflow_id,
+        "occurred_at": occurred_at,
+    }  # fmt: skip
 
 
 def model_cost_entries(

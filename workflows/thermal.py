@@ -309,9 +309,7 @@ class ModelThermalWorkflow:
     def _has_work(self) -> bool:
         if self.s is None or self.spec is None:
             return False
-        if self._should_continue_as_new() or self.refresh:
-            return True
-        return self._has_intent()
+        return self._should_continue_as_new() or self._has_intent()
 
     def _has_intent(self) -> bool:
         """Work besides continue-as-new: a target, caller or timer the state does not meet."""
@@ -528,9 +526,7 @@ class ModelThermalWorkflow:
         if info is None or info.status not in SERVING_STATUSES or info.instance_count < 1:
             return False
         self._observe(info.instance_count, info.status)
-        cause = err.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        await self._capacity_failed(message)
+        await self._capacity_failed(_reason(err))
         return True
 
     async def _capacity_failed(self, message: str) -> None:

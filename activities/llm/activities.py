@@ -175,13 +175,15 @@ class LLMActivities:
         # The catalog's fallbacks that pass the same checks (HIPAA, tier, context window,
         # capabilities, provider configured and healthy): a fallback must not serve a request
         # its primary's selection would have refused it.
-        eligible = {
-            c.model_id
-            for c in rank_models(
+        unpinned = (
+            selection.candidates  # already every model that passes
+            if criteria.model is None
+            else rank_models(
                 self.catalog, criteria.model_copy(update={"model": None}), thermal, health,
                 configured,
             )[0]
-        }  # fmt: skip
+        )  # fmt: skip
+        eligible = {c.model_id for c in unpinned}
         ext = self.catalog.external_models.get(choice.model_id)
         fallbacks = [m for m in (ext.fallbacks if ext else []) if m in eligible]
         await self._claim(tenant.id, inp.kind, req.request_id)

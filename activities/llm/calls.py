@@ -54,18 +54,17 @@ class RouterCache:
         self._routers: OrderedDict[str, Any] = OrderedDict()
 
     def get(self, model_list: list[Deployment], fallbacks: list[dict[str, list[str]]]) -> Any:
-        import litellm
-        from litellm import Router
-
-        # The OpenAI embedding handler reads `max_retries or DEFAULT_MAX_RETRIES`: a 0 (ours)
-        # becomes 2, so each attempt called the provider 3 times. Temporal owns retries.
-        litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[misc]  # declared Final, read at call time
-
         key = hashlib.sha256(
             json.dumps([model_list, fallbacks], sort_keys=True, default=str).encode()
         ).hexdigest()
         router = self._routers.get(key)
         if router is None:
+            import litellm
+            from litellm import Router
+
+            # The OpenAI embedding handler reads `max_retries or DEFAULT_MAX_RETRIES`: a 0
+            # (ours) became 2, so each attempt called the provider 3 times. Temporal retries.
+            litellm.DEFAULT_MAX_RETRIES = 0  # type: ignore[misc]  # Final, read at call time
             router = Router(
                 model_list=model_list,
                 fallbacks=fallbacks,
