@@ -130,7 +130,10 @@ class ModelThermalWorkflow:
         if inp.snapshot is not None and inp.snapshot.failed_generation == inp.snapshot.generation:
             self.blocked, self.blocked_generation = True, inp.snapshot.failed_generation
         self.failures = 0  # bumped on every failed transition; waiters compare against it
-        self.refresh = False  # re-read the endpoint from the backend before converging
+        # Re-read the endpoint from the backend before converging. A resync that arrived
+        # during the last transition before continue-as-new is carried, or the drift it
+        # reported would wait for the next reconcile.
+        self.refresh = inp.snapshot is not None and inp.snapshot.refresh
         self.recorded = inp.snapshot is not None  # a fresh workflow writes its first row at once
         self.fatal: ApplicationError | None = None  # the model cannot be managed at all
         self.converging = False  # a transition (and its Postgres record) is under way
@@ -205,6 +208,7 @@ class ModelThermalWorkflow:
                         snapshot=self.s.model_copy(
                             update={
                                 "capacity_backoff": self._backoff_to_carry(),
+                                "refresh": self.refresh,
                                 # still blocked: the next run does not retry it on its own
                                 "failed_generation": self.s.generation
                                 if self._is_blocked() and self.blocked_generation is not None

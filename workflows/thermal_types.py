@@ -96,6 +96,7 @@ class ThermalSnapshot(BaseModel):
     failed_generation: int = -1  # generation whose transition failed (not retried on its own)
     demand_failed_at: datetime | None = None
     capacity_backoff: CapacityBackoff | None = None  # set only when continuing as new
+    refresh: bool = False  # a re-read of the backend still due (set only when continuing as new)
 
 
 class ModelThermalInput(BaseModel):

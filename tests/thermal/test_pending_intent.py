@@ -198,3 +198,42 @@ async def test_a_capacity_failure_after_an_earlier_failed_transition_answers_its
     finally:
         faults.fail_scale_out = 0
     assert "insufficient capacity" in str(err.value.cause)
+
+
+async def test_a_resync_during_the_last_transition_before_continue_as_new_is_carried(
+    harness: tuple[ThermalHarness, Faults],  # noqa: F811 - the imported fixture
+):
+    """The reconcile's resync (drift seen: re-read the backend) arrives while the transition
+    before a continue-as-new runs: the next run re-reads the endpoint first. It used to
+    start from the old snapshot, so the drift waited for the next reconcile."""
+    h, knobs = harness
+    app = h.new_app()
+    control = ThermalControl(
+        h.client, h.task_queue, TIMINGS.model_copy(update={"max_history_events": 10})
+    )
+    knobs.create_delay = 3.0
+    warm = asyncio.create_task(
+        control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+    )
+    await asyncio.sleep(1.5)  # inside the WARM create
+    handle = control.handle(app, ENV, MODEL)
+    await handle.signal(ModelThermalWorkflow.resync)
+    await asyncio.wait_for(warm, 60)
+    wid = handle.id
+    for _ in range(100):  # the next run's first converge
+        runs = [r async for r in h.client.list_workflows(f"WorkflowId = '{wid}'")]
+        status = await control.status(app, ENV, MODEL)
+        if len(runs) >= 2 and not status.transitioning:
+            break
+        await asyncio.sleep(0.1)
+    runs.sort(key=lambda r: r.start_time)
+    assert len(runs) >= 2, "the first run did not continue as new"
+    second = await h.client.get_workflow_handle(wid, run_id=runs[1].run_id).fetch_history()
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in second.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    # every run first loads the model's spec; then the carried re-read
+    assert activities[:2] == ["thermal.describe_model", "thermal.describe_endpoint"], activities
+    assert (status.current_state, status.instance_count) == (ThermalState.WARM, 1)
