@@ -16,7 +16,9 @@ Thermal mechanism on AWS (DESIGN 3), as implemented here:
   EndpointConfig named `<endpoint>-<spec hash>` and UpdateEndpoint (blue/green, no downtime) with
   RetainAllVariantProperties, so the current instance count survives. The scalable target is
   deregistered first (an update that changes the instance type of a registered variant fails);
-  the workflow's following `set_capacity` registers it again.
+  the workflow's following `set_capacity` registers it again. The Models/EndpointConfigs of
+  superseded configs are deleted once the endpoint is InService on its current one (by
+  `set_capacity` and `ensure_endpoint`; `delete_endpoint` removes them all).
 * **Async endpoints** (`spec.async_inference`): EndpointConfig with AsyncInferenceConfig
   (S3OutputPath, S3FailurePath); InvokeEndpointAsync with an S3 InputLocation; results read from
   S3 (NoSuchKey = not ready), with a target-tracking policy on ApproximateBacklogSizePerInstance.
@@ -50,6 +52,7 @@ from activities.backends.base import (
     AlreadyExists,
     AsyncInferenceFailed,
     AsyncInvocation,
+    BackendError,
     EndpointFailed,
     EndpointInfo,
     EndpointNotFound,
@@ -299,12 +302,14 @@ class SageMakerBackend:
             reason = raw.get("FailureReason")
             raise EndpointFailed(f"endpoint {name} is Failed: {reason}", failure_reason=reason)
         if raw.get("EndpointConfigName") == config:
+            await self._prune_superseded(raw)
             return self._info(raw, spec.model_id)  # already there: idempotent
         # UpdateRollbackFailed serves a mix of two configs and waits for a new UpdateEndpoint
         # (AWS: "update your endpoint again"); waiting would wait forever.
         if status not in UPDATABLE_STATUSES and status != "UpdateRollbackFailed":
             raise InvalidEndpointState(f"endpoint {name} is {status}; config change must wait")
         log.info("endpoint %s: config %s -> %s", name, raw.get("EndpointConfigName"), config)
+        await self._prune_superseded(raw, config)  # now: InService on the old config
         await self._create_model_and_config(spec, config)
         await self._deregister(name)
         await self._call(
@@ -391,6 +396,8 @@ class SageMakerBackend:
             )
             info = info.model_copy(update={"status": "Updating", "desired_instance_count": desired})
         await self._register_autoscaling(name, min_instances, max_instances, info.async_inference)
+        # `raw` was InService: a capacity change (Updating now) deploys no other config.
+        await self._prune_superseded(raw)
         return info
 
     async def _register_autoscaling(
@@ -458,17 +465,54 @@ class SageMakerBackend:
         await self._deregister(name)
         if await self._call_tolerating_missing(self.sm, "delete_endpoint", EndpointName=name):
             log.info("endpoint %s: deleting", name)
+        await self._delete_configs_and_models(name)
+
+    async def _delete_configs_and_models(
+        self, name: str, keep: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """Every EndpointConfig, then every Model, of endpoint `name` except those named in
+        `keep` (a config and its model share one name, `resource_name`). "Not found" is
+        success, so a retry finishes. Returns the names of the configs deleted."""
         pattern = _resource_pattern(name)
+
+        def doomed(names: list[str]) -> list[str]:
+            return [n for n in names if pattern.match(n) and n not in keep]
+
         configs = await self._list_names(
             "list_endpoint_configs", "EndpointConfigs", "EndpointConfigName", name
         )
-        for config in filter(pattern.match, configs):
-            await self._call_tolerating_missing(
+        deleted: list[str] = []
+        for config in doomed(configs):
+            if await self._call_tolerating_missing(
                 self.sm, "delete_endpoint_config", EndpointConfigName=config
-            )
+            ):
+                deleted.append(config)
         models = await self._list_names("list_models", "Models", "ModelName", name)
-        for model in filter(pattern.match, models):
+        for model in doomed(models):
             await self._call_tolerating_missing(self.sm, "delete_model", ModelName=model)
+        return deleted
+
+    async def _prune_superseded(self, raw: dict[str, Any], *keep: str) -> None:
+        """Delete the Models/EndpointConfigs that earlier UpdateEndpoints left behind, once that
+        is safe: the endpoint (as `raw` describes it) is InService on its current config. While
+        Updating the old config still serves, in UpdateRollbackFailed both may: nothing then.
+        Keeps the current config and its model, and `keep` (a config about to be deployed)."""
+        name, current = raw["EndpointName"], raw.get("EndpointConfigName")
+        if raw.get("EndpointStatus") != "InService" or not current:
+            return
+        if not _resource_pattern(name).match(current):
+            return  # not named by resource_name: which model it serves is unknown
+        try:
+            deleted = await self._delete_configs_and_models(name, frozenset({current, *keep}))
+        except BackendError as err:
+            # Housekeeping never fails the call it rides on, retryable error or not: raising
+            # would have the activity retry (and the workflow judge) a capacity change that
+            # already went through, or hold up a config update. botocore has already retried
+            # throttling; what is left goes at the next prune or at delete_endpoint.
+            log.warning("endpoint %s: pruning superseded configs failed: %s", name, err)
+            return
+        if deleted:
+            log.info("endpoint %s: deleted superseded configs %s", name, ", ".join(deleted))
 
     async def _list_names(self, op: str, key: str, field: str, endpoint: str) -> list[str]:
         names: list[str] = []
