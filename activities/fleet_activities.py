@@ -11,7 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
+from activities.app_scope import ANY, AppScope
 from activities.backends.base import (
     MANAGED_BY,
     TAG_APP,
@@ -35,6 +39,19 @@ ENDPOINT_PREFIX = "radiant-"
 SNAPSHOT_CONCURRENCY = 8  # backend and Temporal describes in flight at once
 SNAPSHOT_HEARTBEAT_EVERY = 5.0  # seconds; the workflow allows 30 between heartbeats
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+# Temporal RPC failures that say nothing about the model (the server or the way to it): a bulk
+# item meeting one fails its activity, which Temporal retries, instead of reporting the model.
+TRANSIENT_RPC = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNKNOWN,
+    }
+)
 
 
 class ReconcileInput(BaseModel):
@@ -219,6 +236,33 @@ def in_scope(inp: ReconcileInput, owner: EndpointOwner) -> bool:
     return inp.covers(owner.app_id, owner.environment)
 
 
+def serves(apps: AppScope, app_id: str | None, environment: str | None) -> bool:
+    """Whether the reconcile may look at and act on a pair: one `RADIANT_APPS` serves.
+    Deployments serving other pairs may share the account (and database), so a pair not
+    known (an endpoint without radiant's tags whose name no served pair computes) is this
+    deployment's only under the unrestricted scope (`*`), which, as before scopes existed,
+    covers everything under the name prefix (such an endpoint is reported, never deleted)."""
+    if ANY in apps.patterns:
+        return True
+    return app_id is not None and environment is not None and apps.allows(app_id, environment)
+
+
+def served(apps: AppScope, owner: EndpointOwner) -> bool:
+    return serves(apps, owner.app_id, owner.environment)
+
+
+def bulk_item_outcome(exc: Exception) -> bool:
+    """Whether a bulk item's error is the model's own outcome (reported as ok=False) rather
+    than a transient failure on the way to it (re-raised: the activity is retried)."""
+    if isinstance(exc, WorkflowUpdateFailedError | ApplicationError):
+        return True  # the thermal workflow refused or failed the change; AppNotServed
+    if isinstance(exc, RPCTimeoutOrCancelledError):
+        return False  # the update's RPC timed out or was cancelled: its outcome is unknown
+    if isinstance(exc, RPCError):
+        return exc.status not in TRANSIENT_RPC  # e.g. INVALID_ARGUMENT: a retry cannot help
+    return False  # timeouts, connection errors, anything unforeseen: retried, then reported
+
+
 class BulkSetItem(BaseModel):
     app_id: str
     environment: str
@@ -248,11 +292,18 @@ class BulkItemResult(BaseModel):
 
 class FleetActivities:
     def __init__(
-        self, backend: HostingBackend, engine: AsyncEngine | None, control: ThermalControl
+        self,
+        backend: HostingBackend,
+        engine: AsyncEngine | None,
+        control: ThermalControl,
+        apps: AppScope | None = None,
     ) -> None:
         self.backend = backend
         self.engine = engine
         self.control = control
+        # The (app, env) pairs this deployment serves (RADIANT_APPS, the control's unless
+        # given): the reconcile neither reports nor touches anything of another pair.
+        self.apps: AppScope = apps or getattr(control, "apps", None) or AppScope()
 
     @activity.defn(name="fleet.snapshot")
     async def snapshot(self, inp: ReconcileInput) -> FleetSnapshot:
@@ -274,7 +325,11 @@ class FleetActivities:
         recorded = list(await asyncio.gather(*(self._recorded(r, gate) for r in rows)))
         known = _known_names(inp, recorded, catalog)
         owners = await asyncio.gather(*(self._owner(e, known, gate) for e in listed))
-        scoped = [(e, o) for e, o in zip(listed, owners, strict=True) if in_scope(inp, o)]
+        scoped = [
+            (e, o)
+            for e, o in zip(listed, owners, strict=True)
+            if in_scope(inp, o) and served(self.apps, o)
+        ]
         # Endpoints whose running owner is known from its row (one under a shared name only
         # for the row its tags name); the others' owners are asked of Temporal.
         owner_of = {o.endpoint_name: o for _, o in scoped}
@@ -307,7 +362,9 @@ class FleetActivities:
                 ),
                 {"a": inp.app_id, "e": inp.environment},
             )
-            rows = list(result)
+            # A pair taken out of RADIANT_APPS (or another deployment's, in a shared
+            # database) is neither checked for drift nor resynced.
+            rows = [r for r in result if serves(self.apps, r[0], r[1])]
             models = await conn.execute(
                 text("SELECT model_id FROM self_hosted_models WHERE deployable")
             )
@@ -368,6 +425,8 @@ class FleetActivities:
         if activity.info().attempt > 1 and (info is None or info.status == "Deleting"):
             # An earlier attempt got as far as DeleteEndpoint: finish its work (the model and
             # endpoint config), which nothing else would clean up once the endpoint is gone.
+            if info is not None and self._foreign(await self._tag_owner(info)):
+                return False  # another deployment's endpoint, going by its own hand
             try:
                 await self.backend.delete_endpoint(endpoint_name)
             except BackendError as err:
@@ -376,7 +435,9 @@ class FleetActivities:
             return True
         if info is None:
             return True  # gone already (someone else)
-        owner = endpoint_owner(endpoint_name, await self._tags(info) or {}, {})
+        owner = await self._tag_owner(info)
+        if self._foreign(owner):
+            return False
         await self._owner_running(owner, asyncio.Semaphore(1))
         if orphan_kind(info, owner, None) != "orphan":
             activity.logger.warning("endpoint %s is no longer a deletable orphan", endpoint_name)
@@ -386,6 +447,20 @@ class FleetActivities:
         except BackendError as err:
             raise application_error(err) from err
         await self._close_records(endpoint_name)
+        return True
+
+    async def _tag_owner(self, info: EndpointInfo) -> EndpointOwner:
+        return endpoint_owner(info.endpoint_name, await self._tags(info) or {}, {})
+
+    def _foreign(self, owner: EndpointOwner) -> bool:
+        """An endpoint whose tags do not name a pair this deployment serves: never deleted
+        here (another deployment sharing the account may own it)."""
+        if served(self.apps, owner):
+            return False
+        activity.logger.warning(
+            "endpoint %s is not of an (app, environment) this deployment serves: kept",
+            owner.endpoint_name,
+        )
         return True
 
     async def _close_records(self, endpoint_name: str) -> None:
@@ -408,6 +483,8 @@ class FleetActivities:
             ).all()
         reason = "endpoint deleted by the reconcile: no running thermal workflow owned it"
         for app_id, env, model_id in owners:
+            if not serves(self.apps, app_id, env):
+                continue  # a pair this deployment does not serve keeps its records
             if await self._running(thermal_workflow_id(app_id, env, model_id)):
                 continue
             key = {"a": app_id, "e": env, "m": model_id, "ep": endpoint_name, "err": reason}
@@ -460,8 +537,14 @@ class FleetActivities:
             status = await with_heartbeat(
                 self.control.set_target(item.app_id, item.environment, item.model_id, request), 10
             )
-            return BulkItemResult(model_id=item.model_id, ok=True, status=status)
-        except Exception as exc:  # a failed model is reported, the others go on
+        except Exception as exc:
+            if not bulk_item_outcome(exc):
+                # Transient (Temporal unavailable, the update's RPC timed out): the retry
+                # policy tries again, and the bulk reports the model if every attempt fails.
+                # Safe to repeat: setting the target a model already has changes nothing.
+                raise
+            # the model's own outcome: it is reported, the others go on
             return BulkItemResult(
                 model_id=item.model_id, ok=False, error=str(getattr(exc, "cause", None) or exc)
             )
+        return BulkItemResult(model_id=item.model_id, ok=True, status=status)
