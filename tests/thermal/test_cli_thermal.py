@@ -1,17 +1,29 @@
-"""`radiant thermal show|warm` against a real worker: OFF refused without --wait too, JSON
-that parses, and models no workflow has touched yet."""
+"""`radiant thermal show|warm|list|bulk` against a real worker: OFF refused without --wait too,
+JSON that parses, models no workflow has touched yet, no hang without a worker, failures
+that exit 1 (--json too), and data (error texts) printed as it is, never as Rich markup."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
+import uuid
+from datetime import timedelta
 
 import pytest
+import typer
+from temporalio import activity
+from temporalio.worker import Worker
 
+from activities.fleet_activities import BulkItemResult, BulkSetItem
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.cli import invoke_cli
-from tests.fixtures.worker import ThermalHarness
-from workflows.thermal_types import SetTargetRequest
+from tests.fixtures.worker import TIMINGS, ThermalHarness
+from workers.cli.common import console
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_fleet import BulkThermalUpdateWorkflow
+from workflows.thermal_types import ModelThermalInput, SetTargetRequest, thermal_workflow_id
 
 CATALOG = load_catalog()
 
@@ -132,3 +144,154 @@ async def test_warm_notes_the_queue_of_the_running_workflow(thermal: ThermalHarn
                            app, "--env", "test")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "no worker is polling" not in res.stderr
+
+
+# Failure texts as backends write them: Rich markup would drop the first's brackets (an
+# unknown style) and refuse the second (a closing tag nothing opened: MarkupError).
+BRACKETED = "[i-0a1b2c3d4e] ERROR model data not found"
+CLOSING_TAG = "volume [/opt/ml/model] is full"
+
+
+@activity.defn(name="fleet.set_one")
+async def set_one_failing_two(item: BulkSetItem) -> BulkItemResult:
+    errors = {"yolov8m": BRACKETED, "mobilesam": CLOSING_TAG}
+    if item.model_id in errors:
+        return BulkItemResult(model_id=item.model_id, ok=False, error=errors[item.model_id])
+    return BulkItemResult(model_id=item.model_id, ok=True)
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+async def test_bulk_with_failed_models_exits_1(thermal: ThermalHarness, monkeypatch, as_json):
+    """--json too (it used to exit 0); the table shows the errors as they are."""
+    queue = f"bulk-cli-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        thermal.client, task_queue=queue, workflows=[BulkThermalUpdateWorkflow],
+        activities=[set_one_failing_two],
+    ):  # fmt: skip
+        monkeypatch.setattr(console, "width", 300)  # whole error texts on one line
+        res = await invoke_cli(dataclasses.replace(thermal, task_queue=queue), monkeypatch,
+                               "thermal", "bulk", "WARM", "--models", "yolov8m,mobilesam,yolov8n",
+                               "--app", thermal.new_app(), "--env", "test",
+                               *(["--json"] if as_json else []))  # fmt: skip
+    assert res.exit_code == 1, res.output
+    if as_json:
+        results = json.loads(res.stdout)
+        assert [(r["model_id"], r["ok"], r["error"]) for r in results] == [
+            ("yolov8m", False, BRACKETED), ("mobilesam", False, CLOSING_TAG),
+            ("yolov8n", True, None),
+        ]  # fmt: skip
+    else:
+        assert BRACKETED in res.stdout and CLOSING_TAG in res.stdout, res.stdout
+
+
+async def test_list_prints_errors_as_they_are(thermal: ThermalHarness, monkeypatch):
+    from sqlalchemy import text
+
+    app = thermal.new_app()
+    for model in ("yolov8n", "mobilesam"):
+        await thermal.control.set_target(
+            app, "test", model, SetTargetRequest(state=ThermalState.OFF)
+        )
+    async with thermal.engine.begin() as conn:
+        for model, error in (("yolov8n", BRACKETED), ("mobilesam", CLOSING_TAG)):
+            await conn.execute(
+                text(
+                    "UPDATE thermal_states SET last_error = :e WHERE app_id = :a AND model_id = :m"
+                ),
+                {"e": error, "a": app, "m": model},
+            )
+    monkeypatch.setattr(console, "width", 300)
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "list", "--app", app, "--env", "test")
+    assert res.exit_code == 0, res.output
+    assert BRACKETED in res.stdout and CLOSING_TAG in res.stdout, res.stdout
+    assert "nothing is recorded" not in res.stderr
+
+
+async def test_list_of_a_pair_with_nothing_recorded_says_so(thermal: ThermalHarness, monkeypatch):
+    """A mistyped --app/--env used to look like a real pair at its defaults: a note on
+    stderr (stdout stays JSON)."""
+    app = thermal.new_app()
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "list", "--app", app, "--env", "prdo",
+                           "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["environment"] == "prdo"
+    assert f"nothing is recorded for {app}/prdo" in res.stderr, res.stderr
+
+
+def test_status_table_and_fail_print_data_as_it_is(capsys):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from workers.cli.common import fail
+    from workers.cli.thermal import _recorded_status, _status_table
+
+    st = _recorded_status(CATALOG, "app", "test", "yolov8n", None).model_copy(
+        update={"last_error": BRACKETED, "endpoint_status": CLOSING_TAG}
+    )
+    out = Console(file=StringIO(), width=300)
+    out.print(_status_table([st]))
+    rendered = out.file.getvalue()  # type: ignore[attr-defined]
+    assert BRACKETED in rendered and CLOSING_TAG in rendered, rendered
+
+    with pytest.raises(typer.Exit):
+        fail(f"cannot reach it: {CLOSING_TAG} {BRACKETED}")
+    assert capsys.readouterr().err == f"error: cannot reach it: {CLOSING_TAG} {BRACKETED}\n"
+
+
+async def test_show_without_a_worker_gives_the_record_at_once(thermal: ThermalHarness, monkeypatch):
+    """The model's workflow runs on a queue no worker polls: the no-worker note and the record,
+    not a ~30 s hang on the query."""
+    app = thermal.new_app()
+    handle = await thermal.client.start_workflow(
+        ModelThermalWorkflow.run,
+        ModelThermalInput(app_id=app, environment="test", model_id="yolov8n", timings=TIMINGS),
+        id=thermal_workflow_id(app, "test", "yolov8n"),
+        task_queue=f"nobody-{app}",
+    )
+    try:
+        started = time.monotonic()
+        res = await invoke_cli(thermal, monkeypatch, "thermal", "show", "yolov8n", "--app", app,
+                               "--env", "test", "--json")  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        await handle.terminate("test: done")
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    default = CATALOG.model("yolov8n").thermal.default_state.value
+    assert (status["target_state"], status["ready"]) == (default, False)
+    assert "no worker is polling" in res.stderr, res.stderr
+    assert "live state of yolov8n is unavailable" in res.stderr, res.stderr
+    assert took < 15, took
+
+
+async def test_show_falls_back_to_the_record_when_the_query_times_out(
+    thermal: ThermalHarness, monkeypatch
+):
+    """A worker that polls but does not answer in time (the no-worker check passed): the
+    query's short timeout, then the record."""
+    from workers.cli import thermal as thermal_cli
+
+    async def looks_served(*_: object) -> bool:
+        return False
+
+    monkeypatch.setattr(thermal_cli, "note_if_no_worker", looks_served)
+    monkeypatch.setattr(thermal_cli, "SHOW_QUERY_TIMEOUT", timedelta(seconds=1))
+    app = thermal.new_app()
+    handle = await thermal.client.start_workflow(
+        ModelThermalWorkflow.run,
+        ModelThermalInput(app_id=app, environment="test", model_id="yolov8n", timings=TIMINGS),
+        id=thermal_workflow_id(app, "test", "yolov8n"),
+        task_queue=f"nobody-{app}",
+    )
+    try:
+        started = time.monotonic()
+        res = await invoke_cli(thermal, monkeypatch, "thermal", "show", "yolov8n", "--app", app,
+                               "--env", "test", "--json")  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        await handle.terminate("test: done")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["model_id"] == "yolov8n"
+    assert "live state of yolov8n is unavailable" in res.stderr, res.stderr
+    assert took < 10, took

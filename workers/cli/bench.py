@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from workers.cli.common import DataTable, esc
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
@@ -26,7 +28,7 @@ MAX_TRACE_DAYS = 90  # a season of traffic; longer traces only cost time and mem
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {esc(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -115,7 +117,7 @@ def make_trace(
         return
     console.print(
         f"wrote [bold]{len(rows)}[/] requests for {len(tms)} models ({family}, {days:g} days, "
-        f"seed {seed}) to {out}",
+        f"seed {seed}) to {esc(out)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -225,7 +227,7 @@ def _print_tables(result: Any, data: dict[str, Any], per_model: bool) -> None:
         table.add_row(*cells)
     console.print(table)
     if per_model:
-        pm = Table(title="Per model (fixed -> automatic)")
+        pm = DataTable(title="Per model (fixed -> automatic)")
         for col in ("model", "requests", "cold fixed", "cold auto", "idle-h fixed", "idle-h auto"):
             pm.add_column(col, justify="left" if col == "model" else "right")
         fixed = {m.model_id: m for m in result.policies["fixed"].models}

@@ -14,13 +14,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from models_catalog.catalog import DATA_DIR, Catalog, load_catalog, suggest
 from models_catalog.errors import CatalogError, CatalogValidationError, UnknownModelError
 from models_catalog.types import UNIT_PRICE_FIELD, SelfHostedModel
-from workers.cli.common import catalog_or_fail
+from workers.cli.common import DataTable, catalog_or_fail, esc
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -41,7 +39,7 @@ class Kind(StrEnum):
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {esc(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -126,8 +124,8 @@ def list_catalog(
         console.print(_providers_table(cat))
 
 
-def _models_table(cat: Catalog) -> Table:
-    t = Table(title=f"Deployable self-hosted models ({len(cat.models)})")
+def _models_table(cat: Catalog) -> DataTable:
+    t = DataTable(title=f"Deployable self-hosted models ({len(cat.models)})")
     for col in ("id", "name", "category", "instance", "$/hour", "unit price", "thermal", "tier"):
         t.add_column(col)
     t.add_column("status")
@@ -147,8 +145,8 @@ def _models_table(cat: Catalog) -> Table:
     return t
 
 
-def _registry_table(cat: Catalog) -> Table:
-    t = Table(title=f"Registry entries, not deployable ({len(cat.registry_entries)})")
+def _registry_table(cat: Catalog) -> DataTable:
+    t = DataTable(title=f"Registry entries, not deployable ({len(cat.registry_entries)})")
     for col in ("id", "name", "category", "specialty", "description", "seed"):
         t.add_column(col)
     for r in cat.registry_entries.values():
@@ -157,8 +155,8 @@ def _registry_table(cat: Catalog) -> Table:
     return t
 
 
-def _services_table(cat: Catalog) -> Table:
-    t = Table(title=f"Mid-level services ({len(cat.services)})")
+def _services_table(cat: Catalog) -> DataTable:
+    t = DataTable(title=f"Mid-level services ({len(cat.services)})")
     for col in ("id", "name", "tier", "required", "optional", "pricing"):
         t.add_column(col)
     for s in cat.services.values():
@@ -178,8 +176,8 @@ def _services_table(cat: Catalog) -> Table:
     return t
 
 
-def _operations_table(cat: Catalog) -> Table:
-    t = Table(title=f"Operations ({len(cat.operations())})")
+def _operations_table(cat: Catalog) -> DataTable:
+    t = DataTable(title=f"Operations ({len(cat.operations())})")
     for col in ("path", "required", "optional", "unit", "long", "accepts"):
         t.add_column(col)
     for _svc, op in cat.operations():
@@ -194,8 +192,10 @@ def _operations_table(cat: Catalog) -> Table:
     return t
 
 
-def _providers_table(cat: Catalog) -> Table:
-    t = Table(title=f"External providers ({len(cat.providers)}), {len(cat.external_models)} models")
+def _providers_table(cat: Catalog) -> DataTable:
+    t = DataTable(
+        title=f"External providers ({len(cat.providers)}), {len(cat.external_models)} models"
+    )
     for col in ("id", "name", "category", "litellm", "models"):
         t.add_column(col)
     per_provider: dict[str, int] = {}
@@ -232,13 +232,13 @@ def show(
     if as_json:
         _echo_json({"kind": kind, **data})
         return
-    t = Table(title=f"{kind} {data.get('id', item_id)}", show_header=False)
+    t = DataTable(title=f"{kind} {data.get('id', item_id)}", show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value")
     for key, value in data.items():
         if isinstance(value, dict | list):
             value = json.dumps(value, default=str)
-        t.add_row(key, escape(str(value)))
+        t.add_row(key, str(value))
     console.print(t)
 
 
@@ -321,12 +321,12 @@ def validate(
         else:
             err_console.print(
                 f"[bold red]catalog is invalid[/] ({len(exc.problems)} problem(s)) in "
-                f"{escape(str(path or DATA_DIR))}:",
+                f"{esc(str(path or DATA_DIR))}:",
                 highlight=False,
                 soft_wrap=True,
             )
             for problem in exc.problems:
-                err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
+                err_console.print(f"  - {esc(problem)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     counts = _counts(cat)
     if as_json:
@@ -334,7 +334,7 @@ def validate(
         return
     summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items())
     console.print(
-        f"[green]catalog OK[/] ({escape(str(cat.data_dir))}): {summary}",
+        f"[green]catalog OK[/] ({esc(str(cat.data_dir))}): {summary}",
         highlight=False,
         soft_wrap=True,
     )
@@ -369,4 +369,4 @@ def sync(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
             }
         )
         return
-    Console().print(f"catalog sync: {report.summary()}")
+    Console().print(f"catalog sync: {esc(report.summary())}")

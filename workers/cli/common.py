@@ -13,7 +13,11 @@ import psycopg
 import typer
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.markup import escape
+from rich.style import StyleType
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
@@ -30,12 +34,40 @@ if TYPE_CHECKING:
     from workers.settings import Settings
 
 T = TypeVar("T")
-console = Console(soft_wrap=True)  # long URLs and ids stay on one line (copyable)
-err_console = Console(stderr=True, soft_wrap=True)
+# soft_wrap: long URLs and ids stay on one line (copyable); emoji=False: a ":name:" in data
+# (a payload, an error) stays as it is.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
+
+
+def esc(value: object) -> str:
+    """Data (an error text, a payload, a name) inside a Rich markup string, printed as it is:
+    `[i-0a1b2c3d4e] ...` would otherwise lose its brackets (read as a style) and
+    `[/opt/ml/model]` raise MarkupError (read as a closing tag)."""
+    return escape(str(value))
+
+
+class DataTable(Table):
+    """A table of data: text cells and the title print as they are, never read as markup
+    (a cell that wants a style passes a rich Text)."""
+
+    def __init__(self, *headers: Any, title: str | Text | None = None, **options: Any) -> None:
+        if isinstance(title, str):
+            title = Text(title, style="table.title")
+        super().__init__(*headers, title=title, **options)
+
+    def add_row(
+        self,
+        *renderables: RenderableType | None,
+        style: StyleType | None = None,
+        end_section: bool = False,
+    ) -> None:
+        cells = (Text(c) if isinstance(c, str) else c for c in renderables)
+        super().add_row(*cells, style=style, end_section=end_section)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {esc(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -77,8 +109,8 @@ async def note_if_no_worker(client: Client, task_queue: str) -> bool:
         await asyncio.sleep(NO_WORKER_CHECK_EVERY_S)
     if await worker_polling(client, task_queue) is False:
         err_console.print(
-            f"[yellow]note:[/] no worker is polling task queue {task_queue!r}: nothing runs "
-            "until one starts (`radiant up` or `radiant worker`); the request stays queued.",
+            f"[yellow]note:[/] no worker is polling task queue {esc(repr(task_queue))}: nothing "
+            "runs until one starts (`radiant up` or `radiant worker`); the request stays queued.",
             highlight=False,
         )
         return True

@@ -6,8 +6,9 @@ import json
 
 import typer
 from rich.console import Console
-from rich.table import Column, Table
+from rich.table import Column
 
+from workers.cli.common import DataTable
 from workers.settings import get_settings
 
 
@@ -18,7 +19,7 @@ def show_config(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         typer.echo(json.dumps(values, indent=2, default=str))
         return
     # Values fold instead of being cut with "…" (a pipe has no terminal width to fit).
-    table = Table(
+    table = DataTable(
         *(Column(h, overflow="fold") for h in ("setting", "value", "environment variable"))
     )
     for name, value in values.items():

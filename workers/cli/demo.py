@@ -14,10 +14,9 @@ import time
 import uuid
 
 import typer
-from rich.table import Table
 
 from models_catalog.pricing import display_money
-from workers.cli.common import console
+from workers.cli.common import DataTable, console, esc
 from workers.settings import Settings, get_settings
 
 DEMO_TENANT = "demo-tenant"
@@ -64,7 +63,7 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
         tenant = get_tenant(urls.owner, DEMO_TENANT)
     except UnknownTenantError:
         tenant = create_tenant(urls.owner, DEMO_TENANT, 5)
-    console.print(f"tenant [bold]{tenant.name}[/] (tier {tenant.tier})")
+    console.print(f"tenant [bold]{esc(tenant.name)}[/] (tier {tenant.tier})")
 
     jobs = await JobClient.connect(settings)
     control = ThermalControl(
@@ -104,7 +103,9 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
                 )
             )
 
-        table = Table("job", "models", "units", "billed", "wall s", "answer", title="sample jobs")
+        table = DataTable(
+            "job", "models", "units", "billed", "wall s", "answer", title="sample jobs"
+        )
         table.columns[0].no_wrap = True
         run_id = uuid.uuid4().hex[:6]
         handles = []
@@ -134,10 +135,10 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
                 f"{time.monotonic() - started:.1f}",
                 _summary(result.output),
             )
-            console.print(f"  done {key}: {jobs.web_ui_link(handle.id)}")
+            console.print(f"  done {esc(key)}: {esc(jobs.web_ui_link(handle.id))}")
         console.print(table)
 
-        states = Table("model", "target", "instances", "endpoint", title="thermal states")
+        states = DataTable("model", "target", "instances", "endpoint", title="thermal states")
         for m in sorted(needed):
             st = await control.status(settings.app_id, settings.environment, m)
             states.add_row(
@@ -152,7 +153,9 @@ async def _demo(settings: Settings, all_operations: bool) -> None:
     await asyncio.to_thread(usage.report, tenant.name, usage.GroupBy.service, None, False)
     from workers.temporal import web_ui
 
-    console.print(f"[bold]Web UI: {web_ui(settings)}[/] (filter: RadiantTenant = '{tenant.name}')")
+    console.print(
+        f"[bold]Web UI: {esc(web_ui(settings))}[/] (filter: RadiantTenant = '{esc(tenant.name)}')"
+    )
 
 
 def _summary(output: object) -> str:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import typer
-from rich.table import Column, Table
+from rich.table import Column
 from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
@@ -16,8 +16,10 @@ from temporalio.client import (
 
 from models_catalog.pricing import display_money
 from workers.cli.common import (
+    DataTable,
     console,
     emit_json,
+    esc,
     fail,
     failure_message,
     json_default,
@@ -84,7 +86,9 @@ def submit(
             fail(f"cannot read the input {exc.filename or input_ref}: {exc.strerror or exc}")
         await note_if_no_worker(jobs.client, settings.task_queue)
         if not as_json:
-            console.print(f"job [bold]{handle.id}[/]\nWeb UI: {jobs.web_ui_link(handle.id)}")
+            console.print(
+                f"job [bold]{esc(handle.id)}[/]\nWeb UI: {esc(jobs.web_ui_link(handle.id))}"
+            )
         if not wait:
             return {"workflow_id": handle.id, "web_ui": jobs.web_ui_link(handle.id)}
         result = asyncio.ensure_future(handle.result())
@@ -96,7 +100,7 @@ def submit(
                     f": {progress['detail']}" if progress.get("detail") else ""
                 )
                 if line != last and not as_json:
-                    console.print(f"  … {line}")
+                    console.print(f"  … {esc(line)}")
                     last = line
             except Exception:  # not started by a worker yet
                 pass
@@ -113,10 +117,10 @@ def submit(
 
 def _print_result(result: Any) -> None:
     console.print(
-        f"[green]done[/] {result.service}/{result.operation}: "
-        f"{result.units} {result.unit}(s), billed {display_money(result.billed, 4)}, "
-        f"models {', '.join(result.models_used)}"
-        + (f" [yellow](degraded: {result.degraded_reason})[/]" if result.degraded else "")
+        f"[green]done[/] {esc(result.service)}/{esc(result.operation)}: "
+        f"{result.units} {esc(result.unit)}(s), billed {display_money(result.billed, 4)}, "
+        f"models {esc(', '.join(result.models_used))}"
+        + (f" [yellow](degraded: {esc(result.degraded_reason)})[/]" if result.degraded else "")
     )
     # Rendered first, then cut: a cut JSON text no longer parses.
     text = json.dumps(result.output, indent=2, default=str)
@@ -191,7 +195,7 @@ def list_jobs(
     if as_json:
         emit_json(rows)
         return
-    table = Table(Column("workflow id", overflow="fold"), "status", "tenant", "started")
+    table = DataTable(Column("workflow id", overflow="fold"), "status", "tenant", "started")
     for r in rows:
         table.add_row(r["workflow_id"], r["status"] or "", r["tenant"] or "", str(r["started"]))
     console.print(table)
@@ -235,4 +239,4 @@ def cancel(workflow_id: str) -> None:
             fail(str(exc))
 
     run(go())
-    console.print(f"cancellation requested for {workflow_id}")
+    console.print(f"cancellation requested for {esc(workflow_id)}")

@@ -17,13 +17,12 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import text
 
 from activities.llm.registry_sync import SYNC_TYPES, RegistrySyncInput, registry_sync_workflow_id
 from models_catalog.selection import context_window_from_environment
 from models_catalog.types import ModelStatus
-from workers.cli.common import emit_json, failure_message, note_if_no_worker
+from workers.cli.common import DataTable, emit_json, failure_message, note_if_no_worker
 from workers.cli.select import die, run_db
 from workers.settings import Settings, get_settings
 
@@ -165,7 +164,7 @@ def list_models(
             }
         )
         return
-    table = Table(
+    table = DataTable(
         "id",
         "hosting",
         "provider",
@@ -229,7 +228,7 @@ def stats(app_id: AppOpt = None, env: EnvOpt = None, as_json: JsonOpt = False) -
     if as_json:
         emit_json(out)
         return
-    table = Table("metric", "value", title=f"registry stats ({app_id}/{env})")
+    table = DataTable("metric", "value", title=f"registry stats ({app_id}/{env})")
     for key, value in out.items():
         if key not in ("app_id", "environment"):
             table.add_row(key, str(value))
@@ -256,7 +255,7 @@ def history(
     if as_json:
         emit_json(runs)
         return
-    table = Table("id", "type", "status", "started", "duration", "added", "errors", "review")
+    table = DataTable("id", "type", "status", "started", "duration", "added", "errors", "review")
     for r in runs:
         details = r.details or {}
         took = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None

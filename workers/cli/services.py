@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from activities.service_states import ServiceStateRow, refresh_service_states
 from models_catalog.errors import CatalogError
-from workers.cli.common import catalog_or_fail, console, emit_json, fail, run, served_pair
+from workers.cli.common import (
+    DataTable,
+    catalog_or_fail,
+    console,
+    emit_json,
+    fail,
+    run,
+    served_pair,
+)
 from workers.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -50,12 +58,12 @@ def _show(rows: list[ServiceStateRow], as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("service", "state", "admin disabled", "reason", "unavailable models")
+    table = DataTable("service", "state", "admin disabled", "reason", "unavailable models")
     colors = {"RUNNING": "green", "DEGRADED": "yellow", "OFFLINE": "red", "DISABLED": "dim"}
     for r in rows:
         table.add_row(
             r.service_id,
-            f"[{colors[r.state.value]}]{r.state.value}[/]",
+            Text(r.state.value, style=colors[r.state.value]),
             "yes" if r.admin_disabled else "",
             r.reason,
             ", ".join(r.unavailable_models),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from workers.cli.common import console, fail
+from workers.cli.common import console, esc, fail
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger("radiant.up")
@@ -38,7 +38,7 @@ def prepare_database(settings: Settings) -> str:
     report = sync_catalog(urls.owner, load_catalog(settings.catalog_dir))
     console.print(
         f"[green]database ready[/] ({'embedded' if urls.embedded else 'configured'}); "
-        f"catalog sync: {report.summary()}"
+        f"catalog sync: {esc(report.summary())}"
     )
     return urls.owner
 
@@ -101,8 +101,8 @@ def _run_locked_stack(settings: Settings, body: StackBody | None, stay: bool) ->
         prepare_database(settings)
         temporal = start_dev_server(settings, settings.data_dir / "temporal.log")
         console.print(
-            f"[green]Temporal[/] at {settings.temporal_address}; "
-            f"[bold]Web UI: {temporal_web_ui(settings)}[/]"
+            f"[green]Temporal[/] at {esc(settings.temporal_address)}; "
+            f"[bold]Web UI: {esc(temporal_web_ui(settings))}[/]"
         )
         asyncio.run(_serve_stack(settings, body, stay))
     except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
@@ -145,7 +145,7 @@ async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -
     from workers.main import serve
     from workers.schedules import schedules
 
-    console.print(f"[green]schedules[/]: {', '.join(schedules(settings))}")
+    console.print(f"[green]schedules[/]: {esc(', '.join(schedules(settings)))}")
     stop = asyncio.Event()
     worker_task = asyncio.ensure_future(serve(settings, stop))
     console.print("[green]worker running[/]")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from activities.db.engine import DatabaseUrls, mask_url
 from activities.db.errors import DatabaseError
 from activities.tenants import TIER_NAMES, TenantError, create_tenant, list_tenants
-from workers.cli.common import emit_json, not_migrated
+from workers.cli.common import DataTable, emit_json, not_migrated
 
 EXIT_BAD_INPUT = 2
 
@@ -116,7 +116,7 @@ def list_(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(records)
         return
-    table = Table(title=f"Tenants ({len(records)})")
+    table = DataTable(title=f"Tenants ({len(records)})")
     table.add_column("name")
     table.add_column("tier", justify="right")
     table.add_column("id")

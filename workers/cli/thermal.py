@@ -6,31 +6,36 @@ import asyncio
 import contextlib
 import json
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
 
+import psycopg
 import typer
 from rich.live import Live
-from rich.table import Column, Table
+from rich.table import Column
 from sqlalchemy import text
 from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateStage,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.backends.base import endpoint_name
+from activities.db.schema import NOTIFY_CHANNEL
 from activities.fleet_activities import BulkSetInput, ReconcileInput
 from activities.thermal_control import ThermalControl
-from activities.workflow_status import running_task_queue, workflow_running
+from activities.workflow_status import running_task_queue
 from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError
 from models_catalog.types import ThermalState
 from workers.cli.common import (
+    DataTable,
     catalog_or_fail,
     console,
     emit_json,
     err_console,
+    esc,
     fail,
     note_if_no_worker,
     run,
@@ -115,8 +120,8 @@ async def _note_if_unserved(control: ThermalControl, app_id: str, env: str, mode
     await note_if_no_worker(control.client, running or control.task_queue)
 
 
-def _status_table(rows: list[ThermalStatus]) -> Table:
-    table = Table(
+def _status_table(rows: list[ThermalStatus]) -> DataTable:
+    table = DataTable(
         "model", "target", "current", "instances", "endpoint", "ready", "last activity", "error"
     )
     for st in rows:
@@ -141,6 +146,13 @@ def list_states(
     settings, app_id, env = _scope(app_id, env, read_only=True)
     catalog = _catalog(settings)
     rows = run(_recorded(settings, app_id, env))
+    if not rows:
+        # On stderr: --json output stays pure. A mistyped --app/--env lands here too.
+        err_console.print(
+            f"[yellow]note:[/] nothing is recorded for {esc(app_id)}/{esc(env)}: no model's "
+            "state was ever set there; these are the catalog defaults.",
+            highlight=False,
+        )
     out = []
     for model in catalog.deployable_models():
         st = _recorded_status(catalog, app_id, env, model.id, rows.get(model.id))
@@ -163,7 +175,7 @@ def list_states(
     if as_json:
         emit_json({"app_id": app_id, "environment": env, "models": out})
         return
-    table = Table(
+    table = DataTable(
         Column("model", overflow="fold"),  # ids stay whole in a narrow or piped output
         "target",
         "current",
@@ -205,15 +217,26 @@ async def _recorded(settings: Settings, app_id: str, env: str) -> dict[str, dict
 def show(
     model: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
 ) -> None:
-    """One model's live state, from its thermal workflow."""
+    """One model's live state, from its thermal workflow (the recorded one when no worker
+    answers)."""
     settings, app_id, env = _scope(app_id, env, read_only=True)
     catalog = _catalog(settings)
     model_id = _deployable(catalog, model)
 
     async def go() -> ThermalStatus:
         control = await _control(settings)
-        if await workflow_running(control.client, control.handle(app_id, env, model_id).id):
-            return await _loaded_status(control, app_id, env, model_id)
+        queue = await running_task_queue(control.client, control.handle(app_id, env, model_id).id)
+        if queue is not None:
+            # Only a worker answers the query: with none on the workflow's queue (or none in
+            # time) the record, said so, instead of a hang until Temporal's own timeout.
+            if not await note_if_no_worker(control.client, queue):
+                with contextlib.suppress(_QueryTimeout):
+                    return await _live_status(control, app_id, env, model_id)
+            err_console.print(
+                f"[yellow]note:[/] the live state of {esc(model_id)} is unavailable (no worker "
+                "answered): showing the recorded state.",
+                highlight=False,
+            )
         # No thermal workflow runs (never used here, or it ended: a closed workflow would
         # still answer with its last state): what `list` shows, the record or the default.
         row = (await _recorded(settings, app_id, env)).get(model_id)
@@ -221,6 +244,27 @@ def show(
 
     st = run(go())
     emit_json(st) if as_json else console.print(_status_table([st]))
+
+
+SHOW_QUERY_TIMEOUT = timedelta(seconds=5)  # a served query answers in milliseconds
+
+
+class _QueryTimeout(Exception):
+    pass
+
+
+async def _live_status(
+    control: ThermalControl, app_id: str, env: str, model_id: str
+) -> ThermalStatus:
+    """The running workflow's status; _QueryTimeout when no worker answers in time."""
+    try:
+        return await _loaded_status(
+            control, app_id, env, model_id, limit_s=10.0, rpc_timeout=SHOW_QUERY_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            raise _QueryTimeout from exc
+        raise
 
 
 def _recorded_status(
@@ -262,7 +306,7 @@ def set_state(
     async def go() -> ThermalStatus:
         control = await _control(settings)
         await _note_if_unserved(control, app_id, env, model_id)
-        with console.status(f"{model_id}: applying {target.value} ..."):
+        with console.status(f"{esc(model_id)}: applying {target.value} ..."):
             return await control.set_target(app_id, env, model_id, SetTargetRequest(state=target))
 
     st = run(go())
@@ -325,15 +369,24 @@ def warm(
 
 
 async def _loaded_status(
-    control: ThermalControl, app_id: str, env: str, model_id: str, limit_s: float = 60.0
+    control: ThermalControl,
+    app_id: str,
+    env: str,
+    model_id: str,
+    limit_s: float = 60.0,
+    rpc_timeout: timedelta | None = None,
 ) -> ThermalStatus:
     """The status once a just-started thermal workflow has loaded its state (its query says
-    "still starting" until then)."""
+    "still starting" until then); `rpc_timeout` bounds each query (RPCError when over)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     while True:
         try:
-            return await control.status(app_id, env, model_id)
+            if rpc_timeout is None:
+                return await control.status(app_id, env, model_id)
+            return await control.handle(app_id, env, model_id).query(
+                ModelThermalWorkflow.status, rpc_timeout=rpc_timeout
+            )
         except WorkflowQueryFailedError as exc:
             if STILL_STARTING not in str(exc) or loop.time() > deadline:
                 raise  # e.g. the model cannot be managed: the workflow's reason, at once
@@ -388,17 +441,17 @@ def bulk(
     results = run(go())
     if as_json:
         emit_json(results)
-        return
-    table = Table("model", "ok", "state", "instances", "error")
-    for r in results:
-        table.add_row(
-            r.model_id,
-            "yes" if r.ok else "NO",
-            r.status.current_state.value if r.status else "-",
-            str(r.status.instance_count) if r.status else "-",
-            r.error or "",
-        )
-    console.print(table)
+    else:
+        table = DataTable("model", "ok", "state", "instances", "error")
+        for r in results:
+            table.add_row(
+                r.model_id,
+                "yes" if r.ok else "NO",
+                r.status.current_state.value if r.status else "-",
+                str(r.status.instance_count) if r.status else "-",
+                r.error or "",
+            )
+        console.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 
@@ -427,15 +480,15 @@ def reconcile(
         return
     console.print(f"checked {report.checked} recorded models, {report.endpoints} running endpoints")
     for line in report.drift:
-        console.print(f"[yellow]drift[/] {line}")
+        console.print(f"[yellow]drift[/] {esc(line)}")
     for o in report.orphans:
         console.print(
-            f"[red]orphan[/] {o.endpoint_name} ({o.instance_count} instance(s))"
+            f"[red]orphan[/] {esc(o.endpoint_name)} ({o.instance_count} instance(s))"
             + (" deleted" if o.deleted else "")
         )
     for o in report.unmanaged:
         console.print(
-            f"[magenta]unmanaged[/] {o.endpoint_name} ({o.instance_count} instance(s)): no "
+            f"[magenta]unmanaged[/] {esc(o.endpoint_name)} ({o.instance_count} instance(s)): no "
             "radiant ownership tags, never deleted automatically"
         )
 
@@ -460,33 +513,145 @@ def _iso(created: Any) -> str:
     return str(created)
 
 
-async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) -> None:
-    import psycopg
+WATCH_RETRY_FIRST_S = 0.5  # a lost connection is retried after this, doubling up to
+WATCH_RETRY_MAX_S = 10.0  # this, until it is back (or Ctrl-C)
+WATCH_SEEN_IDS = 1024  # the ids printed lately: each notification is printed once
 
-    from activities.db.engine import libpq_conninfo, resolve_database_urls
 
-    def show_one(created: Any, kind: str, payload: dict[str, Any]) -> None:
-        if as_json:
-            typer.echo(json.dumps({"created_at": _iso(created), "kind": kind, "payload": payload}))
-        else:
+class _RecentIds:
+    """The last `size` ids seen (ids can commit out of order: a lower one may come later)."""
+
+    def __init__(self, size: int = WATCH_SEEN_IDS) -> None:
+        self._order: deque[int] = deque()
+        self._ids: set[int] = set()
+        self._size = size
+
+    def add(self, row_id: int) -> bool:
+        """True the first time `row_id` is seen."""
+        if row_id in self._ids:
+            return False
+        self._order.append(row_id)
+        self._ids.add(row_id)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True
+
+
+class _Watcher:
+    """Prints each notification once: the backlog, the live ones (LISTEN) and, after a lost
+    connection, those committed while it was down (read by id)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.seen = _RecentIds()
+        self.last_id = 0  # the highest id seen (or present when the watch started)
+
+    def show(self, row_id: int, created: Any, kind: str, payload: Any) -> None:
+        if not self.seen.add(row_id):
+            return  # e.g. committed between LISTEN and the SELECT: both have it
+        self.last_id = max(self.last_id, row_id)
+        if self.as_json:
+            line = {"created_at": _iso(created), "kind": kind, "payload": payload}
+            typer.echo(json.dumps(line, default=str))
+            return
+        what = ""
+        if isinstance(payload, dict):
             what = payload.get("model_id") or payload.get("service_id") or ""
-            console.print(
-                f"{_iso(created)} [bold]{kind}[/] {what} {json.dumps(payload, default=str)}"
-            )
+        console.print(
+            f"{_iso(created)} [bold]{esc(kind)}[/] {esc(what)} "
+            f"{esc(json.dumps(payload, default=str))}"
+        )
+
+    async def rows(self, conn: psycopg.AsyncConnection[Any], sql: str, *params: Any) -> None:
+        cur = await conn.execute(sql, params)
+        for row_id, created, kind, payload in await cur.fetchall():
+            self.show(row_id, created, kind, payload)
+
+    async def follow(self, conn: psycopg.AsyncConnection[Any]) -> NoReturn:
+        """Print the notifications of a LISTENing connection until it fails."""
+        while True:
+            truncated = None
+            # notifies() holds the connection until closed: closed before reading a row.
+            async with contextlib.aclosing(conn.notifies()) as notes:
+                async for note in notes:
+                    data = json.loads(note.payload)
+                    if data.get("payload_truncated"):
+                        truncated = data
+                        break
+                    self.show(
+                        data["id"],
+                        data.get("created_at"),
+                        data.get("kind", "?"),
+                        data.get("payload"),
+                    )
+            if truncated is not None:
+                # Over pg_notify's size limit the trigger leaves the payload out: the row has
+                # it (notifications arriving meanwhile wait in the connection's backlog).
+                cur = await conn.execute(
+                    "SELECT payload FROM notifications WHERE id = %s", (truncated["id"],)
+                )
+                row = await cur.fetchone()
+                kind = truncated.get("kind", "?")
+                self.show(
+                    truncated["id"], truncated.get("created_at"), kind, row[0] if row else None
+                )
+
+
+async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) -> None:
+    from activities.db.engine import libpq_conninfo, one_line, resolve_database_urls
 
     conninfo = libpq_conninfo(resolve_database_urls(settings).app)
+    watcher = _Watcher(as_json)
+    # A database that is not there at the start fails the command (exit 2); a connection lost
+    # later is reconnected below.
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         if follow:
-            await conn.execute("LISTEN radiant_notifications")
-        cur = await conn.execute(
-            "SELECT created_at, kind, payload FROM (SELECT * FROM notifications "
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")  # first: nothing committed is missed
+        cur = await conn.execute("SELECT coalesce(max(id), 0) FROM notifications")
+        watcher.last_id = (await cur.fetchone() or (0,))[0]
+        await watcher.rows(
+            conn,
+            "SELECT id, created_at, kind, payload FROM (SELECT * FROM notifications "
             "ORDER BY id DESC LIMIT %s) t ORDER BY id",
-            (since,),
+            since,
         )
-        for created, kind, payload in await cur.fetchall():
-            show_one(created, kind, payload)
         if not follow:
             return
-        async for note in conn.notifies():
-            data = json.loads(note.payload)
-            show_one(data.get("created_at"), data.get("kind", "?"), data.get("payload", data))
+        try:
+            await watcher.follow(conn)
+        except psycopg.OperationalError as exc:
+            lost = exc
+    while True:  # the connection was lost: back with a backoff, then follow again
+        err_console.print(
+            f"[yellow]note:[/] lost the database connection ({esc(one_line(lost))}); "
+            "reconnecting ...",
+            highlight=False,
+        )
+        async with await _reconnect(conninfo, watcher) as conn:
+            try:
+                await watcher.follow(conn)
+            except psycopg.OperationalError as exc:
+                lost = exc
+
+
+async def _reconnect(conninfo: str, watcher: _Watcher) -> psycopg.AsyncConnection[Any]:
+    """A new LISTENing connection once the database answers again (Ctrl-C stops trying), after
+    printing what was committed while there was none."""
+    delay = WATCH_RETRY_FIRST_S
+    while True:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, WATCH_RETRY_MAX_S)
+        conn = None
+        try:
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")  # first, as at the start
+            await watcher.rows(
+                conn,
+                "SELECT id, created_at, kind, payload FROM notifications WHERE id > %s ORDER BY id",
+                watcher.last_id,
+            )
+            return conn
+        except psycopg.OperationalError:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()

@@ -35,7 +35,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, Field, PlainSerializer, computed_field
-from rich.table import Table
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.pool import NullPool
 
@@ -45,7 +44,7 @@ from activities.db.tenancy import tenant_transaction_sync
 from activities.metering import BILLED_UNIT_KINDS
 from activities.tenants import TenantRecord, get_tenant, list_tenants
 from models_catalog.pricing import display_money, uptime_cost, uptime_hours
-from workers.cli.common import emit_json
+from workers.cli.common import DataTable, emit_json
 from workers.cli.tenants import database, fail, print_table
 
 app = typer.Typer(no_args_is_help=True, help="Usage and margin reports from the ledger.")
@@ -281,7 +280,7 @@ def report(
     title = f"Usage of {result.tenant.name} (tier {result.tenant.tier}) by {by.value}"
     if since_dt is not None:
         title += f" since {since_dt:%Y-%m-%d %H:%M} UTC"
-    table = Table(title=title)
+    table = DataTable(title=title)
     key_names = list(result.groups[0].key) if result.groups else []
     for name in key_names:
         table.add_column(name)
@@ -428,7 +427,7 @@ def margin(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
         emit_json(result)
         return
     suffix = f" since {since_dt:%Y-%m-%d %H:%M} UTC" if since_dt else ""
-    st = Table(title=f"Margin by service operation{suffix}")
+    st = DataTable(title=f"Margin by service operation{suffix}")
     for col in ("service", "operation", "calls", "units", "billed", "internal cost", "margin",
                 "margin %"):  # fmt: skip
         st.add_column(col, justify="left" if col in ("service", "operation", "units") else "right")
@@ -437,21 +436,21 @@ def margin(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
                    _money(s.billed), _money(s.internal_cost), _money(s.margin),
                    f"{s.margin_percent}" if s.margin_percent is not None else "-")  # fmt: skip
     print_table(st)
-    mt = Table(title=f"Cost by model{suffix}")
+    mt = DataTable(title=f"Cost by model{suffix}")
     for col in ("model", "provider", "rows", "units", "billed", "internal cost"):
         mt.add_column(col, justify="left" if col in ("model", "provider", "units") else "right")
     for m in result.models:
         mt.add_row(m.model_id, m.provider_id or "self-hosted", str(m.rows), _units(m.units),
                    _money(m.billed), _money(m.internal_cost))  # fmt: skip
     print_table(mt)
-    tt = Table(title=f"Billed by tenant{suffix}")
+    tt = DataTable(title=f"Billed by tenant{suffix}")
     for col in ("tenant", "rows", "billed", "internal cost", "margin"):
         tt.add_column(col, justify="left" if col == "tenant" else "right")
     for t in result.tenants:
         tt.add_row(t.name, str(t.rows), _money(t.billed), _money(t.internal_cost),
                    _money(t.margin))  # fmt: skip
     print_table(tt)
-    ut = Table(title=f"Endpoint uptime cost{suffix} (open intervals up to now)")
+    ut = DataTable(title=f"Endpoint uptime cost{suffix} (open intervals up to now)")
     for col in ("app", "environment", "model", "intervals", "open", "instance hours", "cost"):
         ut.add_column(col, justify="left" if col in ("app", "environment", "model") else "right")
     for x in result.uptime:
