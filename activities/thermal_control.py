@@ -2,6 +2,8 @@
 
 Each (app, env, model) has one long-lived workflow; every call is update-with-start with
 USE_EXISTING, so the first caller creates it and everyone else talks to the same one.
+Every (app, env) entering here is checked first (activities/app_scope.py): ids holding a `/`
+would name another pair's workflow.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
 )
 
-from activities.app_scope import AppScope
+from activities.app_scope import AppScope, check_pair
 from workflows import search_attributes as sa
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import (
@@ -40,7 +42,7 @@ class ThermalControl:
         self.apps = apps or AppScope()  # no thermal workflow starts outside it
 
     def _start_op(self, app_id: str, env: str, model_id: str) -> WithStartWorkflowOperation:
-        self.apps.check(app_id, env)  # AppNotServedError
+        self.apps.check(app_id, env)  # InvalidAppIdError, AppNotServedError
         return WithStartWorkflowOperation(
             ModelThermalWorkflow.run,
             ModelThermalInput(
@@ -77,6 +79,9 @@ class ThermalControl:
         )
 
     def handle(self, app_id: str, env: str, model_id: str) -> WorkflowHandle:
+        """The pair's workflow (status, signals); not the scope check: a pair taken out of
+        RADIANT_APPS may still be looked at. A malformed id: InvalidAppIdError."""
+        check_pair(app_id, env)
         return self.client.get_workflow_handle(thermal_workflow_id(app_id, env, model_id))
 
     async def status(self, app_id: str, env: str, model_id: str) -> ThermalStatus:

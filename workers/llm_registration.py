@@ -49,7 +49,11 @@ LLM_WORKFLOWS: list[type] = [
 ]
 
 HEALTH_SCHEDULE_ID = "radiant-registry-health"
-THERMAL_SCHEDULE_ID = "radiant-registry-thermal"
+#: The seed's 5-minute "thermal" sync is the thermal reconcile, which has its own schedule
+#: (every minute, workers/schedules.py): a second schedule ran it twice, concurrently. Worker
+#: start-up deletes it where an earlier version created it; `registry sync --type thermal`
+#: and the daily full sync still run the reconcile.
+RETIRED_SCHEDULE_IDS = ("radiant-registry-thermal",)
 PRICING_SCHEDULE_ID = "radiant-registry-pricing"
 FULL_SCHEDULE_ID = "radiant-registry-full"
 
@@ -108,11 +112,11 @@ def _at(hour: int = 0, minute: int = 0, weekday: int | None = None) -> ScheduleC
 
 
 def registry_schedules(settings: Settings) -> dict[str, Schedule]:
-    """The seed's four registry-sync rules as Temporal Schedules (overlap: skip)."""
+    """The seed's registry-sync rules as Temporal Schedules (overlap: skip); its thermal rule
+    is the reconcile schedule (RETIRED_SCHEDULE_IDS)."""
     every_5_min = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=5))])
     plan = {
         HEALTH_SCHEDULE_ID: ("health", every_5_min, "provider health: latency, error rate, status"),
-        THERMAL_SCHEDULE_ID: ("thermal", every_5_min, "thermal sync (the thermal reconcile)"),
         PRICING_SCHEDULE_ID: (
             "pricing",
             ScheduleSpec(calendars=[_at(weekday=0)]),

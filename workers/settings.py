@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workers.samples import SAMPLES_DIR
@@ -102,6 +102,16 @@ class Settings(BaseSettings):
         for prefix in v:
             if not prefix.startswith("s3://") or len(prefix) <= len("s3://"):
                 raise ValueError(f"input S3 prefix {prefix!r} is not an s3://bucket/... URI")
+        return v
+
+    @field_validator("app_id", "environment")
+    @classmethod
+    def _pair_id(cls, v: str, info: ValidationInfo) -> str:
+        from activities.app_scope import id_problem
+
+        label = "app" if info.field_name == "app_id" else "environment"
+        if problem := id_problem(label, v):
+            raise ValueError(problem)  # `/` would make its workflow ids another pair's
         return v
 
     @field_validator("apps")

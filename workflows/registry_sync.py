@@ -1,6 +1,7 @@
 """RegistrySyncWorkflow: one run of the registry sync (seed 001 section 36.4), started by its
-Temporal Schedule (health and thermal every 5 minutes, pricing weekly, full daily) or by
-`radiant registry sync --type ...`.
+Temporal Schedule (health every 5 minutes, pricing weekly, full daily) or by
+`radiant registry sync --type ...` (the seed's 5-minute thermal sync is the reconcile
+schedule, every minute).
 
 - health: probe every configured provider, smoothed results into provider_health;
 - pricing: catalog prices against LiteLLM's cost map, differences logged for review;

@@ -17,7 +17,7 @@ from temporalio.client import (
     WorkflowFailureError,
 )
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db.engine import libpq_conninfo
 from activities.llm.registry_sync import RegistrySyncInput, RegistrySyncResult
@@ -27,7 +27,7 @@ from workers.llm_registration import (
     FULL_SCHEDULE_ID,
     HEALTH_SCHEDULE_ID,
     PRICING_SCHEDULE_ID,
-    THERMAL_SCHEDULE_ID,
+    RETIRED_SCHEDULE_IDS,
     registry_schedules,
 )
 from workers.schedules import RECONCILE_SCHEDULE_ID, ensure_schedules
@@ -165,12 +165,8 @@ async def test_invalid_sync_type(llm: LLMHarness):
 
 async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarness, reset_health):
     schedules = registry_schedules(llm.settings)
-    assert set(schedules) == {
-        HEALTH_SCHEDULE_ID,
-        THERMAL_SCHEDULE_ID,
-        PRICING_SCHEDULE_ID,
-        FULL_SCHEDULE_ID,
-    }
+    # The seed's 5-minute thermal sync is the reconcile schedule: not a second one.
+    assert set(schedules) == {HEALTH_SCHEDULE_ID, PRICING_SCHEDULE_ID, FULL_SCHEDULE_ID}
     every = schedules[HEALTH_SCHEDULE_ID].spec.intervals[0].every
     assert every.total_seconds() == 300
     weekly = schedules[PRICING_SCHEDULE_ID].spec.calendars[0]
@@ -179,6 +175,9 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
     # day-long reconcile interval (aligned to the epoch, so it could fire only at 00:00 UTC,
     # and then only report: no --delete-orphans), deleted again below.
     daily = llm.settings.model_copy(update={"reconcile_interval_seconds": 86400})
+    # A retired schedule an earlier version created (it ran the reconcile a second time).
+    retired = RETIRED_SCHEDULE_IDS[0]
+    await llm.client.create_schedule(retired, schedules[HEALTH_SCHEDULE_ID])
     try:
         assert sorted(await ensure_schedules(llm.client, daily)) == sorted(
             [*schedules, RECONCILE_SCHEDULE_ID]
@@ -187,6 +186,9 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
         await ensure_schedules(llm.client, every_two_days)  # exists: updated, no error
         reconcile = await llm.client.get_schedule_handle(RECONCILE_SCHEDULE_ID).describe()
         assert reconcile.schedule.spec.intervals[0].every == timedelta(days=2)
+        with pytest.raises(RPCError) as gone:  # deleted at start-up
+            await llm.client.get_schedule_handle(retired).describe()
+        assert gone.value.status == RPCStatusCode.NOT_FOUND
         for schedule_id in schedules:  # what the Web UI lists
             desc = await llm.client.get_schedule_handle(schedule_id).describe()
             action_spec = desc.schedule.action
@@ -208,6 +210,6 @@ async def test_registry_schedules_are_created_idempotently_and_run(llm: LLMHarne
         assert action.workflow_id.startswith("registry-sync/health/scheduled")
         assert result.status == "completed"
     finally:
-        for schedule_id in [*schedules, RECONCILE_SCHEDULE_ID]:
+        for schedule_id in [*schedules, RECONCILE_SCHEDULE_ID, retired]:
             with contextlib.suppress(RPCError):  # not created (ensure_schedules failed early)
                 await llm.client.get_schedule_handle(schedule_id).delete()
