@@ -35,16 +35,21 @@ class ScopeInput(BaseModel):
 
 
 async def load_thermal(conn: AsyncConnection, app_id: str, env: str) -> dict[str, ModelThermalRow]:
+    """The recorded thermal rows, with the database's clock at the read (`read_at`): a failure
+    keeps a model unavailable only for a cool-down after its row was recorded (`updated_at`),
+    measured on one clock (models_catalog.service_state.FAILED_COOLDOWN)."""
     rows = await conn.execute(
         text(
             "SELECT model_id, target_state, instance_count, last_error, current_state, "
-            "transitioning FROM thermal_states "
+            "transitioning, updated_at, now() FROM thermal_states "
             "WHERE app_id = :a AND environment = :e"
         ),
         {"a": app_id, "e": env},
     )
     return {
-        r[0]: ModelThermalRow(ThermalState(r[1]), r[2], r[3], ThermalState(r[4]), r[5])
+        r[0]: ModelThermalRow(
+            ThermalState(r[1]), r[2], r[3], ThermalState(r[4]), r[5], updated_at=r[6], read_at=r[7]
+        )
         for r in rows
     }
 

@@ -178,15 +178,38 @@ class Rule:
     error: type[_Typed]
     message: re.Pattern[str] | None = None  # must also match the message when set
     when: Callable[[Mapping[str, Any]], bool] | None = None  # must hold on the error response
+    explain: Callable[[Mapping[str, Any]], str] | None = None  # appended to the message
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
-def _container_5xx(resp: Mapping[str, Any]) -> bool:
+def _container_status(resp: Mapping[str, Any]) -> int | None:
+    """The status the model container answered: InvokeEndpoint's ModelError carries it as
+    `OriginalStatusCode` at the top level of the parsed error response."""
     status = resp.get("OriginalStatusCode")
-    return isinstance(status, int) and status >= 500
+    return status if isinstance(status, int) else None
+
+
+def _container_429(resp: Mapping[str, Any]) -> bool:
+    return _container_status(resp) == 429
+
+
+def _container_5xx(resp: Mapping[str, Any]) -> bool:
+    status = _container_status(resp)
+    return status is not None and status >= 500
+
+
+def _missing_bucket(resp: Mapping[str, Any]) -> str:
+    """S3 NoSuchBucket names the bucket in `Error.BucketName` (when the response has it)."""
+    bucket = (resp.get("Error", {}) or {}).get("BucketName")
+    where = f"S3 bucket {bucket!r}" if bucket else "the S3 bucket"
+    return (
+        f"{where} does not exist (NoSuchBucket): a configuration error, not a vanished "
+        "resource; check the s3:// settings that name it (RADIANT_INPUT_SPOOL_S3_URI, "
+        "RADIANT_ASYNC_OUTPUT_S3_URI)"
+    )
 
 
 def _codes(names: str) -> frozenset[str]:
@@ -195,8 +218,7 @@ def _codes(names: str) -> frozenset[str]:
 
 _VALIDATION = _codes("ValidationException ValidationError")
 _NOT_FOUND = _codes(
-    "ResourceNotFound ResourceNotFoundException ObjectNotFoundException NoSuchKey NoSuchBucket "
-    "NotFound 404"
+    "ResourceNotFound ResourceNotFoundException ObjectNotFoundException NoSuchKey NotFound 404"
 )
 _CONFLICT = _codes("ResourceInUse ConcurrentUpdateException")
 _QUOTA = _codes("ResourceLimitExceeded LimitExceededException ServiceQuotaExceededException")
@@ -247,12 +269,19 @@ RULES: tuple[Rule, ...] = (
     ),  # fmt: skip
     Rule(_VALIDATION, CapacityUnavailable, _rx(r"insufficient capacity|unable to provision")),
     Rule(_VALIDATION | _codes("InvalidParameterValue MissingParameter"), InvalidRequest),
+    # A missing bucket is a configuration error (the settings name a bucket that is not there),
+    # not a resource that vanished: a ResourceNotFound would make a job take it for a gone
+    # endpoint and warm the model and submit its inference again.
+    Rule(_codes("NoSuchBucket"), InvalidRequest, explain=_missing_bucket),
     Rule(_NOT_FOUND, ResourceNotFound),
     Rule(_CONFLICT, InvalidEndpointState),  # another change is in flight: wait, retry
     Rule(_QUOTA, QuotaExceeded),
     Rule(_CAPACITY, CapacityUnavailable),
     Rule(_THROTTLED, Throttled),
     Rule(_codes("ModelNotReadyException"), ModelNotReady),
+    # The container itself answered 429 (overloaded): back off and retry, as for SageMaker's
+    # own throttling; not a bad input. (5xx: ModelServerError, a few tries per input.)
+    Rule(_codes("ModelError"), Throttled, when=_container_429),
     Rule(_codes("ModelError"), ModelServerError, when=_container_5xx),
     Rule(_codes("ModelError ModelStreamError"), ModelError),
     Rule(_SERVER, ServiceUnavailable),
@@ -277,6 +306,8 @@ def classify_client_error(err: ClientError) -> BackendError:
             continue
         if rule.when is not None and not rule.when(resp):
             continue
+        if rule.explain is not None:
+            text = f"{text}: {rule.explain(resp)}"
         return rule.error(text, **kw)
     if isinstance(status, int) and status >= 500:
         return ServiceUnavailable(text, **kw)

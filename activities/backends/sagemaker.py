@@ -601,7 +601,19 @@ class SageMakerBackend:
         except ResourceNotFound as err:
             if err.aws_code in ("NoSuchKey", "404", "NotFound"):  # not written yet
                 return None
-            raise  # NoSuchBucket: a configuration error, not "not ready"
+            raise
+        except InvalidRequest as err:
+            if err.aws_code != "NoSuchBucket":
+                raise
+            # A configuration error, neither "not ready" nor a vanished endpoint (which a job
+            # would answer by warming the model and submitting the inference again).
+            raise InvalidRequest(
+                f"async result bucket {bucket!r} does not exist (NoSuchBucket, reading {uri}): "
+                "the endpoint writes its results under RADIANT_ASYNC_OUTPUT_S3_URI (or the "
+                "model's own async output URI); create the bucket or correct the setting",
+                aws_code=err.aws_code,
+                http_status=err.http_status,
+            ) from err
         except AccessDenied as err:
             # S3 answers 403, not 404, for a key that does not exist yet when the caller may
             # not list the bucket: say which permission is missing rather than "denied".

@@ -52,7 +52,7 @@ from activities.inputs.errors import (
 from activities.inputs.limits import BEFORE_OPTION, BEFORE_SCENE_OPERATIONS, size_limit
 from activities.inputs.policy import check_local_path, check_s3_uri
 from activities.inputs.reader import read_input, resolve_local_path, spool_inline
-from activities.inputs.validate import check_input
+from activities.inputs.validate import check_box, check_input
 from activities.temporal_errors import rejection
 from workflows.service_types import ERR_INVALID_INPUT, InputRef, ValidatedInput
 
@@ -126,6 +126,7 @@ class InputActivities:
     def validate_sync(self, req: ValidateRequest) -> ValidatedInput:
         """The whole check, synchronously (file reads and image decoding block)."""
         main = self._check(req, req.input, "input")
+        check_box(req.options, main.details)  # needs the image's size: known only here
         before = self._before_scene(req, main)
         # Writes only once every input passed: a refused request leaves nothing behind.
         location = self._spool(req, main)

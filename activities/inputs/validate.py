@@ -10,10 +10,14 @@ Order of checks (the first failure wins, so the message names the most basic pro
 4. the sniffed type must be one the operation accepts (services.yaml `content_types`);
 5. the format's own validator (decode, structure, limits);
 6. units from the operation's unit (see `limits` for the rules).
+
+`check_box` then checks what only the decoded input can tell: that an `options.box` covers
+part of the image (the activity calls it with the validator's details).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -108,6 +112,48 @@ def check_input(
         raise invalid(f"{label} accepts {accepted}; got {sniffed}{hint}")
     details = _validator(sniffed, service, operation.strip("/"), content_types)(data)
     return sniffed, _units(unit, details), details
+
+
+BOX_OPTION = "box"
+BOX_MIN_PIXELS = 2  # a prompt box must cover at least this many pixels across and down
+
+
+def plane_size(details: dict[str, Any]) -> tuple[int, int] | None:
+    """(width, height) of an input that is one 2D plane (an image; a single-frame DICOM), from
+    its validator's details; None for a volume or a format without one plane (a box does not
+    apply there)."""
+    if "width" in details and "height" in details:
+        return int(details["width"]), int(details["height"])
+    if "columns" in details and "rows" in details and int(details.get("frames", 1)) == 1:
+        return int(details["columns"]), int(details["rows"])
+    return None
+
+
+def check_box(options: dict[str, Any], details: dict[str, Any]) -> None:
+    """`options.box` must cover at least BOX_MIN_PIXELS x BOX_MIN_PIXELS pixels of the image
+    once clipped to it (coordinates rounded to whole pixels, as the model server does): a box
+    outside the image is refused here, before any model warms up, instead of by the model
+    server after the cost. The plan has already checked its shape (`[x1, y1, x2, y2]`,
+    0 <= x1 < x2, 0 <= y1 < y2); a box that is not four numbers is left to that check."""
+    box = options.get(BOX_OPTION)
+    size = plane_size(details)
+    if box is None or size is None:
+        return
+    if not (isinstance(box, list) and len(box) == 4):
+        return
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
+        return
+    if not all(math.isfinite(v) for v in box):
+        return
+    width, height = size
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1, x2, y2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+    if x2 - x1 < BOX_MIN_PIXELS or y2 - y1 < BOX_MIN_PIXELS:
+        raise invalid(
+            f"options.{BOX_OPTION} {box} does not cover at least {BOX_MIN_PIXELS} x "
+            f"{BOX_MIN_PIXELS} pixels of the {width} x {height} image (it must overlap the "
+            f"image: x within 0..{width}, y within 0..{height})"
+        )
 
 
 def _validator(ctype: str, service: str, op: str,

@@ -1,6 +1,7 @@
 """The SageMaker calls of every operation's model invocations, checked by botocore's Stubber
 against the real API model: InvokeEndpoint for short operations; PutObject (the request
-document) + InvokeEndpointAsync + GetObject (the result) for long ones."""
+document) + InvokeEndpointAsync + PutObject (the invocation's record) + GetObject (the result)
+for long ones."""
 
 from __future__ import annotations
 
@@ -101,6 +102,11 @@ async def test_operation_call_shapes(stubbed, key: str, model_id: str):
         "invoke_endpoint_async",
         {"InferenceId": "inf-1", "OutputLocation": out_uri},
         {"EndpointName": name, "InputLocation": ANY, "ContentType": "application/json"},
+    )
+    stubs["s3"].add_response(  # the invocation, recorded for a retry (not submitted twice)
+        "put_object",
+        {},
+        {"Bucket": "radiant-inputs", "Key": ANY, "Body": ANY, "ContentType": "application/json"},
     )
     invocation = await env.run(jobs.start_async, req)
     assert invocation.output_location == out_uri
