@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutType,
+    is_cancelled_exception,
+)
+from temporalio.exceptions import TimeoutError as StepTimeout  # not the builtin TimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -60,6 +67,12 @@ INVOKE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
+# ...but within a budget: an endpoint that keeps answering "unavailable" or "throttled" fails
+# the call (an optional model is then dropped) instead of holding its models warm forever.
+# Timeouts are not part of replay: changing them needs no patch.
+INVOKE_BUDGET = timedelta(minutes=30)
+# Planning reads Postgres: retried through an outage, not forever (an unexpected error).
+PLAN_BUDGET = timedelta(minutes=10)
 # One patch for the commands histories recorded before it do not have: lease renewal, and
 # with it cancelled warm-ups awaited, optional models dropped, re-acquired leases released.
 # (Each patch also upserts the TemporalChangeVersion search attribute: one, not four.)
@@ -85,6 +98,25 @@ def _why(err: BaseException) -> str:
     """The user-facing reason of a failed activity (its ApplicationError's message)."""
     cause = err.cause if isinstance(err, ActivityError) else err
     return cause.message if isinstance(cause, ApplicationError) else str(err)
+
+
+def _gave_up(err: ActivityError, what: str, budget: timedelta) -> ApplicationError | None:
+    """A step retried until its budget ran out, as the non-retryable error a user reads (with
+    the last attempt's reason); None for any other failure. The server ends such a step with
+    the last attempt's failure and retry state TIMEOUT, or with a schedule-to-close timeout
+    when an attempt was still running."""
+    cause = err.cause
+    if isinstance(cause, StepTimeout) and cause.type == TimeoutType.SCHEDULE_TO_CLOSE:
+        cause = cause.cause
+    elif err.retry_state != RetryState.TIMEOUT:
+        return None
+    reason = cause.message if isinstance(cause, ApplicationError) else "no attempt finished"
+    minutes = budget.total_seconds() / 60
+    return ApplicationError(
+        f"{what}: gave up after {minutes:g} minutes of retries; last error: {reason}",
+        type="StepTimedOut",
+        non_retryable=True,
+    )
 
 
 def _error(task: asyncio.Task[Any]) -> BaseException | None:
@@ -141,23 +173,27 @@ class ServiceJobWorkflow:
         if missing:  # started without them (e.g. plain JSON from the Temporal CLI)
             workflow.upsert_search_attributes(missing)
         self._set("planning")
-        plan = await _rejecting(
-            workflow.execute_activity_method(
-                JobActivities.plan,
-                PlanRequest(
-                    tenant=req.tenant,
-                    app_id=req.app_id,
-                    environment=req.environment,
-                    service=req.service,
-                    operation=req.operation,
-                    optional_models=req.optional_models,
-                    request_id=req.request_id,
-                    options=req.options,
-                ),
-                start_to_close_timeout=QUICK,
-                retry_policy=NO_RETRY_ON_REJECT,
+        try:
+            plan = await _rejecting(
+                workflow.execute_activity_method(
+                    JobActivities.plan,
+                    PlanRequest(
+                        tenant=req.tenant,
+                        app_id=req.app_id,
+                        environment=req.environment,
+                        service=req.service,
+                        operation=req.operation,
+                        optional_models=req.optional_models,
+                        request_id=req.request_id,
+                        options=req.options,
+                    ),
+                    start_to_close_timeout=QUICK,
+                    schedule_to_close_timeout=PLAN_BUDGET,
+                    retry_policy=NO_RETRY_ON_REJECT,
+                )
             )
-        )
+        except ActivityError as err:
+            raise _gave_up(err, "the job could not be planned", PLAN_BUDGET) or err from None
         workflow.upsert_search_attributes([sa.MODEL.value_set(plan.steps[0].model_id)])
         self._set("validating input")
         validated = await _rejecting(
@@ -361,14 +397,20 @@ class ServiceJobWorkflow:
             known = {lease.lease_id for lease in releases}
             again = {a.lease_id: a for a in self._reacquired if a.lease_id not in known}
             releases += again.values()
-        await asyncio.gather(
+        released = await asyncio.gather(
             *(
                 self._thermal(lease).signal(
                     ModelThermalWorkflow.release, ReleaseRequest(lease_id=lease.lease_id)
                 )
                 for lease in releases
-            )
+            ),
+            # A model whose workflow never started (its hold was cancelled before it ran) has
+            # nothing to release: that must not replace the job's own error or cancel.
+            return_exceptions=True,
         )
+        for lease, outcome in zip(releases, released, strict=True):
+            if isinstance(outcome, BaseException):
+                workflow.logger.info("release of %s not sent: %s", lease.model_id, outcome)
 
     @staticmethod
     def _thermal(lease: AcquireRequest) -> workflow.ExternalWorkflowHandle[Any]:
@@ -516,8 +558,10 @@ class ServiceJobWorkflow:
                     continue
                 if is_cancelled_exception(err) and workflow.patched(RUNTIME_PATCH):
                     raise  # the job was cancelled mid-call: it ends cancelled, not failed
+                what = f"{step.model_id} failed on {step.endpoint_name}"
+                timed_out = _gave_up(err, what, INVOKE_BUDGET)
                 raise ApplicationError(
-                    f"{step.model_id} failed on {step.endpoint_name}: {_why(err)}",
+                    timed_out.message if timed_out else f"{what}: {_why(err)}",
                     type="InvocationFailed",
                     non_retryable=True,
                 ) from None
@@ -531,10 +575,15 @@ class ServiceJobWorkflow:
                 JobActivities.invoke,
                 call,
                 start_to_close_timeout=INVOKE_TIMEOUT,
+                schedule_to_close_timeout=INVOKE_BUDGET,
                 retry_policy=INVOKE_RETRY,
             )
         invocation = await workflow.execute_activity_method(
-            JobActivities.start_async, call, start_to_close_timeout=QUICK, retry_policy=INVOKE_RETRY
+            JobActivities.start_async,
+            call,
+            start_to_close_timeout=QUICK,
+            schedule_to_close_timeout=INVOKE_BUDGET,
+            retry_policy=INVOKE_RETRY,
         )
         poll = timedelta(seconds=plan.poll_seconds)
         return await workflow.execute_activity_method(

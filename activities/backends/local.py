@@ -63,6 +63,7 @@ from activities.backends.base import (
     ModelError,
     ModelServerError,
     ServiceUnavailable,
+    Throttled,
     check_capacity,
     check_same_owner,
 )
@@ -120,6 +121,15 @@ class LocalRecord(BaseModel):
     max_instances: int
     instances: list[LocalInstance] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)  # instance ids the current change started
+
+
+def _container_error(status: int) -> type[ModelError | ModelServerError | Throttled]:
+    """As the SageMaker classification of a container's answer (errors.RULES): 429 is
+    throttling (retried), 5xx a model-server error (a few tries per input), other 4xx the
+    input's fault."""
+    if status == 429:
+        return Throttled
+    return ModelServerError if status >= 500 else ModelError
 
 
 class LocalStandInBackend:
@@ -695,8 +705,7 @@ class LocalStandInBackend:
         resp = await self._post(name, "/invocations", body, headers)
         if resp.status_code >= 400:
             detail = f"model container answered {resp.status_code}: {resp.text[:500]}"
-            cls = ModelServerError if resp.status_code >= 500 else ModelError
-            raise cls(detail, http_status=resp.status_code)
+            raise _container_error(resp.status_code)(detail, http_status=resp.status_code)
         return InvokeResult(body=resp.content, content_type=resp.headers.get("content-type"))
 
     async def invoke_async(

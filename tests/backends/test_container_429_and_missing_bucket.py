@@ -16,6 +16,7 @@ from activities.backends.base import (
     Throttled,
     classify_client_error,
 )
+from activities.backends.local import _container_error
 from tests.backends.test_sagemaker import NAME, aws  # noqa: F401  (fixture)
 from workflows.service_job import ENDPOINT_GONE
 
@@ -32,21 +33,30 @@ def model_error(status: int) -> ClientError:
     return ClientError(resp, "InvokeEndpoint")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("status", "expected", "retryable"),
-    [
-        (429, Throttled, True),  # overloaded container: back off, retry
-        (400, ModelError, False),  # the input is bad
-        (413, ModelError, False),
-        (503, ModelServerError, True),  # 5xx: retried, a few tries per input (jobs.invoke)
-        (500, ModelServerError, True),
-    ],
-)
+CONTAINER_CASES = [
+    (429, Throttled, True),  # overloaded container: back off, retry
+    (400, ModelError, False),  # the input is bad
+    (413, ModelError, False),
+    (503, ModelServerError, True),  # 5xx: retried, a few tries per input (jobs.invoke)
+    (500, ModelServerError, True),
+]
+
+
+@pytest.mark.parametrize(("status", "expected", "retryable"), CONTAINER_CASES)
 def test_container_status_decides_the_class(status: int, expected: type, retryable: bool) -> None:
     err = classify_client_error(model_error(status))
     assert type(err) is expected
     assert err.retryable is retryable
     assert (err.code in NON_RETRYABLE_ERROR_TYPES) is (not retryable)
+
+
+@pytest.mark.parametrize(("status", "expected", "retryable"), CONTAINER_CASES)
+def test_the_local_stand_in_classifies_a_container_answer_alike(
+    status: int, expected: type, retryable: bool
+) -> None:
+    """The local stand-in's own mapping of its model servers' answers matches SageMaker's."""
+    cls = _container_error(status)
+    assert cls is expected and cls("x").retryable is retryable
 
 
 @pytest.mark.parametrize(
