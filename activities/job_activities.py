@@ -48,7 +48,7 @@ from activities.thermal_control import ThermalControl
 from models_catalog import pricing
 from models_catalog.catalog import Catalog
 from models_catalog.errors import CatalogError
-from models_catalog.operation_options import option_problem, optional_model_problem
+from models_catalog.operation_options import option_problem, optional_models_choice
 from models_catalog.service_state import (
     ModelThermalRow,
     model_availability,
@@ -127,7 +127,9 @@ class PlannedStep(BaseModel):
     model_id: str
     endpoint_name: str
     mode: Literal["sync", "async"] = "sync"
-    needs_hold: bool = True  # False: WARM/HOT and running, the job just uses it
+    # False only in plans recorded before every model was held (WARM/HOT ones were used
+    # without a lease, and scaled in under the job when an admin turned them COLD).
+    needs_hold: bool = True
 
 
 class JobPlan(BaseModel):
@@ -385,11 +387,13 @@ class JobActivities:
         chosen = list(required)
         extras: list[str] = []
         degraded: list[str] = []
-        for name in req.optional_models:
-            # the same rule the job client applies before it starts a workflow
-            if problem := optional_model_problem(self.catalog, req.service, op, name):
-                raise _reject(problem, ERR_INVALID_INPUT)
-            model = self.catalog.model(name)
+        # The rules the job client applies before it starts a workflow: each optional model
+        # once (one charge pays for one run of it), none replacing a model another replaces.
+        wanted, problem = optional_models_choice(self.catalog, req.service, op, req.optional_models)
+        if problem is not None:
+            raise _reject(problem, ERR_INVALID_INPUT)
+        for model_id in wanted:
+            model = self.catalog.model(model_id)
             ok, why = model_availability(self.catalog, model.id, thermal)
             if ok and model.min_tier > tier:
                 ok, why = False, f"{model.id} needs tier {model.min_tier}"
@@ -408,14 +412,16 @@ class JobActivities:
         roles: list[Literal["primary", "chained", "extra"]] = ["primary"]
         roles += ["chained"] * (len(chosen) - 1)
         roles += ["extra"] * len(extras)
-        settled = {m for m, row in thermal.items() if row.warm_and_settled}
+        # Every model is held, WARM/HOT ones too: an admin may turn one COLD while the job
+        # runs (its idle window then starts), and only a lease keeps it in under a long
+        # call. Holding a ready model costs one signal (acquire_model's fast path).
         steps = [
             PlannedStep(
                 role=role,
                 model_id=m,
                 endpoint_name=endpoint_name(req.app_id, req.environment, m),
                 mode="async" if uses_async_inference(self.catalog, m) else "sync",
-                needs_hold=m not in settled,
+                needs_hold=True,
             )
             for role, m in zip(roles, chosen + extras, strict=True)
         ]
@@ -430,11 +436,11 @@ class JobActivities:
             requester=req.requester, lease_id=req.lease_id, verify_endpoint=req.verify
         )
         ready = None if req.verify else await self._ready_for_a_while(req)
-        if ready == "always":
-            return "unleased"  # WARM/HOT: idleness never scales it in, no lease to take
-        if ready == "for_a_while":
+        if ready is not None:
             # Fast path: ready and not about to scale in: a signal takes the lease without a
             # round trip through the thermal workflow (which every job of the model shares).
+            # WARM/HOT too ("always"): idleness never scales them in, but an admin may turn
+            # one COLD mid-job, and then only the lease keeps it in until the job releases it.
             from workflows.thermal import ModelThermalWorkflow
 
             handle = self.control.handle(req.app_id, req.environment, req.model_id)
@@ -521,27 +527,70 @@ class JobActivities:
     @activity.defn(name="jobs.start_async")
     async def start_async(self, req: InvokeRequest) -> AsyncInvocation:
         """Asynchronous inference: the request document goes next to the input; the endpoint
-        queues it and writes the result to its output location."""
+        queues it and writes the result to its output location.
+
+        Not submitted twice by a retry: the invocation is recorded beside the request document
+        as soon as the endpoint accepts it, and a retry of this activity (its completion lost,
+        its worker gone) returns the recorded one instead of queueing a second inference."""
         info = activity.info()
         key = hashlib.sha256(f"{info.workflow_id}/{req.step}".encode()).hexdigest()[:20]
+        # The record belongs to this activity's attempts only: a later start of the same step
+        # (after a vanished endpoint, the workflow starts the call anew) or another run of the
+        # workflow id (a failed request run again) must submit its own inference.
+        scope = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}/{req.step}"
+        record = f"{hashlib.sha256(scope.encode()).hexdigest()[:20]}.invocation.json"
+        if info.attempt > 1 and (submitted := await self._recorded_invocation(record)):
+            return submitted  # an earlier attempt's inference: it is queued or running
         location = await self._store_request(key, self._body(req))
         try:
-            return await self.backend.invoke_async(req.endpoint_name, location, "application/json")
+            invocation = await self.backend.invoke_async(
+                req.endpoint_name, location, "application/json"
+            )
         except BackendError as err:
             raise _invoke_error(err) from err
+        try:
+            await self._store(record, invocation.model_dump_json().encode())
+        except Exception as exc:  # best effort: the inference runs, the job can use it
+            activity.logger.warning(
+                "async inference %s not recorded (a retry would submit it again): %s",
+                invocation.inference_id,
+                exc,
+            )
+        return invocation
+
+    async def _recorded_invocation(self, name: str) -> AsyncInvocation | None:
+        """The invocation an earlier attempt recorded, if any. Unreadable: None (the inference
+        is submitted again, as before records existed), unless S3 may answer on a retry."""
+        try:
+            raw = await self._load(name)
+            return None if raw is None else AsyncInvocation.model_validate_json(raw)
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            activity.logger.warning("recorded async invocation %s unreadable: %s", name, exc)
+            return None
 
     async def _store_request(self, key: str, body: bytes) -> str:
         """Where the endpoint reads the request: S3 on SageMaker, a spool file locally. The key
         derives from the workflow and step, so a retry overwrites the same object."""
+        return await self._store(f"{key}.json", body)
+
+    def _request_prefix(self) -> tuple[str, str]:
+        """(bucket, key prefix) of the SageMaker request documents."""
+        if not (self.request_s3_uri and self.s3 is not None):
+            raise _reject(
+                "asynchronous inference on SageMaker needs RADIANT_INPUT_SPOOL_S3_URI or "
+                "RADIANT_ASYNC_OUTPUT_S3_URI (an s3:// prefix for request documents)",
+                "MisconfiguredWorker",
+            )
+        bucket, _, prefix = self.request_s3_uri.removeprefix("s3://").partition("/")
+        return bucket, f"{prefix.rstrip('/')}/async-requests/".lstrip("/")
+
+    async def _store(self, name: str, body: bytes) -> str:
+        """`body` as `name` among the request documents; returns its location."""
         if getattr(self.backend, "kind", "local") == "sagemaker":
-            if not (self.request_s3_uri and self.s3 is not None):
-                raise _reject(
-                    "asynchronous inference on SageMaker needs RADIANT_INPUT_SPOOL_S3_URI or "
-                    "RADIANT_ASYNC_OUTPUT_S3_URI (an s3:// prefix for request documents)",
-                    "MisconfiguredWorker",
-                )
-            bucket, _, prefix = self.request_s3_uri.removeprefix("s3://").partition("/")
-            object_key = f"{prefix.rstrip('/')}/async-requests/{key}.json".lstrip("/")
+            bucket, prefix = self._request_prefix()
+            object_key = f"{prefix}{name}"
             put = functools.partial(
                 self.s3.put_object,
                 Bucket=bucket,
@@ -561,9 +610,36 @@ class JobActivities:
             return f"s3://{bucket}/{object_key}"
         spool = self.data_dir / "async_requests"
         spool.mkdir(parents=True, exist_ok=True)
-        path = spool / f"{key}.json"
-        path.write_bytes(body)
+        path = spool / name
+        partial = path.with_name(f".{name}.{uuid.uuid4().hex[:8]}")
+        partial.write_bytes(body)
+        partial.replace(path)  # whole or absent: a reader never sees half a document
         return str(path)
+
+    async def _load(self, name: str) -> bytes | None:
+        """What `_store` stored as `name`; None if nothing is. A retryable S3 failure raises
+        (the activity's retry reads again); another is raised as is."""
+        if getattr(self.backend, "kind", "local") == "sagemaker":
+            bucket, prefix = self._request_prefix()
+
+            def get() -> bytes:
+                return self.s3.get_object(Bucket=bucket, Key=f"{prefix}{name}")["Body"].read()
+
+            try:
+                return await asyncio.to_thread(get)
+            except Exception as exc:
+                err = classify_exception(exc)
+                if err is None:
+                    raise
+                if err.aws_code in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                if err.retryable:
+                    raise application_error(err) from exc
+                raise
+        try:
+            return (self.data_dir / "async_requests" / name).read_bytes()
+        except FileNotFoundError:
+            return None
 
     @activity.defn(name="jobs.fetch_async")
     async def fetch_async(self, inv: AsyncInvocation) -> InvokeOutput:
@@ -709,6 +785,20 @@ class JobActivities:
             billed_amount=charge.amount,
             model_costs=costs,
             occurred_at=datetime.now(UTC),
-            metadata={"degraded": plan.degraded, "models": plan.models},
+            metadata=_what_ran(plan, req.invocations),
         )
         return charge, costs, entries
+
+
+def _what_ran(plan: JobPlan, invocations: list[str]) -> dict[str, Any]:
+    """The charge row's account of the job as it ran, not as planned: the models invoked, in
+    order, and whether it was degraded (by the plan, or by an optional model dropped since:
+    one that could not be held or failed, and so was never invoked)."""
+    ran = list(dict.fromkeys(invocations))
+    extra = {s.model_id for s in plan.steps if s.role == "extra"}
+    optional = extra - {s.model_id for s in plan.steps if s.role != "extra"}  # the workflow's
+    dropped = [m for m in plan.models if m in optional and m not in ran]
+    metadata: dict[str, Any] = {"degraded": plan.degraded or bool(dropped), "models": ran}
+    if dropped:
+        metadata["dropped"] = dropped
+    return metadata

@@ -177,6 +177,7 @@ def list_tenants(db: str | Engine) -> list[TenantRecord]:
 
 def get_tenant(db: str | Engine, ref: str) -> TenantRecord:
     """A tenant by id (UUID) or exact name; UnknownTenantError (with suggestions) otherwise."""
+    _refuse_malformed(ref)
     with _connect(db) as conn:
         row = conn.execute(_lookup(ref)).mappings().first()
         if row is not None:
@@ -193,6 +194,7 @@ def similar_names(ref: str, names: list[str]) -> list[str]:
 
 async def get_tenant_async(db: AsyncEngine | AsyncConnection, ref: str) -> TenantRecord:
     """The async lookup; pass a connection to share it with the caller's other reads."""
+    _refuse_malformed(ref)
     if isinstance(db, AsyncEngine):
         async with db.connect() as conn:
             return await get_tenant_async(conn, ref)
@@ -201,6 +203,14 @@ async def get_tenant_async(db: AsyncEngine | AsyncConnection, ref: str) -> Tenan
         names = list((await db.execute(select(tenants.c.name))).scalars())
         raise UnknownTenantError(ref, similar_names(ref, names))
     return _record(row)
+
+
+def _refuse_malformed(ref: str) -> None:
+    """UnknownTenantError, without a query, for a reference that is neither an id nor a
+    possible name: no tenant can have it, and the driver would refuse some (a NUL byte is a
+    DataError, which a retried activity would hit forever)."""
+    if _as_uuid(ref) is None and not _NAME.fullmatch(ref.strip()):
+        raise UnknownTenantError(ref)
 
 
 def _lookup(ref: str):  # type: ignore[no-untyped-def]

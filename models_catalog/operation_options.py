@@ -10,6 +10,7 @@ before it starts a workflow.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from models_catalog.catalog import Catalog
@@ -32,7 +33,7 @@ def option_problem(service_id: str, op: ServiceOperation, options: dict[str, Any
             known = ", ".join(sorted(op.options)) or "none"
             return f"{label} has no option {key!r} (its options: {known})"
         if (why := _value_problem(spec, value)) is not None:
-            return f"options.{key} of {label} {why}, got {value!r}"
+            return f"options.{key} of {label} {why}, got {_shown(value)}"
     return None
 
 
@@ -51,6 +52,47 @@ def optional_model_problem(
             f"{', '.join(op.optional_models) or 'none'}"
         )
     return None
+
+
+def optional_models_choice(
+    catalog: Catalog, service_id: str, op: ServiceOperation, names: list[str]
+) -> tuple[list[str], str | None]:
+    """The optional models `names` asks for, as canonical ids, each once, in the order named;
+    and None, or one message refusing the list:
+
+    - more names than `op` has optional models (naming one twice or by two aliases is
+      harmless: it runs once; a longer list is a mistake, not a choice);
+    - a name `optional_model_problem` refuses;
+    - two models that would replace the same required model (the plan replaces the required
+      model of an optional model's specialty; two of them would silently keep the last one).
+    """
+    label = f"{service_id}/{op.id}"
+    if len(names) > len(op.optional_models):
+        return [], (
+            f"{len(names)} optional models named; {label} has {len(op.optional_models)}: "
+            f"{', '.join(op.optional_models) or 'none'}"
+        )
+    chosen: list[str] = []
+    for name in names:
+        if (problem := optional_model_problem(catalog, service_id, op, name)) is not None:
+            return [], problem
+        model_id = catalog.model(name).id
+        if model_id not in chosen:
+            chosen.append(model_id)
+    replacing: dict[str, str] = {}  # required model -> the optional model replacing it
+    for model_id in chosen:
+        specialty = catalog.model(model_id).specialty
+        required = next(
+            (r for r in op.required_models if catalog.model(r).specialty == specialty), None
+        )
+        if required is None:
+            continue  # an extra step: runs beside the required models
+        if (other := replacing.setdefault(required, model_id)) != model_id:
+            return [], (
+                f"optional models {other} and {model_id} of {label} are both "
+                f"{specialty.value} models: each would replace {required}; name one of them"
+            )
+    return chosen, None
 
 
 def _value_problem(spec: OperationOption, value: Any) -> str | None:
@@ -81,8 +123,23 @@ def _value_problem(spec: OperationOption, value: Any) -> str | None:
 
 
 def _is_number(value: Any) -> bool:
-    # JSON true/false decode to bool, a subclass of int: not a number here.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """An int (any size: compared exactly, never converted to float) or a finite float.
+    JSON true/false decode to bool, a subclass of int: not a number here."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _shown(value: Any, limit: int = 100) -> str:
+    """`value` for a message: repr, shortened (an int of thousands of digits has no repr:
+    Python refuses to convert it to a string, ValueError)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def _number_problem(spec: OperationOption, value: Any) -> str | None:

@@ -40,7 +40,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models_catalog.catalog import Catalog, load_catalog
-from models_catalog.operation_options import option_problem, optional_model_problem
+from models_catalog.operation_options import option_problem, optional_models_choice
 from workers.settings import Settings
 from workers.temporal import connect, web_ui
 from workflows import search_attributes as sa
@@ -107,9 +107,9 @@ class JobClient:
         # options as the worker will see them, JSON (a tuple arrives as a list).
         if problem := option_problem(svc.id, op, to_jsonable_python(options)):
             raise ValueError(problem)
-        for name in optional_models:
-            if problem := optional_model_problem(self.catalog, service, op, name):
-                raise ValueError(problem)
+        _, problem = optional_models_choice(self.catalog, service, op, optional_models)
+        if problem is not None:
+            raise ValueError(problem)
 
     @classmethod
     async def connect(cls, settings: Settings) -> JobClient:

@@ -359,10 +359,11 @@ async def test_lease_taken_after_a_vanished_endpoint_is_released(thermal: Therma
     st = await thermal.control.set_target(
         app, "test", "yolov8m", SetTargetRequest(state=ThermalState.WARM)
     )
-    await thermal.backend.delete_endpoint(st.endpoint_name)  # WARM: held without a lease
+    await thermal.backend.delete_endpoint(st.endpoint_name)  # the mirror still says ready
     result = await submit(thermal, app, big.name, "perception/detect")
     assert result.models_used == ["yolov8m"]
-    # the re-acquire after the vanished endpoint took a lease: the job releases it
+    # the lease the hold took (WARM models are held too), taken again by the re-acquire after
+    # the vanished endpoint: the job releases it
     received = await signals(thermal, app, "yolov8m")
     assert "release" in [name for name, _ in received]
     await wait_for(lease_gone(thermal, app, "yolov8m"), limit=10)
