@@ -93,6 +93,7 @@ def llm_activities(
         llm.start_warm_up,
         llm.call,
         llm.meter,
+        llm.record_unbilled_call,
         registry.start_log,
         registry.finish_log,
         registry.check_health,

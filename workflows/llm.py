@@ -5,10 +5,15 @@ One request = one workflow: validate (here, deterministic, before any activity),
 model, token estimate, selection; refusals happen before any cost), warm a cold self-hosted model
 in the background or hold the request until its model is ready (a lease keeps it from scaling to
 zero mid-call; released afterwards), call LiteLLM, meter exactly once, answer.
+
+A cancel during the provider call does not stop it (the call does not heartbeat) and the
+provider charges it: the workflow waits for the call, records its cost billed 0 (the claim left
+open: the request may run again) and ends CANCELLED. A cancel during metering comes too late.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -58,6 +63,12 @@ CALL_RETRY = RetryPolicy(
 )
 # The call happened: metering must eventually succeed (a database outage only delays the row).
 METER_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=60))
+# The cost of a call cancelled while it ran: best effort, the cancel must not wait forever.
+UNBILLED_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5)
+# Asked only when a cancel arrives during the provider call, so runs without one record no
+# marker. Before it, the cancel reached the call's activity and the workflow ended at once,
+# while the call (it does not heartbeat) still ran and the provider charged it: unrecorded.
+CANCELLED_CALL_PATCH = "llm-cancelled-call-recorded"
 # Runs before this patch accepted any request id (a too long one then failed metering forever).
 REQUEST_ID_PATCH = "llm-request-id-check"
 HOSTING = ("self_hosted", "external", "any")
@@ -181,7 +192,7 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
                 retry_policy=QUICK_RETRY,
             )
             leased = True  # (a lease left by a hold that failed late expires on its own)
-        result: LLMCallResult = await workflow.execute_activity_method(
+        call = workflow.start_activity_method(
             LLMActivities.call,
             LLMCallInput(
                 kind=kind,
@@ -200,6 +211,19 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=CALL_RETRY,
         )
+        try:
+            result: LLMCallResult = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            if workflow.patched(CANCELLED_CALL_PATCH):
+                await _record_cancelled_call(kind, req, plan, call)
+                raise  # CANCELLED; the lease is released below
+            # Recorded before this patch: the cancel reached the call's activity, and the
+            # workflow went on with what awaiting the cancelled activity raised; a call
+            # already done (its result and the cancel in one task) left the plain cancel.
+            if call.done():
+                raise
+            call.cancel()
+            result = await call
         meter = workflow.start_activity_method(
             LLMActivities.meter,
             MeterInput(
@@ -246,6 +270,44 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
         internal_cost=result.cost.internal_cost,
         selection=plan.explanation,
     )
+
+
+async def _record_cancelled_call(
+    kind: LLMKind, req: LLMRequest, plan: LLMPlan, call: workflow.ActivityHandle[LLMCallResult]
+) -> None:
+    """Cancelled while the provider call ran: the call goes on (its activity does not
+    heartbeat, so it never learns of the cancel) and the provider charges us for it. The
+    tenant is not charged (no answer), and the request's claim stays open (it may run again),
+    but a call that succeeded has its cost recorded, billed 0, for the margin report."""
+    workflow.logger.info("cancel requested during the provider call: recording its cost")
+    try:
+        result = await finish_despite_cancel(call)
+    except ActivityError as failed:  # refused or failed: nothing to record
+        workflow.logger.info("the cancelled request's provider call failed: %s", failed.cause)
+        return
+    if result.cost.internal_cost is None:  # self-hosted: its cost is the endpoint's uptime
+        return
+    record = workflow.start_activity_method(
+        LLMActivities.record_unbilled_call,
+        MeterInput(
+            tenant_id=plan.tenant_id,
+            workflow_id=workflow.info().workflow_id,
+            step="llm_call",
+            kind=kind,
+            request_id=req.request_id,
+            app_id=req.app_id,
+            environment=req.environment,
+            requested_model=req.model,
+            result=result.model_copy(update={"content": None, "embeddings": None}),
+            unbilled="cancelled",
+        ),
+        start_to_close_timeout=METER_TIMEOUT,
+        retry_policy=UNBILLED_RETRY,
+    )
+    try:
+        await finish_despite_cancel(record)  # a second cancel does not lose it either
+    except ActivityError as failed:  # the cancel is the outcome to report
+        workflow.logger.warning("cost of the cancelled call not recorded: %s", failed.cause)
 
 
 async def _start_background_warm_up(req: LLMRequest, model_id: str) -> None:

@@ -26,7 +26,7 @@ from activities.heartbeat import with_heartbeat
 from activities.llm import calls
 from activities.llm import deployments as deps
 from activities.llm.costs import litellm_cost, price_call
-from activities.llm.ledger import record_llm_usage
+from activities.llm.ledger import record_llm_usage, record_unbilled_llm_call
 from activities.llm.state import find_tenant, health_views, thermal_views
 from activities.llm.types import (
     ERR_ALREADY_ANSWERED,
@@ -356,6 +356,21 @@ class LLMActivities:
         except ValueError as exc:  # e.g. a key too long: retrying cannot help, never loop
             raise ApplicationError(
                 f"usage of {inp.workflow_id} cannot be metered: {exc}",
+                type=ERR_METERING_FAILED,
+                non_retryable=True,
+            ) from None
+
+    @activity.defn(name="llm.record_unbilled_call")
+    async def record_unbilled_call(self, inp: MeterInput) -> MeterResult:
+        """A call that will not be charged (`inp.unbilled`: cancelled while it ran): its cost,
+        billed 0, once per run, leaving the request's claim open. An activity of its own, not
+        a mode of `llm.meter`: a worker of an older version never takes it for a charge."""
+        run_id = activity.info().workflow_run_id or ""
+        try:
+            return await record_unbilled_llm_call(self._engine(), inp, run_id)
+        except ValueError as exc:  # e.g. a key too long: retrying cannot help, never loop
+            raise ApplicationError(
+                f"cost of {inp.workflow_id} cannot be recorded: {exc}",
                 type=ERR_METERING_FAILED,
                 non_retryable=True,
             ) from None

@@ -6,11 +6,19 @@ transaction, the `llm_call` row convention (billed_amount = provider cost x 1.40
 internal_cost = provider cost on one row). The LLM
 workflow's own `llm.meter` activity builds the entry and delegates to it, so the worker does not
 need a second registration of `metering.record` (one name, one activity per worker).
+
+A call that ran but will not be charged (the request was cancelled while the provider answered)
+is recorded by the same activity (`MeterInput.unbilled`): its provider cost as internal_cost,
+billed_amount 0 and units 0 (nothing billed, so no billed units), outcome in the metadata, key
+"llm/{kind}/{request id}#unbilled/{run id}/{step}" (as a job's unbilled model costs: once per
+run, and a later run of the request records its own), and the request's claim is NOT completed,
+so the request may run again and be charged then.
 """
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -68,3 +76,43 @@ async def record_llm_usage(engine: AsyncEngine, inp: MeterInput) -> MeterResult:
         inserted=result.inserted == 1,
         superseded=result.superseded,
     )
+
+
+def unbilled_entry(inp: MeterInput, run_id: str) -> UsageEntry:
+    """The cost row (billed 0) of a call that will not be charged, keyed by the request and
+    this run (`activity.info().workflow_run_id`), never the attempt."""
+    if inp.unbilled is None:
+        raise ValueError("an unbilled entry needs the call's outcome")
+    if not run_id.strip():
+        raise ValueError("an unbilled entry is keyed by the workflow's run id; none was given")
+    entry = usage_entry(inp)
+    cost = inp.result.cost
+    return UsageEntry.model_validate(
+        {
+            **entry.model_dump(),
+            "idempotency_key": usage_key(
+                llm_request_key(inp.kind, inp.request_id), f"unbilled/{run_id}/{inp.step}"
+            ),
+            "units": Decimal(0),
+            "unit_price": None,
+            "billed_amount": Decimal(0),
+            "metadata": {
+                **entry.metadata,
+                "outcome": inp.unbilled,
+                # what the call counted (the row bills nothing, so counts no billed units)
+                "call_units": str(cost.units),
+                "call_unit_price": str(cost.unit_price) if cost.unit_price is not None else None,
+            },
+        }
+    )
+
+
+async def record_unbilled_llm_call(
+    engine: AsyncEngine, inp: MeterInput, run_id: str
+) -> MeterResult:
+    """Call from inside an activity. Leaves the request's claim as it is (not completed)."""
+    entry = unbilled_entry(inp, run_id)
+    result = await MeteringActivities(engine).record_for_claim(
+        RecordUsageRequest(tenant_id=entry.tenant_id, entries=[entry]), None
+    )
+    return MeterResult(idempotency_key=entry.idempotency_key, inserted=result.inserted == 1)

@@ -166,6 +166,10 @@ class MeterInput(BaseModel):
     environment: str
     requested_model: str | None
     result: LLMCallResult
+    # Set: the call will not be charged (the request was cancelled while it ran): its cost is
+    # recorded billed 0 with this outcome, keyed by this run, and the request's claim is left
+    # open (activities/llm/ledger.py `record_unbilled_llm_call`).
+    unbilled: Literal["cancelled"] | None = None
 
 
 class MeterResult(BaseModel):

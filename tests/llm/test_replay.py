@@ -93,7 +93,13 @@ async def test_recorded_histories_replay(path: Path):
 def test_recorded_histories_exist():
     # plus the older code's histories guarding `workflow.patched` branches, named so a lost
     # one fails instead of silently dropping its replay case
-    guards = {"old-chat-cancelled-while-metering", "chat-cancelled-while-metering"}
+    guards = {
+        "old-chat-cancelled-while-metering",
+        "chat-cancelled-while-metering",
+        # tests/llm/test_cancelled_call.py: a cancel during the provider call
+        "old-llm-cancelled-mid-call",
+        "llm-cancelled-mid-call",
+    }
     assert {p.stem for p in HISTORIES.glob("*.json")} == set(NAMES) | guards, (
         "record: RADIANT_RECORD_HISTORIES=1 pytest tests/llm/test_replay.py"
     )
