@@ -130,6 +130,9 @@ class PlannedStep(BaseModel):
     # False only in plans recorded before every model was held (WARM/HOT ones were used
     # without a lease, and scaled in under the job when an admin turned them COLD).
     needs_hold: bool = True
+    # An optional model replacing a required one: that required model, run instead when the
+    # optional one cannot be held or its call fails (None: not a replacement, or older plans).
+    fallback: PlannedStep | None = None
 
 
 class JobPlan(BaseModel):
@@ -317,7 +320,11 @@ class JobActivities:
             if getattr(self.backend, "kind", "local") == "sagemaker"
             else "local",
             request_id=request_id,
-            model_pricing={s.model_id: self.catalog.model(s.model_id).pricing for s in steps},
+            model_pricing={
+                m: self.catalog.model(m).pricing
+                for s in steps
+                for m in (s.model_id, *([s.fallback.model_id] if s.fallback else []))
+            },
         )
 
     async def _started_request_id(self) -> str:
@@ -387,6 +394,7 @@ class JobActivities:
         chosen = list(required)
         extras: list[str] = []
         degraded: list[str] = []
+        replaced: dict[str, str] = {}  # optional model -> the required model it replaces
         # The rules the job client applies before it starts a workflow: each optional model
         # once (one charge pays for one run of it), none replacing a model another replaces.
         wanted, problem = optional_models_choice(self.catalog, req.service, op, req.optional_models)
@@ -406,6 +414,7 @@ class JobActivities:
                 if self.catalog.model(m).specialty == model.specialty
             ]
             if same:
+                replaced[model.id] = chosen[same[0]]
                 chosen[same[0]] = model.id
             else:
                 extras.append(model.id)
@@ -415,16 +424,21 @@ class JobActivities:
         # Every model is held, WARM/HOT ones too: an admin may turn one COLD while the job
         # runs (its idle window then starts), and only a lease keeps it in under a long
         # call. Holding a ready model costs one signal (acquire_model's fast path).
-        steps = [
-            PlannedStep(
+        def step(role: Literal["primary", "chained", "extra"], m: str) -> PlannedStep:
+            return PlannedStep(
                 role=role,
                 model_id=m,
                 endpoint_name=endpoint_name(req.app_id, req.environment, m),
                 mode="async" if uses_async_inference(self.catalog, m) else "sync",
                 needs_hold=True,
             )
-            for role, m in zip(roles, chosen + extras, strict=True)
-        ]
+
+        steps = []
+        for role, m in zip(roles, chosen + extras, strict=True):
+            planned = step(role, m)
+            if (original := replaced.get(m)) and self.catalog.model(original).min_tier <= tier:
+                planned.fallback = step(role, original)  # degrade to it, never fail for it
+            steps.append(planned)
         return steps, degraded
 
     # ------------------------------------------------------------------ models

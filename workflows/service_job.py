@@ -80,6 +80,9 @@ RUNTIME_PATCH = "lease-renewal"
 # Asked only when a job ends uncharged after some invocations ran (histories without it never
 # recorded their costs): those invocations' costs are recorded, billed 0.
 UNBILLED_COSTS_PATCH = "record-unbilled-costs"
+# Asked only when an optional model replacing a required one cannot be held or its call
+# fails: the job runs on the required model (degraded) instead of failing; before, it failed.
+FALLBACK_PATCH = "optional-replacement-falls-back"
 
 
 async def _rejecting(call: Awaitable[T]) -> T:
@@ -153,6 +156,8 @@ class ServiceJobWorkflow:
         self._stop_renewing = False
         self._dropped: dict[str, str] = {}  # optional models the job ran without, and why
         self._calls: list[ModelCall] = []  # invocations finished so far, in order
+        # Replacements that fell back: optional model -> the required model's step run instead.
+        self._fell_back: dict[str, PlannedStep] = {}
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
@@ -228,8 +233,12 @@ class ServiceJobWorkflow:
         try:
             try:
                 self._set("waiting for warm-up", ", ".join(plan.models))
-                await self._acquire_all(plan, leases)
-                steps = [s for s in plan.steps if s.model_id not in self._dropped]
+                await self._acquire_all(req, plan, leases)
+                steps = [
+                    self._fell_back.get(s.model_id, s)
+                    for s in plan.steps
+                    if s.model_id not in self._dropped or s.model_id in self._fell_back
+                ]
                 renewing = self._start_renewals()
                 try:
                     calls = await self._invoke_all(req, plan, steps, validated)
@@ -268,7 +277,11 @@ class ServiceJobWorkflow:
             service=plan.service,
             operation=plan.operation,
             tenant_id=plan.tenant_id,
-            models_used=[m for m in plan.models if m not in self._dropped],
+            models_used=[
+                self._fell_back[m].model_id if m in self._fell_back else m
+                for m in plan.models
+                if m not in self._dropped or m in self._fell_back
+            ],
             degraded=plan.degraded or bool(self._dropped),
             degraded_reason="; ".join(reasons) or None,
             output=self._combine(plan, calls),
@@ -339,7 +352,9 @@ class ServiceJobWorkflow:
             )
         )
 
-    async def _acquire_all(self, plan: JobPlan, leases: dict[str, AcquireRequest]) -> None:
+    async def _acquire_all(
+        self, req: ServiceRequest, plan: JobPlan, leases: dict[str, AcquireRequest]
+    ) -> None:
         """Hold every model (COLD ones warm up meanwhile). An optional model that cannot be
         held is dropped (the job runs degraded); a required one fails the job, and the other
         warm-ups are cancelled."""
@@ -352,7 +367,7 @@ class ServiceJobWorkflow:
         try:
             while pending:
                 _, pending = await workflow.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-                if self._fatal([m for m, t in tasks.items() if _error(t)], optional):
+                if self._fatal([m for m, t in tasks.items() if _error(t)], optional, plan):
                     break
         except asyncio.CancelledError:  # the job was cancelled: so are its warm-ups
             await self._cancel(pending)
@@ -360,9 +375,13 @@ class ServiceJobWorkflow:
         if pending and workflow.patched(RUNTIME_PATCH):
             await self._cancel(pending)
         failed = {m: err for m, t in tasks.items() if (err := _error(t)) is not None}
-        if self._fatal(list(failed), optional):
+        if self._fatal(list(failed), optional, plan):
             raise _refusal(list(failed.values()))
         for m, err in failed.items():
+            if (fallback := self._fallback(plan, m)) is not None:
+                self._dropped[m] = f"{m} could not be held: {_why(err)}; ran on {fallback.model_id}"
+                await self._fall_back(req, m, fallback)
+                continue
             self._dropped[m] = f"{m} could not be held: {_why(err)}; ran without it"
         for m, task in tasks.items():
             if m not in failed:
@@ -375,13 +394,41 @@ class ServiceJobWorkflow:
         if tasks:
             await workflow.wait(tasks)
 
-    @staticmethod
-    def _fatal(failed: list[str], optional: set[str]) -> bool:
-        """Whether these failed holds fail the job: a required model's always; an optional
-        model's only in histories recorded before optional models degraded here."""
-        if any(m not in optional for m in failed):
+    def _fatal(self, failed: list[str], optional: set[str], plan: JobPlan) -> bool:
+        """Whether these failed holds fail the job: a required model's always (an optional
+        model replacing one falls back to it: FALLBACK_PATCH); an optional model's only in
+        histories recorded before optional models degraded here."""
+        if any(m not in optional and self._fallback(plan, m) is None for m in failed):
             return True
         return bool(failed) and not workflow.patched(RUNTIME_PATCH)
+
+    @staticmethod
+    def _fallback(plan: JobPlan, model_id: str) -> PlannedStep | None:
+        """The required model's step an optional replacement falls back to (plans from before
+        have none; histories from before failed the job: FALLBACK_PATCH is asked here, only
+        when such a replacement failed)."""
+        step = next((s for s in plan.steps if s.model_id == model_id and s.fallback), None)
+        if step is None or not workflow.patched(FALLBACK_PATCH):
+            return None
+        return step.fallback
+
+    async def _fall_back(self, req: ServiceRequest, model_id: str, fallback: PlannedStep) -> None:
+        """Hold the required model instead of its failed replacement (its refusal fails the
+        job, as for any required model)."""
+        self._fell_back[model_id] = fallback
+        if fallback.model_id in self._held or fallback.model_id in self._unleased:
+            return
+        workflow_id = workflow.info().workflow_id
+        lease = AcquireRequest(
+            app_id=req.app_id,
+            environment=req.environment,
+            model_id=fallback.model_id,
+            lease_id=f"{workflow_id}/{fallback.model_id}",
+            requester=workflow_id,
+        )
+        self._requested[fallback.model_id] = lease
+        self._set("waiting for warm-up", f"{fallback.model_id} (instead of {model_id})")
+        self._took(fallback.model_id, lease, await self._acquire(lease))
 
     def _took(self, model_id: str, lease: AcquireRequest, how: str) -> None:
         if how == "unleased":
@@ -489,6 +536,22 @@ class ServiceJobWorkflow:
             try:
                 out = await self._invoke(req, plan, step, validated, options, str(index))
             except (ActivityError, ApplicationError) as err:
+                fallback = (
+                    None if is_cancelled_exception(err) else self._fallback(plan, step.model_id)
+                )
+                if fallback is not None:
+                    # An optional replacement that fails: the required model answers instead.
+                    self._dropped[step.model_id] = (
+                        f"{step.model_id} failed: {_why(err)}; ran on {fallback.model_id}"
+                    )
+                    await self._fall_back(req, step.model_id, fallback)
+                    out = await self._invoke(
+                        req, plan, fallback, validated, options, f"{index}-fallback"
+                    )
+                    calls.append(self._call(fallback, out, plan))
+                    if step.role == "primary":
+                        previous = out.output
+                    continue
                 if (
                     step.model_id not in optional
                     or is_cancelled_exception(err)  # the job was cancelled: not a model failure

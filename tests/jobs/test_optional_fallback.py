@@ -1,0 +1,66 @@
+"""An optional model that replaces a required one (same specialty) and then cannot be held, or
+whose call fails, degrades the job to the required model instead of failing it (DESIGN 5:
+optional models degrade gracefully). Found by a review of the job orchestration: the job failed
+with the optional model's error although the required model was available.
+
+RADIANT_RECORD_HISTORIES=1 keeps the histories under tests/histories/ (guards of
+FALLBACK_PATCH, replayed by tests/thermal/test_replay.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from activities.backends.base import ModelError
+from tests.fixtures.worker import ThermalHarness
+from tests.jobs.test_job_runtime import record_history, turned_off_behind_the_mirror
+from tests.jobs.test_service_jobs import prepare, start_job, usage_rows
+
+
+async def test_a_replacement_that_cannot_be_held_falls_back(thermal: ThermalHarness, tenants):
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    await turned_off_behind_the_mirror(h, app, "yolov8x")  # after the plan read the mirror
+    handle = await start_job(h, app, big.name, "perception/detect", optional_models=["yolov8x"])
+    try:
+        result = await asyncio.wait_for(handle.result(), 90)
+    finally:
+        await record_history(handle, "job-replacement-not-held")
+    assert result.models_used == ["yolov8m"] and [c.model_id for c in result.calls] == ["yolov8m"]
+    assert result.degraded and "yolov8x could not be held" in (result.degraded_reason or "")
+    assert "ran on yolov8m" in (result.degraded_reason or "")
+    rows = await usage_rows(h, big.id, handle.id)
+    assert sorted((r["kind"], r["model_id"]) for r in rows) == [
+        ("model_invocation", "yolov8m"),
+        ("service_charge", None),
+    ]
+    status = await h.control.status(app, "test", "yolov8m")
+    assert status.in_flight == 0  # the fallback's lease went with the job
+
+
+async def test_a_replacement_whose_call_fails_falls_back(
+    thermal: ThermalHarness, tenants, monkeypatch
+):
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    invoke = h.backend.invoke
+
+    async def refusing(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.endswith("-yolov8x"):
+            raise ModelError("the model refused the input (HTTP 400, injected)")
+        return await invoke(name, *args, **kwargs)
+
+    monkeypatch.setattr(h.backend, "invoke", refusing)
+    handle = await start_job(h, app, big.name, "perception/detect", optional_models=["yolov8x"])
+    try:
+        result = await asyncio.wait_for(handle.result(), 90)
+    finally:
+        await record_history(handle, "job-replacement-call-failed")
+    assert result.models_used == ["yolov8m"] and [c.model_id for c in result.calls] == ["yolov8m"]
+    assert "yolov8x failed" in (result.degraded_reason or "")
+    assert "ran on yolov8m" in (result.degraded_reason or "")
+    for model in ("yolov8m", "yolov8x"):
+        assert (await h.control.status(app, "test", model)).in_flight == 0
