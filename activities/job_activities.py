@@ -127,8 +127,7 @@ class PlannedStep(BaseModel):
     model_id: str
     endpoint_name: str
     mode: Literal["sync", "async"] = "sync"
-    # False only in plans recorded before every model was held (WARM/HOT ones were used
-    # without a lease, and scaled in under the job when an admin turned them COLD).
+    # False: WARM/HOT and ready, in a short operation: the job just uses it.
     needs_hold: bool = True
     # An optional model replacing a required one: that required model, run instead when the
     # optional one cannot be held or its call fails (None: not a replacement, or older plans).
@@ -421,16 +420,19 @@ class JobActivities:
         roles: list[Literal["primary", "chained", "extra"]] = ["primary"]
         roles += ["chained"] * (len(chosen) - 1)
         roles += ["extra"] * len(extras)
-        # Every model is held, WARM/HOT ones too: an admin may turn one COLD while the job
-        # runs (its idle window then starts), and only a lease keeps it in under a long
-        # call. Holding a ready model costs one signal (acquire_model's fast path).
+        # A WARM/HOT model that is ready is used without a hold in a short operation (no
+        # activity, no signal to the thermal workflow every job of the model shares: the
+        # throughput benchmark's largest gain). A long-running operation holds it too: an
+        # admin may turn it COLD mid-job (its idle window then starts), and only a lease keeps
+        # it in under a call of minutes or hours.
+        settled = {m for m, row in thermal.items() if row.warm_and_settled}
         def step(role: Literal["primary", "chained", "extra"], m: str) -> PlannedStep:
             return PlannedStep(
                 role=role,
                 model_id=m,
                 endpoint_name=endpoint_name(req.app_id, req.environment, m),
                 mode="async" if uses_async_inference(self.catalog, m) else "sync",
-                needs_hold=True,
+                needs_hold=op.long_running or m not in settled,
             )
 
         steps = []
