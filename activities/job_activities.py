@@ -160,6 +160,13 @@ class JobPlan(BaseModel):
     def models(self) -> list[str]:
         return list(dict.fromkeys(s.model_id for s in self.steps))
 
+    @property
+    def optional_models(self) -> set[str]:
+        """Models only extra steps use: the optional models the caller asked for on top of
+        the required ones (one replacing a required model falls back to it instead)."""
+        extra = {s.model_id for s in self.steps if s.role == "extra"}
+        return extra - {s.model_id for s in self.steps if s.role != "extra"}
+
 
 class AcquireRequest(BaseModel):
     app_id: str
@@ -426,6 +433,7 @@ class JobActivities:
         # admin may turn it COLD mid-job (its idle window then starts), and only a lease keeps
         # it in under a call of minutes or hours.
         settled = {m for m, row in thermal.items() if row.warm_and_settled}
+
         def step(role: Literal["primary", "chained", "extra"], m: str) -> PlannedStep:
             return PlannedStep(
                 role=role,
@@ -811,9 +819,7 @@ def _what_ran(plan: JobPlan, invocations: list[str]) -> dict[str, Any]:
     order, and whether it was degraded (by the plan, or by an optional model dropped since:
     one that could not be held or failed, and so was never invoked)."""
     ran = list(dict.fromkeys(invocations))
-    extra = {s.model_id for s in plan.steps if s.role == "extra"}
-    optional = extra - {s.model_id for s in plan.steps if s.role != "extra"}  # the workflow's
-    dropped = [m for m in plan.models if m in optional and m not in ran]
+    dropped = [m for m in plan.models if m in plan.optional_models and m not in ran]
     metadata: dict[str, Any] = {"degraded": plan.degraded or bool(dropped), "models": ran}
     if dropped:
         metadata["dropped"] = dropped

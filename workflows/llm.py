@@ -17,6 +17,7 @@ import asyncio
 import json
 from datetime import timedelta
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -226,18 +227,7 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
             result = await call
         meter = workflow.start_activity_method(
             LLMActivities.meter,
-            MeterInput(
-                tenant_id=plan.tenant_id,
-                workflow_id=info.workflow_id,
-                step="llm_call",
-                kind=kind,
-                request_id=req.request_id,
-                app_id=req.app_id,
-                environment=req.environment,
-                requested_model=req.model,
-                # what it costs, not what it said: the answer need not travel twice
-                result=result.model_copy(update={"content": None, "embeddings": None}),
-            ),
+            _meter_input(kind, req, plan, result),
             start_to_close_timeout=METER_TIMEOUT,
             retry_policy=METER_RETRY,
         )
@@ -272,6 +262,29 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
     )
 
 
+def _meter_input(
+    kind: LLMKind,
+    req: LLMRequest,
+    plan: LLMPlan,
+    result: LLMCallResult,
+    unbilled: Literal["cancelled"] | None = None,
+) -> MeterInput:
+    """What the ledger row of the call needs: what it cost, not what it said (the answer
+    need not travel twice)."""
+    return MeterInput(
+        tenant_id=plan.tenant_id,
+        workflow_id=workflow.info().workflow_id,
+        step="llm_call",
+        kind=kind,
+        request_id=req.request_id,
+        app_id=req.app_id,
+        environment=req.environment,
+        requested_model=req.model,
+        result=result.model_copy(update={"content": None, "embeddings": None}),
+        unbilled=unbilled,
+    )
+
+
 async def _record_cancelled_call(
     kind: LLMKind, req: LLMRequest, plan: LLMPlan, call: workflow.ActivityHandle[LLMCallResult]
 ) -> None:
@@ -289,18 +302,7 @@ async def _record_cancelled_call(
         return
     record = workflow.start_activity_method(
         LLMActivities.record_unbilled_call,
-        MeterInput(
-            tenant_id=plan.tenant_id,
-            workflow_id=workflow.info().workflow_id,
-            step="llm_call",
-            kind=kind,
-            request_id=req.request_id,
-            app_id=req.app_id,
-            environment=req.environment,
-            requested_model=req.model,
-            result=result.model_copy(update={"content": None, "embeddings": None}),
-            unbilled="cancelled",
-        ),
+        _meter_input(kind, req, plan, result, unbilled="cancelled"),
         start_to_close_timeout=METER_TIMEOUT,
         retry_policy=UNBILLED_RETRY,
     )

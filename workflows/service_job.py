@@ -133,6 +133,19 @@ def _refusal(errors: list[BaseException]) -> BaseException:
     return next((e for e in errors if not is_cancelled_exception(e)), errors[0])
 
 
+def _lease(req: ServiceRequest, model_id: str, *, verify: bool = False) -> AcquireRequest:
+    """The job's hold of a model: one lease per (job, model), whichever step asks for it."""
+    workflow_id = workflow.info().workflow_id
+    return AcquireRequest(
+        app_id=req.app_id,
+        environment=req.environment,
+        model_id=model_id,
+        lease_id=f"{workflow_id}/{model_id}",
+        requester=workflow_id,
+        verify=verify,
+    )
+
+
 def _split_cost(total: Decimal, count: int) -> list[Decimal]:
     """`total` in `count` shares that sum to it exactly: equal shares at the total's precision
     (at least 1e-8), the remainder on the first share."""
@@ -220,13 +233,7 @@ class ServiceJobWorkflow:
         )
 
         leases = {
-            m: AcquireRequest(
-                app_id=req.app_id,
-                environment=req.environment,
-                model_id=m,
-                lease_id=f"{info.workflow_id}/{m}",
-                requester=info.workflow_id,
-            )
+            m: _lease(req, m)
             for m in plan.models
             if any(step.needs_hold for step in plan.steps if step.model_id == m)
         }
@@ -328,13 +335,6 @@ class ServiceJobWorkflow:
                 call.internal_cost = share
 
     # ------------------------------------------------------------------ model holds
-    @staticmethod
-    def _optional_models(plan: JobPlan) -> set[str]:
-        """Models only extra steps use: the optional models the caller asked for on top of
-        the required ones (an optional model replacing a required one is not droppable)."""
-        extra = {s.model_id for s in plan.steps if s.role == "extra"}
-        return extra - {s.model_id for s in plan.steps if s.role != "extra"}
-
     async def _acquire(self, lease: AcquireRequest) -> str:
         # Patched: a cancelled warm-up has taken its lease or never will once this returns, so
         # the release that follows cannot come before the lease it releases.
@@ -361,7 +361,7 @@ class ServiceJobWorkflow:
         if not leases:
             return
         self._requested.update(leases)
-        optional = self._optional_models(plan)
+        optional = plan.optional_models
         tasks = {m: asyncio.create_task(self._acquire(lease)) for m, lease in leases.items()}
         pending = list(tasks.values())
         try:
@@ -418,14 +418,7 @@ class ServiceJobWorkflow:
         self._fell_back[model_id] = fallback
         if fallback.model_id in self._held or fallback.model_id in self._unleased:
             return
-        workflow_id = workflow.info().workflow_id
-        lease = AcquireRequest(
-            app_id=req.app_id,
-            environment=req.environment,
-            model_id=fallback.model_id,
-            lease_id=f"{workflow_id}/{fallback.model_id}",
-            requester=workflow_id,
-        )
+        lease = _lease(req, fallback.model_id)
         self._requested[fallback.model_id] = lease
         self._set("waiting for warm-up", f"{fallback.model_id} (instead of {model_id})")
         self._took(fallback.model_id, lease, await self._acquire(lease))
@@ -515,7 +508,7 @@ class ServiceJobWorkflow:
     ) -> list[ModelCall]:
         calls = self._calls  # the finished invocations, kept for a failure's cost rows
         previous: Any = None
-        optional = self._optional_models(plan)
+        optional = plan.optional_models
         # The checked (or spooled) copy of a before scene, never the caller's raw location.
         base = dict(req.options)
         if BEFORE_OPTION in validated.details:
@@ -607,14 +600,7 @@ class ServiceJobWorkflow:
                     # The endpoint vanished (drift the reconcile has not repaired yet): have the
                     # thermal workflow re-read the backend and warm it again, then retry once.
                     self._set("waiting for warm-up", f"{step.model_id} (endpoint was gone)")
-                    again = AcquireRequest(
-                        app_id=req.app_id,
-                        environment=req.environment,
-                        model_id=step.model_id,
-                        lease_id=f"{workflow.info().workflow_id}/{step.model_id}",
-                        requester=workflow.info().workflow_id,
-                        verify=True,
-                    )
+                    again = _lease(req, step.model_id, verify=True)
                     # It takes a lease even for a model held unleased before: release it too.
                     self._reacquired.append(again)
                     self._took(step.model_id, again, await self._acquire(again))

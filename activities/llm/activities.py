@@ -353,12 +353,8 @@ class LLMActivities:
     async def meter(self, inp: MeterInput) -> MeterResult:
         try:
             return await record_llm_usage(self._engine(), inp)
-        except ValueError as exc:  # e.g. a key too long: retrying cannot help, never loop
-            raise ApplicationError(
-                f"usage of {inp.workflow_id} cannot be metered: {exc}",
-                type=ERR_METERING_FAILED,
-                non_retryable=True,
-            ) from None
+        except ValueError as exc:
+            raise _unrecordable(f"usage of {inp.workflow_id} cannot be metered", exc) from None
 
     @activity.defn(name="llm.record_unbilled_call")
     async def record_unbilled_call(self, inp: MeterInput) -> MeterResult:
@@ -368,12 +364,14 @@ class LLMActivities:
         run_id = activity.info().workflow_run_id or ""
         try:
             return await record_unbilled_llm_call(self._engine(), inp, run_id)
-        except ValueError as exc:  # e.g. a key too long: retrying cannot help, never loop
-            raise ApplicationError(
-                f"cost of {inp.workflow_id} cannot be recorded: {exc}",
-                type=ERR_METERING_FAILED,
-                non_retryable=True,
-            ) from None
+        except ValueError as exc:
+            raise _unrecordable(f"cost of {inp.workflow_id} cannot be recorded", exc) from None
+
+
+def _unrecordable(what: str, exc: ValueError) -> ApplicationError:
+    """A ledger row that cannot be written (e.g. a key too long): retrying cannot help, so
+    the activity must not loop."""
+    return ApplicationError(f"{what}: {exc}", type=ERR_METERING_FAILED, non_retryable=True)
 
 
 def not_migrated(err: DBAPIError) -> ApplicationError | None:

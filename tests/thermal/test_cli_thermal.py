@@ -239,9 +239,9 @@ def test_status_table_and_fail_print_data_as_it_is(capsys):
     assert capsys.readouterr().err == f"error: cannot reach it: {CLOSING_TAG} {BRACKETED}\n"
 
 
-async def test_show_without_a_worker_gives_the_record_at_once(thermal: ThermalHarness, monkeypatch):
-    """The model's workflow runs on a queue no worker polls: the no-worker note and the record,
-    not a ~30 s hang on the query."""
+async def show_on_an_unpolled_queue(thermal: ThermalHarness, monkeypatch):  # type: ignore[no-untyped-def]
+    """`thermal show --json` of a model whose workflow runs on a queue no worker polls: the
+    CLI's result and how long it took."""
     app = thermal.new_app()
     handle = await thermal.client.start_workflow(
         ModelThermalWorkflow.run,
@@ -253,9 +253,15 @@ async def test_show_without_a_worker_gives_the_record_at_once(thermal: ThermalHa
         started = time.monotonic()
         res = await invoke_cli(thermal, monkeypatch, "thermal", "show", "yolov8n", "--app", app,
                                "--env", "test", "--json")  # fmt: skip
-        took = time.monotonic() - started
+        return res, time.monotonic() - started
     finally:
         await handle.terminate("test: done")
+
+
+async def test_show_without_a_worker_gives_the_record_at_once(thermal: ThermalHarness, monkeypatch):
+    """The model's workflow runs on a queue no worker polls: the no-worker note and the record,
+    not a ~30 s hang on the query."""
+    res, took = await show_on_an_unpolled_queue(thermal, monkeypatch)
     assert res.exit_code == 0, res.output
     status = json.loads(res.stdout)
     default = CATALOG.model("yolov8n").thermal.default_state.value
@@ -277,20 +283,7 @@ async def test_show_falls_back_to_the_record_when_the_query_times_out(
 
     monkeypatch.setattr(thermal_cli, "note_if_no_worker", looks_served)
     monkeypatch.setattr(thermal_cli, "SHOW_QUERY_TIMEOUT", timedelta(seconds=1))
-    app = thermal.new_app()
-    handle = await thermal.client.start_workflow(
-        ModelThermalWorkflow.run,
-        ModelThermalInput(app_id=app, environment="test", model_id="yolov8n", timings=TIMINGS),
-        id=thermal_workflow_id(app, "test", "yolov8n"),
-        task_queue=f"nobody-{app}",
-    )
-    try:
-        started = time.monotonic()
-        res = await invoke_cli(thermal, monkeypatch, "thermal", "show", "yolov8n", "--app", app,
-                               "--env", "test", "--json")  # fmt: skip
-        took = time.monotonic() - started
-    finally:
-        await handle.terminate("test: done")
+    res, took = await show_on_an_unpolled_queue(thermal, monkeypatch)
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["model_id"] == "yolov8n"
     assert "live state of yolov8n is unavailable" in res.stderr, res.stderr

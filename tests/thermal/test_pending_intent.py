@@ -26,7 +26,12 @@ from models_catalog.types import ThermalState
 from tests.fixtures.worker import TIMINGS, ThermalHarness
 from tests.thermal.test_capacity_and_leases import Faults, harness  # noqa: F401 - a fixture
 from workflows.thermal import ModelThermalWorkflow
-from workflows.thermal_types import ReleaseRequest, SetTargetRequest, WarmUpRequest
+from workflows.thermal_types import (
+    ReleaseRequest,
+    SetTargetRequest,
+    ThermalStatus,
+    WarmUpRequest,
+)
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 MODEL, ENV = "yolov8n", "test"
@@ -44,12 +49,11 @@ async def record_history(h: ThermalHarness, app: str, name: str) -> None:
         )
 
 
-async def test_a_target_set_during_the_last_transition_before_continue_as_new_is_applied(
-    harness: tuple[ThermalHarness, Faults],  # noqa: F811 - the imported fixture
-):
-    h, knobs = harness
-    app = h.new_app()
-    # continue-as-new is due after the first transition (a short history limit)
+async def warm_before_continue_as_new(
+    h: ThermalHarness, knobs: Faults, app: str
+) -> tuple[ThermalControl, asyncio.Task[ThermalStatus]]:
+    """A slow WARM create whose end is a continue-as-new point (a short history limit): the
+    control, and the WARM change under way, 1.5 s into its 3 s create."""
     control = ThermalControl(
         h.client, h.task_queue, TIMINGS.model_copy(update={"max_history_events": 10})
     )
@@ -58,6 +62,15 @@ async def test_a_target_set_during_the_last_transition_before_continue_as_new_is
         control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
     )
     await asyncio.sleep(1.5)  # inside the WARM create
+    return control, warm
+
+
+async def test_a_target_set_during_the_last_transition_before_continue_as_new_is_applied(
+    harness: tuple[ThermalHarness, Faults],  # noqa: F811 - the imported fixture
+):
+    h, knobs = harness
+    app = h.new_app()
+    control, warm = await warm_before_continue_as_new(h, knobs, app)
     hot = asyncio.create_task(
         control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.HOT))
     )
@@ -208,14 +221,7 @@ async def test_a_resync_during_the_last_transition_before_continue_as_new_is_car
     start from the old snapshot, so the drift waited for the next reconcile."""
     h, knobs = harness
     app = h.new_app()
-    control = ThermalControl(
-        h.client, h.task_queue, TIMINGS.model_copy(update={"max_history_events": 10})
-    )
-    knobs.create_delay = 3.0
-    warm = asyncio.create_task(
-        control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
-    )
-    await asyncio.sleep(1.5)  # inside the WARM create
+    control, warm = await warm_before_continue_as_new(h, knobs, app)
     handle = control.handle(app, ENV, MODEL)
     await handle.signal(ModelThermalWorkflow.resync)
     await asyncio.wait_for(warm, 60)
