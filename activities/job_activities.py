@@ -817,9 +817,12 @@ class JobActivities:
 def _what_ran(plan: JobPlan, invocations: list[str]) -> dict[str, Any]:
     """The charge row's account of the job as it ran, not as planned: the models invoked, in
     order, and whether it was degraded (by the plan, or by an optional model dropped since:
-    one that could not be held or failed, and so was never invoked)."""
+    one that could not be held or failed, and so was never invoked, or ran on the required
+    model it was to replace)."""
     ran = list(dict.fromkeys(invocations))
-    dropped = [m for m in plan.models if m in plan.optional_models and m not in ran]
+    # Optional models: extras, and replacements (which fell back to the model they replaced).
+    optional = plan.optional_models | {s.model_id for s in plan.steps if s.fallback}
+    dropped = [m for m in plan.models if m in optional and m not in ran]
     metadata: dict[str, Any] = {"degraded": plan.degraded or bool(dropped), "models": ran}
     if dropped:
         metadata["dropped"] = dropped

@@ -35,6 +35,9 @@ async def test_a_replacement_that_cannot_be_held_falls_back(thermal: ThermalHarn
         ("model_invocation", "yolov8m"),
         ("service_charge", None),
     ]
+    [charge] = [r for r in rows if r["kind"] == "service_charge"]
+    assert charge["metadata"]["degraded"] and charge["metadata"]["dropped"] == ["yolov8x"]
+    assert "yolov8m" in charge["metadata"]["models"]
     status = await h.control.status(app, "test", "yolov8m")
     assert status.in_flight == 0  # the fallback's lease went with the job
 
