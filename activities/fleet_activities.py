@@ -125,6 +125,9 @@ class ReconcileReport(BaseModel):
     # Endpoints no thermal workflow owns and without radiant's ownership tags (older versions,
     # made by hand): reported, never deleted automatically.
     unmanaged: list[OrphanReport] = Field(default_factory=list)
+    # Workflows told that SageMaker's autoscaler moved their count within the bounds (no
+    # drift): they record the count, so the uptime intervals bill what really runs.
+    recounted: list[str] = Field(default_factory=list)
 
 
 @runtime_checkable
@@ -168,6 +171,17 @@ def drift_reason(row: RecordedModel, live: EndpointInfo | None) -> str | None:
     if low <= live.instance_count <= high:
         return None
     return f"recorded {n} instance(s) (allowed {low}-{high}), backend has {live.instance_count}"
+
+
+def autoscaler_moved(row: RecordedModel, live: EndpointInfo | None) -> bool:
+    """The endpoint serves at another count than recorded, within the autoscaling bounds
+    (no drift: call it only when `drift_reason` is None): the autoscaler moved it."""
+    return (
+        live is not None
+        and live.status == "InService"
+        and row.instance_count > 0
+        and live.instance_count != row.instance_count
+    )
 
 
 def owned_by(row: RecordedModel, owner: EndpointOwner | None) -> bool:

@@ -146,7 +146,9 @@ class ExternalPricing(_Frozen):
     type: PricingType
     input_per_1k: Money | None = None
     output_per_1k: Money | None = None
-    cached_input_per_1k: Money | None = None
+    cached_input_per_1k: Money | None = None  # prompt-cache reads; None: the input rate
+    # Prompt-cache writes (Anthropic: 1.25 x input for the 5-minute cache); None: the input rate.
+    cache_write_input_per_1k: Money | None = None
     long_context_input_per_1k: Money | None = None
     long_context_output_per_1k: Money | None = None
     input_unit: Literal["tokens", "characters"] = "tokens"
@@ -196,6 +198,7 @@ _RATE_FIELDS = (
     "input_per_1k",
     "output_per_1k",
     "cached_input_per_1k",
+    "cache_write_input_per_1k",
     "long_context_input_per_1k",
     "long_context_output_per_1k",
     "per_request",
@@ -206,11 +209,13 @@ _RATE_FIELDS = (
 
 
 class ExternalUsage(_Frozen):
-    """What one call consumed. Token counts exclude cached tokens, which are counted separately."""
+    """What one call consumed. Token counts exclude prompt-cache reads and writes, which are
+    counted separately."""
 
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
-    cached_input_tokens: int = Field(default=0, ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)  # prompt-cache reads
+    cache_write_input_tokens: int = Field(default=0, ge=0)  # prompt-cache writes
     characters: int = Field(default=0, ge=0)  # for models priced per 1K characters (TTS)
     images: int = Field(default=0, ge=0)
     seconds: Decimal = Field(default=Decimal(0), ge=0)
@@ -330,7 +335,8 @@ class ExternalModel(_Frozen):
         """Provider cost and billed amount of one call (exact Decimals, not rounded).
 
         Per-token models: input (or characters, for per-character models) + output + cached input
-        (at the cached rate when there is one), plus the per-request fee where the model has one
+        (at the cached rate when there is one) + prompt-cache writes (at the cache write rate when
+        there is one, else the input rate), plus the per-request fee where the model has one
         (Perplexity's search fee). Other types: units x rate. Long-context rates are not applied:
         the seed gives no threshold.
         """
@@ -346,6 +352,12 @@ class ExternalModel(_Frozen):
                 p.cached_input_per_1k if p.cached_input_per_1k is not None else p.input_per_1k
             )
             cost += Decimal(usage.cached_input_tokens) / thousand * cached_rate
+            write_rate = (
+                p.cache_write_input_per_1k
+                if p.cache_write_input_per_1k is not None
+                else p.input_per_1k
+            )
+            cost += Decimal(usage.cache_write_input_tokens) / thousand * write_rate
             if p.per_request is not None:
                 cost += usage.requests * p.per_request
         elif p.type == "per_request":

@@ -134,6 +134,7 @@ class ModelThermalWorkflow:
         # during the last transition before continue-as-new is carried, or the drift it
         # reported would wait for the next reconcile.
         self.refresh = inp.snapshot is not None and inp.snapshot.refresh
+        self.recount_due = False  # the reconcile saw the autoscaler move the count: re-read it
         self.recorded = inp.snapshot is not None  # a fresh workflow writes its first row at once
         self.fatal: ApplicationError | None = None  # the model cannot be managed at all
         self.converging = False  # a transition (and its Postgres record) is under way
@@ -292,14 +293,24 @@ class ModelThermalWorkflow:
         in_flight = len(self._active_leases())
         demand = self.waiters > 0 or in_flight > 0
         if target in (WARM, HOT):
-            return policy.capacity_for_state(target, self._limits()).desired
+            return self._autoscaled() or policy.capacity_for_state(target, self._limits()).desired
         if target == COLD:
             if demand:
                 return max(1, self.s.instance_count)
             if self.s.instance_count > 0 and self._idle_deadline() > self._now_s():
                 return self.s.instance_count
             return 0
-        return max(self._automatic().desired_instances, 1 if demand else 0)
+        desired = max(self._automatic().desired_instances, 1 if demand else 0)
+        return max(desired, self._autoscaled() or 0) if desired > 0 else 0
+
+    def _autoscaled(self) -> int | None:
+        """The count SageMaker's autoscaler chose, while it still runs and no new target or
+        resync came since: WARM, HOT and a serving AUTOMATIC keep it (COLD keeps any count)."""
+        assert self.s is not None
+        s = self.s
+        if s.autoscaled_generation != s.generation or s.autoscaled_count != s.instance_count:
+            return None
+        return s.autoscaled_count
 
     def _idle_deadline(self) -> float:
         assert self.s is not None
@@ -318,7 +329,7 @@ class ModelThermalWorkflow:
     def _has_intent(self) -> bool:
         """Work besides continue-as-new: a target, caller or timer the state does not meet."""
         assert self.s is not None
-        if self.refresh:
+        if self.refresh or self.recount_due:
             return True
         if self._is_blocked():
             return False
@@ -400,6 +411,9 @@ class ModelThermalWorkflow:
             self.refresh = False
             info = await self._describe()
             self._observe(info.instance_count if info else 0, info.status if info else None)
+        if self.recount_due:
+            self.recount_due = False
+            await self._adopt_autoscaled_count()
         if self.blocked and self.s.generation == self.s.applied_generation:
             return
         before = self._status()
@@ -440,6 +454,24 @@ class ModelThermalWorkflow:
             await self._capacity_failed(str(short))
             return
         self.missing_retries = 0
+
+    async def _adopt_autoscaled_count(self) -> None:
+        """Take the count SageMaker's autoscaler moved the endpoint to, within the bounds
+        registered, as this target's (recorded: its uptime interval bills what runs) instead
+        of scaling it back. Outside the bounds it is drift: the reconcile resyncs that."""
+        assert self.s is not None
+        s = self.s
+        if s.generation != s.applied_generation or self._is_blocked() or not self._ready():
+            return  # a change of ours is due or failed: it sets the count itself
+        info = await self._describe()
+        if info is None or info.status != "InService" or info.instance_count == s.instance_count:
+            return
+        low, high = policy.autoscaling_bounds(s.target_state, self._limits(), s.instance_count)
+        if not low <= info.instance_count <= high or info.instance_count < 1:
+            return
+        s.autoscaled_count, s.autoscaled_generation = info.instance_count, s.generation
+        self._observe(info.instance_count, info.status)
+        await self._record(None)
 
     async def _warm_up(self, desired: int) -> None:
         assert self.s is not None and self.spec is not None
@@ -830,6 +862,13 @@ class ModelThermalWorkflow:
         """An invocation happened (for callers that hold no lease)."""
         if self.s is not None:
             self.s.last_activity_at = workflow.now()
+
+    @workflow.signal
+    def recount(self) -> None:
+        """The reconcile saw the endpoint serve another count within its autoscaling bounds
+        (SageMaker's autoscaler moved it): re-read it and record it."""
+        if self.s is not None:
+            self.recount_due = True
 
     @workflow.signal
     def resync(self) -> None:

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         ReconcileInput,
         ReconcileReport,
         RecordedModel,
+        autoscaler_moved,
         drift_reason,
         orphan_kind,
         owned_by,
@@ -36,6 +37,10 @@ SHARED_NAME_PATCH = "reconcile-shared-endpoint-name"
 #: a lost worker) is reported failed; it used to fail the whole bulk, losing every other
 #: model's result (asked only when that happens).
 BULK_ITEM_FAILURE_PATCH = "bulk-item-failure-reported"
+#: A count the autoscaler moved within the bounds is told to the model's workflow, which
+#: records it (before, the record kept the old count, and its uptime billed that; asked only
+#: when that happens).
+RECOUNT_PATCH = "reconcile-autoscaled-count"
 SNAPSHOT_TIMEOUT = timedelta(minutes=10)  # a big fleet; the heartbeat notices a dead worker
 SNAPSHOT_HEARTBEAT = timedelta(seconds=30)
 
@@ -97,6 +102,15 @@ class ThermalReconcileWorkflow:
             reason = drift_reason(row, endpoint)
             if reason is not None:
                 await self._drift(row, reason, report)
+            elif (
+                row.workflow_running
+                and autoscaler_moved(row, endpoint)
+                and workflow.patched(RECOUNT_PATCH)
+            ):
+                wf_id = thermal_workflow_id(row.app_id, row.environment, row.model_id)
+                handle = workflow.get_external_workflow_handle(wf_id)
+                await handle.signal(ModelThermalWorkflow.recount)
+                report.recounted.append(wf_id)
         for info in snap.endpoints:
             if info.endpoint_name in owned:
                 continue

@@ -216,7 +216,8 @@ models = Table(
     # Provider cost (what we pay); billed = cost x (1 + markup) (DESIGN 2).
     _money("input_cost_per_1k"),
     _money("output_cost_per_1k"),
-    _money("cached_input_cost_per_1k"),
+    _money("cached_input_cost_per_1k"),  # prompt-cache reads
+    _money("cache_write_input_cost_per_1k"),  # prompt-cache writes (migration 0004)
     _money("cost_per_request"),
     _money("cost_per_image"),
     _money("cost_per_second"),

@@ -162,16 +162,42 @@ def estimated_usage(inp: LLMCallInput, content: str | None) -> TokenUsage:
 
 
 def _usage(usage: Any) -> TokenUsage:
+    """Split LiteLLM's `Usage` into plain input, cache reads, cache writes and output.
+
+    `prompt_tokens` INCLUDES both cache reads and cache writes (LiteLLM 1.108.14):
+    Anthropic adds `cache_creation_input_tokens` and `cache_read_input_tokens` to its
+    `input_tokens` (litellm/llms/anthropic/chat/transformation.py:2816-2821) and Bedrock Converse
+    does the same (litellm/llms/bedrock/chat/converse_transformation.py:2687-2689); both set
+    `prompt_tokens_details.cached_tokens` (reads) and `.cache_creation_tokens` (writes), which
+    `PromptTokensDetailsWrapper` mirrors to `.cache_write_tokens` (litellm/types/utils.py:
+    1870-1875); `Usage(cache_creation_input_tokens=...)` fills the same field
+    (litellm/types/utils.py:2021-2027). LiteLLM's own cost does the same subtraction
+    (litellm/litellm_core_utils/llm_cost_calc/utils.py:1480-1484).
+    """
     if usage is None:
         return TokenUsage()
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     completion = int(getattr(usage, "completion_tokens", 0) or 0)
     details = getattr(usage, "prompt_tokens_details", None)
-    cached = int(getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
-    cached = min(cached, prompt)
-    return TokenUsage(
-        input_tokens=prompt - cached, output_tokens=completion, cached_input_tokens=cached
+    cached = _count(details, "cached_tokens")
+    written = (
+        _count(details, "cache_write_tokens")
+        or _count(details, "cache_creation_tokens")
+        or _count(usage, "cache_creation_input_tokens")
     )
+    cached = min(cached, prompt)
+    written = min(written, prompt - cached)
+    return TokenUsage(
+        input_tokens=prompt - cached - written,
+        output_tokens=completion,
+        cached_input_tokens=cached,
+        cache_write_input_tokens=written,
+    )
+
+
+def _count(obj: Any, name: str) -> int:
+    value = getattr(obj, name, 0) if obj is not None else 0
+    return max(int(value), 0) if isinstance(value, int | float) and value else 0
 
 
 # The request (or its credentials) is wrong: retrying the same call cannot succeed.

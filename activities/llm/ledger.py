@@ -45,7 +45,10 @@ def usage_entry(inp: MeterInput) -> UsageEntry:
         unit_price=cost.unit_price,
         billed_amount=cost.billed,
         internal_cost=cost.internal_cost,
-        input_tokens=r.usage.input_tokens + r.usage.cached_input_tokens,
+        # every prompt token: plain input, cache reads and cache writes (the split is below)
+        input_tokens=r.usage.input_tokens
+        + r.usage.cached_input_tokens
+        + r.usage.cache_write_input_tokens,
         output_tokens=r.usage.output_tokens,
         served_by=r.served_by,
         metadata={
@@ -55,6 +58,7 @@ def usage_entry(inp: MeterInput) -> UsageEntry:
             "requested_model": inp.requested_model,
             "fallback_used": r.fallback_used,
             "cached_input_tokens": r.usage.cached_input_tokens,
+            "cache_write_input_tokens": r.usage.cache_write_input_tokens,
             "usage_estimated": r.usage.estimated,
             "markup": str(cost.markup),
             "litellm_cost": str(cost.litellm_cost) if cost.litellm_cost is not None else None,

@@ -61,16 +61,16 @@ def _pairs(model: ExternalModel, entry: dict) -> list[tuple[str, Decimal, str, D
         out.append(("input_per_1k", p.input_per_1k, field, k, "per 1K"))
         if p.output_per_1k is not None:
             out.append(("output_per_1k", p.output_per_1k, "output_cost_per_token", k, "per 1K"))
-        if p.cached_input_per_1k is not None:
-            out.append(
-                (
-                    "cached_input_per_1k",
-                    p.cached_input_per_1k,
-                    "cache_read_input_token_cost",
-                    k,
-                    "per 1K",
-                )
-            )
+        for ours, rate, theirs in (
+            ("cached_input_per_1k", p.cached_input_per_1k, "cache_read_input_token_cost"),
+            (
+                "cache_write_input_per_1k",
+                p.cache_write_input_per_1k,
+                "cache_creation_input_token_cost",
+            ),
+        ):
+            if rate is not None:
+                out.append((ours, rate, theirs, k, "per 1K"))
     if p.per_image is not None:
         field = (
             "output_cost_per_image" if "output_cost_per_image" in entry else "input_cost_per_image"
@@ -80,6 +80,11 @@ def _pairs(model: ExternalModel, entry: dict) -> list[tuple[str, Decimal, str, D
         out.append(("per_second", p.per_second, "output_cost_per_second", Decimal(1), "per second"))
     if p.per_minute is not None:
         out.append(("per_minute", p.per_minute, "input_cost_per_second", Decimal(60), "per minute"))
+    if p.type == "per_request" and p.per_request is not None:  # search APIs (Perplexity's fee
+        # on top of tokens has no cost-map field)
+        out.append(
+            ("per_request", p.per_request, "input_cost_per_query", Decimal(1), "per request")
+        )
     return out
 
 

@@ -87,14 +87,22 @@ class LLMRequest(BaseModel):
 
 
 class TokenUsage(BaseModel):
-    input_tokens: int = 0  # excluding cached input tokens
+    input_tokens: int = 0  # excluding cached input tokens and prompt-cache writes
     output_tokens: int = 0
-    cached_input_tokens: int = 0
+    cached_input_tokens: int = 0  # prompt-cache reads
     estimated: bool = False  # the provider reported no usage: LiteLLM's token count instead
+    # Prompt-cache writes (Anthropic's cache_creation_input_tokens), priced at the model's cache
+    # write rate. 0 in results recorded before they were split out (then inside input_tokens).
+    cache_write_input_tokens: int = 0
 
     @property
     def total(self) -> int:
-        return self.input_tokens + self.output_tokens + self.cached_input_tokens
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cached_input_tokens
+            + self.cache_write_input_tokens
+        )
 
 
 class LLMPlan(BaseModel):

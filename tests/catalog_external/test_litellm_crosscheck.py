@@ -21,6 +21,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 from litellm.types.utils import SearchProviders  # noqa: E402
 
+from activities.llm.pricing_check import compare_prices  # noqa: E402
+from models_catalog.catalog import load_catalog  # noqa: E402
 from models_catalog.external import ExternalModel, Provider, load_external_catalog  # noqa: E402
 
 CATALOG = load_external_catalog()
@@ -38,96 +40,42 @@ def _provider(model: ExternalModel) -> Provider:
     return CATALOG.provider_of(model)
 
 
-def _cost_map_entry(model: ExternalModel) -> tuple[str, dict] | None:
-    """LiteLLM's cost-map entry for the model, if the map has one for the same provider."""
-    lp = _provider(model).litellm_provider
-    if lp is None:
-        return None
-    route = model.litellm_route
-    candidates = [route]
-    prefix, _, bare = route.partition("/")
-    if bare and prefix == lp:
-        candidates.append(bare)
-    for key in candidates:
-        entry = litellm.model_cost.get(key)
-        if entry and entry.get("litellm_provider") in EQUIVALENT.get(lp, {lp}):
-            return key, entry
-    return None
-
-
-def _pairs(model: ExternalModel, entry: dict) -> list[tuple[str, Decimal, str, Decimal, str]]:
-    """(our field, our rate, LiteLLM field, factor from LiteLLM's unit to ours, unit label)."""
-    p = model.pricing
-    out: list[tuple[str, Decimal, str, Decimal, str]] = []
-    k = Decimal(1000)
-    if p.type == "per_token" and p.input_per_1k is not None:
-        if p.input_unit == "characters":
-            out.append(("input_per_1k", p.input_per_1k, "input_cost_per_character", k, "/1K chars"))
-        else:
-            out.append(("input_per_1k", p.input_per_1k, "input_cost_per_token", k, "/1K tokens"))
-        if p.output_per_1k is not None:
-            out.append(("output_per_1k", p.output_per_1k, "output_cost_per_token", k, "/1K tokens"))
-        if p.cached_input_per_1k is not None:
-            cached = p.cached_input_per_1k
-            out.append(
-                ("cached_input_per_1k", cached, "cache_read_input_token_cost", k, "/1K tokens")
-            )
-    if p.per_image is not None:
-        field = (
-            "output_cost_per_image" if "output_cost_per_image" in entry else "input_cost_per_image"
-        )
-        out.append(("per_image", p.per_image, field, Decimal(1), "/image"))
-    if p.per_second is not None:
-        out.append(("per_second", p.per_second, "output_cost_per_second", Decimal(1), "/second"))
-    if p.per_minute is not None:
-        out.append(("per_minute", p.per_minute, "input_cost_per_second", Decimal(60), "/minute"))
-    if p.per_request is not None and p.type == "per_request":
-        out.append(("per_request", p.per_request, "input_cost_per_query", Decimal(1), "/request"))
-    return out
-
-
-def _close(ours: Decimal, theirs: Decimal) -> bool:
-    # The cost map stores rounded floats (deepgram's $0.0043/min is 7.167e-05/s): 0.1 % absorbs
-    # that rounding; real price changes are far larger.
-    return abs(ours - theirs) <= max(abs(ours), abs(theirs)) * Decimal("0.001")
-
-
 def test_price_drift_against_litellm_cost_map_is_reported():
-    known, unknown, drift, compared = [], [], [], 0
-    for model in CATALOG.models.values():
-        if _provider(model).litellm_provider is None:
-            continue
-        hit = _cost_map_entry(model)
-        if hit is None:
-            unknown.append(model.id)
-            continue
-        key, entry = hit
-        known.append(model.id)
-        for ours_field, ours, theirs_field, factor, unit in _pairs(model, entry):
-            theirs_raw = entry.get(theirs_field)
-            if theirs_raw is None:
-                continue
-            compared += 1
-            theirs = Decimal(repr(theirs_raw)) * factor
-            if not _close(ours, theirs):
-                drift.append(
-                    f"{model.id} [{key}] {ours_field}: ours {ours:f} vs LiteLLM "
-                    f"{theirs.normalize():f} USD{unit} (cost, before markup)"
-                )
-
+    """The weekly pricing check's comparison (activities/llm/pricing_check.py), run at test time
+    on the pinned release's map: differences are a warning in pytest's summary."""
+    report = compare_prices(load_catalog(), litellm.model_cost)
     # Keep the report honest: the lookup must actually find and compare a good share of models.
-    assert len(known) >= 20, f"cost-map lookup found only {known}"
-    assert compared >= 30
+    assert report.compared_models >= 20, f"cost-map lookup found only {report.compared_models}"
+    assert report.compared_prices >= 30
     lines = [
-        f"LiteLLM {version('litellm')} bundled cost map: "
-        f"{len(known)} models known, {compared} rates compared, {len(drift)} differ",
-        *drift,
-        f"not in LiteLLM's cost map ({len(unknown)}): {', '.join(unknown)}",
+        f"LiteLLM {version('litellm')} bundled cost map: {report.compared_models} models known, "
+        f"{report.compared_prices} rates compared, {len(report.differences)} differ",
+        *(
+            f"{d.model_id} [{d.litellm_key}] {d.field}: ours {d.catalog:f} vs LiteLLM "
+            f"{d.litellm:f} USD {d.unit} (cost, before markup)"
+            for d in report.differences
+        ),
+        f"not in LiteLLM's cost map ({len(report.not_in_cost_map)}): "
+        + ", ".join(report.not_in_cost_map),
     ]
-    report = "\n".join(lines)
-    print(report)
-    if drift or unknown:
-        warnings.warn(LiteLLMPriceDrift(report), stacklevel=1)
+    text = "\n".join(lines)
+    print(text)
+    if report.differences or report.not_in_cost_map:
+        warnings.warn(LiteLLMPriceDrift(text), stacklevel=1)
+
+
+def test_per_request_prices_are_compared_too():
+    """Search APIs priced per request (Tavily) are compared with the map's per-query cost: the
+    pinned release's map says 0.008 a query, the seed 0.001."""
+    cost_map = {"tavily/search": {**litellm.model_cost["tavily/search"]}}
+    [diff] = compare_prices(load_catalog(), cost_map).differences
+    assert (diff.model_id, diff.field, diff.catalog) == (
+        "tavily-search",
+        "per_request",
+        Decimal("0.001"),
+    )
+    cost_map["tavily/search"]["input_cost_per_query"] = 0.001
+    assert compare_prices(load_catalog(), cost_map).differences == []
 
 
 ROUTABLE = [m for m in CATALOG.models.values() if _provider(m).litellm_provider is not None]

@@ -29,6 +29,21 @@ def test_cached_tokens_fall_back_to_the_input_rate(catalog):
     assert got.cost == Decimal("0.0001")
 
 
+def test_cache_writes_are_priced_at_the_cache_write_rate(write, doc):
+    doc["models"][0]["pricing"]["cache_write_input_per_1k"] = "0.0025"
+    model = load_external_catalog(write(doc)).models["acme-chat"]
+    got = model.cost(ExternalUsage(input_tokens=1000, cache_write_input_tokens=2000))
+    assert got.cost == Decimal("0.007")  # 1 x 0.002 + 2 x 0.0025 (write rate)
+    assert model.pricing.billed_rates()["cache_write_input_per_1k"] == Decimal("0.0035")
+
+
+def test_cache_writes_fall_back_to_the_input_rate(catalog):
+    """No write rate: a cache write costs what it cost before writes were split out."""
+    model = catalog.models["acme-chat"]
+    split = model.cost(ExternalUsage(input_tokens=500, cache_write_input_tokens=1500))
+    assert split.cost == model.cost(ExternalUsage(input_tokens=2000)).cost == Decimal("0.004")
+
+
 def test_per_request_fee_is_added_to_tokens(catalog):
     got = catalog.models["acme-search"].cost(ExternalUsage(input_tokens=1000, output_tokens=1000))
     assert got.cost == Decimal("0.007")  # 0.001 + 0.001 + 0.005 search fee

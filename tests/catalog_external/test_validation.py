@@ -60,7 +60,9 @@ def test_same_route_and_params_is_a_duplicate_deployment(write, doc):
     load_external(write(doc))
 
 
-@pytest.mark.parametrize("field", ["input_per_1k", "output_per_1k", "cached_input_per_1k"])
+@pytest.mark.parametrize(
+    "field", ["input_per_1k", "output_per_1k", "cached_input_per_1k", "cache_write_input_per_1k"]
+)
 def test_negative_price(write, doc, field):
     doc["models"][0]["pricing"][field] = "-0.001"
     _one(_problems(write, doc), "acme-chat", f"pricing.{field}", "greater than or equal to 0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -28,9 +30,22 @@ def test_sync_is_complete_and_idempotent(migrated_db):
         rate = conn.execute(
             text("SELECT hourly_rate FROM self_hosted_models WHERE model_id = 'yolov8m'")
         ).scalar_one()
+        write_rates = dict(
+            conn.execute(
+                text(
+                    "SELECT id, cache_write_input_cost_per_1k FROM models "
+                    "WHERE id IN ('anthropic-claude-sonnet-4-5', 'anthropic-claude-sonnet-4')"
+                )
+            ).all()
+        )
     engine.dispose()
     assert deployable == 33
     assert rate == catalog.model("yolov8m").pricing.hourly_rate
+    # the prompt-cache write rate, where the catalog has one (migration 0004)
+    assert write_rates == {
+        "anthropic-claude-sonnet-4-5": Decimal("0.00375"),
+        "anthropic-claude-sonnet-4": None,
+    }
 
 
 def test_sync_cli_twice(migrated_db, monkeypatch, tmp_path):

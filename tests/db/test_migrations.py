@@ -50,7 +50,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert migrate.current(url) is None
 
     _upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0003"
+    assert migrate.current(url) == migrate.head() == "0004"
     inv = _inventory(url)
     assert inv["tables"] == TABLES | {"alembic_version"}
     assert inv["views"] == {"unified_model_registry"}
@@ -69,7 +69,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert acl is not None and TEST_APP_ROLE not in (acl[0] or "")
 
     _upgrade(url)  # and back: the downgrade left nothing in the way
-    assert migrate.current(url) == "0003"
+    assert migrate.current(url) == "0004"
     migrate.check(url)
 
 
@@ -80,7 +80,7 @@ def test_upgrade_from_the_first_revision_keeps_its_data(fresh_database: Callable
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         conn.execute("INSERT INTO tenants (name, tier) VALUES ('kept', 3)")
     _upgrade(url)
-    assert migrate.current(url) == "0003"
+    assert migrate.current(url) == "0004"
     migrate.check(url)
     with psycopg.connect(libpq_conninfo(url)) as conn:
         assert conn.execute("SELECT tier FROM tenants WHERE name = 'kept'").fetchone() == (3,)
@@ -109,13 +109,35 @@ def test_upgrade_refuses_tenant_names_differing_only_in_case(
         conn.execute("UPDATE tenants SET name = 'acme-2' WHERE name = 'acme'")
         conn.execute("UPDATE tenants SET name = 'zeta-2' WHERE name = 'ZETA'")
     _upgrade(url)
-    assert migrate.current(url) == "0003"
+    assert migrate.current(url) == "0004"
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.UniqueViolation, match="uq_tenants_lower_name"):
             conn.execute("INSERT INTO tenants (name, tier) VALUES ('GLOBEX', 1)")
     migrate.downgrade(url, "0002", app_role=TEST_APP_ROLE)
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         conn.execute("INSERT INTO tenants (name, tier) VALUES ('GLOBEX', 1)")  # index gone
+
+
+def test_0004_adds_the_cache_write_rate_and_the_downgrade_drops_it(
+    fresh_database: Callable[[], str],
+) -> None:
+    """0004: models.cache_write_input_cost_per_1k (the prompt-cache write rate)."""
+    url = fresh_database()
+    migrate.upgrade(url, "0003", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
+
+    def columns() -> set[str]:
+        engine = create_engine(normalize_url(url), poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return {c["name"] for c in inspect(conn).get_columns("models")}
+        finally:
+            engine.dispose()
+
+    assert "cache_write_input_cost_per_1k" not in columns()
+    _upgrade(url)
+    assert {"cached_input_cost_per_1k", "cache_write_input_cost_per_1k"} <= columns()
+    migrate.downgrade(url, "0003", app_role=TEST_APP_ROLE)
+    assert "cache_write_input_cost_per_1k" not in columns()
 
 
 def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
@@ -125,7 +147,7 @@ def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
 
 def test_upgrade_is_idempotent_at_head(migrated_db: MigratedDb) -> None:
     _upgrade(migrated_db.owner_url)
-    assert migrate.current(migrated_db.owner_url) == "0003"
+    assert migrate.current(migrated_db.owner_url) == "0004"
 
 
 def test_app_role_is_plain_and_owns_nothing(migrated_db: MigratedDb) -> None:

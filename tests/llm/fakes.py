@@ -1,5 +1,6 @@
-"""Local HTTP fakes (standard library only): an OpenAI-compatible server, a SageMaker runtime and
-health-check targets that answer slowly, with 5xx, or not at all. No network leaves the machine."""
+"""Local HTTP fakes (standard library only): an OpenAI-compatible server (which also answers
+Anthropic's Messages API), a SageMaker runtime and health-check targets that answer slowly, with
+5xx, or not at all. No network leaves the machine."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ class FakeBehaviour:
     prompt_tokens: int = 11
     completion_tokens: int = 7
     text: str = "hello from the fake"
+    # Anthropic Messages API answers (POST .../v1/messages): prompt caching, beside prompt_tokens
+    # (Anthropic's `input_tokens` counts neither).
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -103,6 +108,22 @@ class _FakeServer(ThreadingHTTPServer):
             "completion_tokens": b.completion_tokens,
             "total_tokens": b.prompt_tokens + b.completion_tokens,
         }
+        if path.endswith("/v1/messages"):  # Anthropic Messages API
+            return {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": data.get("model"),
+                "content": [{"type": "text", "text": b.text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": b.prompt_tokens,
+                    "output_tokens": b.completion_tokens,
+                    "cache_creation_input_tokens": b.cache_creation_input_tokens,
+                    "cache_read_input_tokens": b.cache_read_input_tokens,
+                },
+            }
         if path.endswith("/invocations"):  # SageMaker runtime, TGI container
             return [{"generated_text": b.text}]
         if path.endswith("/embeddings"):

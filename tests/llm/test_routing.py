@@ -5,6 +5,7 @@ fallbacks; the served deployment recorded; catalog cost versus LiteLLM's; error 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from activities.llm.deployments import (
     local_instances,
     self_hosted_endpoint,
 )
-from activities.llm.types import LLMCallInput
+from activities.llm.types import LLMCallInput, TokenUsage
 from models_catalog.catalog import load_catalog
 from models_catalog.pricing import to_ledger
 from tests.llm.fakes import FakeBehaviour, fake_server
@@ -146,6 +147,106 @@ async def test_catalog_prices_what_litellm_cannot(tmp_path: Path):
     assert res.cost.internal_cost == to_ledger(
         Decimal(10) / 1000 * Decimal("0.003") + Decimal(20) / 1000 * Decimal("0.015")
     )
+
+
+# Anthropic prompt caching: 100 plain input tokens, 2000 written to the cache, 300 read from it.
+CACHING = FakeBehaviour(
+    prompt_tokens=100, completion_tokens=20, cache_creation_input_tokens=2000,
+    cache_read_input_tokens=300,
+)  # fmt: skip
+
+
+def _caching_call_cost(model_id: str, write_rate: Decimal) -> Decimal:
+    p = CAT.external_models[model_id].pricing
+    assert p.input_per_1k is not None and p.output_per_1k is not None
+    cached_rate = p.cached_input_per_1k or p.input_per_1k
+    return to_ledger(
+        Decimal(100) / 1000 * p.input_per_1k
+        + Decimal(20) / 1000 * p.output_per_1k
+        + Decimal(300) / 1000 * cached_rate
+        + Decimal(2000) / 1000 * write_rate
+    )
+
+
+async def test_anthropic_cache_writes_are_billed_at_the_cache_write_rate(tmp_path: Path):
+    """LiteLLM's Anthropic handler (a local Messages API fake) counts cache writes inside
+    prompt_tokens: they are split out and priced at the catalog's cache write rate (1.25 x
+    input), which is LiteLLM's own price for the call too. Before, they were input tokens."""
+    model_id = "anthropic-claude-sonnet-4-5"
+    with fake_server(dataclasses.replace(CACHING, requests=[])) as fake:
+        a = acts(tmp_path, {model_id: {"api_base": fake.url}})
+        res = await run_call(a, model_id=model_id, allow_fallbacks=False)
+        assert [p["path"] for p in fake.posts()] == ["/v1/messages"]
+    assert res.usage == TokenUsage(
+        input_tokens=100, output_tokens=20, cached_input_tokens=300, cache_write_input_tokens=2000
+    )
+    p = CAT.external_models[model_id].pricing
+    assert p.cache_write_input_per_1k == Decimal("0.00375")
+    cost = _caching_call_cost(model_id, p.cache_write_input_per_1k)
+    assert cost == Decimal("0.00819")  # 0.0003 + 0.0003 + 0.00009 + 0.0075
+    assert res.cost.internal_cost == cost and res.cost.billed == to_ledger(cost * Decimal("1.40"))
+    assert res.cost.units == 2420  # every token, as before
+    assert res.cost.litellm_cost is not None
+    assert abs(res.cost.litellm_cost - cost) < Decimal("1e-9")
+
+
+async def test_cache_writes_without_a_write_rate_cost_what_they_did(tmp_path: Path):
+    """claude-sonnet-4 has no cache write rate (neither the seed nor LiteLLM's map gives one):
+    its cache writes are counted apart but still billed at the input rate, as before."""
+    model_id = "anthropic-claude-sonnet-4"
+    p = CAT.external_models[model_id].pricing
+    assert p.cache_write_input_per_1k is None and p.input_per_1k is not None
+    with fake_server(dataclasses.replace(CACHING, requests=[])) as fake:
+        a = acts(tmp_path, {model_id: {"api_base": fake.url}})
+        res = await run_call(a, model_id=model_id, allow_fallbacks=False)
+    assert (res.usage.input_tokens, res.usage.cache_write_input_tokens) == (100, 2000)
+    assert res.cost.internal_cost == _caching_call_cost(model_id, p.input_per_1k)
+    assert res.cost.units == 2420
+
+
+def test_bedrock_cache_writes_are_split_out_too():
+    """Bedrock Converse (Claude on Bedrock) reports cacheWriteInputTokens; LiteLLM's Usage for it
+    has the same shape as Anthropic's."""
+    from litellm.llms.bedrock.chat.converse_transformation import AmazonConverseConfig
+
+    usage = AmazonConverseConfig().transform_usage(
+        {"inputTokens": 100, "outputTokens": 20, "totalTokens": 2420,
+         "cacheReadInputTokens": 300, "cacheWriteInputTokens": 2000}  # type: ignore[typeddict-item]
+    )  # fmt: skip
+    assert usage.prompt_tokens == 2400
+    assert calls._usage(usage) == TokenUsage(
+        input_tokens=100, output_tokens=20, cached_input_tokens=300, cache_write_input_tokens=2000
+    )
+    # OpenAI-style usage (reads only, no writes) splits as before
+    openai = litellm.Usage(
+        prompt_tokens=50, completion_tokens=5, prompt_tokens_details={"cached_tokens": 20}
+    )
+    assert calls._usage(openai) == TokenUsage(
+        input_tokens=30, output_tokens=5, cached_input_tokens=20
+    )
+
+
+def test_pricing_check_compares_the_cache_write_rate():
+    """The weekly check compares cache_write_input_per_1k with the cost map's
+    cache_creation_input_token_cost, as it compares the cache read rate."""
+    from activities.llm.pricing_check import compare_prices
+
+    fields = [
+        (d.model_id, d.field) for d in compare_prices(CAT).differences
+    ]  # the bundled map agrees with every write rate the catalog has
+    assert not [f for f in fields if f[1] == "cache_write_input_per_1k"]
+    key = "claude-sonnet-4-5-20250929"
+    cost_map = {
+        **litellm.model_cost,
+        key: {**litellm.model_cost[key], "cache_creation_input_token_cost": 6e-06},
+    }
+    diffs = [
+        d for d in compare_prices(CAT, cost_map).differences
+        if d.field == "cache_write_input_per_1k"
+    ]  # fmt: skip
+    assert [(d.model_id, d.catalog, d.litellm) for d in diffs] == [
+        ("anthropic-claude-sonnet-4-5", Decimal("0.00375"), Decimal("0.006"))
+    ]
 
 
 async def test_fallback_serves_when_the_primary_fails_and_is_recorded(tmp_path: Path):

@@ -22,6 +22,10 @@ from temporalio.worker import Worker
 import activities.metering as metering
 from activities.db.schema import usage_ledger
 from activities.db.tenancy import tenant_transaction
+from activities.llm.costs import price_call
+from activities.llm.ledger import record_llm_usage
+from activities.llm.types import LLMCallResult, TokenUsage
+from activities.llm.types import MeterInput as LLMMeterInput
 from activities.metering import (
     MeteringActivities,
     RecordUsageRequest,
@@ -29,6 +33,7 @@ from activities.metering import (
     service_call_entries,
     usage_key,
 )
+from models_catalog.catalog import load_catalog
 from models_catalog.pricing import ModelCost
 from tests.metering.meter_types import MeterInput
 from tests.metering.wf_meter import MeterWorkflow
@@ -242,6 +247,40 @@ async def test_unknown_tenant_is_not_retried(app_engine: AsyncEngine) -> None:
         await ActivityEnvironment().run(MeteringActivities(app_engine).record, req)
     assert err.value.type == "InvalidUsage" and err.value.non_retryable
     assert str(ghost) in err.value.message
+
+
+async def test_llm_cache_writes_are_billed_at_their_rate_and_split_in_the_ledger(
+    app_engine: AsyncEngine, make_tenant
+) -> None:  # type: ignore[no-untyped-def]
+    """A Claude call that wrote 2000 tokens to the prompt cache (and read 300): its ledger row
+    bills the writes at the cache write rate, counts every prompt token in input_tokens and
+    shows the split in its metadata; a retried meter activity writes nothing."""
+    tenant = make_tenant("cache-write")
+    model_id = "anthropic-claude-sonnet-4-5"
+    usage = TokenUsage(
+        input_tokens=100, output_tokens=20, cached_input_tokens=300, cache_write_input_tokens=2000
+    )
+    result = LLMCallResult(
+        model_id=model_id, served_by=model_id, provider_id="anthropic", hosting="external",
+        fallback_used=False, content="x", usage=usage,
+        cost=price_call(load_catalog(), model_id, usage), latency_ms=5,
+    )  # fmt: skip
+    request_id = uuid.uuid4().hex
+    inp = LLMMeterInput(
+        tenant_id=str(tenant.id), workflow_id=f"llm/{tenant.id}/chat/{request_id}",
+        step="llm_call", kind="chat", request_id=request_id, app_id="app", environment="dev",
+        requested_model=model_id, result=result,
+    )  # fmt: skip
+    env = ActivityEnvironment()
+    first = await env.run(record_llm_usage, app_engine, inp)
+    retry = await env.run(record_llm_usage, app_engine, inp)
+    assert first.inserted and not retry.inserted
+    [row] = await _rows(app_engine, tenant.id, inp.workflow_id)
+    # 0.1 x 0.003 + 0.02 x 0.015 + 0.3 x 0.0003 (read) + 2 x 0.00375 (write; input: 0.003)
+    assert (row["internal_cost"], row["billed_amount"]) == (D("0.00819"), D("0.011466"))
+    assert (row["input_tokens"], row["output_tokens"], row["units"]) == (2400, 20, D(2420))
+    split = {k: row["metadata"][k] for k in ("cached_input_tokens", "cache_write_input_tokens")}
+    assert split == {"cached_input_tokens": 300, "cache_write_input_tokens": 2000}
 
 
 # ----------------------------------------------------------------------------- validation

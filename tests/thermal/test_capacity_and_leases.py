@@ -7,6 +7,9 @@ the thermal workflow runs for real against real model-server processes.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -22,13 +25,21 @@ from activities.backends.errors import (
     QuotaExceeded,
 )
 from activities.backends.local import LocalStandInBackend
+from activities.fleet_activities import ReconcileInput, ReconcileReport
 from activities.thermal_control import ThermalControl
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, ThermalHarness, running_harness
+from tests.thermal.test_replay import HISTORIES, replayer
 from workers.cli.common import failure_message
 from workflows.thermal import ModelThermalWorkflow
-from workflows.thermal_types import SetTargetRequest, WarmUpRequest, thermal_workflow_id
+from workflows.thermal_fleet import ThermalReconcileWorkflow
+from workflows.thermal_types import (
+    ReleaseRequest,
+    SetTargetRequest,
+    WarmUpRequest,
+    thermal_workflow_id,
+)
 
 MODEL = "yolov8n"  # COLD by default, 0-5 instances
 ENV = "test"
@@ -266,3 +277,112 @@ async def test_a_lease_taken_again_is_renewed(harness):
     assert st.in_flight == 1 and st.instance_count == 1
     # A renewal is the same caller still working, not a new arrival for AUTOMATIC's statistics.
     assert (await handle.query(ModelThermalWorkflow.traffic)).arrivals == arrivals == 1
+
+
+async def _reconcile(h: ThermalHarness, app: str, keep: str | None = None) -> ReconcileReport:
+    """The reconcile of the app; `keep`: its history's guard name (see _keep_history)."""
+    wf_id = f"reconcile-{app}-{uuid.uuid4().hex[:6]}"
+    report = await h.client.execute_workflow(
+        ThermalReconcileWorkflow.run,
+        ReconcileInput(app_id=app, environment=ENV),
+        id=wf_id,
+        task_queue=h.task_queue,
+    )
+    if keep:
+        await _keep_history(h, wf_id, keep)
+    return report
+
+
+async def _keep_history(h: ThermalHarness, workflow_id: str, name: str) -> None:
+    """Replay the workflow's history; RADIANT_RECORD_HISTORIES=1 keeps it as a guard history."""
+    history = await h.client.get_workflow_handle(workflow_id).fetch_history()
+    await replayer().replay_workflow(history)
+    if os.environ.get("RADIANT_RECORD_HISTORIES"):
+        (HISTORIES / f"{name}.json").write_text(
+            json.dumps({"workflow_id": history.workflow_id, "history": history.to_json_dict()})
+        )
+
+
+async def _uptime(h: ThermalHarness, app: str) -> list[tuple[int, bool]]:
+    rows = await h.rows(
+        "SELECT instance_count, ended_at IS NULL AS open FROM endpoint_uptime "
+        "WHERE app_id = :a ORDER BY started_at, id",
+        a=app,
+    )
+    return [(r["instance_count"], r["open"]) for r in rows]
+
+
+async def test_a_count_the_autoscaler_moved_is_recorded_and_kept(harness):
+    """SageMaker's autoscaler scales a HOT endpoint out within its bounds (2..5): no drift,
+    but the reconcile tells the workflow, which records the count (the uptime interval bills 3
+    instances from then on) and keeps it instead of scaling it back to 2."""
+    h, faults = harness
+    app = h.new_app()
+    st = await _set(h, app, ThermalState.HOT)
+    assert st.instance_count == 2
+    wf_id = thermal_workflow_id(app, ENV, MODEL)
+    await h.backend.set_capacity(st.endpoint_name, 3, 2, 5)  # the autoscaler, out of band
+    calls = len(faults.capacity_calls)
+
+    report = await _reconcile(h, app, keep="reconcile-autoscaled-count")
+    assert report.drift == [] and report.recounted == [wf_id]
+    await wait_for(settled_at(h, app, 3))
+    [row] = await h.rows("SELECT instance_count FROM thermal_states WHERE app_id = :a", a=app)
+    assert row["instance_count"] == 3
+    assert await _uptime(h, app) == [(2, False), (3, True)]
+    await asyncio.sleep(0.5)  # a scale back would have been decided by now
+    assert len(faults.capacity_calls) == calls
+    info = await h.backend.describe_endpoint(st.endpoint_name)
+    assert info is not None and info.instance_count == 3
+
+    # The autoscaler scales in again: recorded too; a reconcile with nothing moved sends nothing.
+    await h.backend.set_capacity(st.endpoint_name, 2, 2, 5)
+    assert (await _reconcile(h, app)).recounted == [wf_id]
+    await wait_for(settled_at(h, app, 2))
+    assert await _uptime(h, app) == [(2, False), (3, False), (2, True)]
+    assert (await _reconcile(h, app)).recounted == []
+
+    # An admin's new target sets its own count (the autoscaler's is no longer kept).
+    await h.backend.set_capacity(st.endpoint_name, 4, 2, 5)
+    await _reconcile(h, app)
+    await wait_for(settled_at(h, app, 4))
+    st = await _set(h, app, ThermalState.WARM)
+    assert st.instance_count == 1
+    info = await h.backend.describe_endpoint(st.endpoint_name)
+    assert info is not None and info.instance_count == 1
+    await _keep_history(h, wf_id, "thermal-autoscaled-count")
+
+
+async def test_a_count_outside_the_bounds_is_drift_not_adopted(harness):
+    """A count below the HOT floor is no autoscaler's doing: the reconcile resyncs it."""
+    h, _ = harness
+    app = h.new_app()
+    st = await _set(h, app, ThermalState.HOT)
+    await h.backend.set_capacity(st.endpoint_name, 1, 1, 5)
+    report = await _reconcile(h, app)
+    assert report.recounted == [] and report.resynced == [thermal_workflow_id(app, ENV, MODEL)]
+
+    async def restored() -> bool:
+        info = await h.backend.describe_endpoint(st.endpoint_name)
+        return info is not None and info.instance_count == 2
+
+    await wait_for(restored)
+    await wait_for(settled_at(h, app, 2))
+
+
+async def test_automatic_keeps_the_autoscalers_count_while_it_serves(harness):
+    h, faults = harness
+    app = h.new_app()
+    await _set(h, app, ThermalState.AUTOMATIC)
+    hold = WarmUpRequest(requester="job", lease_id="job-1/yolov8n", lease_seconds=60.0)
+    st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, hold), 60)
+    assert st.instance_count == 1
+    await h.backend.set_capacity(st.endpoint_name, 2, 1, 5)
+    calls = len(faults.capacity_calls)
+    assert (await _reconcile(h, app)).recounted == [thermal_workflow_id(app, ENV, MODEL)]
+    await wait_for(settled_at(h, app, 2))
+    handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
+    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=hold.lease_id))
+    await asyncio.sleep(1.0)  # idle now: the policy alone would keep 1 instance alive
+    assert len(faults.capacity_calls) == calls
+    assert (await h.control.status(app, ENV, MODEL)).instance_count == 2
