@@ -92,6 +92,9 @@ CLEANUP_ERROR_PATCH = "failed-cleanup-recorded"
 #: whole history, ~5 ms an event on 2 cores: 1,500 events took 8 s of the 10 s task timeout.
 DEFAULT_MAX_HISTORY_EVENTS = 1000
 SHORT_HISTORY_PATCH = "continue-as-new-at-1000-events"
+#: The reconcile's `recount` signal (SageMaker's autoscaler moved the count) is heeded: gated,
+#: since a worker without the handler buffers the signal and records nothing for it.
+RECOUNT_SIGNAL_PATCH = "recount-autoscaled-count"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -304,13 +307,20 @@ class ModelThermalWorkflow:
         return max(desired, self._autoscaled() or 0) if desired > 0 else 0
 
     def _autoscaled(self) -> int | None:
-        """The count SageMaker's autoscaler chose, while it still runs and no new target or
-        resync came since: WARM, HOT and a serving AUTOMATIC keep it (COLD keeps any count)."""
+        """The count SageMaker's autoscaler chose, while it still runs, no new target or
+        resync came since and the model's limits still allow it (the catalog may have changed
+        them): WARM, HOT and a serving AUTOMATIC keep it (COLD keeps any count)."""
         assert self.s is not None
         s = self.s
         if s.autoscaled_generation != s.generation or s.autoscaled_count != s.instance_count:
             return None
-        return s.autoscaled_count
+        return s.autoscaled_count if self._autoscalable(s.autoscaled_count) else None
+
+    def _autoscalable(self, count: int) -> bool:
+        """Within the bounds this target registers with SageMaker's autoscaler."""
+        assert self.s is not None
+        low, high = policy.autoscaling_bounds(self.s.target_state, self._limits(), 1)
+        return max(low, 1) <= count <= high
 
     def _idle_deadline(self) -> float:
         assert self.s is not None
@@ -407,6 +417,7 @@ class ModelThermalWorkflow:
         assert self.s is not None and self.spec is not None
         now = workflow.now()
         self.s.leases = [lease for lease in self.s.leases if lease.expires_at > now]
+        refreshed = self.refresh
         if self.refresh:  # the reconcile saw drift: believe the backend, not our snapshot
             self.refresh = False
             info = await self._describe()
@@ -414,6 +425,8 @@ class ModelThermalWorkflow:
         if self.recount_due:
             self.recount_due = False
             await self._adopt_autoscaled_count()
+            if self._is_blocked() and not refreshed:
+                return  # a failed transition waits for new intent, not for the autoscaler
         if self.blocked and self.s.generation == self.s.applied_generation:
             return
         before = self._status()
@@ -461,15 +474,16 @@ class ModelThermalWorkflow:
         of scaling it back. Outside the bounds it is drift: the reconcile resyncs that."""
         assert self.s is not None
         s = self.s
-        if s.generation != s.applied_generation or self._is_blocked() or not self._ready():
-            return  # a change of ours is due or failed: it sets the count itself
+        blocked = self._is_blocked()
+        if not blocked and (s.generation != s.applied_generation or not self._ready()):
+            return  # a change of ours is due: it sets the count itself
         info = await self._describe()
         if info is None or info.status != "InService" or info.instance_count == s.instance_count:
             return
-        low, high = policy.autoscaling_bounds(s.target_state, self._limits(), s.instance_count)
-        if not low <= info.instance_count <= high or info.instance_count < 1:
+        if not self._autoscalable(info.instance_count):
             return
-        s.autoscaled_count, s.autoscaled_generation = info.instance_count, s.generation
+        if not blocked:  # kept; a blocked workflow only records what runs (it bills that)
+            s.autoscaled_count, s.autoscaled_generation = info.instance_count, s.generation
         self._observe(info.instance_count, info.status)
         await self._record(None)
 
@@ -867,7 +881,7 @@ class ModelThermalWorkflow:
     def recount(self) -> None:
         """The reconcile saw the endpoint serve another count within its autoscaling bounds
         (SageMaker's autoscaler moved it): re-read it and record it."""
-        if self.s is not None:
+        if self.s is not None and workflow.patched(RECOUNT_SIGNAL_PATCH):
             self.recount_due = True
 
     @workflow.signal

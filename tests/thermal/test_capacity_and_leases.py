@@ -27,6 +27,7 @@ from activities.backends.errors import (
 from activities.backends.local import LocalStandInBackend
 from activities.fleet_activities import ReconcileInput, ReconcileReport
 from activities.thermal_control import ThermalControl
+from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, ThermalHarness, running_harness
@@ -35,8 +36,11 @@ from workers.cli.common import failure_message
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import ThermalReconcileWorkflow
 from workflows.thermal_types import (
+    ModelThermalInput,
+    ModelThermalSpec,
     ReleaseRequest,
     SetTargetRequest,
+    ThermalSnapshot,
     WarmUpRequest,
     thermal_workflow_id,
 )
@@ -53,6 +57,7 @@ class Faults:
     deny_describe: bool = False  # DescribeEndpoint answers AccessDenied
     fail_scale_in: int = 0  # set_capacity calls that raise when asked for fewer instances
     busy: bool = False  # the endpoint is Updating (SageMaker's autoscaler at work)
+    deny_delete: bool = False  # DeleteEndpoint answers AccessDenied
     capacity_calls: list[tuple[str, int, int, int]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
 
@@ -103,6 +108,8 @@ class RecordingBackend(LocalStandInBackend):
 
     async def delete_endpoint(self, name: str) -> None:
         self.faults.deletes.append(name)
+        if self.faults.deny_delete:
+            raise AccessDenied("not authorized to perform sagemaker:DeleteEndpoint (injected)")
         await super().delete_endpoint(name)
 
 
@@ -386,3 +393,111 @@ async def test_automatic_keeps_the_autoscalers_count_while_it_serves(harness):
     await asyncio.sleep(1.0)  # idle now: the policy alone would keep 1 instance alive
     assert len(faults.capacity_calls) == calls
     assert (await h.control.status(app, ENV, MODEL)).instance_count == 2
+
+
+async def test_a_blocked_model_records_the_autoscalers_count_without_retrying(harness):
+    """A scale to zero failed (DeleteEndpoint denied): the model is blocked, still serving.
+    The autoscaler moves the count: the recount records it (billed from then on) once, and
+    neither retries the failed deletion nor makes the reconcile signal it again and again."""
+    h, faults = harness
+    app = h.new_app()
+    hold = WarmUpRequest(requester="job", lease_id="job-1/yolov8n", lease_seconds=60.0)
+    st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, hold), 60)  # COLD: 1
+    faults.deny_delete = True
+    handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
+    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=hold.lease_id))
+
+    async def blocked() -> bool:
+        status = await h.control.status(app, ENV, MODEL)
+        return bool(status.last_error and "DeleteEndpoint" in status.last_error)
+
+    await wait_for(blocked)
+    deletes = len(faults.deletes)
+    await h.backend.set_capacity(st.endpoint_name, 2, 1, 5)  # the autoscaler, out of band
+    assert (await _reconcile(h, app)).recounted == [thermal_workflow_id(app, ENV, MODEL)]
+
+    async def recorded() -> bool:
+        return await _uptime(h, app) == [(1, False), (2, True)]
+
+    await wait_for(recorded)
+    assert (await _reconcile(h, app)).recounted == []
+    await asyncio.sleep(0.5)
+    assert len(faults.deletes) == deletes, "the recount retried the failed transition"
+    status = await h.control.status(app, ENV, MODEL)
+    assert (
+        status.instance_count == 2 and status.last_error and "DeleteEndpoint" in status.last_error
+    )
+    faults.deny_delete = False  # the teardown deletes the endpoint
+
+
+async def test_a_recount_does_not_retry_a_failed_target_change(harness):
+    """An admin's OFF failed (DeleteEndpoint denied; the endpoint still serves): the recount
+    records the autoscaler's count but does not delete again; new intent does."""
+    h, faults = harness
+    app = h.new_app()
+    st = await _set(h, app, ThermalState.WARM)
+    faults.deny_delete = True
+    with pytest.raises(WorkflowUpdateFailedError):
+        await _set(h, app, ThermalState.OFF)
+    deletes = len(faults.deletes)
+    await h.backend.set_capacity(st.endpoint_name, 2, 1, 5)
+    assert (await _reconcile(h, app)).recounted == [thermal_workflow_id(app, ENV, MODEL)]
+
+    async def recorded() -> bool:
+        return (await _uptime(h, app))[-1] == (2, True)
+
+    await wait_for(recorded)
+    await asyncio.sleep(0.5)
+    assert len(faults.deletes) == deletes, "the recount retried the failed transition"
+    faults.deny_delete = False
+    st = await _set(h, app, ThermalState.OFF)  # new intent: deleted now
+    assert st.instance_count == 0 and await h.backend.describe_endpoint(st.endpoint_name) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "limits", "kept"),
+    [
+        (ThermalState.WARM, (1, 5), 4),  # within 1..5: kept
+        (ThermalState.WARM, (1, 3), None),  # the catalog lowered the maximum: scaled back
+        (ThermalState.HOT, (5, 8), None),  # raised the floor above it (HOT: 6..8)
+        (ThermalState.AUTOMATIC, (0, 5), 4),
+        (ThermalState.AUTOMATIC, (0, 2), None),
+    ],
+)
+def test_an_adopted_count_is_kept_only_within_the_current_limits(
+    state: ThermalState, limits: tuple[int, int], kept: int | None
+):
+    """The limits come from the catalog on every run: a count adopted under older limits
+    that the new ones exclude is no longer kept, so the next converge sets the new bounds."""
+    wf = ModelThermalWorkflow(
+        ModelThermalInput(
+            app_id="app",
+            environment=ENV,
+            model_id=MODEL,
+            snapshot=ThermalSnapshot(
+                target_state=state,
+                current_state=state,
+                instance_count=4,
+                generation=3,
+                applied_generation=3,
+                autoscaled_count=4,
+                autoscaled_generation=3,
+            ),
+        )
+    )
+    spec = load_catalog().model(MODEL)
+    wf.spec = ModelThermalSpec(
+        model_id=MODEL,
+        endpoint_name="radiant-app-test-yolov8n",
+        image=spec.image,
+        instance_type=spec.instance_type,
+        category=str(spec.category),
+        specialty=str(spec.specialty),
+        default_state=spec.thermal.default_state,
+        scale_to_zero_after_minutes=spec.thermal.scale_to_zero_after_minutes,
+        warmup_time_seconds=spec.thermal.warmup_time_seconds,
+        min_instances=limits[0],
+        max_instances=limits[1],
+        billed_hourly=spec.pricing.hourly_rate,
+    )
+    assert wf._autoscaled() == kept
