@@ -12,10 +12,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.testing import ActivityEnvironment
 
 from activities.backends.base import EndpointInfo, EndpointSpec
 from activities.backends.errors import (
@@ -26,6 +28,7 @@ from activities.backends.errors import (
 )
 from activities.backends.local import LocalStandInBackend
 from activities.fleet_activities import ReconcileInput, ReconcileReport
+from activities.thermal_activities import RecordKey, ThermalActivities
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
@@ -37,7 +40,6 @@ from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_fleet import ThermalReconcileWorkflow
 from workflows.thermal_types import (
     ModelThermalInput,
-    ModelThermalSpec,
     ReleaseRequest,
     SetTargetRequest,
     ThermalSnapshot,
@@ -389,7 +391,7 @@ async def test_automatic_keeps_the_autoscalers_count_while_it_serves(harness):
     assert (await _reconcile(h, app)).recounted == [thermal_workflow_id(app, ENV, MODEL)]
     await wait_for(settled_at(h, app, 2))
     handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
-    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=hold.lease_id))
+    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id="job-1/yolov8n"))
     await asyncio.sleep(1.0)  # idle now: the policy alone would keep 1 instance alive
     assert len(faults.capacity_calls) == calls
     assert (await h.control.status(app, ENV, MODEL)).instance_count == 2
@@ -405,7 +407,7 @@ async def test_a_blocked_model_records_the_autoscalers_count_without_retrying(ha
     st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, hold), 60)  # COLD: 1
     faults.deny_delete = True
     handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
-    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=hold.lease_id))
+    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id="job-1/yolov8n"))
 
     async def blocked() -> bool:
         status = await h.control.status(app, ENV, MODEL)
@@ -464,8 +466,8 @@ async def test_a_recount_does_not_retry_a_failed_target_change(harness):
         (ThermalState.AUTOMATIC, (0, 2), None),
     ],
 )
-def test_an_adopted_count_is_kept_only_within_the_current_limits(
-    state: ThermalState, limits: tuple[int, int], kept: int | None
+async def test_an_adopted_count_is_kept_only_within_the_current_limits(
+    state: ThermalState, limits: tuple[int, int], kept: int | None, tmp_path: Path
 ):
     """The limits come from the catalog on every run: a count adopted under older limits
     that the new ones exclude is no longer kept, so the next converge sets the new bounds."""
@@ -485,19 +487,9 @@ def test_an_adopted_count_is_kept_only_within_the_current_limits(
             ),
         )
     )
-    spec = load_catalog().model(MODEL)
-    wf.spec = ModelThermalSpec(
-        model_id=MODEL,
-        endpoint_name="radiant-app-test-yolov8n",
-        image=spec.image,
-        instance_type=spec.instance_type,
-        category=str(spec.category),
-        specialty=str(spec.specialty),
-        default_state=spec.thermal.default_state,
-        scale_to_zero_after_minutes=spec.thermal.scale_to_zero_after_minutes,
-        warmup_time_seconds=spec.thermal.warmup_time_seconds,
-        min_instances=limits[0],
-        max_instances=limits[1],
-        billed_hourly=spec.pricing.hourly_rate,
+    spec = await ActivityEnvironment().run(
+        ThermalActivities(load_catalog(), LocalStandInBackend(tmp_path), None).describe_model,
+        RecordKey(app_id="app", environment=ENV, model_id=MODEL),
     )
+    wf.spec = spec.model_copy(update={"min_instances": limits[0], "max_instances": limits[1]})
     assert wf._autoscaled() == kept
