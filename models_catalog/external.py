@@ -149,6 +149,8 @@ class ExternalPricing(_Frozen):
     cached_input_per_1k: Money | None = None  # prompt-cache reads; None: the input rate
     # Prompt-cache writes (Anthropic: 1.25 x input for the 5-minute cache); None: the input rate.
     cache_write_input_per_1k: Money | None = None
+    # Writes to Anthropic's 1-hour cache (2 x input); None: the 5-minute write rate.
+    cache_write_1h_input_per_1k: Money | None = None
     long_context_input_per_1k: Money | None = None
     long_context_output_per_1k: Money | None = None
     input_unit: Literal["tokens", "characters"] = "tokens"
@@ -199,6 +201,7 @@ _RATE_FIELDS = (
     "output_per_1k",
     "cached_input_per_1k",
     "cache_write_input_per_1k",
+    "cache_write_1h_input_per_1k",
     "long_context_input_per_1k",
     "long_context_output_per_1k",
     "per_request",
@@ -216,11 +219,22 @@ class ExternalUsage(_Frozen):
     output_tokens: int = Field(default=0, ge=0)
     cached_input_tokens: int = Field(default=0, ge=0)  # prompt-cache reads
     cache_write_input_tokens: int = Field(default=0, ge=0)  # prompt-cache writes
+    # of which written to a 1-hour cache (Anthropic's `ttl: 1h`)
+    cache_write_1h_input_tokens: int = Field(default=0, ge=0)
     characters: int = Field(default=0, ge=0)  # for models priced per 1K characters (TTS)
     images: int = Field(default=0, ge=0)
     seconds: Decimal = Field(default=Decimal(0), ge=0)
     minutes: Decimal = Field(default=Decimal(0), ge=0)
     requests: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _1h_writes_are_writes(self) -> ExternalUsage:
+        if self.cache_write_1h_input_tokens > self.cache_write_input_tokens:
+            raise ValueError(
+                f"cache_write_1h_input_tokens ({self.cache_write_1h_input_tokens}) exceed "
+                f"cache_write_input_tokens ({self.cache_write_input_tokens}), which include them"
+            )
+        return self
 
 
 class ExternalCost(_Frozen):
@@ -336,9 +350,9 @@ class ExternalModel(_Frozen):
 
         Per-token models: input (or characters, for per-character models) + output + cached input
         (at the cached rate when there is one) + prompt-cache writes (at the cache write rate when
-        there is one, else the input rate), plus the per-request fee where the model has one
-        (Perplexity's search fee). Other types: units x rate. Long-context rates are not applied:
-        the seed gives no threshold.
+        there is one, else the input rate; 1-hour writes at their own rate when there is one),
+        plus the per-request fee where the model has one (Perplexity's search fee). Other types:
+        units x rate. Long-context rates are not applied: the seed gives no threshold.
         """
         p = self.pricing
         thousand = Decimal(1000)
@@ -357,7 +371,14 @@ class ExternalModel(_Frozen):
                 if p.cache_write_input_per_1k is not None
                 else p.input_per_1k
             )
-            cost += Decimal(usage.cache_write_input_tokens) / thousand * write_rate
+            write_1h_rate = (
+                p.cache_write_1h_input_per_1k
+                if p.cache_write_1h_input_per_1k is not None
+                else write_rate
+            )
+            written_5m = usage.cache_write_input_tokens - usage.cache_write_1h_input_tokens
+            cost += Decimal(written_5m) / thousand * write_rate
+            cost += Decimal(usage.cache_write_1h_input_tokens) / thousand * write_1h_rate
             if p.per_request is not None:
                 cost += usage.requests * p.per_request
         elif p.type == "per_request":

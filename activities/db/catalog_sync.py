@@ -178,6 +178,7 @@ def _rows(catalog: Catalog) -> dict[Table, list[dict[str, Any]]]:
             "output_cost_per_1k": m.pricing.output_per_1k,
             "cached_input_cost_per_1k": m.pricing.cached_input_per_1k,
             "cache_write_input_cost_per_1k": m.pricing.cache_write_input_per_1k,
+            "cache_write_1h_input_cost_per_1k": m.pricing.cache_write_1h_input_per_1k,
             "cost_per_request": m.pricing.per_request,
             "cost_per_image": m.pricing.per_image,
             "cost_per_second": m.pricing.per_second,

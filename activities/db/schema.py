@@ -218,6 +218,7 @@ models = Table(
     _money("output_cost_per_1k"),
     _money("cached_input_cost_per_1k"),  # prompt-cache reads
     _money("cache_write_input_cost_per_1k"),  # prompt-cache writes (migration 0004)
+    _money("cache_write_1h_input_cost_per_1k"),  # writes to a 1-hour cache (migration 0004)
     _money("cost_per_request"),
     _money("cost_per_image"),
     _money("cost_per_second"),

@@ -172,7 +172,9 @@ def _usage(usage: Any) -> TokenUsage:
     `PromptTokensDetailsWrapper` mirrors to `.cache_write_tokens` (litellm/types/utils.py:
     1870-1875); `Usage(cache_creation_input_tokens=...)` fills the same field
     (litellm/types/utils.py:2021-2027). LiteLLM's own cost does the same subtraction
-    (litellm/litellm_core_utils/llm_cost_calc/utils.py:1480-1484).
+    (litellm/litellm_core_utils/llm_cost_calc/utils.py:1480-1484). Writes to Anthropic's 1-hour
+    cache are in `.cache_creation_token_details.ephemeral_1h_input_tokens` (transformation.py:
+    2771-2776), priced apart by LiteLLM too (llm_cost_calc/utils.py:910-930).
     """
     if usage is None:
         return TokenUsage()
@@ -187,11 +189,14 @@ def _usage(usage: Any) -> TokenUsage:
     )
     cached = min(cached, prompt)
     written = min(written, prompt - cached)
+    breakdown = getattr(details, "cache_creation_token_details", None)
+    written_1h = min(_count(breakdown, "ephemeral_1h_input_tokens"), written)
     return TokenUsage(
         input_tokens=prompt - cached - written,
         output_tokens=completion,
         cached_input_tokens=cached,
         cache_write_input_tokens=written,
+        cache_write_1h_input_tokens=written_1h,
     )
 
 

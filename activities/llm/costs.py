@@ -36,6 +36,7 @@ def price_call(
                 output_tokens=usage.output_tokens,
                 cached_input_tokens=usage.cached_input_tokens,
                 cache_write_input_tokens=usage.cache_write_input_tokens,
+                cache_write_1h_input_tokens=usage.cache_write_1h_input_tokens,
             ),
         )
         return LLMCost(

@@ -59,6 +59,7 @@ def usage_entry(inp: MeterInput) -> UsageEntry:
             "fallback_used": r.fallback_used,
             "cached_input_tokens": r.usage.cached_input_tokens,
             "cache_write_input_tokens": r.usage.cache_write_input_tokens,
+            "cache_write_1h_input_tokens": r.usage.cache_write_1h_input_tokens,
             "usage_estimated": r.usage.estimated,
             "markup": str(cost.markup),
             "litellm_cost": str(cost.litellm_cost) if cost.litellm_cost is not None else None,

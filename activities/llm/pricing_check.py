@@ -68,6 +68,11 @@ def _pairs(model: ExternalModel, entry: dict) -> list[tuple[str, Decimal, str, D
                 p.cache_write_input_per_1k,
                 "cache_creation_input_token_cost",
             ),
+            (
+                "cache_write_1h_input_per_1k",
+                p.cache_write_1h_input_per_1k,
+                "cache_creation_input_token_cost_above_1hr",
+            ),
         ):
             if rate is not None:
                 out.append((ours, rate, theirs, k, "per 1K"))

@@ -94,6 +94,7 @@ class TokenUsage(BaseModel):
     # Prompt-cache writes (Anthropic's cache_creation_input_tokens), priced at the model's cache
     # write rate. 0 in results recorded before they were split out (then inside input_tokens).
     cache_write_input_tokens: int = 0
+    cache_write_1h_input_tokens: int = 0  # of the writes above, those to a 1-hour cache
 
     @property
     def total(self) -> int:

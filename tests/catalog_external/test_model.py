@@ -44,6 +44,22 @@ def test_cache_writes_fall_back_to_the_input_rate(catalog):
     assert split.cost == model.cost(ExternalUsage(input_tokens=2000)).cost == Decimal("0.004")
 
 
+def test_1h_cache_writes_are_priced_at_their_rate(write, doc):
+    pricing = doc["models"][0]["pricing"]
+    pricing["cache_write_input_per_1k"], pricing["cache_write_1h_input_per_1k"] = "0.0025", "0.004"
+    model = load_external_catalog(write(doc)).models["acme-chat"]
+    usage = ExternalUsage(cache_write_input_tokens=3000, cache_write_1h_input_tokens=1000)
+    assert model.cost(usage).cost == Decimal("0.009")  # 2 x 0.0025 + 1 x 0.004 (1-hour rate)
+    del pricing["cache_write_1h_input_per_1k"]  # no 1-hour rate: the write rate
+    model = load_external_catalog(write(doc)).models["acme-chat"]
+    assert model.cost(usage).cost == Decimal("0.0075")
+
+
+def test_1h_cache_writes_are_part_of_the_writes():
+    with pytest.raises(ValueError, match="include them"):
+        ExternalUsage(cache_write_input_tokens=10, cache_write_1h_input_tokens=11)
+
+
 def test_per_request_fee_is_added_to_tokens(catalog):
     got = catalog.models["acme-search"].cost(ExternalUsage(input_tokens=1000, output_tokens=1000))
     assert got.cost == Decimal("0.007")  # 0.001 + 0.001 + 0.005 search fee

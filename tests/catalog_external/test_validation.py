@@ -61,7 +61,14 @@ def test_same_route_and_params_is_a_duplicate_deployment(write, doc):
 
 
 @pytest.mark.parametrize(
-    "field", ["input_per_1k", "output_per_1k", "cached_input_per_1k", "cache_write_input_per_1k"]
+    "field",
+    [
+        "input_per_1k",
+        "output_per_1k",
+        "cached_input_per_1k",
+        "cache_write_input_per_1k",
+        "cache_write_1h_input_per_1k",
+    ],
 )
 def test_negative_price(write, doc, field):
     doc["models"][0]["pricing"][field] = "-0.001"

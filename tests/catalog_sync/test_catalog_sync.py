@@ -30,21 +30,23 @@ def test_sync_is_complete_and_idempotent(migrated_db):
         rate = conn.execute(
             text("SELECT hourly_rate FROM self_hosted_models WHERE model_id = 'yolov8m'")
         ).scalar_one()
-        write_rates = dict(
-            conn.execute(
+        write_rates = {
+            r[0]: tuple(r[1:])
+            for r in conn.execute(
                 text(
-                    "SELECT id, cache_write_input_cost_per_1k FROM models "
+                    "SELECT id, cache_write_input_cost_per_1k, cache_write_1h_input_cost_per_1k "
+                    "FROM models "
                     "WHERE id IN ('anthropic-claude-sonnet-4-5', 'anthropic-claude-sonnet-4')"
                 )
             ).all()
-        )
+        }
     engine.dispose()
     assert deployable == 33
     assert rate == catalog.model("yolov8m").pricing.hourly_rate
-    # the prompt-cache write rate, where the catalog has one (migration 0004)
+    # the prompt-cache write rates (5-minute, 1-hour), where the catalog has them (0004)
     assert write_rates == {
-        "anthropic-claude-sonnet-4-5": Decimal("0.00375"),
-        "anthropic-claude-sonnet-4": None,
+        "anthropic-claude-sonnet-4-5": (Decimal("0.00375"), Decimal("0.006")),
+        "anthropic-claude-sonnet-4": (None, None),
     }
 
 

@@ -118,10 +118,12 @@ def test_upgrade_refuses_tenant_names_differing_only_in_case(
         conn.execute("INSERT INTO tenants (name, tier) VALUES ('GLOBEX', 1)")  # index gone
 
 
-def test_0004_adds_the_cache_write_rate_and_the_downgrade_drops_it(
+def test_0004_adds_the_cache_write_rates_and_the_downgrade_drops_them(
     fresh_database: Callable[[], str],
 ) -> None:
-    """0004: models.cache_write_input_cost_per_1k (the prompt-cache write rate)."""
+    """0004: models.cache_write_input_cost_per_1k and cache_write_1h_input_cost_per_1k (the
+    prompt-cache write rates)."""
+    rates = {"cache_write_input_cost_per_1k", "cache_write_1h_input_cost_per_1k"}
     url = fresh_database()
     migrate.upgrade(url, "0003", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
 
@@ -133,11 +135,11 @@ def test_0004_adds_the_cache_write_rate_and_the_downgrade_drops_it(
         finally:
             engine.dispose()
 
-    assert "cache_write_input_cost_per_1k" not in columns()
+    assert not rates & columns()
     _upgrade(url)
-    assert {"cached_input_cost_per_1k", "cache_write_input_cost_per_1k"} <= columns()
+    assert {"cached_input_cost_per_1k", *rates} <= columns()
     migrate.downgrade(url, "0003", app_role=TEST_APP_ROLE)
-    assert "cache_write_input_cost_per_1k" not in columns()
+    assert not rates & columns() and "cached_input_cost_per_1k" in columns()
 
 
 def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:

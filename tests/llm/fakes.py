@@ -27,6 +27,7 @@ class FakeBehaviour:
     # (Anthropic's `input_tokens` counts neither).
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0  # of cache_creation_input_tokens, to the 1-hour cache
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -122,6 +123,11 @@ class _FakeServer(ThreadingHTTPServer):
                     "output_tokens": b.completion_tokens,
                     "cache_creation_input_tokens": b.cache_creation_input_tokens,
                     "cache_read_input_tokens": b.cache_read_input_tokens,
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": b.cache_creation_input_tokens
+                        - b.cache_creation_1h_input_tokens,
+                        "ephemeral_1h_input_tokens": b.cache_creation_1h_input_tokens,
+                    },
                 },
             }
         if path.endswith("/invocations"):  # SageMaker runtime, TGI container

@@ -204,6 +204,32 @@ async def test_cache_writes_without_a_write_rate_cost_what_they_did(tmp_path: Pa
     assert res.cost.units == 2420
 
 
+async def test_anthropic_1h_cache_writes_are_billed_at_the_1h_rate(tmp_path: Path):
+    """Writes to Anthropic's 1-hour cache (`ttl: 1h`) cost 2 x input, not 1.25 x: of the 2000
+    written, 500 went to the 1-hour cache. LiteLLM prices the call the same."""
+    model_id = "anthropic-claude-haiku-4-5"
+    behaviour = dataclasses.replace(CACHING, requests=[], cache_creation_1h_input_tokens=500)
+    with fake_server(behaviour) as fake:
+        a = acts(tmp_path, {model_id: {"api_base": fake.url}})
+        res = await run_call(a, model_id=model_id, allow_fallbacks=False)
+    assert res.usage == TokenUsage(
+        input_tokens=100,
+        output_tokens=20,
+        cached_input_tokens=300,
+        cache_write_input_tokens=2000,
+        cache_write_1h_input_tokens=500,
+    )
+    p = CAT.external_models[model_id].pricing
+    assert (p.cache_write_input_per_1k, p.cache_write_1h_input_per_1k) == (
+        Decimal("0.00125"),
+        Decimal("0.002"),
+    )
+    # 0.1 x 0.001 + 0.02 x 0.005 + 0.3 x 0.0001 + 1.5 x 0.00125 + 0.5 x 0.002
+    assert res.cost.internal_cost == Decimal("0.003105")
+    assert res.cost.litellm_cost is not None
+    assert abs(res.cost.litellm_cost - res.cost.internal_cost) < Decimal("1e-9")
+
+
 def test_bedrock_cache_writes_are_split_out_too():
     """Bedrock Converse (Claude on Bedrock) reports cacheWriteInputTokens; LiteLLM's Usage for it
     has the same shape as Anthropic's."""
@@ -226,26 +252,31 @@ def test_bedrock_cache_writes_are_split_out_too():
     )
 
 
-def test_pricing_check_compares_the_cache_write_rate():
-    """The weekly check compares cache_write_input_per_1k with the cost map's
-    cache_creation_input_token_cost, as it compares the cache read rate."""
+@pytest.mark.parametrize(
+    ("ours", "theirs", "rate"),
+    [
+        ("cache_write_input_per_1k", "cache_creation_input_token_cost", Decimal("0.00375")),
+        (
+            "cache_write_1h_input_per_1k",
+            "cache_creation_input_token_cost_above_1hr",
+            Decimal("0.006"),
+        ),
+    ],
+)
+def test_pricing_check_compares_the_cache_write_rates(ours: str, theirs: str, rate: Decimal):
+    """The weekly check compares the cache write rates with the cost map's, as it compares
+    the cache read rate."""
     from activities.llm.pricing_check import compare_prices
 
     fields = [
         (d.model_id, d.field) for d in compare_prices(CAT).differences
     ]  # the bundled map agrees with every write rate the catalog has
-    assert not [f for f in fields if f[1] == "cache_write_input_per_1k"]
+    assert not [f for f in fields if f[1] == ours]
     key = "claude-sonnet-4-5-20250929"
-    cost_map = {
-        **litellm.model_cost,
-        key: {**litellm.model_cost[key], "cache_creation_input_token_cost": 6e-06},
-    }
-    diffs = [
-        d for d in compare_prices(CAT, cost_map).differences
-        if d.field == "cache_write_input_per_1k"
-    ]  # fmt: skip
+    cost_map = {**litellm.model_cost, key: {**litellm.model_cost[key], theirs: 9e-06}}
+    diffs = [d for d in compare_prices(CAT, cost_map).differences if d.field == ours]
     assert [(d.model_id, d.catalog, d.litellm) for d in diffs] == [
-        ("anthropic-claude-sonnet-4-5", Decimal("0.00375"), Decimal("0.006"))
+        ("anthropic-claude-sonnet-4-5", rate, Decimal("0.009"))
     ]
 
 

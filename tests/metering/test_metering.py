@@ -252,13 +252,18 @@ async def test_unknown_tenant_is_not_retried(app_engine: AsyncEngine) -> None:
 async def test_llm_cache_writes_are_billed_at_their_rate_and_split_in_the_ledger(
     app_engine: AsyncEngine, make_tenant
 ) -> None:  # type: ignore[no-untyped-def]
-    """A Claude call that wrote 2000 tokens to the prompt cache (and read 300): its ledger row
-    bills the writes at the cache write rate, counts every prompt token in input_tokens and
-    shows the split in its metadata; a retried meter activity writes nothing."""
+    """A Claude call that wrote 2000 tokens to the prompt cache, 1000 of them to the 1-hour
+    cache (and read 300): its ledger row bills the writes at the cache write rates, counts
+    every prompt token in input_tokens and shows the split in its metadata; a retried meter
+    activity writes nothing."""
     tenant = make_tenant("cache-write")
     model_id = "anthropic-claude-sonnet-4-5"
     usage = TokenUsage(
-        input_tokens=100, output_tokens=20, cached_input_tokens=300, cache_write_input_tokens=2000
+        input_tokens=100,
+        output_tokens=20,
+        cached_input_tokens=300,
+        cache_write_input_tokens=2000,
+        cache_write_1h_input_tokens=1000,
     )
     result = LLMCallResult(
         model_id=model_id, served_by=model_id, provider_id="anthropic", hosting="external",
@@ -276,11 +281,12 @@ async def test_llm_cache_writes_are_billed_at_their_rate_and_split_in_the_ledger
     retry = await env.run(record_llm_usage, app_engine, inp)
     assert first.inserted and not retry.inserted
     [row] = await _rows(app_engine, tenant.id, inp.workflow_id)
-    # 0.1 x 0.003 + 0.02 x 0.015 + 0.3 x 0.0003 (read) + 2 x 0.00375 (write; input: 0.003)
-    assert (row["internal_cost"], row["billed_amount"]) == (D("0.00819"), D("0.011466"))
+    # 0.1 x 0.003 + 0.02 x 0.015 + 0.3 x 0.0003 (read) + 1 x 0.00375 (5-minute write) + 1 x
+    # 0.006 (1-hour write; input: 0.003)
+    assert (row["internal_cost"], row["billed_amount"]) == (D("0.01044"), D("0.014616"))
     assert (row["input_tokens"], row["output_tokens"], row["units"]) == (2400, 20, D(2420))
-    split = {k: row["metadata"][k] for k in ("cached_input_tokens", "cache_write_input_tokens")}
-    assert split == {"cached_input_tokens": 300, "cache_write_input_tokens": 2000}
+    keys = ("cached_input_tokens", "cache_write_input_tokens", "cache_write_1h_input_tokens")
+    assert [row["metadata"][k] for k in keys] == [300, 2000, 1000]
 
 
 # ----------------------------------------------------------------------------- validation
