@@ -95,6 +95,10 @@ SHORT_HISTORY_PATCH = "continue-as-new-at-1000-events"
 #: The reconcile's `recount` signal (SageMaker's autoscaler moved the count) is heeded: gated,
 #: since a worker without the handler buffers the signal and records nothing for it.
 RECOUNT_SIGNAL_PATCH = "recount-autoscaled-count"
+#: A re-read of the backend that changed what runs is recorded even when nothing else changes
+#: (a blocked model, or one whose count already suits): before, Postgres kept the old count and
+#: its uptime billed that (asked only when that happens).
+REFRESH_RECORDED_PATCH = "refresh-recorded"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -417,17 +421,22 @@ class ModelThermalWorkflow:
         assert self.s is not None and self.spec is not None
         now = workflow.now()
         self.s.leases = [lease for lease in self.s.leases if lease.expires_at > now]
-        refreshed = self.refresh
+        refreshed, unrecorded = self.refresh, False
         if self.refresh:  # the reconcile saw drift: believe the backend, not our snapshot
             self.refresh = False
+            seen = self._status()
             info = await self._describe()
             self._observe(info.instance_count if info else 0, info.status if info else None)
+            unrecorded = self._status() != seen
         if self.recount_due:
             self.recount_due = False
-            await self._adopt_autoscaled_count()
+            if await self._adopt_autoscaled_count():
+                unrecorded = False
             if self._is_blocked() and not refreshed:
                 return  # a failed transition waits for new intent, not for the autoscaler
         if self.blocked and self.s.generation == self.s.applied_generation:
+            if unrecorded and workflow.patched(REFRESH_RECORDED_PATCH):
+                await self._record(None)
             return
         before = self._status()
         generation = self.s.generation
@@ -447,7 +456,11 @@ class ModelThermalWorkflow:
             self.blocked = False
             self.capacity_failures, self.capacity_retry_at = 0, None
             self.s.applied_generation = max(self.s.applied_generation, generation)
-            if self._status() != before or not self.recorded:
+            if (
+                self._status() != before
+                or not self.recorded
+                or (unrecorded and workflow.patched(REFRESH_RECORDED_PATCH))
+            ):
                 await self._record(None)  # waiters wake after this: they wait for `converging`
         except ActivityError as err:
             cause = err.cause
@@ -468,24 +481,26 @@ class ModelThermalWorkflow:
             return
         self.missing_retries = 0
 
-    async def _adopt_autoscaled_count(self) -> None:
+    async def _adopt_autoscaled_count(self) -> bool:
         """Take the count SageMaker's autoscaler moved the endpoint to, within the bounds
         registered, as this target's (recorded: its uptime interval bills what runs) instead
-        of scaling it back. Outside the bounds it is drift: the reconcile resyncs that."""
+        of scaling it back. Outside the bounds it is drift: the reconcile resyncs that. A blocked
+        model only records what runs (it bills that), whatever the count. True: recorded."""
         assert self.s is not None
         s = self.s
         blocked = self._is_blocked()
         if not blocked and (s.generation != s.applied_generation or not self._ready()):
-            return  # a change of ours is due: it sets the count itself
+            return False  # a change of ours is due: it sets the count itself
         info = await self._describe()
         if info is None or info.status != "InService" or info.instance_count == s.instance_count:
-            return
-        if not self._autoscalable(info.instance_count):
-            return
-        if not blocked:  # kept; a blocked workflow only records what runs (it bills that)
+            return False
+        if not blocked:
+            if not self._autoscalable(info.instance_count):
+                return False
             s.autoscaled_count, s.autoscaled_generation = info.instance_count, s.generation
         self._observe(info.instance_count, info.status)
         await self._record(None)
+        return True
 
     async def _warm_up(self, desired: int) -> None:
         assert self.s is not None and self.spec is not None

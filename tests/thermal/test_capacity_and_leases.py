@@ -397,14 +397,11 @@ async def test_automatic_keeps_the_autoscalers_count_while_it_serves(harness):
     assert (await h.control.status(app, ENV, MODEL)).instance_count == 2
 
 
-async def test_a_blocked_model_records_the_autoscalers_count_without_retrying(harness):
-    """A scale to zero failed (DeleteEndpoint denied): the model is blocked, still serving.
-    The autoscaler moves the count: the recount records it (billed from then on) once, and
-    neither retries the failed deletion nor makes the reconcile signal it again and again."""
-    h, faults = harness
-    app = h.new_app()
+async def _blocked_while_serving(h: ThermalHarness, faults: Faults, app: str) -> str:
+    """A COLD model served one caller; its scale to zero failed (DeleteEndpoint denied): it is
+    blocked with its endpoint (the name returned) serving 1 instance."""
     hold = WarmUpRequest(requester="job", lease_id="job-1/yolov8n", lease_seconds=60.0)
-    st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, hold), 60)  # COLD: 1
+    st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, hold), 60)
     faults.deny_delete = True
     handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
     await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id="job-1/yolov8n"))
@@ -414,8 +411,18 @@ async def test_a_blocked_model_records_the_autoscalers_count_without_retrying(ha
         return bool(status.last_error and "DeleteEndpoint" in status.last_error)
 
     await wait_for(blocked)
+    return st.endpoint_name
+
+
+async def test_a_blocked_model_records_the_autoscalers_count_without_retrying(harness):
+    """A scale to zero failed (DeleteEndpoint denied): the model is blocked, still serving.
+    The autoscaler moves the count: the recount records it (billed from then on) once, and
+    neither retries the failed deletion nor makes the reconcile signal it again and again."""
+    h, faults = harness
+    app = h.new_app()
+    endpoint = await _blocked_while_serving(h, faults, app)
     deletes = len(faults.deletes)
-    await h.backend.set_capacity(st.endpoint_name, 2, 1, 5)  # the autoscaler, out of band
+    await h.backend.set_capacity(endpoint, 2, 1, 5)  # the autoscaler, out of band
     assert (await _reconcile(h, app)).recounted == [thermal_workflow_id(app, ENV, MODEL)]
 
     async def recorded() -> bool:
@@ -493,3 +500,20 @@ async def test_an_adopted_count_is_kept_only_within_the_current_limits(
     )
     wf.spec = spec.model_copy(update={"min_instances": limits[0], "max_instances": limits[1]})
     assert wf._autoscaled() == kept
+
+
+async def test_a_re_read_that_finds_another_count_is_recorded(harness):
+    """A caller that found the endpoint changed asks for a re-read (verify_endpoint) of a
+    blocked model whose autoscaler moved the count: the new count is recorded, not only
+    known to the workflow (before, Postgres kept billing the old one)."""
+    h, faults = harness
+    app = h.new_app()
+    endpoint = await _blocked_while_serving(h, faults, app)
+    wf_id = thermal_workflow_id(app, ENV, MODEL)
+    await h.backend.set_capacity(endpoint, 2, 1, 5)  # the autoscaler, out of band
+    again = WarmUpRequest(requester="job", verify_endpoint=True)
+    st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, again), 60)
+    await _keep_history(h, wf_id, "thermal-refresh-recorded")
+    assert st.instance_count == 2
+    assert await _uptime(h, app) == [(1, False), (2, True)]
+    faults.deny_delete = False  # the teardown deletes the endpoint
