@@ -83,6 +83,14 @@ UNBILLED_COSTS_PATCH = "record-unbilled-costs"
 # Asked only when an optional model replacing a required one cannot be held or its call
 # fails: the job runs on the required model (degraded) instead of failing; before, it failed.
 FALLBACK_PATCH = "optional-replacement-falls-back"
+# Asked only when an optional replacement of analyze's chained segmenter fails a call: the
+# required segmenter segments the remaining detections; before, the job failed.
+CHAINED_FALLBACK_PATCH = "chained-replacement-falls-back"
+# Asked only when the detector's output holds no `detections` (a stored large output, text, or
+# null): the job fails with the reason; before, it segmented nothing and was charged in full.
+DETECTIONS_PATCH = "chained-needs-detections"
+# Validating the input reads it (S3): retried through an outage, not forever.
+VALIDATE_BUDGET = timedelta(minutes=30)
 
 
 async def _rejecting(call: Awaitable[T]) -> T:
@@ -95,6 +103,15 @@ async def _rejecting(call: Awaitable[T]) -> T:
         if isinstance(cause, ApplicationError) and cause.non_retryable:
             raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
         raise
+
+
+async def _within_budget(what: str, budget: timedelta, call: Awaitable[T]) -> T:
+    """A step retried through transient errors until `budget` (its schedule-to-close timeout)
+    runs out, then failing the job with what it was doing and the last reason."""
+    try:
+        return await call
+    except ActivityError as err:
+        raise _gave_up(err, what, budget) or err from None
 
 
 def _why(err: BaseException) -> str:
@@ -118,6 +135,29 @@ def _gave_up(err: ActivityError, what: str, budget: timedelta) -> ApplicationErr
     return ApplicationError(
         f"{what}: gave up after {minutes:g} minutes of retries; last error: {reason}",
         type="StepTimedOut",
+        non_retryable=True,
+    )
+
+
+def _boxes(detected: Any) -> list[Any]:
+    """The boxes of the detector's detections that analyze segments. Another shape fails the
+    job with the reason (raised in workflow code, any other error would fail the workflow task
+    and retry it forever); histories from before segmented nothing when `detections` was
+    missing (DETECTIONS_PATCH is asked only then)."""
+    detections = detected.get("detections") if isinstance(detected, dict) else None
+    if isinstance(detections, list) and all(isinstance(d, dict) for d in detections):
+        return [d.get("box") for d in detections]
+    # what `(output or {}).get("detections", [])` read as none before
+    missing = not detected or (isinstance(detected, dict) and "detections" not in detected)
+    if missing and not workflow.patched(DETECTIONS_PATCH):
+        return []
+    if isinstance(detected, dict) and "output_ref" in detected:
+        shape = f"an output of {detected.get('size_bytes')} bytes, too large to pass on"
+    else:
+        shape = f"no list of detection objects in {type(detected).__name__} output"
+    raise ApplicationError(
+        f"the detector's output cannot be segmented: {shape}",
+        type="InvocationFailed",
         non_retryable=True,
     )
 
@@ -191,8 +231,10 @@ class ServiceJobWorkflow:
         if missing:  # started without them (e.g. plain JSON from the Temporal CLI)
             workflow.upsert_search_attributes(missing)
         self._set("planning")
-        try:
-            plan = await _rejecting(
+        plan = await _within_budget(
+            "the job could not be planned",
+            PLAN_BUDGET,
+            _rejecting(
                 workflow.execute_activity_method(
                     JobActivities.plan,
                     PlanRequest(
@@ -209,27 +251,31 @@ class ServiceJobWorkflow:
                     schedule_to_close_timeout=PLAN_BUDGET,
                     retry_policy=NO_RETRY_ON_REJECT,
                 )
-            )
-        except ActivityError as err:
-            raise _gave_up(err, "the job could not be planned", PLAN_BUDGET) or err from None
+            ),
+        )
         workflow.upsert_search_attributes([sa.MODEL.value_set(plan.steps[0].model_id)])
         self._set("validating input")
-        validated = await _rejecting(
-            workflow.execute_activity_method(
-                InputActivities.validate,
-                ValidateRequest(
-                    input=req.input,
-                    service=plan.service,
-                    operation=plan.operation,
-                    content_types=plan.content_types,
-                    unit=plan.unit,
-                    backend=plan.backend,
-                    options=req.options,
-                    tenant=plan.tenant_name,
-                ),
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=NO_RETRY_ON_REJECT,
-            )
+        validated = await _within_budget(
+            "the input could not be read",
+            VALIDATE_BUDGET,
+            _rejecting(
+                workflow.execute_activity_method(
+                    InputActivities.validate,
+                    ValidateRequest(
+                        input=req.input,
+                        service=plan.service,
+                        operation=plan.operation,
+                        content_types=plan.content_types,
+                        unit=plan.unit,
+                        backend=plan.backend,
+                        options=req.options,
+                        tenant=plan.tenant_name,
+                    ),
+                    start_to_close_timeout=timedelta(minutes=5),
+                    schedule_to_close_timeout=VALIDATE_BUDGET,
+                    retry_policy=NO_RETRY_ON_REJECT,
+                )
+            ),
         )
 
         leases = {
@@ -412,6 +458,19 @@ class ServiceJobWorkflow:
             return None
         return step.fallback
 
+    def _chained_fallback(
+        self, plan: JobPlan, step: PlannedStep, err: BaseException
+    ) -> PlannedStep | None:
+        """The required segmenter an optional replacement in analyze's chained step falls back
+        to when its call fails (not when the job was cancelled)."""
+        if is_cancelled_exception(err):
+            return None
+        if not any(s.model_id == step.model_id and s.fallback for s in plan.steps):
+            return None  # the required segmenter itself failed
+        if not workflow.patched(CHAINED_FALLBACK_PATCH):
+            return None
+        return self._fallback(plan, step.model_id)
+
     async def _fall_back(self, req: ServiceRequest, model_id: str, fallback: PlannedStep) -> None:
         """Hold the required model instead of its failed replacement (its refusal fails the
         job, as for any required model)."""
@@ -516,12 +575,27 @@ class ServiceJobWorkflow:
         for index, step in enumerate(steps):
             if step.role == "chained" and plan.operation == "analyze":
                 # perception/analyze: segment each detection of the detector's output.
-                boxes = [d.get("box") for d in (previous or {}).get("detections", [])]
-                for n, box in enumerate(boxes[:ANALYZE_MAX_DETECTIONS]):
-                    out = await self._invoke(
-                        req, plan, step, validated, {**base, "box": box}, f"{index}-{n}"
-                    )
-                    calls.append(self._call(step, out, plan))
+                segmenter = step
+                for n, box in enumerate(_boxes(previous)[:ANALYZE_MAX_DETECTIONS]):
+                    options = {**base, "box": box}
+                    try:
+                        out = await self._invoke(
+                            req, plan, segmenter, validated, options, f"{index}-{n}"
+                        )
+                    except (ActivityError, ApplicationError) as err:
+                        fallback = self._chained_fallback(plan, segmenter, err)
+                        if fallback is None:
+                            raise
+                        # The required segmenter segments this and the remaining boxes.
+                        self._dropped[segmenter.model_id] = (
+                            f"{segmenter.model_id} failed: {_why(err)}; ran on {fallback.model_id}"
+                        )
+                        await self._fall_back(req, segmenter.model_id, fallback)
+                        segmenter = fallback
+                        out = await self._invoke(
+                            req, plan, segmenter, validated, options, f"{index}-{n}-fallback"
+                        )
+                    calls.append(self._call(segmenter, out, plan))
                 continue
             options = dict(base)
             if previous is not None and step.role != "primary":

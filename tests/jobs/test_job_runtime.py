@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import activities.job_activities as job_activities
 import workflows.service_job as service_job
-from activities.backends.base import BackendError
+from activities.backends.base import BackendError, InvokeResult
 from activities.backends.errors import ModelError, ModelServerError, Throttled
 from activities.backends.local import LocalStandInBackend
 from models_catalog.catalog import load_catalog
@@ -440,3 +440,44 @@ ACTIVITY_ENDS = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
     EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
 }
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[1, 2]", "no list of detection objects in list output"),
+        (b'{"detections": null}', "no list of detection objects in dict output"),
+        (b'{"detections": [3]}', "no list of detection objects in dict output"),
+        (b'{"boxes": []}', "no list of detection objects in dict output"),
+        (b'{"detections": "' + b"x" * (200 * 1024) + b'"}', "bytes, too large to pass on"),
+    ],
+    ids=["list", "null", "not-objects", "no-detections", "stored-output"],
+)
+async def test_a_detector_output_that_cannot_be_segmented_fails_the_job(
+    thermal: ThermalHarness, tenants, monkeypatch, body: bytes, reason: str
+):
+    """analyze reads the detector's detections in workflow code: an output of another shape
+    fails the job with the reason, unbilled (before, some shapes failed the workflow task,
+    retried forever with the request claimed; others segmented nothing, charged in full)."""
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    invoke = h.backend.invoke
+
+    async def odd_detector(name: str, *args, **kw):  # type: ignore[no-untyped-def]
+        if name.endswith("-yolov8m"):
+            return InvokeResult(body=body, content_type="application/json")
+        return await invoke(name, *args, **kw)
+
+    monkeypatch.setattr(h.backend, "invoke", odd_detector)
+    handle = await start_job(h, app, big.name, "perception/analyze")
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(handle.result(), timeout=90)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvocationFailed"
+    assert "the detector's output cannot be segmented" in cause.message and reason in cause.message
+    rows = await usage_rows(h, big.id, handle.id)
+    assert [(r["model_id"], r["billed_amount"]) for r in rows] == [("yolov8m", Decimal(0))]
+    if reason.startswith("no list") and b"boxes" in body:
+        await record_history(handle, "job-detector-output-without-detections")

@@ -16,6 +16,18 @@ from tests.jobs.test_job_runtime import record_history, turned_off_behind_the_mi
 from tests.jobs.test_service_jobs import prepare, start_job, usage_rows
 
 
+def refuse_calls(h: ThermalHarness, monkeypatch, model: str) -> None:  # type: ignore[no-untyped-def]
+    """The model's endpoint refuses every call (a 4xx of the model: not retried)."""
+    invoke = h.backend.invoke
+
+    async def refusing(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.endswith(f"-{model}"):
+            raise ModelError("the model refused the input (HTTP 400, injected)")
+        return await invoke(name, *args, **kwargs)
+
+    monkeypatch.setattr(h.backend, "invoke", refusing)
+
+
 async def test_a_replacement_that_cannot_be_held_falls_back(thermal: ThermalHarness, tenants):
     big, _ = tenants
     h = thermal
@@ -49,14 +61,7 @@ async def test_a_replacement_whose_call_fails_falls_back(
     h = thermal
     app = h.new_app()
     await prepare(h, app, "perception", [])
-    invoke = h.backend.invoke
-
-    async def refusing(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if name.endswith("-yolov8x"):
-            raise ModelError("the model refused the input (HTTP 400, injected)")
-        return await invoke(name, *args, **kwargs)
-
-    monkeypatch.setattr(h.backend, "invoke", refusing)
+    refuse_calls(h, monkeypatch, "yolov8x")
     handle = await start_job(h, app, big.name, "perception/detect", optional_models=["yolov8x"])
     try:
         result = await asyncio.wait_for(handle.result(), 90)
@@ -66,4 +71,31 @@ async def test_a_replacement_whose_call_fails_falls_back(
     assert "yolov8x failed" in (result.degraded_reason or "")
     assert "ran on yolov8m" in (result.degraded_reason or "")
     for model in ("yolov8m", "yolov8x"):
+        assert (await h.control.status(app, "test", model)).in_flight == 0
+
+
+async def test_a_chained_replacement_whose_call_fails_falls_back(
+    thermal: ThermalHarness, tenants, monkeypatch
+):
+    """perception/analyze with sam2 replacing the required segmenter mobilesam: sam2 fails on
+    its first box, so mobilesam segments that box and the rest; the job is degraded, not
+    failed (before, the chained step had no fallback and the job failed)."""
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    refuse_calls(h, monkeypatch, "sam2")
+    handle = await start_job(h, app, big.name, "perception/analyze", optional_models=["sam2"])
+    try:
+        result = await asyncio.wait_for(handle.result(), 90)
+    finally:
+        await record_history(handle, "job-chained-replacement-call-failed")
+    detections = result.output["primary"]["detections"]
+    assert detections, "the detector found nothing: nothing to segment"
+    segments = min(len(detections), 5)
+    assert [c.model_id for c in result.calls] == ["yolov8m"] + ["mobilesam"] * segments
+    assert result.models_used == ["yolov8m", "mobilesam"]
+    assert result.degraded and "sam2 failed" in (result.degraded_reason or "")
+    assert "ran on mobilesam" in (result.degraded_reason or "")
+    for model in ("mobilesam", "sam2"):
         assert (await h.control.status(app, "test", model)).in_flight == 0

@@ -4,7 +4,8 @@ one it reports (found by a review of the job orchestration):
 - an endpoint that keeps answering a retryable error (no instance answers, throttled) fails
   the call once the invoke budget is spent: an optional model is dropped, a required one fails
   the job with the last reason;
-- planning retried through an unexpected error gives up after its budget with a clear error;
+- planning retried through an unexpected error gives up after its budget with a clear error,
+  and so does reading the input through an S3 outage (it retried forever, the request claimed);
 - a release signal to a model whose thermal workflow is gone (terminated; or never started,
   its warm-up cancelled before it ran) does not replace the job's outcome.
 
@@ -25,6 +26,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import activities.job_activities as job_activities
 import workflows.service_job as service_job
 from activities.backends.errors import ServiceUnavailable
+from activities.inputs.activity import InputActivities
+from activities.inputs.errors import TransientInputError
 from models_catalog.catalog import load_catalog
 from tests.fixtures.worker import ThermalHarness, running_harness
 from tests.jobs.test_job_runtime import turned_off_behind_the_mirror
@@ -38,6 +41,7 @@ BUDGET = timedelta(seconds=4)
 async def budgets(temporal_client, catalog_db, tmp_path_factory, monkeypatch):
     monkeypatch.setattr(service_job, "INVOKE_BUDGET", BUDGET)
     monkeypatch.setattr(service_job, "PLAN_BUDGET", BUDGET)
+    monkeypatch.setattr(service_job, "VALIDATE_BUDGET", BUDGET)
     runner = SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.service_job")
     )
@@ -129,3 +133,21 @@ async def test_a_release_that_cannot_be_sent_keeps_the_jobs_outcome(budgets, ten
     await h.control.handle(app, "test", "mobilesam").terminate("operator cleanup")
     result = await asyncio.wait_for(handle.result(), 60)
     assert result.degraded and "mobilesam" not in result.models_used
+
+
+async def test_reading_the_input_gives_up_after_its_budget(budgets, tenants, monkeypatch):
+    h, (big, _) = budgets, tenants
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+
+    def outage(self, req):  # type: ignore[no-untyped-def]
+        raise TransientInputError("S3 answered 503 SlowDown (injected)")
+
+    monkeypatch.setattr(InputActivities, "validate_sync", outage)
+    handle = await start_job(h, app, big.name, "perception/detect")
+    with pytest.raises(WorkflowFailureError) as err:
+        await asyncio.wait_for(handle.result(), 90)
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "StepTimedOut"
+    assert "input could not be read" in cause.message and "SlowDown" in cause.message
+    assert await h.backend.list_endpoints(f"radiant-{app}") == []  # nothing was warmed
