@@ -201,6 +201,13 @@ def _container_5xx(resp: Mapping[str, Any]) -> bool:
     return status is not None and status >= 500
 
 
+def _container_silent(resp: Mapping[str, Any]) -> bool:
+    """No status from the container: SageMaker gave up waiting for it (its 60-s invocation
+    timeout, "Received server error (0) ... timed out"), e.g. a cold container still loading
+    its weights. The local stand-in raises ModelServerError for the same case."""
+    return _container_status(resp) in (None, 0)
+
+
 def _missing_bucket(resp: Mapping[str, Any]) -> str:
     """S3 NoSuchBucket names the bucket in `Error.BucketName` (when the response has it)."""
     bucket = (resp.get("Error", {}) or {}).get("BucketName")
@@ -283,6 +290,12 @@ RULES: tuple[Rule, ...] = (
     # own throttling; not a bad input. (5xx: ModelServerError, a few tries per input.)
     Rule(_codes("ModelError"), Throttled, when=_container_429),
     Rule(_codes("ModelError"), ModelServerError, when=_container_5xx),
+    Rule(
+        _codes("ModelError"),
+        ModelServerError,
+        _rx(r"timed out|server error \(0\)"),
+        when=_container_silent,
+    ),
     Rule(_codes("ModelError ModelStreamError"), ModelError),
     Rule(_SERVER, ServiceUnavailable),
     Rule(_DENIED, AccessDenied),

@@ -26,7 +26,11 @@ Thermal mechanism on AWS (DESIGN 3), as implemented here:
   to pass the target without a HasBacklogWithoutCapacity alarm, which this backend does not
   create (the local stand-in allows 0; the thermal workflows never ask for it).
 
-Every call runs in a thread (`asyncio.to_thread`): boto3 is blocking, the worker's loop is not.
+Every call runs in a thread: boto3 is blocking, the worker's loop is not. Two pools of the
+backend's own, not asyncio's default (min(32, CPUs + 4) threads, 6 on 2 cores, shared with DNS
+lookups and file reads): inference (invocations up to 70 s each, S3 reads) and the control plane
+(describe, create, scale), so slow invocations never queue a warm-up's DescribeEndpoint polls.
+Each client's connection pool matches its pool's threads.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, get_args
 from urllib.parse import urlparse
 
@@ -72,6 +77,10 @@ log = logging.getLogger(__name__)
 
 _KNOWN_STATUSES = frozenset(get_args(EndpointStatus))
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+# Threads (and HTTP connections) per pool: invocations wait on models, up to the worker's
+# concurrent activities that invoke at once; control-plane calls are short.
+INFERENCE_THREADS = 64
+CONTROL_THREADS = 16
 _RES_BASE = 54  # 63 minus "-" and the 8-char spec hash
 
 
@@ -128,6 +137,8 @@ class SageMakerBackend:
         self.scale_out_cooldown = scale_out_cooldown_s
         # endpoint name -> (CreationTime, tags): one ListTags per endpoint incarnation
         self._tag_cache: dict[str, tuple[Any, dict[str, str]]] = {}
+        self._inference_pool = ThreadPoolExecutor(INFERENCE_THREADS, "sagemaker-inference")
+        self._control_pool = ThreadPoolExecutor(CONTROL_THREADS, "sagemaker-control")
 
     @classmethod
     def from_settings(
@@ -143,31 +154,51 @@ class SageMakerBackend:
 
         session = boto3.session.Session(region_name=region)
         # Control plane: a few quick in-client retries; Temporal's retry policy owns the rest.
-        control = Config(retries={"mode": "standard", "total_max_attempts": 3}, read_timeout=60)
+        control = Config(
+            retries={"mode": "standard", "total_max_attempts": 3},
+            read_timeout=60,
+            max_pool_connections=CONTROL_THREADS,
+        )
         # Invocations: no hidden retries (Temporal decides), real-time limit is 60 s.
-        runtime = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=70)
+        runtime = Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            read_timeout=70,
+            max_pool_connections=INFERENCE_THREADS,
+        )
+        s3 = Config(
+            retries={"mode": "standard", "total_max_attempts": 3},
+            read_timeout=60,
+            max_pool_connections=INFERENCE_THREADS,
+        )
         return cls(
             session.client("sagemaker", config=control),
             session.client("sagemaker-runtime", config=runtime),
             session.client("application-autoscaling", config=control),
-            session.client("s3", config=control),
+            session.client("s3", config=s3),
             role_arn,
             async_output_s3_uri=async_output_s3_uri,
             **kwargs,
         )
 
+    async def aclose(self) -> None:
+        """Stop the thread pools (the worker calls it on shutdown); calls under way finish."""
+        for pool in (self._inference_pool, self._control_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
+
     # ------------------------------------------------------------------ plumbing
 
-    async def _run(self, fn: Callable[[], Any]) -> Any:
+    async def _run(self, fn: Callable[[], Any], *, inference: bool = False) -> Any:
+        pool = self._inference_pool if inference else self._control_pool
         try:
-            return await asyncio.to_thread(fn)
+            return await asyncio.get_running_loop().run_in_executor(pool, fn)
         except (ClientError, BotoCoreError) as exc:
             err = classify_exception(exc)
             assert err is not None
             raise err from exc
 
     async def _call(self, client: Any, op: str, **params: Any) -> dict[str, Any]:
-        return await self._run(lambda: getattr(client, op)(**params))
+        inference = client is self.runtime or client is self.s3
+        return await self._run(lambda: getattr(client, op)(**params), inference=inference)
 
     async def _call_tolerating_missing(self, client: Any, op: str, **params: Any) -> bool:
         """True if the call ran, False if its target was already gone (idempotent deletes)."""
@@ -558,7 +589,7 @@ class SageMakerBackend:
             resp = self.runtime.invoke_endpoint(**params)
             return InvokeResult(body=resp["Body"].read(), content_type=resp.get("ContentType"))
 
-        return await self._run(call)
+        return await self._run(call, inference=True)
 
     async def invoke_async(
         self, name: str, input_location: str, content_type: str
@@ -597,7 +628,7 @@ class SageMakerBackend:
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
         try:
-            return await self._run(call)
+            return await self._run(call, inference=True)
         except ResourceNotFound as err:
             if err.aws_code in ("NoSuchKey", "404", "NotFound"):  # not written yet
                 return None

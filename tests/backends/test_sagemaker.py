@@ -3,8 +3,10 @@ model (instance types such as ml.g5.xlarge included), responses too."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -811,13 +813,23 @@ async def test_invoke_returns_body(aws) -> None:
         ("ModelError", {"OriginalStatusCode": 400}, ModelError, False),
         ("ModelError", {"OriginalStatusCode": 503}, ModelServerError, True),
         ("ModelNotReadyException", {}, ModelNotReady, True),
+        # SageMaker's 60-s invocation timeout (a container still loading its weights): no
+        # status from the container, retryable as on the local stand-in
+        ("ModelError", {"OriginalStatusCode": 0}, ModelServerError, True),
+        ("ModelError", {}, ModelServerError, True),
     ],
 )
 async def test_invoke_errors(aws, code: str, fields: dict, expected: type, retryable: bool) -> None:
+    timed_out = code == "ModelError" and fields.get("OriginalStatusCode", 0) == 0
     aws.rt.add_client_error(
         "invoke_endpoint",
         service_error_code=code,
-        service_message="Received client error from primary with message ...",
+        service_message=(
+            'Received server error (0) from primary with message "Your invocation timed out '
+            'while waiting for a response from container primary."'
+            if timed_out
+            else "Received client error from primary with message ..."
+        ),
         http_status_code=424 if code == "ModelError" else 429,
         modeled_fields=fields or None,
     )
@@ -952,3 +964,34 @@ def test_create_time_configuration_errors_are_not_a_vanished_resource(message, e
         ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "CreateModel")
     )
     assert type(err) is expected and not err.retryable
+
+
+async def test_slow_invocations_do_not_hold_up_control_plane_calls(aws) -> None:
+    """40 invocations waiting on their models (more than asyncio's default pool has threads,
+    32 at most) do not queue a DescribeEndpoint behind them: inference and the control plane
+    run on pools of their own (before, a warm-up's polls timed out behind slow invocations)."""
+    release = threading.Event()
+    stubbed = aws.backend.runtime
+
+    class SlowRuntime:
+        def invoke_endpoint(self, **params: Any) -> dict:
+            release.wait(30)
+            return {"Body": io.BytesIO(b"{}"), "ContentType": "application/json"}
+
+    aws.backend.runtime = SlowRuntime()
+    invocations: list[asyncio.Future] = []
+    try:
+        invocations += [
+            asyncio.ensure_future(aws.backend.invoke(NAME, b"x", "application/json"))
+            for _ in range(40)
+        ]
+        await asyncio.sleep(0.2)  # every invocation has taken its thread
+        aws.sm.add_response("describe_endpoint", described("InService"), {"EndpointName": NAME})
+        expect_tags(aws.sm)
+        info = await asyncio.wait_for(aws.backend.describe_endpoint(NAME), 10)
+        assert info is not None and info.status == "InService"
+        assert not any(i.done() for i in invocations)  # still waiting on their models
+    finally:
+        release.set()
+        await asyncio.gather(*invocations)
+        aws.backend.runtime = stubbed
