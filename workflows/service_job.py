@@ -682,7 +682,9 @@ class ServiceJobWorkflow:
                 if is_cancelled_exception(err) and workflow.patched(RUNTIME_PATCH):
                     raise  # the job was cancelled mid-call: it ends cancelled, not failed
                 what = f"{step.model_id} failed on {step.endpoint_name}"
-                timed_out = _gave_up(err, what, INVOKE_BUDGET)
+                # an async inference's result is awaited up to ASYNC_DEADLINE, not the budget
+                fetching = err.activity_type == "jobs.fetch_async"
+                timed_out = _gave_up(err, what, ASYNC_DEADLINE if fetching else INVOKE_BUDGET)
                 raise ApplicationError(
                     timed_out.message if timed_out else f"{what}: {_why(err)}",
                     type="InvocationFailed",

@@ -35,6 +35,7 @@ from tests.jobs.test_service_jobs import prepare, start_job
 
 CATALOG = load_catalog()
 BUDGET = timedelta(seconds=4)
+ASYNC_DEADLINE = timedelta(seconds=3)
 
 
 @pytest_asyncio.fixture
@@ -42,6 +43,7 @@ async def budgets(temporal_client, catalog_db, tmp_path_factory, monkeypatch):
     monkeypatch.setattr(service_job, "INVOKE_BUDGET", BUDGET)
     monkeypatch.setattr(service_job, "PLAN_BUDGET", BUDGET)
     monkeypatch.setattr(service_job, "VALIDATE_BUDGET", BUDGET)
+    monkeypatch.setattr(service_job, "ASYNC_DEADLINE", ASYNC_DEADLINE)
     runner = SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.service_job")
     )
@@ -151,3 +153,24 @@ async def test_reading_the_input_gives_up_after_its_budget(budgets, tenants, mon
     assert isinstance(cause, ApplicationError) and cause.type == "StepTimedOut"
     assert "input could not be read" in cause.message and "SlowDown" in cause.message
     assert await h.backend.list_endpoints(f"radiant-{app}") == []  # nothing was warmed
+
+
+async def test_an_async_result_that_never_comes_reports_the_async_deadline(
+    budgets, tenants, monkeypatch
+):
+    """The message names the deadline the result was awaited for (12 h in production), not
+    the invoke budget (it said "gave up after 30 minutes")."""
+    h, (big, _) = budgets, tenants
+    app = h.new_app()
+    await prepare(h, app, "scientific", ["esm2-3b", "alphafold2"])
+
+    async def never(invocation):  # type: ignore[no-untyped-def]
+        return None  # not ready yet, every poll
+
+    monkeypatch.setattr(h.backend, "fetch_async_result", never)
+    handle = await start_job(h, app, big.name, "scientific/protein/fold")
+    with pytest.raises(WorkflowFailureError) as err:
+        await asyncio.wait_for(handle.result(), 90)
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvocationFailed"
+    assert "gave up after 0.05 minutes" in cause.message, cause.message
