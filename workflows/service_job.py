@@ -89,6 +89,10 @@ CHAINED_FALLBACK_PATCH = "chained-replacement-falls-back"
 # Asked only when the detector's output holds no `detections` (a stored large output, text, or
 # null): the job fails with the reason; before, it segmented nothing and was charged in full.
 DETECTIONS_PATCH = "chained-needs-detections"
+# Asked only when a job that held no lease when its calls began takes one (a fallback to a
+# COLD required model, an endpoint found gone): that lease is renewed too; before, it ran on
+# its first hour and an idle timer could scale the model in under a long job.
+LATE_RENEWAL_PATCH = "renew-leases-taken-late"
 # Validating the input reads it (S3): retried through an outage, not forever.
 VALIDATE_BUDGET = timedelta(minutes=30)
 
@@ -207,6 +211,8 @@ class ServiceJobWorkflow:
         self._held: dict[str, AcquireRequest] = {}  # leases taken: renewed while the job runs
         self._reacquired: list[AcquireRequest] = []  # taken again after a vanished endpoint
         self._stop_renewing = False
+        self._renewing: asyncio.Task[None] | None = None  # the renewal loop, once started
+        self._invoking = False  # the calls run: a lease taken now starts the renewals late
         self._dropped: dict[str, str] = {}  # optional models the job ran without, and why
         self._calls: list[ModelCall] = []  # invocations finished so far, in order
         # Replacements that fell back: optional model -> the required model's step run instead.
@@ -292,11 +298,11 @@ class ServiceJobWorkflow:
                     for s in plan.steps
                     if s.model_id not in self._dropped or s.model_id in self._fell_back
                 ]
-                renewing = self._start_renewals()
+                self._start_renewals()
                 try:
                     calls = await self._invoke_all(req, plan, steps, validated)
                 finally:
-                    await self._stop_renewals(renewing)
+                    await self._stop_renewals()
             finally:
                 await self._release_all()
         except (Exception, asyncio.CancelledError) as err:
@@ -487,6 +493,9 @@ class ServiceJobWorkflow:
             self._unleased.add(model_id)  # WARM/HOT: nothing to renew or release
         else:
             self._held[model_id] = lease
+            late = self._invoking and self._renewing is None and not self._stop_renewing
+            if late and workflow.patched(LATE_RENEWAL_PATCH):
+                self._renewing = asyncio.create_task(self._renew_leases())
 
     async def _release_all(self) -> None:
         """Release even when cancelled or failed: the models may scale to zero again. A
@@ -517,10 +526,10 @@ class ServiceJobWorkflow:
             thermal_workflow_id(lease.app_id, lease.environment, lease.model_id)
         )
 
-    def _start_renewals(self) -> asyncio.Task[None] | None:
-        if not self._held or not workflow.patched(RUNTIME_PATCH):
-            return None
-        return asyncio.create_task(self._renew_leases())
+    def _start_renewals(self) -> None:
+        self._invoking = True
+        if self._held and workflow.patched(RUNTIME_PATCH):
+            self._renewing = asyncio.create_task(self._renew_leases())
 
     async def _renew_leases(self) -> None:
         """Renew the leases the job holds until stopped: an expired lease would let an idle
@@ -550,12 +559,12 @@ class ServiceJobWorkflow:
             except TimeoutError:
                 pass
 
-    async def _stop_renewals(self, renewing: asyncio.Task[None] | None) -> None:
+    async def _stop_renewals(self) -> None:
         """Stop renewing, and let a renewal under way land first: one arriving after the
         release would take the lease again."""
-        self._stop_renewing = True
-        if renewing is not None:
-            await asyncio.gather(renewing, return_exceptions=True)
+        self._stop_renewing, self._invoking = True, False
+        if self._renewing is not None:
+            await asyncio.gather(self._renewing, return_exceptions=True)
 
     # ------------------------------------------------------------------ invocation
     async def _invoke_all(

@@ -109,10 +109,27 @@ async def turned_off_behind_the_mirror(h: ThermalHarness, app: str, model: str) 
         )
 
 
-# ---------------------------------------------------------------------- lease renewal
-async def test_long_job_renews_its_leases(slow_models: ThermalHarness, tenants, monkeypatch):
+def refuse_calls(h: ThermalHarness, monkeypatch, model: str) -> None:  # type: ignore[no-untyped-def]
+    """The model's endpoint refuses every call (a 4xx of the model: not retried)."""
+    invoke = h.backend.invoke
+
+    async def refusing(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.endswith(f"-{model}"):
+            raise ModelError("the model refused the input (HTTP 400, injected)")
+        return await invoke(name, *args, **kwargs)
+
+    monkeypatch.setattr(h.backend, "invoke", refusing)
+
+
+def fast_renewals(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Leases of 7 s renewed every 0.3 s: a 3-s invocation spans several renewals."""
     monkeypatch.setattr(service_job, "LEASE_RENEW_EVERY", timedelta(seconds=0.3))
     monkeypatch.setattr(service_job, "LEASE_SECONDS", 7.0)
+
+
+# ---------------------------------------------------------------------- lease renewal
+async def test_long_job_renews_its_leases(slow_models: ThermalHarness, tenants, monkeypatch):
+    fast_renewals(monkeypatch)
     big, _ = tenants
     h = slow_models
     app = h.new_app()
@@ -127,6 +144,32 @@ async def test_long_job_renews_its_leases(slow_models: ThermalHarness, tenants, 
     assert len(renewals) >= 2, received
     assert {(r.lease_id, r.lease_seconds) for r in renewals} == {(f"{handle.id}/yolov8m", 7.0)}
     assert received[-1][0] == "release"  # renewing stopped before the release: none re-leases
+    await wait_for(lease_gone(h, app, "yolov8m"), limit=10)
+    await replays(handle)
+
+
+async def test_a_lease_taken_during_the_calls_is_renewed_too(
+    slow_models: ThermalHarness, tenants, monkeypatch
+):
+    """yolov8x (WARM, held without a lease) replaces yolov8m and its call fails: the job falls
+    back to yolov8m (COLD), leased only then. That late lease is renewed like the others
+    (before, no renewal ran: the job held nothing when its calls began)."""
+    fast_renewals(monkeypatch)
+    big, _ = tenants
+    h = slow_models
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    await h.control.set_target(app, "test", "yolov8x", SetTargetRequest(state=ThermalState.WARM))
+    refuse_calls(h, monkeypatch, "yolov8x")
+    handle = await start_job(h, app, big.name, "perception/detect", optional_models=["yolov8x"])
+    result = await asyncio.wait_for(handle.result(), 90)
+    await record_history(handle, "job-late-lease-renewed")
+    assert result.models_used == ["yolov8m"] and "ran on yolov8m" in (result.degraded_reason or "")
+    received = await signals(h, app, "yolov8m")
+    renewals = [arg for name, arg in received if name == "lease"]
+    assert len(renewals) >= 2, received  # a 3 s invocation: several renewal periods
+    assert {(r.lease_id, r.lease_seconds) for r in renewals} == {(f"{handle.id}/yolov8m", 7.0)}
+    assert received[-1][0] == "release"
     await wait_for(lease_gone(h, app, "yolov8m"), limit=10)
     await replays(handle)
 

@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import asyncio
 
-from activities.backends.base import ModelError
 from tests.fixtures.worker import ThermalHarness
-from tests.jobs.test_job_runtime import record_history, turned_off_behind_the_mirror
+from tests.jobs.test_job_runtime import (
+    record_history,
+    refuse_calls,
+    turned_off_behind_the_mirror,
+)
 from tests.jobs.test_service_jobs import prepare, start_job, usage_rows
-
-
-def refuse_calls(h: ThermalHarness, monkeypatch, model: str) -> None:  # type: ignore[no-untyped-def]
-    """The model's endpoint refuses every call (a 4xx of the model: not retried)."""
-    invoke = h.backend.invoke
-
-    async def refusing(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if name.endswith(f"-{model}"):
-            raise ModelError("the model refused the input (HTTP 400, injected)")
-        return await invoke(name, *args, **kwargs)
-
-    monkeypatch.setattr(h.backend, "invoke", refusing)
 
 
 async def test_a_replacement_that_cannot_be_held_falls_back(thermal: ThermalHarness, tenants):
