@@ -325,7 +325,9 @@ class ServiceJobWorkflow:
             ),
             start_to_close_timeout=QUICK,
         )
-        metered = await finish_despite_cancel(meter)  # charged once it starts: too late to cancel
+        # Charged once it starts: too late to cancel. A refusal (an amount the ledger cannot
+        # hold) fails the job with the activity's own reason, not "activity task failed".
+        metered = await _rejecting(finish_despite_cancel(meter))
         self._share_costs(calls, metered.costs)
         self._set("done")
         reasons = [plan.degraded_reason] if plan.degraded_reason else []

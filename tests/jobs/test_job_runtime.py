@@ -524,3 +524,25 @@ async def test_a_detector_output_that_cannot_be_segmented_fails_the_job(
     assert [(r["model_id"], r["billed_amount"]) for r in rows] == [("yolov8m", Decimal(0))]
     if reason.startswith("no list") and b"boxes" in body:
         await record_history(handle, "job-detector-output-without-detections")
+
+
+async def test_a_charge_the_ledger_refuses_fails_the_job_with_the_reason(
+    thermal: ThermalHarness, tenants, monkeypatch
+):
+    """Metering refuses (an amount it cannot price): the job fails with the activity's own
+    reason and type, not Temporal's "activity task failed"."""
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+
+    def unpriceable(self, req):  # type: ignore[no-untyped-def]
+        raise ValueError("1E+30 does not fit NUMERIC(20,10) (injected)")
+
+    monkeypatch.setattr(job_activities.JobActivities, "_usage", unpriceable)
+    handle = await start_job(h, app, big.name, "perception/detect")
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(handle.result(), 90)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "MeteringFailed", cause
+    assert "cannot be metered" in cause.message and "injected" in cause.message
