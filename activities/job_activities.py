@@ -822,7 +822,14 @@ def _what_ran(plan: JobPlan, invocations: list[str]) -> dict[str, Any]:
     ran = list(dict.fromkeys(invocations))
     # Optional models: extras, and replacements (which fell back to the model they replaced).
     optional = plan.optional_models | {s.model_id for s in plan.steps if s.fallback}
-    dropped = [m for m in plan.models if m in optional and m not in ran]
+    # A replacement whose required model ran instead, after some calls of its own (analyze's
+    # segmenter failing on a later box): dropped too, as the job's result says.
+    fell_back = {
+        s.model_id
+        for s in plan.steps
+        if s.fallback and s.fallback.model_id in ran and s.fallback.model_id not in plan.models
+    }
+    dropped = [m for m in plan.models if m in optional and (m not in ran or m in fell_back)]
     metadata: dict[str, Any] = {"degraded": plan.degraded or bool(dropped), "models": ran}
     if dropped:
         metadata["dropped"] = dropped

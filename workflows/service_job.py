@@ -151,8 +151,9 @@ def _boxes(detected: Any) -> list[Any]:
     detections = detected.get("detections") if isinstance(detected, dict) else None
     if isinstance(detections, list) and all(isinstance(d, dict) for d in detections):
         return [d.get("box") for d in detections]
-    # what `(output or {}).get("detections", [])` read as none before
-    missing = not detected or (isinstance(detected, dict) and "detections" not in detected)
+    # what `(output or {}).get("detections", [])` read as none before (an empty dict or
+    # string iterated to no boxes too)
+    missing = not detected or (isinstance(detected, dict) and not detected.get("detections"))
     if missing and not workflow.patched(DETECTIONS_PATCH):
         return []
     if isinstance(detected, dict) and "output_ref" in detected:

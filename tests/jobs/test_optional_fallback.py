@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from activities.backends.errors import ModelError
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_job_runtime import (
     record_history,
@@ -90,3 +91,36 @@ async def test_a_chained_replacement_whose_call_fails_falls_back(
     assert "ran on mobilesam" in (result.degraded_reason or "")
     for model in ("mobilesam", "sam2"):
         assert (await h.control.status(app, "test", model)).in_flight == 0
+
+
+async def test_a_chained_replacement_failing_on_a_later_box_is_dropped_in_the_charge(
+    thermal: ThermalHarness, tenants, monkeypatch
+):
+    """sam2 segments the first box, then fails: mobilesam segments the rest. The result and
+    the charge row agree: degraded, sam2 dropped (ran on mobilesam), both models invoked."""
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    invoke, served = h.backend.invoke, []
+
+    async def second_refused(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.endswith("-sam2"):
+            served.append(name)
+            if len(served) > 1:
+                raise ModelError("the model refused the prompt box (HTTP 400, injected)")
+        return await invoke(name, *args, **kwargs)
+
+    monkeypatch.setattr(h.backend, "invoke", second_refused)
+    handle = await start_job(h, app, big.name, "perception/analyze", optional_models=["sam2"])
+    result = await asyncio.wait_for(handle.result(), 90)
+    segments = min(len(result.output["primary"]["detections"]), 5)
+    assert segments >= 2, "the stand-in detector must find two objects for this test"
+    assert [c.model_id for c in result.calls] == (
+        ["yolov8m", "sam2"] + ["mobilesam"] * (segments - 1)
+    )
+    assert result.degraded and "ran on mobilesam" in (result.degraded_reason or "")
+    rows = await usage_rows(h, big.id, handle.id)
+    [charge] = [r for r in rows if r["kind"] == "service_charge"]
+    assert charge["metadata"]["degraded"] and charge["metadata"]["dropped"] == ["sam2"]
+    assert charge["metadata"]["models"] == ["yolov8m", "sam2", "mobilesam"]
