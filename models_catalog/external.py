@@ -264,6 +264,11 @@ _MODE_BY_CATEGORY: dict[str, LiteLLMMode | None] = {
 }
 
 
+def _or(rate: Decimal | None, default: Decimal) -> Decimal:
+    """A rate the model may leave unset, else the one it falls back to."""
+    return rate if rate is not None else default
+
+
 class ExternalModel(_Frozen):
     """An external model (S2 `ExternalModel`), priced at provider cost."""
 
@@ -362,20 +367,10 @@ class ExternalModel(_Frozen):
             units = usage.characters if p.input_unit == "characters" else usage.input_tokens
             cost += Decimal(units) / thousand * p.input_per_1k
             cost += Decimal(usage.output_tokens) / thousand * (p.output_per_1k or Decimal(0))
-            cached_rate = (
-                p.cached_input_per_1k if p.cached_input_per_1k is not None else p.input_per_1k
-            )
+            cached_rate = _or(p.cached_input_per_1k, p.input_per_1k)
             cost += Decimal(usage.cached_input_tokens) / thousand * cached_rate
-            write_rate = (
-                p.cache_write_input_per_1k
-                if p.cache_write_input_per_1k is not None
-                else p.input_per_1k
-            )
-            write_1h_rate = (
-                p.cache_write_1h_input_per_1k
-                if p.cache_write_1h_input_per_1k is not None
-                else write_rate
-            )
+            write_rate = _or(p.cache_write_input_per_1k, p.input_per_1k)
+            write_1h_rate = _or(p.cache_write_1h_input_per_1k, write_rate)
             written_5m = usage.cache_write_input_tokens - usage.cache_write_1h_input_tokens
             cost += Decimal(written_5m) / thousand * write_rate
             cost += Decimal(usage.cache_write_1h_input_tokens) / thousand * write_1h_rate

@@ -480,6 +480,25 @@ class ServiceJobWorkflow:
             return None
         return self._fallback(plan, step.model_id)
 
+    async def _run_instead(
+        self,
+        req: ServiceRequest,
+        plan: JobPlan,
+        failed: PlannedStep,
+        fallback: PlannedStep,
+        err: BaseException,
+        validated: ValidatedInput,
+        options: dict[str, Any],
+        name: str,
+    ) -> InvokeOutput:
+        """The call of an optional replacement that failed, made on the required model it
+        replaced (held first); the replacement is dropped with the reason."""
+        self._dropped[failed.model_id] = (
+            f"{failed.model_id} failed: {_why(err)}; ran on {fallback.model_id}"
+        )
+        await self._fall_back(req, failed.model_id, fallback)
+        return await self._invoke(req, plan, fallback, validated, options, f"{name}-fallback")
+
     async def _fall_back(self, req: ServiceRequest, model_id: str, fallback: PlannedStep) -> None:
         """Hold the required model instead of its failed replacement (its refusal fails the
         job, as for any required model)."""
@@ -496,7 +515,7 @@ class ServiceJobWorkflow:
             self._unleased.add(model_id)  # WARM/HOT: nothing to renew or release
         else:
             self._held[model_id] = lease
-            late = self._invoking and self._renewing is None and not self._stop_renewing
+            late = self._invoking and self._renewing is None  # _stop_renewals ends _invoking
             if late and workflow.patched(LATE_RENEWAL_PATCH):
                 self._renewing = asyncio.create_task(self._renew_leases())
 
@@ -599,14 +618,10 @@ class ServiceJobWorkflow:
                         if fallback is None:
                             raise
                         # The required segmenter segments this and the remaining boxes.
-                        self._dropped[segmenter.model_id] = (
-                            f"{segmenter.model_id} failed: {_why(err)}; ran on {fallback.model_id}"
+                        out = await self._run_instead(
+                            req, plan, segmenter, fallback, err, validated, options, f"{index}-{n}"
                         )
-                        await self._fall_back(req, segmenter.model_id, fallback)
                         segmenter = fallback
-                        out = await self._invoke(
-                            req, plan, segmenter, validated, options, f"{index}-{n}-fallback"
-                        )
                     calls.append(self._call(segmenter, out, plan))
                 continue
             options = dict(base)
@@ -620,12 +635,8 @@ class ServiceJobWorkflow:
                 )
                 if fallback is not None:
                     # An optional replacement that fails: the required model answers instead.
-                    self._dropped[step.model_id] = (
-                        f"{step.model_id} failed: {_why(err)}; ran on {fallback.model_id}"
-                    )
-                    await self._fall_back(req, step.model_id, fallback)
-                    out = await self._invoke(
-                        req, plan, fallback, validated, options, f"{index}-fallback"
+                    out = await self._run_instead(
+                        req, plan, step, fallback, err, validated, options, str(index)
                     )
                     calls.append(self._call(fallback, out, plan))
                     if step.role == "primary":

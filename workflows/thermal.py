@@ -494,9 +494,9 @@ class ModelThermalWorkflow:
         info = await self._describe()
         if info is None or info.status != "InService" or info.instance_count == s.instance_count:
             return False
+        if not blocked and not self._autoscalable(info.instance_count):
+            return False
         if not blocked:
-            if not self._autoscalable(info.instance_count):
-                return False
             s.autoscaled_count, s.autoscaled_generation = info.instance_count, s.generation
         self._observe(info.instance_count, info.status)
         await self._record(None)

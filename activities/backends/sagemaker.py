@@ -153,23 +153,19 @@ class SageMakerBackend:
         from botocore.config import Config
 
         session = boto3.session.Session(region_name=region)
+
         # Control plane: a few quick in-client retries; Temporal's retry policy owns the rest.
-        control = Config(
-            retries={"mode": "standard", "total_max_attempts": 3},
-            read_timeout=60,
-            max_pool_connections=CONTROL_THREADS,
-        )
+        def config(attempts: int, read_timeout: int, connections: int) -> Config:
+            return Config(
+                retries={"mode": "standard", "total_max_attempts": attempts},
+                read_timeout=read_timeout,
+                max_pool_connections=connections,
+            )
+
+        control = config(3, 60, CONTROL_THREADS)
         # Invocations: no hidden retries (Temporal decides), real-time limit is 60 s.
-        runtime = Config(
-            retries={"mode": "standard", "total_max_attempts": 1},
-            read_timeout=70,
-            max_pool_connections=INFERENCE_THREADS,
-        )
-        s3 = Config(
-            retries={"mode": "standard", "total_max_attempts": 3},
-            read_timeout=60,
-            max_pool_connections=INFERENCE_THREADS,
-        )
+        runtime = config(1, 70, INFERENCE_THREADS)
+        s3 = config(3, 60, INFERENCE_THREADS)  # async results: read on the inference pool
         return cls(
             session.client("sagemaker", config=control),
             session.client("sagemaker-runtime", config=runtime),
