@@ -32,6 +32,7 @@ from activities.backends.base import (
 from activities.backends.base import (
     endpoint_name as make_endpoint_name,
 )
+from activities.backends.errors import EndpointFailed, lacks_capacity
 from activities.heartbeat import with_heartbeat
 from activities.temporal_errors import application_error
 from models_catalog.catalog import Catalog
@@ -48,6 +49,9 @@ from workflows.thermal_types import (
 
 ERR_NOT_READY = "EndpointNotReady"
 ERR_ENDPOINT_FAILED = "EndpointFailed"
+# Failed while Creating because SageMaker had no instances of the type: delete and try again
+# later (the workflow backs off), unlike other Failed reasons (a bad image, a crashing model).
+ERR_ENDPOINT_NO_CAPACITY = "EndpointFailedNoCapacity"
 ERR_ENDPOINT_MISSING = "EndpointMissing"  # gone behind the workflow's back (drift)
 # Errors meaning "the endpoint is not there": the workflow re-reads the backend and goes on.
 MISSING_ENDPOINT_ERRORS = frozenset({ERR_ENDPOINT_MISSING, "EndpointNotFound", "ResourceNotFound"})
@@ -55,10 +59,18 @@ MISSING_ENDPOINT_ERRORS = frozenset({ERR_ENDPOINT_MISSING, "EndpointNotFound", "
 NON_RETRYABLE = [
     *NON_RETRYABLE_ERROR_TYPES,
     ERR_ENDPOINT_FAILED,
+    ERR_ENDPOINT_NO_CAPACITY,
     ERR_ENDPOINT_MISSING,
     ERR_UNKNOWN_MODEL,
     ERR_NOT_DEPLOYABLE,
 ]
+
+
+def endpoint_failed(message: str, failure_reason: str | None) -> ApplicationError:
+    """A Failed endpoint: for want of capacity (transient: delete it, create it later) or for
+    any other reason (a bad image, a crashing model: only new intent retries it)."""
+    kind = ERR_ENDPOINT_NO_CAPACITY if lacks_capacity(failure_reason) else ERR_ENDPOINT_FAILED
+    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 def owner_tags(workflow_id: str, model_id: str, endpoint: str) -> dict[str, str]:
@@ -202,6 +214,8 @@ class ThermalActivities:
         )
         try:
             return await with_heartbeat(self.backend.ensure_endpoint(spec))
+        except EndpointFailed as err:  # left Failed by an earlier try: the reason decides
+            raise endpoint_failed(err.message, err.failure_reason) from err
         except BackendError as err:
             raise application_error(err) from err
 
@@ -219,10 +233,9 @@ class ThermalActivities:
                 non_retryable=True,
             )
         if info.status == "Failed":
-            raise ApplicationError(
+            raise endpoint_failed(
                 f"endpoint {endpoint_name} failed: {info.failure_reason or 'no reason given'}",
-                type=ERR_ENDPOINT_FAILED,
-                non_retryable=True,
+                info.failure_reason,
             )
         if info.status != "InService":
             raise ApplicationError(

@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.thermal_activities import (
+        ERR_ENDPOINT_NO_CAPACITY,
         MISSING_ENDPOINT_ERRORS,
         NON_RETRYABLE,
         EnsureEndpointInput,
@@ -99,6 +100,10 @@ RECOUNT_SIGNAL_PATCH = "recount-autoscaled-count"
 #: (a blocked model, or one whose count already suits): before, Postgres kept the old count and
 #: its uptime billed that (asked only when that happens).
 REFRESH_RECORDED_PATCH = "refresh-recorded"
+#: An endpoint that went Failed while Creating because SageMaker had no instances of the type
+#: is deleted and created again after a backoff, as a failed scale-out is retried; before, the
+#: model was blocked until new intent came, so a WARM/HOT target stayed unmet (asked only then).
+CREATE_CAPACITY_BACKOFF_PATCH = "create-capacity-backoff"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -152,9 +157,11 @@ class ModelThermalWorkflow:
         self.capacity_retry_at: float | None = None  # no retry of that change before then
         self.backoff_generation = 0  # the intent that failed; new intent ends the backoff
         self.backoff_desired: int | None = None  # the count that failed: held until retry
+        self.backoff_create = False  # the backoff is of a create (nothing serves meanwhile)
         if inp.snapshot is not None and (held := inp.snapshot.capacity_backoff) is not None:
             self.capacity_failures, self.capacity_retry_at = held.failures, held.retry_at
             self.backoff_generation, self.backoff_desired = held.generation, held.desired
+            self.backoff_create = held.create
             inp.snapshot.capacity_backoff = None  # carried in the fields above from here on
 
     # ---------------------------------------------------------------- run loop
@@ -377,18 +384,20 @@ class ModelThermalWorkflow:
             retry_at=self.capacity_retry_at,
             generation=self.backoff_generation,
             desired=self.backoff_desired,
+            create=self.backoff_create,
         )
 
     def _holding_scale_out(self, desired: int) -> bool:
         """A capacity change failed: serve with what runs until the retry time (new intent
-        and another count go ahead; the same count waits, so a failing change cannot spin)."""
+        and another count go ahead; the same count waits, so a failing change cannot spin).
+        A create that found no capacity waits the same way, with nothing serving."""
         assert self.s is not None
         return (
             self.capacity_retry_at is not None
             and self._now_s() < self.capacity_retry_at
             and self.s.generation == self.backoff_generation
             and desired == self.backoff_desired
-            and self._ready()
+            and (self._ready() or (self.backoff_create and self.s.instance_count == 0))
         )
 
     def _next_timer(self) -> timedelta | None:
@@ -455,6 +464,7 @@ class ModelThermalWorkflow:
             self.s.last_error = None
             self.blocked = False
             self.capacity_failures, self.capacity_retry_at = 0, None
+            self.backoff_create = False
             self.s.applied_generation = max(self.s.applied_generation, generation)
             if (
                 self._status() != before
@@ -473,6 +483,15 @@ class ModelThermalWorkflow:
                 self.s.transitioning = False
                 return
             if desired > 0 and await self._still_serving(err):
+                return
+            no_capacity = isinstance(cause, ApplicationError) and (
+                cause.type == ERR_ENDPOINT_NO_CAPACITY
+            )
+            if (
+                no_capacity
+                and workflow.patched(CREATE_CAPACITY_BACKOFF_PATCH)
+                and await self._create_backs_off(err)
+            ):
                 return
             await self._fail(err, generation)
             return
@@ -594,8 +613,20 @@ class ModelThermalWorkflow:
         await self._capacity_failed(_reason(err))
         return True
 
-    async def _capacity_failed(self, message: str) -> None:
+    async def _create_backs_off(self, err: ActivityError) -> bool:
+        """A create that found no capacity: delete the Failed endpoint (SageMaker allows
+        nothing else) and try again after a backoff. False: the cleanup failed, so what runs
+        is unknown and the failure path records both reasons."""
+        try:
+            await self._clean_up_after_failure()
+        except ActivityError:
+            return False
+        await self._capacity_failed(_reason(err), create=True)
+        return True
+
+    async def _capacity_failed(self, message: str, *, create: bool = False) -> None:
         assert self.s is not None and self.spec is not None
+        self.backoff_create = create
         self.capacity_failures += 1
         base = self.inp.timings.capacity_retry_seconds or DEFAULT_CAPACITY_RETRY_S
         delay = base * 2 ** min(self.capacity_failures - 1, 5)

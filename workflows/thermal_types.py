@@ -76,6 +76,7 @@ class CapacityBackoff(BaseModel):
     retry_at: float  # workflow time (epoch seconds) of the next try
     generation: int  # the intent that failed; new intent ends the backoff
     desired: int | None = None  # the instance count that failed
+    create: bool = False  # a create that found no capacity (nothing serves meanwhile)
 
 
 class ThermalSnapshot(BaseModel):

@@ -246,6 +246,10 @@ _DENIED = _codes(
     "ExpiredToken ExpiredTokenException SignatureDoesNotMatch FailedResourceAccessException"
 )
 _BUSY = "Creating|Updating|SystemUpdating|RollingBack|Deleting"
+# SageMaker's words for "no instances of that type to be had now", in an API error or in the
+# FailureReason of an endpoint that went Failed while Creating ("CapacityError: Unable to
+# provision requested ML compute capacity."): transient, unlike a quota.
+_NO_CAPACITY = _rx(r"insufficient capacity|unable to provision|capacityerror")
 
 RULES: tuple[Rule, ...] = (
     # SageMaker folds not-found, already-exists and wrong-status into ValidationException.
@@ -274,7 +278,7 @@ RULES: tuple[Rule, ...] = (
             rf"|(status|state)\W+(is\W+)?({_BUSY})\b|\b({_BUSY})\W+(status|state)"
         ),
     ),  # fmt: skip
-    Rule(_VALIDATION, CapacityUnavailable, _rx(r"insufficient capacity|unable to provision")),
+    Rule(_VALIDATION, CapacityUnavailable, _NO_CAPACITY),
     Rule(_VALIDATION | _codes("InvalidParameterValue MissingParameter"), InvalidRequest),
     # A missing bucket is a configuration error (the settings name a bucket that is not there),
     # not a resource that vanished: a ResourceNotFound would make a job take it for a gone
@@ -300,6 +304,11 @@ RULES: tuple[Rule, ...] = (
     Rule(_SERVER, ServiceUnavailable),
     Rule(_DENIED, AccessDenied),
 )
+
+
+def lacks_capacity(failure_reason: str | None) -> bool:
+    """Whether an endpoint's FailureReason says the instances could not be had (transient)."""
+    return bool(failure_reason) and _NO_CAPACITY.search(failure_reason or "") is not None
 
 
 def classify_client_error(err: ClientError) -> BackendError:

@@ -17,18 +17,20 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.backends.base import EndpointInfo, EndpointSpec
 from activities.backends.errors import (
     AccessDenied,
     CapacityUnavailable,
+    EndpointFailed,
     InvalidEndpointState,
     QuotaExceeded,
 )
 from activities.backends.local import LocalStandInBackend
 from activities.fleet_activities import ReconcileInput, ReconcileReport
-from activities.thermal_activities import RecordKey, ThermalActivities
+from activities.thermal_activities import EnsureEndpointInput, RecordKey, ThermalActivities
 from activities.thermal_control import ThermalControl
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
@@ -60,6 +62,9 @@ class Faults:
     fail_scale_in: int = 0  # set_capacity calls that raise when asked for fewer instances
     busy: bool = False  # the endpoint is Updating (SageMaker's autoscaler at work)
     deny_delete: bool = False  # DeleteEndpoint answers AccessDenied
+    # Creates that SageMaker accepts and then fails for want of instances (status Failed).
+    no_capacity_creates: int = 0
+    creates: list[str] = field(default_factory=list)  # ensure_endpoint calls, by endpoint
     capacity_calls: list[tuple[str, int, int, int]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
 
@@ -70,11 +75,24 @@ class RecordingBackend(LocalStandInBackend):
     def __init__(self, *args, faults: Faults, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.faults = faults
+        self.failed: dict[str, EndpointInfo] = {}  # endpoints Failed for want of capacity
 
     async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         await asyncio.sleep(self.faults.create_delay)
+        self.faults.creates.append(spec.endpoint_name)
         if self.faults.fail_create:
             raise QuotaExceeded("account-level service limit for ml.g5.xlarge is 0 (injected)")
+        if self.faults.no_capacity_creates and spec.endpoint_name not in self.failed:
+            # Like SageMaker: CreateEndpoint succeeds, the endpoint then goes Failed.
+            self.faults.no_capacity_creates -= 1
+            self.failed[spec.endpoint_name] = EndpointInfo(
+                endpoint_name=spec.endpoint_name,
+                model_id=spec.model_id,
+                status="Failed",
+                failure_reason="CapacityError: Unable to provision requested ML compute "
+                "capacity. Please retry using a different ML instance type. (injected)",
+            )
+            return self.failed[spec.endpoint_name].model_copy(update={"status": "Creating"})
         return await super().ensure_endpoint(spec)
 
     async def set_capacity(
@@ -103,6 +121,8 @@ class RecordingBackend(LocalStandInBackend):
     async def describe_endpoint(self, name: str) -> EndpointInfo | None:
         if self.faults.deny_describe:
             raise AccessDenied("not authorized to perform sagemaker:DescribeEndpoint (injected)")
+        if name in self.failed:
+            return self.failed[name]
         info = await super().describe_endpoint(name)
         if info is not None and self.faults.busy:
             return info.model_copy(update={"status": "Updating"})
@@ -112,6 +132,7 @@ class RecordingBackend(LocalStandInBackend):
         self.faults.deletes.append(name)
         if self.faults.deny_delete:
             raise AccessDenied("not authorized to perform sagemaker:DeleteEndpoint (injected)")
+        self.failed.pop(name, None)
         await super().delete_endpoint(name)
 
 
@@ -269,6 +290,45 @@ async def test_a_failed_create_cleans_up_what_it_may_have_left(harness):
     assert st.instance_count == 0 and st.last_error
     # No endpoint exists, but a model and endpoint config may: delete removes them.
     assert st.endpoint_name in faults.deletes
+
+
+async def test_a_create_that_found_no_capacity_is_retried_after_a_backoff(harness):
+    """SageMaker accepts the create, then fails the endpoint for want of instances: it is
+    deleted (nothing half-made), the admin hears why, and the create is tried again after a
+    backoff, by itself, until the WARM target is met; not blocked until someone asks again."""
+    h, faults = harness
+    app = h.new_app()
+    faults.no_capacity_creates = 2
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await _set(h, app, ThermalState.WARM)
+    assert "Unable to provision" in failure_message(info.value)
+    st = await h.control.status(app, ENV, MODEL)
+    assert st.instance_count == 0 and st.last_error and "retrying in" in st.last_error
+    assert st.endpoint_name in faults.deletes
+
+    await wait_for(settled_at(h, app, 1))  # the 1-s backoff, a second failure, then 2 s
+    st = await h.control.status(app, ENV, MODEL)
+    assert (st.current_state, st.target_state) == (ThermalState.WARM, ThermalState.WARM)
+    assert faults.creates.count(st.endpoint_name) == 3 and faults.no_capacity_creates == 0
+    rows = await h.rows("SELECT kind FROM notifications WHERE app_id = :a ORDER BY id", a=app)
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("thermal.failed") == 2 and kinds[-1] == "thermal.ready"
+    await _keep_history(h, thermal_workflow_id(app, ENV, MODEL), "thermal-create-no-capacity")
+
+
+async def test_a_create_without_capacity_backs_off_instead_of_spinning(harness):
+    h, faults = harness
+    app = h.new_app()
+    faults.no_capacity_creates = 1_000
+    with pytest.raises(WorkflowUpdateFailedError):
+        await _set(h, app, ThermalState.WARM)
+    tries = len(faults.creates)
+    await asyncio.sleep(2.0)  # backoff 1 s, then 2 s: one more create at most
+    assert len(faults.creates) - tries <= 2
+    # An admin who gives up turns it OFF at once; nothing is left behind.
+    st = await _set(h, app, ThermalState.OFF)
+    assert st.instance_count == 0 and st.current_state == ThermalState.OFF
+    assert await h.backend.describe_endpoint(st.endpoint_name) is None
 
 
 async def test_a_lease_taken_again_is_renewed(harness):
@@ -517,3 +577,47 @@ async def test_a_re_read_that_finds_another_count_is_recorded(harness):
     assert st.instance_count == 2
     assert await _uptime(h, app) == [(1, False), (2, True)]
     faults.deny_delete = False  # the teardown deletes the endpoint
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("CapacityError: Unable to provision requested ML compute capacity.", "NoCapacity"),
+        ("Insufficient capacity for ml.g5.12xlarge in us-east-1a", "NoCapacity"),
+        (
+            "The primary container for production variant AllTraffic did not pass the ping "
+            "health check.",
+            "",
+        ),
+        (None, ""),
+    ],
+)
+async def test_a_failed_endpoint_is_told_apart_by_its_reason(
+    tmp_path: Path, reason: str | None, kind: str
+) -> None:
+    """Only a want of capacity is worth creating again later; a model that fails its health
+    check fails again. Both the poll and a create that finds the endpoint Failed say which."""
+    failed = EndpointInfo(endpoint_name="e", status="Failed", failure_reason=reason, model_id=MODEL)
+
+    class FailedBackend(LocalStandInBackend):
+        async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+            return failed
+
+        async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
+            # What both backends raise for an endpoint found Failed (see test_sagemaker).
+            raise EndpointFailed(f"endpoint e is Failed: {reason}", failure_reason=reason)
+
+    acts = ThermalActivities(load_catalog(), FailedBackend(tmp_path), None)
+    with pytest.raises(ApplicationError) as polled:
+        await ActivityEnvironment().run(acts.wait_in_service, "e")
+    assert polled.value.type == f"EndpointFailed{kind}" and polled.value.non_retryable
+    assert (reason or "no reason given") in polled.value.message
+    spec = await ActivityEnvironment().run(
+        acts.describe_model, RecordKey(app_id="app", environment=ENV, model_id=MODEL)
+    )
+    with pytest.raises(ApplicationError) as created:
+        await ActivityEnvironment().run(
+            acts.ensure_endpoint,
+            EnsureEndpointInput(spec=spec, instance_count=1, min_instances=0, max_instances=1),
+        )
+    assert created.value.type == f"EndpointFailed{kind}" and created.value.non_retryable

@@ -107,6 +107,7 @@ GUARD_HISTORIES = {
     "old-thermal-refresh-unrecorded",
     "thermal-automatic-unpriced",
     "thermal-autoscaled-count",
+    "thermal-create-no-capacity",
     "thermal-failed-scale-out",
     "thermal-failed-cleanup",
     "thermal-failed-warm-up",
