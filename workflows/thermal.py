@@ -104,6 +104,11 @@ REFRESH_RECORDED_PATCH = "refresh-recorded"
 #: is deleted and created again after a backoff, as a failed scale-out is retried; before, the
 #: model was blocked until new intent came, so a WARM/HOT target stayed unmet (asked only then).
 CREATE_CAPACITY_BACKOFF_PATCH = "create-capacity-backoff"
+#: A capacity change that fails after new intent arrived (an admin turned the model OFF while
+#: the scale-out was retrying) backs off for the intent that failed: the new one goes ahead at
+#: once and its caller is not answered with the old one's error. Before, the backoff held the
+#: new target until the retry time (asked only when new intent came meanwhile).
+BACKOFF_OF_FAILED_INTENT_PATCH = "backoff-of-the-failed-intent"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -482,7 +487,7 @@ class ModelThermalWorkflow:
                 self.refresh = True
                 self.s.transitioning = False
                 return
-            if desired > 0 and await self._still_serving(err):
+            if desired > 0 and await self._still_serving(err, generation, desired):
                 return
             no_capacity = isinstance(cause, ApplicationError) and (
                 cause.type == ERR_ENDPOINT_NO_CAPACITY
@@ -490,13 +495,13 @@ class ModelThermalWorkflow:
             if (
                 no_capacity
                 and workflow.patched(CREATE_CAPACITY_BACKOFF_PATCH)
-                and await self._create_backs_off(err)
+                and await self._create_backs_off(err, generation, desired)
             ):
                 return
             await self._fail(err, generation)
             return
         except _CapacityShortfall as short:
-            await self._capacity_failed(str(short))
+            await self._capacity_failed(str(short), generation, desired)
             return
         self.missing_retries = 0
 
@@ -594,7 +599,7 @@ class ModelThermalWorkflow:
             non_retryable_error_types=NON_RETRYABLE,
         )
 
-    async def _still_serving(self, err: ActivityError) -> bool:
+    async def _still_serving(self, err: ActivityError, generation: int, desired: int) -> bool:
         """A failed step while the endpoint still serves (a scale that did not happen): keep
         serving, record the error, retry after a backoff instead of blocking."""
         assert self.s is not None
@@ -610,10 +615,10 @@ class ModelThermalWorkflow:
         if info is None or info.status not in SERVING_STATUSES or info.instance_count < 1:
             return False
         self._observe(info.instance_count, info.status)
-        await self._capacity_failed(_reason(err))
+        await self._capacity_failed(_reason(err), generation, desired)
         return True
 
-    async def _create_backs_off(self, err: ActivityError) -> bool:
+    async def _create_backs_off(self, err: ActivityError, generation: int, desired: int) -> bool:
         """A create that found no capacity: delete the Failed endpoint (SageMaker allows
         nothing else) and try again after a backoff. False: the cleanup failed, so what runs
         is unknown and the failure path records both reasons."""
@@ -621,22 +626,33 @@ class ModelThermalWorkflow:
             await self._clean_up_after_failure()
         except ActivityError:
             return False
-        await self._capacity_failed(_reason(err), create=True)
+        await self._capacity_failed(_reason(err), generation, desired, create=True)
         return True
 
-    async def _capacity_failed(self, message: str, *, create: bool = False) -> None:
+    async def _capacity_failed(
+        self, message: str, generation: int, desired: int, *, create: bool = False
+    ) -> None:
+        """Back off before trying the change that failed (`generation`, `desired`) again."""
         assert self.s is not None and self.spec is not None
         self.backoff_create = create
         self.capacity_failures += 1
         base = self.inp.timings.capacity_retry_seconds or DEFAULT_CAPACITY_RETRY_S
         delay = base * 2 ** min(self.capacity_failures - 1, 5)
         self.capacity_retry_at = self._now_s() + delay
-        self.backoff_generation = self.s.generation
-        self.backoff_desired = self._desired()
-        if self.failure_generation is not None:  # the change that failed is the current one
-            self.failure_generation = self.s.generation
+        if create or (
+            generation != self.s.generation and workflow.patched(BACKOFF_OF_FAILED_INTENT_PATCH)
+        ):
+            # Only the intent that failed waits (and only its callers hear of the failure).
+            self.backoff_generation, self.backoff_desired = generation, desired
+            self.failure_generation = generation
+        else:  # runs from before: the intent current now, whatever came meanwhile
+            self.backoff_generation = self.s.generation
+            self.backoff_desired = self._desired()
+            if self.failure_generation is not None:
+                self.failure_generation = self.s.generation
         workflow.logger.warning("capacity change of %s failed: %s", self.spec.model_id, message)
-        self.s.last_error = f"{message} (retrying in {delay:.0f}s)"
+        wanted = "" if self.s.target_state in (WARM, HOT) else " if still wanted"
+        self.s.last_error = f"{message} (retrying in {delay:.0f}s{wanted})"
         self.s.transitioning = False
         await self._record("failed")
         self.failures += 1  # callers waiting on this change hear of it; the endpoint serves

@@ -45,6 +45,7 @@ from workflows.thermal_types import (
     ReleaseRequest,
     SetTargetRequest,
     ThermalSnapshot,
+    ThermalStatus,
     WarmUpRequest,
     thermal_workflow_id,
 )
@@ -58,6 +59,7 @@ class Faults:
     fail_scale_out: int = 0  # set_capacity calls that raise when asked for more instances
     fail_create: bool = False
     create_delay: float = 0.0  # seconds each ensure_endpoint takes before it does anything
+    capacity_delay: float = 0.0  # seconds each set_capacity takes before it does anything
     deny_describe: bool = False  # DescribeEndpoint answers AccessDenied
     fail_scale_in: int = 0  # set_capacity calls that raise when asked for fewer instances
     busy: bool = False  # the endpoint is Updating (SageMaker's autoscaler at work)
@@ -99,6 +101,7 @@ class RecordingBackend(LocalStandInBackend):
         self, name: str, instance_count: int, min_instances: int, max_instances: int
     ) -> EndpointInfo:
         self.faults.capacity_calls.append((name, instance_count, min_instances, max_instances))
+        await asyncio.sleep(self.faults.capacity_delay)
         current = await self.describe_endpoint(name)
         if (
             self.faults.fail_scale_out
@@ -329,6 +332,57 @@ async def test_a_create_without_capacity_backs_off_instead_of_spinning(harness):
     st = await _set(h, app, ThermalState.OFF)
     assert st.instance_count == 0 and st.current_state == ThermalState.OFF
     assert await h.backend.describe_endpoint(st.endpoint_name) is None
+
+
+async def _superseded_while_failing(
+    h: ThermalHarness, app: str, failing: ThermalState, expected: str
+) -> ThermalStatus:
+    """Ask for `failing` (a change that will fail for want of capacity, slowly) and, while it
+    runs, turn the model OFF: OFF is applied at once and its caller is answered, not held
+    until the failed change's retry (30 s here) nor told of the other change's error."""
+    control = ThermalControl(
+        h.client, h.task_queue, TIMINGS.model_copy(update={"capacity_retry_seconds": 30.0})
+    )
+
+    async def set_to(state: ThermalState) -> ThermalStatus:
+        return await asyncio.wait_for(
+            control.set_target(app, ENV, MODEL, SetTargetRequest(state=state)), 60
+        )
+
+    first = asyncio.create_task(set_to(failing))
+    await asyncio.sleep(1.5)  # the change is under way
+    st = await set_to(ThermalState.OFF)
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await first
+    assert expected in failure_message(info.value)
+    return st
+
+
+async def test_a_target_set_while_a_create_finds_no_capacity_goes_ahead_at_once(harness):
+    h, faults = harness
+    app = h.new_app()
+    faults.no_capacity_creates, faults.create_delay = 1_000, 3.0
+    st = await _superseded_while_failing(h, app, ThermalState.WARM, "Unable to provision")
+    assert (st.current_state, st.instance_count, st.transitioning) == (ThermalState.OFF, 0, False)
+    assert await h.backend.describe_endpoint(st.endpoint_name) is None
+    tries = len(faults.creates)
+    await asyncio.sleep(1.5)  # nothing retries the abandoned WARM
+    assert len(faults.creates) == tries
+    wf_id = thermal_workflow_id(app, ENV, MODEL)
+    await _keep_history(h, wf_id, "thermal-create-no-capacity-superseded")
+
+
+async def test_a_target_set_while_a_scale_out_fails_goes_ahead_at_once(harness):
+    h, faults = harness
+    app = h.new_app()
+    await _set(h, app, ThermalState.WARM)
+    faults.fail_scale_out, faults.capacity_delay = 1_000, 1.0  # 4 tries: about 5 s
+    st = await _superseded_while_failing(h, app, ThermalState.HOT, "insufficient capacity")
+    assert (st.current_state, st.instance_count, st.transitioning) == (ThermalState.OFF, 0, False)
+    assert st.last_error is None
+    assert await h.backend.describe_endpoint(st.endpoint_name) is None
+    wf_id = thermal_workflow_id(app, ENV, MODEL)
+    await _keep_history(h, wf_id, "thermal-scale-out-superseded")
 
 
 async def test_a_lease_taken_again_is_renewed(harness):
