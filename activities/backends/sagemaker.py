@@ -339,15 +339,32 @@ class SageMakerBackend:
         await self._prune_superseded(raw, config)  # now: InService on the old config
         await self._create_model_and_config(spec, config)
         await self._deregister(name)
-        await self._call(
-            self.sm,
-            "update_endpoint",
-            EndpointName=name,
-            EndpointConfigName=config,
-            RetainAllVariantProperties=True,
-        )
+        try:
+            await self._call(
+                self.sm,
+                "update_endpoint",
+                EndpointName=name,
+                EndpointConfigName=config,
+                RetainAllVariantProperties=True,
+            )
+        except BackendError:
+            await self._reregister_after_refused_update(name, spec)
+            raise
         info = self._info(raw, spec.model_id)
         return info.model_copy(update={"status": "Updating", "config_name": config})
+
+    async def _reregister_after_refused_update(self, name: str, spec: EndpointSpec) -> None:
+        """UpdateEndpoint was refused (e.g. ResourceLimitExceeded: blue/green needs both fleets
+        at once): the old fleet serves on, so it gets its autoscaling back, or it would serve
+        with none until the next count change. Best effort: the refusal is what gets raised."""
+        if spec.min_instances < 1:
+            return  # no floor to register (set_capacity refuses one of 0 as well)
+        try:
+            await self._register_autoscaling(
+                name, spec.min_instances, spec.max_instances, spec.async_inference
+            )
+        except BackendError as err:
+            log.warning("endpoint %s: autoscaling not registered again: %s", name, err.message)
 
     async def _create(self, spec: EndpointSpec, config: str) -> EndpointInfo:
         name = spec.endpoint_name
@@ -363,8 +380,10 @@ class SageMakerBackend:
             )
         except AlreadyExists:
             raw = await self._describe_raw(name)  # another worker won the race
-            if raw is None:
-                raise
+            if raw is None:  # or the name was still Deleting and is free now: create again
+                raise InvalidEndpointState(
+                    f"endpoint {name} was being deleted when it was created; create it again"
+                ) from None
             if raw.get("EndpointStatus") == "Deleting":  # the name is not free yet
                 raise InvalidEndpointState(
                     f"endpoint {name} is Deleting; ensure again once it is gone"
@@ -398,9 +417,18 @@ class SageMakerBackend:
         if status == "Failed":
             reason = raw.get("FailureReason")
             raise EndpointFailed(f"endpoint {name} is Failed: {reason}", failure_reason=reason)
-        if status not in UPDATABLE_STATUSES:
-            raise InvalidEndpointState(f"endpoint {name} is {status}; only InService can scale")
         info = self._info(raw, None)
+        # A retry of a call whose count change SageMaker accepted (Updating to this count for
+        # minutes) but whose autoscaling step failed: resume at that step, or every retry
+        # would be refused until InService and the change reported failed although it runs.
+        # (PendingDeploymentSummary: a config update is under way instead; it waits for that.)
+        resumed = (
+            status == "Updating"
+            and "PendingDeploymentSummary" not in raw
+            and info.desired_instance_count == instance_count > 0
+        )
+        if status not in UPDATABLE_STATUSES and not resumed:
+            raise InvalidEndpointState(f"endpoint {name} is {status}; only InService can scale")
         desired = check_capacity(
             instance_count, min_instances, max_instances, async_inference=info.async_inference
         )
@@ -423,8 +451,8 @@ class SageMakerBackend:
             )
             info = info.model_copy(update={"status": "Updating", "desired_instance_count": desired})
         await self._register_autoscaling(name, min_instances, max_instances, info.async_inference)
-        # `raw` was InService: a capacity change (Updating now) deploys no other config.
-        await self._prune_superseded(raw)
+        if not resumed:  # `raw` was InService: a capacity change deploys no other config
+            await self._prune_superseded(raw)
         return info
 
     async def _register_autoscaling(

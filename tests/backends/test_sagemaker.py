@@ -694,10 +694,13 @@ async def test_set_capacity_in_service_prunes_superseded_configs_and_models(aws)
 async def test_nothing_is_pruned_unless_in_service(aws, status: str) -> None:
     """While Updating the old config still serves, in UpdateRollbackFailed both may: neither
     ensure (on the current config) nor set_capacity lists or deletes anything (none stubbed)."""
-    aws.sm.add_response("describe_endpoint", described(status))
+    # Updating to a new config: SageMaker describes the deployment under way.
+    pending = {"PendingDeploymentSummary": {"EndpointConfigName": "radiant-next"}}
+    extra = pending if status == "Updating" else {}
+    aws.sm.add_response("describe_endpoint", described(status, **extra))
     expect_tags(aws.sm)
     assert (await aws.backend.ensure_endpoint(spec(tags=OWNER))).status == status
-    aws.sm.add_response("describe_endpoint", described(status))
+    aws.sm.add_response("describe_endpoint", described(status, **extra))
     with pytest.raises(InvalidEndpointState):
         await aws.backend.set_capacity(NAME, 1, 1, 3)
 
@@ -995,3 +998,66 @@ async def test_slow_invocations_do_not_hold_up_control_plane_calls(aws) -> None:
         release.set()
         await asyncio.gather(*invocations)
         aws.backend.runtime = stubbed
+
+
+async def test_a_retried_capacity_change_resumes_at_its_autoscaling_step(aws) -> None:
+    """The first try changed the count (SageMaker is Updating to 3 for minutes) and then failed
+    to set the scaling policy: the retry registers autoscaling instead of being refused until
+    InService (which gave up on the change while it was under way)."""
+    updating = described("Updating")
+    updating["ProductionVariants"] = [
+        {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "DesiredInstanceCount": 3}
+    ]
+    aws.sm.add_response("describe_endpoint", updating)
+    aws.aa.add_response(
+        "register_scalable_target", {}, {**TARGET, "MinCapacity": 3, "MaxCapacity": 5}
+    )
+    aws.aa.add_response("put_scaling_policy", {"PolicyARN": "arn:p"})
+    info = await aws.backend.set_capacity(NAME, 3, 3, 5)  # no count change again, no prune
+    assert (info.status, info.desired_instance_count) == ("Updating", 3)
+
+
+async def test_a_create_racing_a_delete_that_just_finished_is_retried(aws) -> None:
+    """CreateEndpoint says "already existing" (the old endpoint was still Deleting) and the
+    describe that follows finds the name free: a retry creates it, not a failed warm-up."""
+    not_found(aws.sm, "describe_endpoint")
+    aws.sm.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:m/m"})
+    aws.sm.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/c"},
+    )
+    aws.sm.add_client_error(
+        "create_endpoint", service_error_code="ValidationException",
+        service_message=f'Cannot create already existing endpoint "{ARN}".',
+    )  # fmt: skip
+    not_found(aws.sm, "describe_endpoint")
+    with pytest.raises(InvalidEndpointState, match="being deleted") as exc:
+        await aws.backend.ensure_endpoint(spec(tags=OWNER))
+    assert exc.value.retryable
+
+
+async def test_a_refused_config_update_gives_the_old_fleet_its_autoscaling_back(aws) -> None:
+    """Blue/green needs both fleets at once: UpdateEndpoint may be refused for quota after the
+    scalable target was deregistered (AWS requires that first). The old fleet serves on, with
+    its autoscaling registered again, and the refusal is what the caller hears."""
+    old = resource_name(NAME, "0badc0de")
+    new_spec = spec(instance_type="ml.g5.2xlarge", min_instances=1, max_instances=5)
+    new = resource_name(
+        NAME, new_spec.model_copy(update={"execution_role_arn": ROLE}).config_hash()
+    )
+    aws.sm.add_response("describe_endpoint", described("InService", config=old))
+    expect_tags(aws.sm)
+    expect_pruned(aws.sm, current=old)
+    expect_create_model_and_config(aws.sm, new, InstanceType="ml.g5.2xlarge")
+    aws.aa.add_response("deregister_scalable_target", {}, TARGET)
+    aws.sm.add_client_error(
+        "update_endpoint", service_error_code="ResourceLimitExceeded",
+        service_message="The account-level service limit 'ml.g5.2xlarge for endpoint usage' "
+        "is 1 Instances, with current utilization of 1 Instances",
+    )  # fmt: skip
+    aws.aa.add_response(
+        "register_scalable_target", {}, {**TARGET, "MinCapacity": 1, "MaxCapacity": 5}
+    )
+    aws.aa.add_response("put_scaling_policy", {"PolicyARN": "arn:p"})
+    with pytest.raises(QuotaExceeded):
+        await aws.backend.ensure_endpoint(new_spec)
