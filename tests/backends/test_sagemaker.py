@@ -299,21 +299,24 @@ async def test_ensure_after_crash_tolerates_existing_model_and_config(aws) -> No
     assert (await aws.backend.ensure_endpoint(s)).status == "Creating"
 
 
-@pytest.mark.parametrize("race_env", ["dev", "Dev"])
-async def test_ensure_lost_create_race_returns_existing(aws, race_env: str) -> None:
-    not_found(aws.sm, "describe_endpoint")
-    aws.sm.add_response(
-        "create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/m"}
-    )
-    aws.sm.add_response(
+def expect_create_refused_as_existing(sm: Stubber) -> None:
+    """A create whose CreateEndpoint answers "already existing" (another worker, or an
+    endpoint of that name still Deleting): the describe that follows decides."""
+    not_found(sm, "describe_endpoint")
+    sm.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:m/m"})
+    sm.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/c"},
     )
-    aws.sm.add_client_error(
-        "create_endpoint",
-        service_error_code="ValidationException",
+    sm.add_client_error(
+        "create_endpoint", service_error_code="ValidationException",
         service_message=f'Cannot create already existing endpoint "{ARN}".',
-    )
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("race_env", ["dev", "Dev"])
+async def test_ensure_lost_create_race_returns_existing(aws, race_env: str) -> None:
+    expect_create_refused_as_existing(aws.sm)
     aws.sm.add_response("describe_endpoint", described("Creating"))
     expect_tags(aws.sm, env=race_env)
     ensure = aws.backend.ensure_endpoint(spec(tags=OWNER))
@@ -931,16 +934,7 @@ async def test_an_endpoint_whose_update_rollback_failed_is_updated_again(aws) ->
 async def test_create_racing_a_deleting_endpoint_waits(aws) -> None:
     """CreateEndpoint says "already existing" while the name is still Deleting: retry until it
     is gone, rather than report the dying endpoint as the one just created."""
-    not_found(aws.sm, "describe_endpoint")
-    aws.sm.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:m/m"})
-    aws.sm.add_response(
-        "create_endpoint_config",
-        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/c"},
-    )
-    aws.sm.add_client_error(
-        "create_endpoint", service_error_code="ValidationException",
-        service_message=f'Cannot create already existing endpoint "{ARN}".',
-    )  # fmt: skip
+    expect_create_refused_as_existing(aws.sm)
     aws.sm.add_response("describe_endpoint", described("Deleting"))
     with pytest.raises(InvalidEndpointState, match="Deleting") as exc:
         await aws.backend.ensure_endpoint(spec(tags=OWNER))
@@ -1020,16 +1014,7 @@ async def test_a_retried_capacity_change_resumes_at_its_autoscaling_step(aws) ->
 async def test_a_create_racing_a_delete_that_just_finished_is_retried(aws) -> None:
     """CreateEndpoint says "already existing" (the old endpoint was still Deleting) and the
     describe that follows finds the name free: a retry creates it, not a failed warm-up."""
-    not_found(aws.sm, "describe_endpoint")
-    aws.sm.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:m/m"})
-    aws.sm.add_response(
-        "create_endpoint_config",
-        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/c"},
-    )
-    aws.sm.add_client_error(
-        "create_endpoint", service_error_code="ValidationException",
-        service_message=f'Cannot create already existing endpoint "{ARN}".',
-    )  # fmt: skip
+    expect_create_refused_as_existing(aws.sm)
     not_found(aws.sm, "describe_endpoint")
     with pytest.raises(InvalidEndpointState, match="being deleted") as exc:
         await aws.backend.ensure_endpoint(spec(tags=OWNER))
