@@ -26,7 +26,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
-from activities.backends.errors import ModelServerError, classify_exception
+from activities.backends.errors import EndpointNotFound, ModelServerError, classify_exception
 from activities.db.schema import usage_ledger
 from activities.db.tenancy import tenant_transaction
 from activities.heartbeat import with_heartbeat
@@ -74,6 +74,7 @@ from workflows.service_types import (
 from workflows.thermal_types import WarmUpRequest
 
 ERR_RESULT_NOT_READY = "AsyncResultNotReady"
+ENDPOINT_CHECK_POLLS = 12  # an async result poll checks its endpoint every this many polls
 MODEL_SERVER_ATTEMPTS = 5  # tries of one input a model server answers 5xx before the call fails
 ERR_METERING_FAILED = "MeteringFailed"  # usage that cannot be priced or keyed: retrying cannot help
 FAST_PATH_MARGIN_S = 30.0  # take a lease by signal only if the model is not scaling in sooner
@@ -572,6 +573,7 @@ class JobActivities:
             )
         except BackendError as err:
             raise _invoke_error(err) from err
+        invocation = invocation.model_copy(update={"endpoint_name": req.endpoint_name})
         try:
             await self._store(record, invocation.model_dump_json().encode())
         except Exception as exc:  # best effort: the inference runs, the job can use it
@@ -674,6 +676,8 @@ class JobActivities:
         except BackendError as err:
             raise application_error(err) from err
         if raw is None:
+            if inv.endpoint_name and activity.info().attempt % ENDPOINT_CHECK_POLLS == 0:
+                await self._still_hosted(inv, inv.endpoint_name)
             raise ApplicationError(
                 f"result {inv.inference_id} not ready",
                 type=ERR_RESULT_NOT_READY,
@@ -682,6 +686,23 @@ class JobActivities:
         return InvokeOutput(
             output=self._output(raw, f"async-{inv.inference_id}"), served_by=inv.output_location
         )
+
+    async def _still_hosted(self, inv: AsyncInvocation, name: str) -> None:
+        """Raise the job's "endpoint gone" error (it warms the model again, or reports why it
+        cannot, e.g. turned OFF) if the endpoint was deleted while its result was awaited:
+        otherwise the job would wait out the whole async deadline (12 h) for a lost result."""
+        try:
+            info = await self.backend.describe_endpoint(name)
+        except BackendError as err:  # unknown: the next check tells
+            activity.logger.warning("endpoint %s not described: %s", name, err.message)
+            return
+        if info is None or info.status in ("Deleting", "Failed"):
+            raise ApplicationError(
+                f"endpoint {name} is {'gone' if info is None else info.status} while async "
+                f"inference {inv.inference_id} waited for its result: it will not come",
+                type=EndpointNotFound.CODE,
+                non_retryable=True,
+            )
 
     # ------------------------------------------------------------------ meter
     @activity.defn(name="jobs.meter")

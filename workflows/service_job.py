@@ -10,7 +10,7 @@ that can reject a job happens before the first cost: the warm-up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
@@ -172,10 +172,13 @@ def _error(task: asyncio.Task[Any]) -> BaseException | None:
     return task.exception() if task.done() and not task.cancelled() else None
 
 
-def _refusal(errors: list[BaseException]) -> BaseException:
+def _refusal(errors: list[BaseException], fatal: Sequence[BaseException] = ()) -> BaseException:
     """The first real refusal in plan order, not a warm-up cancelled because of it (a warm-up
-    still running when the cancel reaches it ends as a cancelled ActivityError)."""
-    return next((e for e in errors if not is_cancelled_exception(e)), errors[0])
+    still running when the cancel reaches it ends as a cancelled ActivityError), and among
+    those first one that fails the job by itself (`fatal`: a required model's), not an
+    optional replacement's that would have fallen back."""
+    ordered = [*fatal, *(e for e in errors if e not in fatal)]
+    return next((e for e in ordered if not is_cancelled_exception(e)), ordered[0])
 
 
 def _lease(req: ServiceRequest, model_id: str, *, verify: bool = False) -> AcquireRequest:
@@ -431,7 +434,9 @@ class ServiceJobWorkflow:
             await self._cancel(pending)
         failed = {m: err for m, t in tasks.items() if (err := _error(t)) is not None}
         if self._fatal(list(failed), optional, plan):
-            raise _refusal(list(failed.values()))
+            replacements = {s.model_id for s in plan.steps if s.fallback}
+            required = [e for m, e in failed.items() if m not in optional | replacements]
+            raise _refusal(list(failed.values()), required)
         for m, err in failed.items():
             if (fallback := self._fallback(plan, m)) is not None:
                 self._dropped[m] = f"{m} could not be held: {_why(err)}; ran on {fallback.model_id}"

@@ -236,6 +236,9 @@ class AsyncInvocation(BaseModel):
     inference_id: str
     output_location: str
     failure_location: str | None = None
+    # Where it was queued (set by the job's activity): a result poll checks now and then that
+    # the endpoint still exists, since a deleted endpoint may write neither output nor failure.
+    endpoint_name: str | None = None
 
 
 # --------------------------------------------------------------------------- the interface

@@ -343,6 +343,11 @@ def test_a_refusal_is_reported_not_the_warm_up_it_cancelled():
     assert _refusal([cancelled, refused]) is refused
     assert _refusal([refused, cancelled]) is refused
     assert _refusal([cancelled]) is cancelled
+    # yolov8x (an optional replacement of yolov8m, first in plan order) failed too: it would
+    # have fallen back; the job reports the required model's refusal.
+    quota = ApplicationError("yolov8x: service limit is 0", type="QuotaExceeded")
+    assert _refusal([quota, refused], [refused]) is refused
+    assert _refusal([quota, cancelled], [cancelled]) is quota
 
 
 def test_only_model_server_errors_exhaust_their_tries():

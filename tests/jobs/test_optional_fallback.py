@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
 from activities.backends.errors import ModelError
 from tests.fixtures.worker import ThermalHarness
 from tests.jobs.test_job_runtime import (
@@ -124,3 +128,23 @@ async def test_a_chained_replacement_failing_on_a_later_box_is_dropped_in_the_ch
     [charge] = [r for r in rows if r["kind"] == "service_charge"]
     assert charge["metadata"]["degraded"] and charge["metadata"]["dropped"] == ["sam2"]
     assert charge["metadata"]["models"] == ["yolov8m", "sam2", "mobilesam"]
+
+
+async def test_a_job_failed_by_a_required_model_reports_that_model(
+    thermal: ThermalHarness, tenants
+):
+    """yolov8x (an optional replacement of the detector yolov8m, first in plan order) and
+    mobilesam (the required segmenter) both cannot be held: the job reports mobilesam's
+    refusal, since yolov8x's alone would have fallen back (it reported yolov8x's)."""
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "perception", [])
+    for model in ("yolov8x", "mobilesam"):
+        await turned_off_behind_the_mirror(h, app, model)
+    handle = await start_job(h, app, big.name, "perception/analyze", optional_models=["yolov8x"])
+    with pytest.raises(WorkflowFailureError) as err:
+        await asyncio.wait_for(handle.result(), 90)
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ModelOff"
+    assert "mobilesam" in cause.message and "yolov8x" not in cause.message, cause.message

@@ -331,7 +331,9 @@ async def test_a_retried_start_async_on_sagemaker_reads_the_recorded_invocation(
     )  # fmt: skip
     req = _invoke_request()
     out = "s3://radiant-async/prod/output/inf-1.out"
-    recorded = AsyncInvocation(inference_id="inf-1", output_location=out)
+    recorded = AsyncInvocation(
+        inference_id="inf-1", output_location=out, endpoint_name=req.endpoint_name
+    )
     s3, runtime = Stubber(clients["s3"]), Stubber(clients["sagemaker-runtime"])
     put = {"Bucket": "radiant-inputs", "Key": ANY, "Body": ANY, "ContentType": "application/json"}
     s3.add_response("put_object", {}, put)  # the request document

@@ -29,9 +29,11 @@ from activities.backends.errors import ServiceUnavailable
 from activities.inputs.activity import InputActivities
 from activities.inputs.errors import TransientInputError
 from models_catalog.catalog import load_catalog
+from models_catalog.types import ThermalState
 from tests.fixtures.worker import ThermalHarness, running_harness
 from tests.jobs.test_job_runtime import turned_off_behind_the_mirror
 from tests.jobs.test_service_jobs import prepare, start_job
+from workflows.thermal_types import SetTargetRequest
 
 CATALOG = load_catalog()
 BUDGET = timedelta(seconds=4)
@@ -174,3 +176,29 @@ async def test_an_async_result_that_never_comes_reports_the_async_deadline(
     cause = err.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "InvocationFailed"
     assert "gave up after 0.05 minutes" in cause.message, cause.message
+
+
+async def test_an_async_result_lost_with_its_endpoint_is_not_awaited_for_hours(
+    budgets, tenants, monkeypatch
+):
+    """An admin turns the folding model OFF while the job awaits its async result: the endpoint
+    is deleted and nothing will write that result. A poll finds the endpoint gone, and the job
+    reports the model OFF at once instead of waiting out the async deadline (10 min here)."""
+    h, (big, _) = budgets, tenants
+    monkeypatch.setattr(service_job, "ASYNC_DEADLINE", timedelta(minutes=10))
+    app = h.new_app()
+    await prepare(h, app, "scientific", ["esm2-3b", "alphafold2"])
+    awaited = asyncio.Event()
+
+    async def lost(invocation):  # type: ignore[no-untyped-def]
+        awaited.set()
+        return None  # neither output nor failure: the endpoint went with the request
+
+    monkeypatch.setattr(h.backend, "fetch_async_result", lost)
+    handle = await start_job(h, app, big.name, "scientific/protein/fold")
+    await asyncio.wait_for(awaited.wait(), 60)
+    await h.control.set_target(app, "test", "alphafold2", SetTargetRequest(state=ThermalState.OFF))
+    with pytest.raises(WorkflowFailureError) as err:
+        await asyncio.wait_for(handle.result(), 60)
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "ModelOff", cause
