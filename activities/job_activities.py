@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.backends.base import AsyncInvocation, BackendError, HostingBackend, endpoint_name
 from activities.backends.errors import EndpointNotFound, ModelServerError, classify_exception
@@ -469,8 +470,15 @@ class JobActivities:
             from workflows.thermal import ModelThermalWorkflow
 
             handle = self.control.handle(req.app_id, req.environment, req.model_id)
-            await handle.signal(ModelThermalWorkflow.lease, hold)
-            return "leased"
+            try:
+                await handle.signal(ModelThermalWorkflow.lease, hold)
+                return "leased"
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                # The mirror says ready but the model's workflow is gone (terminated by an
+                # operator): the update below starts it again, and it adopts what runs.
+                activity.logger.warning("thermal workflow of %s not found: %s", req.model_id, err)
         try:
             await with_heartbeat(
                 self.control.warm_up(req.app_id, req.environment, req.model_id, hold), every=5.0

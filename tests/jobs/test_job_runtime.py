@@ -551,3 +551,24 @@ async def test_a_charge_the_ledger_refuses_fails_the_job_with_the_reason(
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "MeteringFailed", cause
     assert "cannot be metered" in cause.message and "injected" in cause.message
+
+
+async def test_a_ready_model_whose_thermal_workflow_was_terminated_is_held_again(
+    thermal: ThermalHarness, tenants
+):
+    """An operator terminated the model's thermal workflow; Postgres still shows the model WARM
+    and ready, so a long job takes the fast path to hold it (a lease by signal), which finds
+    no workflow. The job warms it through a new workflow (that adopts the running endpoint)
+    instead of retrying the signal until the reconcile repairs the record."""
+    big, _ = tenants
+    h = thermal
+    app = h.new_app()
+    await prepare(h, app, "scientific", ["esm2-3b", "alphafold2"])
+    warm = SetTargetRequest(state=ThermalState.WARM)
+    await h.control.set_target(app, "test", "alphafold2", warm)
+    await h.control.handle(app, "test", "alphafold2").terminate("an operator's mistake")
+    handle = await start_job(h, app, big.name, "scientific/protein/fold")
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert "alphafold2" in result.models_used
+    st = await h.control.status(app, "test", "alphafold2")
+    assert (st.current_state, st.instance_count, st.in_flight) == (ThermalState.WARM, 1, 0)
