@@ -109,6 +109,10 @@ CREATE_CAPACITY_BACKOFF_PATCH = "create-capacity-backoff"
 #: once and its caller is not answered with the old one's error. Before, the backoff held the
 #: new target until the retry time (asked only when new intent came meanwhile).
 BACKOFF_OF_FAILED_INTENT_PATCH = "backoff-of-the-failed-intent"
+#: The model's spec (image, instance type, limits, price) is read from the catalog again before
+#: each create: a catalog change deployed with the workers applies at the next create. Before,
+#: a run kept the spec it started with until it continued as new (1,000 events: weeks).
+SPEC_BEFORE_CREATE_PATCH = "spec-read-before-create"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -175,12 +179,7 @@ class ModelThermalWorkflow:
         self.priced = workflow.patched(PRICED_COLD_START_PATCH)
         self.warmup_window = workflow.patched(MULTIPLICITY_WITHIN_WARMUP_PATCH)
         try:
-            self.spec = await workflow.execute_activity_method(
-                ThermalActivities.describe_model,
-                RecordInput.key(inp.app_id, inp.environment, inp.model_id),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=STEP_RETRY,
-            )
+            self.spec = await self._read_spec()
         except ActivityError as err:
             # Unknown or non-deployable model: tell every waiting caller why, then fail.
             cause = err.cause
@@ -237,6 +236,15 @@ class ModelThermalWorkflow:
                         ),
                     )
                 )
+
+    async def _read_spec(self) -> ModelThermalSpec:
+        """The model's spec as the worker's catalog has it now."""
+        return await workflow.execute_activity_method(
+            ThermalActivities.describe_model,
+            RecordInput.key(self.inp.app_id, self.inp.environment, self.inp.model_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STEP_RETRY,
+        )
 
     async def _initial_snapshot(self) -> ThermalSnapshot:
         """First run: resume the recorded target (if any) and adopt what really runs."""
@@ -458,6 +466,10 @@ class ModelThermalWorkflow:
         if self._holding_scale_out(desired):  # another timer fired during the backoff
             return
         try:
+            creates = desired > 0 and self.s.instance_count == 0 and self.s.endpoint_status is None
+            if creates and workflow.patched(SPEC_BEFORE_CREATE_PATCH):
+                self.spec = await self._read_spec()  # the catalog may have changed since
+                desired = self._desired() or desired  # its limits too (a caller waits: >= 1)
             if desired == 0:
                 if self.s.instance_count > 0 or self.s.endpoint_status is not None:
                     await self._scale_to_zero()

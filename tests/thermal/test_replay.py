@@ -115,6 +115,7 @@ GUARD_HISTORIES = {
     "thermal-failed-warm-up",
     "thermal-refresh-recorded",
     "thermal-scale-out-superseded",
+    "thermal-spec-read-before-create",
     "thermal-target-set-before-continue-as-new",
     "thermal-target-set-during-failed-transition",
     "thermal-warm-up-without-lease",
