@@ -685,7 +685,8 @@ class JobActivities:
             raise application_error(err) from err
         if raw is None:
             if inv.endpoint_name and activity.info().attempt % ENDPOINT_CHECK_POLLS == 0:
-                await self._still_hosted(inv, inv.endpoint_name)
+                raw = await self._unless_gone(inv, inv.endpoint_name)
+        if raw is None:
             raise ApplicationError(
                 f"result {inv.inference_id} not ready",
                 type=ERR_RESULT_NOT_READY,
@@ -695,22 +696,30 @@ class JobActivities:
             output=self._output(raw, f"async-{inv.inference_id}"), served_by=inv.output_location
         )
 
-    async def _still_hosted(self, inv: AsyncInvocation, name: str) -> None:
+    async def _unless_gone(self, inv: AsyncInvocation, name: str) -> bytes | None:
         """Raise the job's "endpoint gone" error (it warms the model again, or reports why it
-        cannot, e.g. turned OFF) if the endpoint was deleted while its result was awaited:
-        otherwise the job would wait out the whole async deadline (12 h) for a lost result."""
+        cannot, e.g. turned OFF) if the endpoint was deleted (or Failed) while its result was
+        awaited: otherwise the job would wait out the whole async deadline (12 h) for a lost
+        result. A result (or failure) written while it went is read once more first."""
         try:
             info = await self.backend.describe_endpoint(name)
         except BackendError as err:  # unknown: the next check tells
             activity.logger.warning("endpoint %s not described: %s", name, err.message)
-            return
-        if info is None or info.status in ("Deleting", "Failed"):
+            return None
+        if info is not None and info.status != "Failed":
+            return None  # still there (a Deleting one may still drain its jobs into results)
+        try:
+            raw = await self.backend.fetch_async_result(inv)
+        except BackendError as err:
+            raise application_error(err) from err
+        if raw is None:
             raise ApplicationError(
                 f"endpoint {name} is {'gone' if info is None else info.status} while async "
                 f"inference {inv.inference_id} waited for its result: it will not come",
                 type=EndpointNotFound.CODE,
                 non_retryable=True,
             )
+        return raw
 
     # ------------------------------------------------------------------ meter
     @activity.defn(name="jobs.meter")

@@ -162,7 +162,7 @@ class ModelThermalWorkflow:
         self.missing_retries = 0  # converges retried because the endpoint had vanished
         self.priced = True  # AUTOMATIC prices cold starts (set in run: PRICED_COLD_START_PATCH)
         self.warmup_window = True  # followers within warm-up (MULTIPLICITY_WITHIN_WARMUP_PATCH)
-        self.capacity_failures = 0  # consecutive failed capacity changes of a serving endpoint
+        self.capacity_failures = 0  # consecutive failed capacity changes (or creates: no capacity)
         self.capacity_retry_at: float | None = None  # no retry of that change before then
         self.backoff_generation = 0  # the intent that failed; new intent ends the backoff
         self.backoff_desired: int | None = None  # the count that failed: held until retry
@@ -466,10 +466,11 @@ class ModelThermalWorkflow:
         if self._holding_scale_out(desired):  # another timer fired during the backoff
             return
         try:
-            creates = desired > 0 and self.s.instance_count == 0 and self.s.endpoint_status is None
-            if creates and workflow.patched(SPEC_BEFORE_CREATE_PATCH):
-                self.spec = await self._read_spec()  # the catalog may have changed since
-                desired = self._desired() or desired  # its limits too (a caller waits: >= 1)
+            if desired > 0 and self.s.instance_count == 0:  # a create (or an adopted one)
+                if workflow.patched(SPEC_BEFORE_CREATE_PATCH):
+                    self.spec = await self._read_spec()  # the catalog may have changed since
+                    # Its limits too; and intent may have gone meanwhile (OFF, callers left).
+                    desired = self._desired()
             if desired == 0:
                 if self.s.instance_count > 0 or self.s.endpoint_status is not None:
                     await self._scale_to_zero()

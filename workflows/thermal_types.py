@@ -37,8 +37,9 @@ class ThermalTimings(BaseModel):
     poll_seconds: float = 5.0  # InService polling interval
     warmup_deadline_seconds: float | None = None  # default: derived from warmupTimeSeconds
     max_history_events: int | None = None  # continue-as-new earlier than the server suggests
-    #: After a failed scale-out of a serving endpoint, try again after this long (doubling per
-    #: consecutive failure, at most 32 x); None: 30 s.
+    #: After a failed capacity change of a serving endpoint, or a create SageMaker failed for
+    #: want of capacity, try again after this long (doubling per consecutive failure, at most
+    #: 32 x); None: 30 s.
     capacity_retry_seconds: float | None = None
 
 

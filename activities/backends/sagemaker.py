@@ -347,8 +347,9 @@ class SageMakerBackend:
                 EndpointConfigName=config,
                 RetainAllVariantProperties=True,
             )
-        except BackendError:
-            await self._reregister_after_refused_update(name, spec)
+        except BackendError as err:
+            if not err.retryable:  # refused; a timeout may have been accepted: the retry tells
+                await self._reregister_after_refused_update(name, spec)
             raise
         info = self._info(raw, spec.model_id)
         return info.model_copy(update={"status": "Updating", "config_name": config})

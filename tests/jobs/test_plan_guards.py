@@ -32,7 +32,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from activities.backends.base import AsyncInvocation, endpoint_name
+import activities.job_activities as job_activities
+from activities.backends.base import AsyncInvocation, EndpointInfo, endpoint_name
 from activities.backends.local import LocalStandInBackend
 from activities.backends.sagemaker import SageMakerBackend
 from activities.job_activities import (
@@ -462,3 +463,52 @@ async def test_the_charge_row_of_a_job_without_its_optional_model(thermal: Therm
         "dropped": ["clip-vit-l14"],
         "models_used": [c.model_id for c in result.calls],  # metering's: one per invocation
     }
+
+
+class _DrainingBackend:
+    """An async endpoint in a given state whose result comes on a given fetch (or never)."""
+
+    kind = "local"
+
+    def __init__(self, status: str | None, result_on_fetch: int | None) -> None:
+        self.status, self.result_on_fetch, self.fetches = status, result_on_fetch, 0
+
+    async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+        if self.status is None:
+            return None
+        return EndpointInfo(endpoint_name=name, status=self.status)  # type: ignore[arg-type]
+
+    async def fetch_async_result(self, inv: AsyncInvocation) -> bytes | None:
+        self.fetches += 1
+        return b'{"ok": true}' if self.fetches == self.result_on_fetch else None
+
+
+@pytest.mark.parametrize(
+    ("status", "result_on_fetch", "outcome"),
+    [
+        ("Deleting", None, "AsyncResultNotReady"),  # draining: its jobs may still finish
+        ("InService", None, "AsyncResultNotReady"),
+        (None, None, "EndpointNotFound"),  # gone, and nothing was written
+        ("Failed", None, "EndpointNotFound"),
+        (None, 2, "result"),  # written while the endpoint went: read once more
+    ],
+)
+async def test_an_async_poll_reports_the_endpoint_gone_only_without_a_result(
+    tmp_path: Path, status: str | None, result_on_fetch: int | None, outcome: str
+):
+    backend = _DrainingBackend(status, result_on_fetch)
+    jobs = JobActivities(CATALOG, backend, None, None, tmp_path)  # type: ignore[arg-type]
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=job_activities.ENDPOINT_CHECK_POLLS)
+    inv = AsyncInvocation(inference_id="i", output_location="/out/i", endpoint_name="e")
+    if outcome == "result":
+        assert (await env.run(jobs.fetch_async, inv)).output == {"ok": True}
+        return
+    with pytest.raises(ApplicationError) as err:
+        await env.run(jobs.fetch_async, inv)
+    assert err.value.type == outcome
+    assert err.value.non_retryable == (outcome == "EndpointNotFound")
+    env.info = dataclasses.replace(env.info, attempt=job_activities.ENDPOINT_CHECK_POLLS - 1)
+    with pytest.raises(ApplicationError) as err:  # between checks: only the result is read
+        await env.run(jobs.fetch_async, inv)
+    assert err.value.type == "AsyncResultNotReady"
