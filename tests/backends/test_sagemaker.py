@@ -1021,10 +1021,9 @@ async def test_a_create_racing_a_delete_that_just_finished_is_retried(aws) -> No
     assert exc.value.retryable
 
 
-async def test_a_refused_config_update_gives_the_old_fleet_its_autoscaling_back(aws) -> None:
-    """Blue/green needs both fleets at once: UpdateEndpoint may be refused for quota after the
-    scalable target was deregistered (AWS requires that first). The old fleet serves on, with
-    its autoscaling registered again, and the refusal is what the caller hears."""
+def expect_config_change_until_update(aws) -> EndpointSpec:  # type: ignore[no-untyped-def]
+    """An InService endpoint whose spec changed (instance type, bounds 1..5): everything up to
+    its UpdateEndpoint (describe, tags, prune, new model and config, deregister)."""
     old = resource_name(NAME, "0badc0de")
     new_spec = spec(instance_type="ml.g5.2xlarge", min_instances=1, max_instances=5)
     new = resource_name(
@@ -1035,6 +1034,14 @@ async def test_a_refused_config_update_gives_the_old_fleet_its_autoscaling_back(
     expect_pruned(aws.sm, current=old)
     expect_create_model_and_config(aws.sm, new, InstanceType="ml.g5.2xlarge")
     aws.aa.add_response("deregister_scalable_target", {}, TARGET)
+    return new_spec
+
+
+async def test_a_refused_config_update_gives_the_old_fleet_its_autoscaling_back(aws) -> None:
+    """Blue/green needs both fleets at once: UpdateEndpoint may be refused for quota after the
+    scalable target was deregistered (AWS requires that first). The old fleet serves on, with
+    its autoscaling registered again, and the refusal is what the caller hears."""
+    new_spec = expect_config_change_until_update(aws)
     aws.sm.add_client_error(
         "update_endpoint", service_error_code="ResourceLimitExceeded",
         service_message="The account-level service limit 'ml.g5.2xlarge for endpoint usage' "
@@ -1045,4 +1052,15 @@ async def test_a_refused_config_update_gives_the_old_fleet_its_autoscaling_back(
     )
     aws.aa.add_response("put_scaling_policy", {"PolicyARN": "arn:p"})
     with pytest.raises(QuotaExceeded):
+        await aws.backend.ensure_endpoint(new_spec)
+
+
+async def test_an_update_that_may_have_been_accepted_registers_nothing(aws) -> None:
+    """A throttled (or timed-out) UpdateEndpoint is retried by the activity, whose describe then
+    tells whether it was accepted: registering autoscaling now could land mid-deployment."""
+    new_spec = expect_config_change_until_update(aws)
+    aws.sm.add_client_error(
+        "update_endpoint", service_error_code="ThrottlingException", service_message="Rate exceeded"
+    )
+    with pytest.raises(Throttled):  # and no autoscaling call (none stubbed)
         await aws.backend.ensure_endpoint(new_spec)
