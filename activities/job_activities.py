@@ -575,13 +575,16 @@ class JobActivities:
         if info.attempt > 1 and (submitted := await self._recorded_invocation(record)):
             return submitted  # an earlier attempt's inference: it is queued or running
         location = await self._store_request(key, self._body(req))
+        created_at = await self._created_at(req.endpoint_name)
         try:
             invocation = await self.backend.invoke_async(
                 req.endpoint_name, location, "application/json"
             )
         except BackendError as err:
             raise _invoke_error(err) from err
-        invocation = invocation.model_copy(update={"endpoint_name": req.endpoint_name})
+        invocation = invocation.model_copy(
+            update={"endpoint_name": req.endpoint_name, "endpoint_created_at": created_at}
+        )
         try:
             await self._store(record, invocation.model_dump_json().encode())
         except Exception as exc:  # best effort: the inference runs, the job can use it
@@ -696,26 +699,43 @@ class JobActivities:
             output=self._output(raw, f"async-{inv.inference_id}"), served_by=inv.output_location
         )
 
+    async def _created_at(self, name: str) -> datetime | None:
+        """The endpoint's creation time (which incarnation of the name takes the inference);
+        None when it cannot be told: the polls then check only that the name exists."""
+        try:
+            info = await self.backend.describe_endpoint(name)
+        except BackendError as err:
+            activity.logger.warning("endpoint %s not described: %s", name, err.message)
+            return None
+        return info.created_at if info is not None else None
+
     async def _unless_gone(self, inv: AsyncInvocation, name: str) -> bytes | None:
         """Raise the job's "endpoint gone" error (it warms the model again, or reports why it
-        cannot, e.g. turned OFF) if the endpoint was deleted (or Failed) while its result was
-        awaited: otherwise the job would wait out the whole async deadline (12 h) for a lost
-        result. A result (or failure) written while it went is read once more first."""
+        cannot, e.g. turned OFF) if the endpoint was deleted, Failed or created anew (another
+        endpoint of that name never saw the inference) while its result was awaited:
+        otherwise the job would wait out the whole async deadline (12 h) for a lost result. A
+        result (or failure) written while it went is read once more first."""
         try:
             info = await self.backend.describe_endpoint(name)
         except BackendError as err:  # unknown: the next check tells
             activity.logger.warning("endpoint %s not described: %s", name, err.message)
             return None
-        if info is not None and info.status != "Failed":
+        recreated = (
+            info is not None
+            and inv.endpoint_created_at is not None
+            and info.created_at != inv.endpoint_created_at
+        )
+        if info is not None and info.status != "Failed" and not recreated:
             return None  # still there (a Deleting one may still drain its jobs into results)
         try:
             raw = await self.backend.fetch_async_result(inv)
         except BackendError as err:
             raise application_error(err) from err
         if raw is None:
+            what = "recreated" if recreated else "deleted" if info is None else info.status
             raise ApplicationError(
-                f"endpoint {name} is {'gone' if info is None else info.status} while async "
-                f"inference {inv.inference_id} waited for its result: it will not come",
+                f"endpoint {name} was {what} while async inference {inv.inference_id} waited "
+                "for its result: it will not come",
                 type=EndpointNotFound.CODE,
                 non_retryable=True,
             )

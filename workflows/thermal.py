@@ -469,8 +469,9 @@ class ModelThermalWorkflow:
             if desired > 0 and self.s.instance_count == 0:  # a create (or an adopted one)
                 if workflow.patched(SPEC_BEFORE_CREATE_PATCH):
                     self.spec = await self._read_spec()  # the catalog may have changed since
-                    # Its limits too; and intent may have gone meanwhile (OFF, callers left).
-                    desired = self._desired()
+                    # Its limits too; and intent may have changed meanwhile (OFF, callers
+                    # left): what is tried (and fails, if it does) is the intent of now.
+                    generation, desired = self.s.generation, self._desired()
             if desired == 0:
                 if self.s.instance_count > 0 or self.s.endpoint_status is not None:
                     await self._scale_to_zero()

@@ -239,6 +239,9 @@ class AsyncInvocation(BaseModel):
     # Where it was queued (set by the job's activity): a result poll checks now and then that
     # the endpoint still exists, since a deleted endpoint may write neither output nor failure.
     endpoint_name: str | None = None
+    # Its creation time then (None: unknown): an endpoint of that name created since is
+    # another one, which never saw this inference.
+    endpoint_created_at: datetime | None = None
 
 
 # --------------------------------------------------------------------------- the interface

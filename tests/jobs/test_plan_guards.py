@@ -12,6 +12,7 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,9 @@ class _FakeAsyncBackend:
     def __init__(self) -> None:
         self.submitted: list[AsyncInvocation] = []
 
+    async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+        return None  # its incarnation is unknown: polls check only that the name exists
+
     async def invoke_async(self, name: str, location: str, content_type: str) -> AsyncInvocation:
         inv = AsyncInvocation(inference_id=uuid.uuid4().hex, output_location=f"/out/{name}")
         self.submitted.append(inv)
@@ -336,6 +340,10 @@ async def test_a_retried_start_async_on_sagemaker_reads_the_recorded_invocation(
         inference_id="inf-1", output_location=out, endpoint_name=req.endpoint_name
     )
     s3, runtime = Stubber(clients["s3"]), Stubber(clients["sagemaker-runtime"])
+    sm = Stubber(clients["sagemaker"])
+    sm.add_client_error(  # the endpoint's incarnation cannot be told: polls check the name only
+        "describe_endpoint", service_error_code="ThrottlingException", service_message="Rate"
+    )
     put = {"Bucket": "radiant-inputs", "Key": ANY, "Body": ANY, "ContentType": "application/json"}
     s3.add_response("put_object", {}, put)  # the request document
     runtime.add_response(
@@ -351,12 +359,13 @@ async def test_a_retried_start_async_on_sagemaker_reads_the_recorded_invocation(
         {"Bucket": "radiant-inputs", "Key": ANY},
     )
     env = ActivityEnvironment()
-    with s3, runtime:
+    with s3, runtime, sm:
         assert await env.run(jobs.start_async, req) == recorded
         env.info = dataclasses.replace(env.info, attempt=2)
         assert await env.run(jobs.start_async, req) == recorded
         s3.assert_no_pending_responses()
         runtime.assert_no_pending_responses()
+        sm.assert_no_pending_responses()
 
 
 class _LoseFirstStartAsync(Interceptor):
@@ -465,6 +474,9 @@ async def test_the_charge_row_of_a_job_without_its_optional_model(thermal: Therm
     }
 
 
+_CREATED = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
 class _DrainingBackend:
     """An async endpoint in a given state whose result comes on a given fetch (or never)."""
 
@@ -476,7 +488,7 @@ class _DrainingBackend:
     async def describe_endpoint(self, name: str) -> EndpointInfo | None:
         if self.status is None:
             return None
-        return EndpointInfo(endpoint_name=name, status=self.status)  # type: ignore[arg-type]
+        return EndpointInfo(endpoint_name=name, status=self.status, created_at=_CREATED)  # type: ignore[arg-type]
 
     async def fetch_async_result(self, inv: AsyncInvocation) -> bytes | None:
         self.fetches += 1
@@ -484,23 +496,31 @@ class _DrainingBackend:
 
 
 @pytest.mark.parametrize(
-    ("status", "result_on_fetch", "outcome"),
+    ("status", "queued_on", "result_on_fetch", "outcome"),
     [
-        ("Deleting", None, "AsyncResultNotReady"),  # draining: its jobs may still finish
-        ("InService", None, "AsyncResultNotReady"),
-        (None, None, "EndpointNotFound"),  # gone, and nothing was written
-        ("Failed", None, "EndpointNotFound"),
-        (None, 2, "result"),  # written while the endpoint went: read once more
+        ("Deleting", _CREATED, None, "AsyncResultNotReady"),  # draining: jobs may still finish
+        ("InService", _CREATED, None, "AsyncResultNotReady"),
+        ("InService", None, None, "AsyncResultNotReady"),  # incarnation unknown: name only
+        (None, _CREATED, None, "EndpointNotFound"),  # gone, and nothing was written
+        ("Failed", _CREATED, None, "EndpointNotFound"),
+        ("InService", _CREATED - timedelta(hours=1), None, "EndpointNotFound"),  # another one
+        (None, _CREATED, 2, "result"),  # written while the endpoint went: read once more
     ],
 )
 async def test_an_async_poll_reports_the_endpoint_gone_only_without_a_result(
-    tmp_path: Path, status: str | None, result_on_fetch: int | None, outcome: str
+    tmp_path: Path,
+    status: str | None,
+    queued_on: datetime | None,
+    result_on_fetch: int | None,
+    outcome: str,
 ):
     backend = _DrainingBackend(status, result_on_fetch)
     jobs = JobActivities(CATALOG, backend, None, None, tmp_path)  # type: ignore[arg-type]
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, attempt=job_activities.ENDPOINT_CHECK_POLLS)
-    inv = AsyncInvocation(inference_id="i", output_location="/out/i", endpoint_name="e")
+    inv = AsyncInvocation(
+        inference_id="i", output_location="/out/i", endpoint_name="e", endpoint_created_at=queued_on
+    )
     if outcome == "result":
         assert (await env.run(jobs.fetch_async, inv)).output == {"ok": True}
         return

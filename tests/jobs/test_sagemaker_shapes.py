@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -97,6 +98,20 @@ async def test_operation_call_shapes(stubbed, key: str, model_id: str):
         {},
         {"Bucket": "radiant-inputs", "Key": ANY, "Body": ANY, "ContentType": "application/json"},
     )
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{name}"
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    stubs["sagemaker"].add_response(  # which incarnation of the endpoint takes the inference
+        "describe_endpoint",
+        {
+            "EndpointName": name, "EndpointArn": arn, "EndpointConfigName": f"{name}-c",
+            "EndpointStatus": "InService", "CreationTime": created, "LastModifiedTime": created,
+            "AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://radiant-async/prod"}},
+        },
+        {"EndpointName": name},
+    )  # fmt: skip
+    stubs["sagemaker"].add_response(
+        "list_tags", {"Tags": []}, {"ResourceArn": arn, "MaxResults": 100}
+    )
     out_uri = f"s3://radiant-async/prod/output/{model_id}.out"
     stubs["sagemaker-runtime"].add_response(
         "invoke_endpoint_async",
@@ -110,6 +125,7 @@ async def test_operation_call_shapes(stubbed, key: str, model_id: str):
     )
     invocation = await env.run(jobs.start_async, req)
     assert invocation.output_location == out_uri
+    assert (invocation.endpoint_name, invocation.endpoint_created_at) == (name, created)
     stubs["s3"].add_response(
         "get_object",
         {"Body": body(answer)},
