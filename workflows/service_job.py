@@ -93,6 +93,10 @@ DETECTIONS_PATCH = "chained-needs-detections"
 # COLD required model, an endpoint found gone): that lease is renewed too; before, it ran on
 # its first hour and an idle timer could scale the model in under a long job.
 LATE_RENEWAL_PATCH = "renew-leases-taken-late"
+# Asked only when metering refuses the charge (an amount the ledger cannot hold, an unknown
+# tenant): the invocations' costs are recorded, billed 0, as for any job that ends uncharged;
+# before, the models' work went unrecorded.
+UNBILLED_ON_REFUSAL_PATCH = "unbilled-costs-when-metering-refuses"
 # Validating the input reads it (S3): retried through an outage, not forever.
 VALIDATE_BUDGET = timedelta(minutes=30)
 
@@ -331,7 +335,12 @@ class ServiceJobWorkflow:
         )
         # Charged once it starts: too late to cancel. A refusal (an amount the ledger cannot
         # hold) fails the job with the activity's own reason, not "activity task failed".
-        metered = await _rejecting(finish_despite_cancel(meter))
+        try:
+            metered = await _rejecting(finish_despite_cancel(meter))
+        except ApplicationError as refused:  # retried until it was refused for good
+            if workflow.patched(UNBILLED_ON_REFUSAL_PATCH):
+                await self._record_unbilled(req, plan, validated, refused)
+            raise
         self._share_costs(calls, metered.costs)
         self._set("done")
         reasons = [plan.degraded_reason] if plan.degraded_reason else []

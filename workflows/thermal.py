@@ -113,6 +113,10 @@ BACKOFF_OF_FAILED_INTENT_PATCH = "backoff-of-the-failed-intent"
 #: each create: a catalog change deployed with the workers applies at the next create. Before,
 #: a run kept the spec it started with until it continued as new (1,000 events: weeks).
 SPEC_BEFORE_CREATE_PATCH = "spec-read-before-create"
+#: A release of a lease the model does not hold (a job whose hold was refused or cancelled
+#: before it reached the model, a release sent twice) is no completion for AUTOMATIC's
+#: statistics. Before, it counted one and restarted the idle period (asked only then).
+RELEASE_OF_HELD_LEASE_PATCH = "release-of-a-held-lease-only"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -876,7 +880,11 @@ class ModelThermalWorkflow:
         failures = self.failures
         self.waiters += 1
         try:
-            deadline = req.deadline_seconds or self.inp.timings.warmup_deadline_seconds
+            deadline = (
+                req.deadline_seconds
+                or self.inp.timings.warmup_deadline_seconds
+                or DEFAULT_WARMUP_DEADLINE
+            )
             await workflow.wait_condition(
                 # Ready *and* recorded: a caller never sees a state Postgres does not show yet.
                 lambda: (
@@ -884,11 +892,12 @@ class ModelThermalWorkflow:
                     or self.failures != failures
                     or s.target_state == OFF
                 ),
-                timeout=deadline or DEFAULT_WARMUP_DEADLINE,
+                timeout=deadline,
             )
         except TimeoutError:
             raise ApplicationError(
-                f"model {self.inp.model_id} was not ready within {deadline}s; the warm-up goes on",
+                f"model {self.inp.model_id} was not ready within {deadline:g}s; the warm-up "
+                "goes on",
                 type=ERR_WARMUP_DEADLINE,
                 non_retryable=True,
             ) from None
@@ -908,7 +917,10 @@ class ModelThermalWorkflow:
         if self.s is None:
             return
         now = workflow.now()
-        self.s.leases = [lease for lease in self.s.leases if lease.lease_id != req.lease_id]
+        held = [lease for lease in self.s.leases if lease.lease_id != req.lease_id]
+        if len(held) == len(self.s.leases) and workflow.patched(RELEASE_OF_HELD_LEASE_PATCH):
+            return  # never taken, released already, or expired and dropped: nothing finished
+        self.s.leases = held
         self.s.last_activity_at = now
         self.s.traffic = policy.observe_completion(self.s.traffic, now.timestamp())
 

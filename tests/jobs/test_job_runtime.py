@@ -551,6 +551,10 @@ async def test_a_charge_the_ledger_refuses_fails_the_job_with_the_reason(
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "MeteringFailed", cause
     assert "cannot be metered" in cause.message and "injected" in cause.message
+    # The model ran all the same: its cost is recorded, unbilled, as for any uncharged job.
+    rows = await usage_rows(h, big.id, handle.id)
+    assert [(r["model_id"], r["billed_amount"]) for r in rows] == [("yolov8m", Decimal(0))]
+    assert rows[0]["internal_cost"] > 0 and rows[0]["metadata"]["outcome"] == "failed"
 
 
 async def test_a_ready_model_whose_thermal_workflow_was_terminated_is_held_again(

@@ -402,6 +402,26 @@ async def test_a_lease_taken_again_is_renewed(harness):
     assert (await handle.query(ModelThermalWorkflow.traffic)).arrivals == arrivals == 1
 
 
+async def test_a_release_of_a_lease_not_held_is_no_completion(harness):
+    """A job whose hold never reached the model (refused, cancelled) still releases; so does a
+    release sent twice. Neither finished a request: AUTOMATIC's statistics must not count one
+    (it would end the busy period of the caller still holding its lease)."""
+    h, _ = harness
+    app = h.new_app()
+    await _set(h, app, ThermalState.AUTOMATIC)
+    hold = WarmUpRequest(requester="job", lease_id="job-1/yolov8n", lease_seconds=60.0)
+    await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL, hold), 60)
+    handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
+    await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id="job-2/yolov8n"))
+    stats = await handle.query(ModelThermalWorkflow.traffic)
+    assert (stats.completions, stats.in_flight, stats.idle_since) == (0, 1, None)
+    for _ in range(2):  # the second one is a duplicate
+        await handle.signal(ModelThermalWorkflow.release, ReleaseRequest(lease_id=hold.lease_id))
+    stats = await handle.query(ModelThermalWorkflow.traffic)
+    assert (stats.completions, stats.in_flight) == (1, 0) and stats.idle_since is not None
+    assert (await h.control.status(app, ENV, MODEL)).in_flight == 0
+
+
 async def _reconcile(h: ThermalHarness, app: str, keep: str | None = None) -> ReconcileReport:
     """The reconcile of the app; `keep`: its history's guard name (see _keep_history)."""
     wf_id = f"reconcile-{app}-{uuid.uuid4().hex[:6]}"

@@ -4,6 +4,7 @@ that exit 1 (--json too), and data (error texts) printed as it is, never as Rich
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -13,6 +14,7 @@ from datetime import timedelta
 import pytest
 import typer
 from temporalio import activity
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.fleet_activities import BulkItemResult, BulkSetItem
@@ -288,3 +290,51 @@ async def test_show_falls_back_to_the_record_when_the_query_times_out(
     assert json.loads(res.stdout)["model_id"] == "yolov8n"
     assert "live state of yolov8n is unavailable" in res.stderr, res.stderr
     assert took < 10, took
+
+
+async def test_warm_deadline_bounds_the_wait_without_a_worker(thermal: ThermalHarness, monkeypatch):
+    """No worker accepts the warm-up, so the workflow's own deadline never starts: the CLI
+    keeps its own clock and gives up after --deadline (it used to wait until Ctrl-C)."""
+    from workers.cli import thermal as thermal_cli
+
+    monkeypatch.setattr(thermal_cli, "DEADLINE_MARGIN_S", 0.5)
+    app = thermal.new_app()
+    elsewhere = dataclasses.replace(thermal, task_queue=f"nobody-{app}")
+    started = time.monotonic()
+    res = await invoke_cli(elsewhere, monkeypatch, "thermal", "warm", "yolov8n", "--app", app,
+                           "--env", "test", "--wait", "--deadline", "2")  # fmt: skip
+    took = time.monotonic() - started
+    assert res.exit_code == 2, res.output
+    assert "yolov8n was not ready within 2s; no worker accepted" in res.stderr, res.stderr
+    assert "Traceback" not in res.output + res.stderr
+    assert took < 30, took
+    with contextlib.suppress(RPCError):  # a start whose update was never admitted is dropped
+        await thermal.client.get_workflow_handle(
+            thermal_workflow_id(app, "test", "yolov8n")
+        ).terminate("test: done")
+
+
+def test_an_interrupted_update_wait_is_one_line(capsys):
+    """Ctrl-C while the SDK waits on an update reaches the CLI as the SDK's own error, not
+    KeyboardInterrupt: still one line and exit 130, not a traceback."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    from workers.cli.common import run
+
+    async def cut_short() -> None:
+        raise WorkflowUpdateRPCTimeoutOrCancelledError()
+
+    with pytest.raises(typer.Exit) as exited:
+        run(cut_short())
+    assert exited.value.exit_code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("error: interrupted") and len(err.splitlines()) == 1, err
+
+
+async def test_list_refuses_an_invalid_app_id(thermal: ThermalHarness, monkeypatch):
+    """`list` reads only, but an id no workflow could have is refused as `show` refuses it
+    (it used to print the catalog's defaults as if the pair were merely unused)."""
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "list", "--app", "acme/eu",
+                           "--env", "test")  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "app 'acme/eu' is not a valid id" in res.stderr, res.stderr

@@ -130,6 +130,34 @@ async def test_watch_survives_a_lost_connection(migrated_db: MigratedDb, tmp_pat
     assert "the database is unavailable" not in stderr, stderr
 
 
+async def test_a_lower_id_committed_while_disconnected_is_printed(
+    migrated_db: MigratedDb, tmp_path: Path
+):
+    """Ids commit out of order: a row whose transaction took its id first but committed while
+    the watch was reconnecting is printed too (the catch-up used to read above the highest id
+    seen, which had already passed it)."""
+    marker = uuid.uuid4().hex
+    async with watching(migrated_db, tmp_path, "--json") as watch:
+        pid = await listening_backend(migrated_db, watch)
+        async with await _owner(migrated_db) as slow:
+            await slow.set_autocommit(False)
+            await slow.execute(
+                "INSERT INTO notifications (kind, payload) VALUES (%s, %s)",
+                ("test.slow", Jsonb({"marker": marker, "n": 1})),
+            )  # its id is taken now; the commit comes later
+            await notify(migrated_db, "test.fast", {"marker": marker, "n": 2})
+            await watch.until('"test.fast"')
+            async with await _owner(migrated_db) as conn:
+                await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await slow.commit()  # while the watch waits to reconnect (0.5 s)
+        await listening_backend(migrated_db, watch, not_pid=pid)
+        await notify(migrated_db, "test.after", {"marker": marker, "n": 3})
+        await watch.until('"test.after"')
+        await interrupt(watch)
+    printed = sorted(json.loads(line)["payload"]["n"] for line in watch.lines if marker in line)
+    assert printed == [1, 2, 3], watch.lines
+
+
 async def test_watch_reads_an_oversized_payload_from_the_table(
     migrated_db: MigratedDb, tmp_path: Path
 ):

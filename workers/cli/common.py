@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
     Client,
+    RPCTimeoutOrCancelledError,
     WorkflowFailureError,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -150,6 +151,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc))  # the workflow's own words (e.g. why the model cannot be managed)
     except KeyboardInterrupt:
         fail("interrupted", 130)  # Ctrl-C: one line, not a traceback
+    except RPCTimeoutOrCancelledError:
+        # The SDK's word for a wait on an update cut short: Ctrl-C while it waited (the
+        # cancellation becomes this, not KeyboardInterrupt), or Temporal's long poll gave up.
+        fail("interrupted, or Temporal did not answer in time: the request may still apply", 130)
     except (SQLAlchemyError, psycopg.Error) as exc:
         # Commands that read the database directly: one line, not a driver traceback.
         if hint := not_migrated(exc):

@@ -21,6 +21,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.app_scope import pair_problem
 from activities.backends.base import endpoint_name
 from activities.db.schema import NOTIFY_CHANNEL
 from activities.fleet_activities import BulkSetInput, ReconcileInput
@@ -57,6 +58,8 @@ app = typer.Typer(no_args_is_help=True)
 AppOpt = typer.Option(None, "--app", help="App id (default RADIANT_APP_ID).")
 EnvOpt = typer.Option(None, "--env", help="Environment (default RADIANT_ENVIRONMENT).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+#: `warm --deadline N` gives up after N s plus this (its status reads and round trips).
+DEADLINE_MARGIN_S = 5.0
 
 
 def _scope(
@@ -66,7 +69,10 @@ def _scope(
     not (a pair just taken out of service can still be inspected)."""
     settings = get_settings()
     if read_only:
-        return settings, app_id or settings.app_id, env or settings.environment
+        pair = (app_id or settings.app_id, env or settings.environment)
+        if problem := pair_problem(*pair):  # an id no workflow could have: no record either
+            fail(problem)
+        return settings, *pair
     return settings, *served_pair(settings, app_id, env)
 
 
@@ -326,7 +332,22 @@ def warm(
     settings, app_id, env = _scope(app_id, env)
     model_id = _deployable(_catalog(settings), model)
 
+    async def bounded() -> ThermalStatus:
+        if deadline is None:
+            return await go()
+        # The workflow times the wait from when it accepts the warm-up; with no worker it
+        # never does, so the CLI keeps its own clock (a margin for the round trips).
+        try:
+            async with asyncio.timeout(deadline + DEADLINE_MARGIN_S):
+                return await go()
+        except TimeoutError:
+            why = "the warm-up goes on" if accepted else "no worker accepted the warm-up in time"
+            fail(f"{model_id} was not ready within {deadline:g}s; {why}")
+
+    accepted = False
+
     async def go() -> ThermalStatus:
+        nonlocal accepted
         control = await _control(settings)
         await _note_if_unserved(control, app_id, env, model_id)
         start = control._start_op(app_id, env, model_id)
@@ -336,6 +357,7 @@ def warm(
             start_workflow_operation=start,
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
         )
+        accepted = True
         if not wait:
             # Accepted is not started: an OFF model refuses the warm-up once its workflow has
             # loaded its state, so look before saying anything.
@@ -344,28 +366,45 @@ def warm(
                 fail(model_off_message(app_id, env, model_id))
             return st
         result = asyncio.ensure_future(handle.result())
-        # --json: stdout carries only the JSON, the live progress goes to stderr.
-        live_console = err_console if as_json else console
-        with Live(console=live_console, refresh_per_second=4) as live:
-            while not result.done():
-                try:
-                    st = await control.status(app_id, env, model_id)
-                    live.update(_status_table([st]))
-                except Exception:  # the workflow may be between runs (continue-as-new)
-                    pass
-                await asyncio.wait({result}, timeout=0.5)
-            if result.exception() is not None:
-                live.update("")  # the error goes on its own line, not after the last table
-                live.stop()
-            final = result.result()
-            live.update(_status_table([final]))
-        return final
+        try:
+            return await _follow(control, result, app_id, env, model_id, as_json)
+        finally:  # interrupted or out of time: no orphan task failing at shutdown
+            result.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await result
 
-    st = run(go())
+    st = run(bounded())
     if as_json:
         emit_json(st)
     elif not wait:
         console.print(_status_table([st]))
+
+
+async def _follow(
+    control: ThermalControl,
+    result: asyncio.Future[ThermalStatus],
+    app_id: str,
+    env: str,
+    model_id: str,
+    as_json: bool,
+) -> ThermalStatus:
+    """Show the model's status live until the warm-up answers; its answer."""
+    # --json: stdout carries only the JSON, the live progress goes to stderr.
+    live_console = err_console if as_json else console
+    with Live(console=live_console, refresh_per_second=4) as live:
+        while not result.done():
+            try:
+                st = await control.status(app_id, env, model_id)
+                live.update(_status_table([st]))
+            except Exception:  # the workflow may be between runs (continue-as-new)
+                pass
+            await asyncio.wait({result}, timeout=0.5)
+        if result.exception() is not None:
+            live.update("")  # the error goes on its own line, not after the last table
+            live.stop()
+        final = result.result()
+        live.update(_status_table([final]))
+    return final
 
 
 async def _loaded_status(
@@ -516,6 +555,9 @@ def _iso(created: Any) -> str:
 WATCH_RETRY_FIRST_S = 0.5  # a lost connection is retried after this, doubling up to
 WATCH_RETRY_MAX_S = 10.0  # this, until it is back (or Ctrl-C)
 WATCH_SEEN_IDS = 1024  # the ids printed lately: each notification is printed once
+#: After a lost connection the catch-up reads from this many ids below the highest seen: a
+#: lower id committed while the watch was away (ids commit out of order) is printed too.
+WATCH_CATCH_UP_IDS = WATCH_SEEN_IDS // 2
 
 
 class _RecentIds:
@@ -545,6 +587,7 @@ class _Watcher:
         self.as_json = as_json
         self.seen = _RecentIds()
         self.last_id = 0  # the highest id seen (or present when the watch started)
+        self.start_id = 0  # the highest id when the watch started (older ones: the backlog)
 
     def show(self, row_id: int, created: Any, kind: str, payload: Any) -> None:
         if not self.seen.add(row_id):
@@ -608,7 +651,7 @@ async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) ->
         if follow:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")  # first: nothing committed is missed
         cur = await conn.execute("SELECT coalesce(max(id), 0) FROM notifications")
-        watcher.last_id = (await cur.fetchone() or (0,))[0]
+        watcher.last_id = watcher.start_id = (await cur.fetchone() or (0,))[0]
         await watcher.rows(
             conn,
             "SELECT id, created_at, kind, payload FROM (SELECT * FROM notifications "
@@ -648,7 +691,7 @@ async def _reconnect(conninfo: str, watcher: _Watcher) -> psycopg.AsyncConnectio
             await watcher.rows(
                 conn,
                 "SELECT id, created_at, kind, payload FROM notifications WHERE id > %s ORDER BY id",
-                watcher.last_id,
+                max(watcher.start_id, watcher.last_id - WATCH_CATCH_UP_IDS),  # printed: skipped
             )
             return conn
         except psycopg.OperationalError:
