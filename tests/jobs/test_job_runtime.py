@@ -555,6 +555,7 @@ async def test_a_charge_the_ledger_refuses_fails_the_job_with_the_reason(
     rows = await usage_rows(h, big.id, handle.id)
     assert [(r["model_id"], r["billed_amount"]) for r in rows] == [("yolov8m", Decimal(0))]
     assert rows[0]["internal_cost"] > 0 and rows[0]["metadata"]["outcome"] == "failed"
+    await record_history(handle, "job-metering-refused")
 
 
 async def test_a_ready_model_whose_thermal_workflow_was_terminated_is_held_again(

@@ -420,6 +420,7 @@ async def test_a_release_of_a_lease_not_held_is_no_completion(harness):
     stats = await handle.query(ModelThermalWorkflow.traffic)
     assert (stats.completions, stats.in_flight) == (1, 0) and stats.idle_since is not None
     assert (await h.control.status(app, ENV, MODEL)).in_flight == 0
+    await _keep_history(h, thermal_workflow_id(app, ENV, MODEL), "thermal-release-not-held")
 
 
 async def _reconcile(h: ThermalHarness, app: str, keep: str | None = None) -> ReconcileReport:
