@@ -1,19 +1,24 @@
 """A catalog change (a new image, instance type or limits, deployed with the workers) reaches a
 model's endpoint at its next create: the thermal workflow reads the model's spec again before
 each create instead of keeping the one its run started with (for weeks, until it continued as
-new). RADIANT_RECORD_HISTORIES=1 keeps the guard history of SPEC_BEFORE_CREATE_PATCH."""
+new), and what it then does is the intent of after the read. RADIANT_RECORD_HISTORIES=1 keeps
+the guard history of SPEC_BEFORE_CREATE_PATCH."""
 
 from __future__ import annotations
 
 import asyncio
 
-from temporalio.client import Client
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
 
+from activities.thermal_activities import RecordKey, ThermalActivities
 from models_catalog.catalog import load_catalog
+from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import running_harness
-from tests.thermal.test_capacity_and_leases import _keep_history
-from workflows.thermal_types import thermal_workflow_id
+from tests.thermal.test_capacity_and_leases import Faults, RecordingBackend, _keep_history
+from workflows.thermal_types import ModelThermalSpec, SetTargetRequest, thermal_workflow_id
 
 MODEL, ENV = "yolov8n", "test"  # COLD by default: scales to zero after the idle time (3 s)
 
@@ -41,3 +46,46 @@ async def test_a_new_image_in_the_catalog_is_deployed_at_the_next_create(
         await _keep_history(
             h, thermal_workflow_id(app, ENV, MODEL), "thermal-spec-read-before-create"
         )
+
+
+async def test_off_set_while_the_spec_is_re_read_creates_nothing(
+    temporal_client: Client, catalog_db, tmp_path, monkeypatch
+) -> None:
+    """A caller's warm-up re-reads the spec before the create; an admin turns the model OFF
+    meanwhile. The intent of after the read decides: no endpoint is made (and none torn down
+    again), and the caller is told the model turned OFF."""
+    gate, reading, slow = asyncio.Event(), asyncio.Event(), [False]
+    original = ThermalActivities.describe_model
+
+    @activity.defn(name="thermal.describe_model")
+    async def describe_model(self: ThermalActivities, key: RecordKey) -> ModelThermalSpec:
+        key = RecordKey.model_validate(key)  # a function patched in: its hints are not resolved
+        if slow[0]:
+            reading.set()
+            await gate.wait()
+        return await original(self, key)
+
+    monkeypatch.setattr(ThermalActivities, "describe_model", describe_model)
+    faults = Faults()
+    backend = RecordingBackend(tmp_path, faults=faults)
+    async with running_harness(temporal_client, catalog_db, tmp_path, backend=backend) as h:
+        app = h.new_app()
+        await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.COLD))
+        slow[0] = True
+        warm = asyncio.ensure_future(h.control.warm_up(app, ENV, MODEL))
+        await asyncio.wait_for(reading.wait(), 30)
+        off = asyncio.ensure_future(
+            h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.OFF))
+        )
+
+        async def off_asked() -> bool:
+            return (await h.control.status(app, ENV, MODEL)).target_state == ThermalState.OFF
+
+        await wait_for(off_asked)
+        gate.set()
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            await asyncio.wait_for(warm, 30)
+        assert "turned OFF" in str(failed.value.cause), failed.value.cause
+        st = await asyncio.wait_for(off, 30)
+        assert (st.current_state, st.instance_count, st.last_error) == (ThermalState.OFF, 0, None)
+        assert faults.creates == [] and faults.deletes == []
