@@ -88,6 +88,8 @@ class RecordedModel(BaseModel):
     # The model's catalog limits (autoscaling bounds); None in snapshots of older versions.
     min_instances: int | None = None
     max_instances: int | None = None
+    # A change under way as recorded (False in snapshots of older versions).
+    transitioning: bool = False
 
 
 class EndpointOwner(BaseModel):
@@ -128,6 +130,9 @@ class ReconcileReport(BaseModel):
     # Workflows told that SageMaker's autoscaler moved their count within the bounds (no
     # drift): they record the count, so the uptime intervals bill what really runs.
     recounted: list[str] = Field(default_factory=list)
+    # Endpoints gone from the backend whose records still billed instances, with no running
+    # workflow to correct them: the reconcile closed the records (no instances, uptime ended).
+    closed: list[str] = Field(default_factory=list)
 
 
 @runtime_checkable
@@ -159,6 +164,11 @@ def drift_reason(row: RecordedModel, live: EndpointInfo | None) -> str | None:
         live = None  # on its way out (a scale to zero takes minutes): as good as gone
     if n == 0:
         if live is None or live.status == "Creating":  # a first warm-up records when ready
+            return None
+        if row.transitioning and row.workflow_running:
+            # A first warm-up between its create and its record (InService, the capacity
+            # step's Updating, or Failed before its cleanup): the workflow owns the outcome,
+            # and a resync would retry a failed create without its backoff.
             return None
         return f"recorded 0 instances, backend has endpoint {live.endpoint_name} ({live.status})"
     if live is None:
@@ -304,6 +314,11 @@ class BulkItemResult(BaseModel):
     error: str | None = None
 
 
+# Why a record was closed (its last_error): the reconcile deleted the endpoint, or found it gone.
+DELETED = "endpoint deleted by the reconcile: no running thermal workflow owned it"
+GONE = "endpoint gone from the backend: no running thermal workflow was left to record it"
+
+
 class FleetActivities:
     def __init__(
         self,
@@ -369,7 +384,8 @@ class FleetActivities:
             result = await conn.execute(
                 text(
                     "SELECT t.app_id, t.environment, t.model_id, t.endpoint_name, "
-                    "t.target_state, t.instance_count, m.min_instances, m.max_instances "
+                    "t.target_state, t.instance_count, m.min_instances, m.max_instances, "
+                    "t.transitioning "
                     "FROM thermal_states t LEFT JOIN self_hosted_models m USING (model_id) "
                     "WHERE (CAST(:a AS text) IS NULL OR t.app_id = :a) "
                     "AND (CAST(:e AS text) IS NULL OR t.environment = :e)"
@@ -397,6 +413,7 @@ class FleetActivities:
             workflow_running=running,
             min_instances=r[6],
             max_instances=r[7],
+            transitioning=bool(r[8]),
         )
 
     async def _owner(
@@ -445,10 +462,11 @@ class FleetActivities:
                 await self.backend.delete_endpoint(endpoint_name)
             except BackendError as err:
                 raise application_error(err) from err
-            await self._close_records(endpoint_name)
+            await self._close_records(endpoint_name, DELETED)
             return True
-        if info is None:
-            return True  # gone already (someone else)
+        if info is None:  # gone already (someone else): its records must not bill on
+            await self._close_records(endpoint_name, GONE)
+            return True
         owner = await self._tag_owner(info)
         if self._foreign(owner):
             return False
@@ -460,8 +478,22 @@ class FleetActivities:
             await self.backend.delete_endpoint(endpoint_name)
         except BackendError as err:
             raise application_error(err) from err
-        await self._close_records(endpoint_name)
+        await self._close_records(endpoint_name, DELETED)
         return True
+
+    @activity.defn(name="fleet.close_vanished")
+    async def close_vanished(self, endpoint_name: str) -> bool:
+        """The records of an endpoint that is gone (or Deleting) while they still bill
+        instances and no workflow runs to correct them: closed like a deleted orphan's.
+        Whether a record was closed: not when the endpoint is back (checked again right
+        now) or a workflow started since. Idempotent (a retry finds nothing left to close)."""
+        try:
+            info = await self.backend.describe_endpoint(endpoint_name)
+        except BackendError as err:
+            raise application_error(err) from err
+        if info is not None and info.status != "Deleting":
+            return False
+        return await self._close_records(endpoint_name, GONE) > 0
 
     async def _tag_owner(self, info: EndpointInfo) -> EndpointOwner:
         return endpoint_owner(info.endpoint_name, await self._tags(info) or {}, {})
@@ -477,14 +509,15 @@ class FleetActivities:
         )
         return True
 
-    async def _close_records(self, endpoint_name: str) -> None:
+    async def _close_records(self, endpoint_name: str, reason: str) -> int:
         """The deleted orphan's recorded state: no instances and no open uptime interval.
         Left as they were, the interval would accrue cost in `usage margin` and every
         reconcile would report drift that no workflow can resync. Only rows whose workflow
         is (still) not running, looked up per (app, env, model): a workflow started since
-        records its own truth. Idempotent (a retry finds nothing left to change)."""
+        records its own truth. Idempotent (a retry finds nothing left to change). Returns how
+        many records it closed."""
         if self.engine is None:
-            return
+            return 0
         async with self.engine.connect() as conn:
             owners = (
                 await conn.execute(
@@ -495,7 +528,7 @@ class FleetActivities:
                     {"ep": endpoint_name},
                 )
             ).all()
-        reason = "endpoint deleted by the reconcile: no running thermal workflow owned it"
+        closed = 0
         for app_id, env, model_id in owners:
             if not serves(self.apps, app_id, env):
                 continue  # a pair this deployment does not serve keeps its records
@@ -503,7 +536,7 @@ class FleetActivities:
                 continue
             key = {"a": app_id, "e": env, "m": model_id, "ep": endpoint_name, "err": reason}
             async with self.engine.begin() as conn:
-                await conn.execute(
+                result = await conn.execute(
                     text(
                         "UPDATE thermal_states SET instance_count = 0, transitioning = false, "
                         "current_state = CASE WHEN target_state = 'OFF' THEN 'OFF' "
@@ -521,6 +554,8 @@ class FleetActivities:
                     ),
                     key,
                 )
+                closed += result.rowcount
+        return closed
 
     @activity.defn(name="fleet.report")
     async def report(self, report: ReconcileReport) -> None:

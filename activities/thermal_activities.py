@@ -53,6 +53,8 @@ ERR_ENDPOINT_FAILED = "EndpointFailed"
 # later (the workflow backs off), unlike other Failed reasons (a bad image, a crashing model).
 ERR_ENDPOINT_NO_CAPACITY = "EndpointFailedNoCapacity"
 ERR_ENDPOINT_MISSING = "EndpointMissing"  # gone behind the workflow's back (drift)
+# SageMaker failed an update to the config asked and rolled back: InService on the old one.
+ERR_UPDATE_ROLLED_BACK = "EndpointUpdateRolledBack"
 # Errors meaning "the endpoint is not there": the workflow re-reads the backend and goes on.
 MISSING_ENDPOINT_ERRORS = frozenset({ERR_ENDPOINT_MISSING, "EndpointNotFound", "ResourceNotFound"})
 # Error types no retry can fix: the workflow records them and stops trying.
@@ -61,6 +63,7 @@ NON_RETRYABLE = [
     ERR_ENDPOINT_FAILED,
     ERR_ENDPOINT_NO_CAPACITY,
     ERR_ENDPOINT_MISSING,
+    ERR_UPDATE_ROLLED_BACK,
     ERR_UNKNOWN_MODEL,
     ERR_NOT_DEPLOYABLE,
 ]
@@ -71,6 +74,11 @@ def endpoint_failed(message: str, failure_reason: str | None) -> ApplicationErro
     any other reason (a bad image, a crashing model: only new intent retries it)."""
     kind = ERR_ENDPOINT_NO_CAPACITY if lacks_capacity(failure_reason) else ERR_ENDPOINT_FAILED
     return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def not_ready(message: str) -> ApplicationError:
+    """Benign: the wait's retry policy is its poll loop."""
+    return ApplicationError(message, type=ERR_NOT_READY, category=ApplicationErrorCategory.BENIGN)
 
 
 def owner_tags(workflow_id: str, model_id: str, endpoint: str) -> dict[str, str]:
@@ -117,6 +125,11 @@ class EnsureEndpointInput(BaseModel):
     instance_count: int
     min_instances: int
     max_instances: int
+
+
+class WaitInServiceInput(BaseModel):
+    endpoint_name: str
+    config_name: str  # the endpoint config the warm-up asked for (ensure_endpoint's answer)
 
 
 class SetCapacityInput(BaseModel):
@@ -238,12 +251,26 @@ class ThermalActivities:
                 info.failure_reason,
             )
         if info.status != "InService":
-            raise ApplicationError(
-                f"endpoint {endpoint_name} is {info.status}",
-                type=ERR_NOT_READY,
-                category=ApplicationErrorCategory.BENIGN,
-            )
+            raise not_ready(f"endpoint {endpoint_name} is {info.status}")
         return info
+
+    @activity.defn(name="thermal.wait_in_service_on_config")
+    async def wait_in_service_on_config(self, req: WaitInServiceInput) -> EndpointInfo:
+        """One poll, like wait_in_service, InService on the config asked only. SageMaker ends a
+        failed update InService on the old config with a FailureReason (AWS: "the status is
+        InService but update operation fails"): that is a failure, not ready. Another config
+        without a reason is an update not visible yet: not ready."""
+        info = await self.wait_in_service(req.endpoint_name)
+        if info.config_name is None or info.config_name == req.config_name:
+            return info
+        if info.failure_reason:
+            raise ApplicationError(
+                f"endpoint {req.endpoint_name}: the update to {req.config_name} failed and was "
+                f"rolled back (it serves {info.config_name}): {info.failure_reason}",
+                type=ERR_UPDATE_ROLLED_BACK,
+                non_retryable=True,
+            )
+        raise not_ready(f"endpoint {req.endpoint_name} is not on {req.config_name} yet")
 
     @activity.defn(name="thermal.set_capacity")
     async def set_capacity(self, req: SetCapacityInput) -> EndpointInfo:

@@ -8,6 +8,7 @@ is an activity (create model/config/endpoint, wait InService, capacity, delete, 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -16,12 +17,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.thermal_activities import (
         ERR_ENDPOINT_NO_CAPACITY,
+        ERR_UPDATE_ROLLED_BACK,
         MISSING_ENDPOINT_ERRORS,
         NON_RETRYABLE,
         EnsureEndpointInput,
         RecordInput,
         SetCapacityInput,
         ThermalActivities,
+        WaitInServiceInput,
     )
     from models_catalog import thermal_policy as policy
     from models_catalog.types import ThermalState
@@ -117,6 +120,17 @@ SPEC_BEFORE_CREATE_PATCH = "spec-read-before-create"
 #: before it reached the model, a release sent twice) is no completion for AUTOMATIC's
 #: statistics. Before, it counted one and restarted the idle period (asked only then).
 RELEASE_OF_HELD_LEASE_PATCH = "release-of-a-held-lease-only"
+#: A resync that reads the endpoint Deleting (SageMaker takes minutes; the model's own scale to
+#: zero may have just asked it) takes it as gone, like the reconcile does. Before, it recorded
+#: the departing instances and scaled to zero again: a second delete, a second went_cold and
+#: an uptime interval reopened (asked only when the endpoint is Deleting).
+REFRESH_DELETING_PATCH = "refresh-deleting-is-gone"
+#: A warm-up waits for InService on the endpoint config it asked for: an update SageMaker
+#: failed and rolled back (InService on the old config, a FailureReason) is told (a `failed`
+#: record and notification) before the old config serves as ready. Before, nobody heard of it
+#: and the catalog's change never applied, silently (asked at each wait of a warm-up whose
+#: ensure named its config).
+WAIT_FOR_ASKED_CONFIG_PATCH = "wait-for-the-asked-config"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -452,6 +466,9 @@ class ModelThermalWorkflow:
             self.refresh = False
             seen = self._status()
             info = await self._describe()
+            if info is not None and info.status == "Deleting":
+                if workflow.patched(REFRESH_DELETING_PATCH):
+                    info = None
             self._observe(info.instance_count if info else 0, info.status if info else None)
             unrecorded = self._status() != seen
         if self.recount_due:
@@ -557,10 +574,25 @@ class ModelThermalWorkflow:
             retry_policy=STEP_RETRY,
         )
         self.s.endpoint_status = info.status
-        info = await self._wait_in_service()
+        rolled_back = False
+        try:
+            info = await self._wait_in_service(info.config_name)
+        except ActivityError as err:
+            cause = err.cause
+            if not (isinstance(cause, ApplicationError) and cause.type == ERR_UPDATE_ROLLED_BACK):
+                raise
+            # The old config serves: callers are served by it. Operators hear of the failed
+            # update; the capacity step gives the old fleet its autoscaling back (the update
+            # deregistered it) and removes the failed config.
+            self.s.last_error = f"{_reason(err)}; the previous config serves on, and the change "
+            self.s.last_error += "applies at the next create"
+            await self._record("failed")
+            info = await self._capacity_call(desired)
+            rolled_back = True
         scales = capacity["max_instances"] > capacity["min_instances"]
-        if info.instance_count != desired or (
-            scales and workflow.patched(AUTOSCALING_AFTER_CREATE_PATCH)
+        if not rolled_back and (
+            info.instance_count != desired
+            or (scales and workflow.patched(AUTOSCALING_AFTER_CREATE_PATCH))
         ):
             info = await self._capacity_call(desired)
         self._observe(info.instance_count, info.status)
@@ -697,23 +729,31 @@ class ModelThermalWorkflow:
         self.s.current_state = self.s.target_state
         await self._record("went_cold" if self.s.target_state != OFF else "turned_off")
 
-    async def _wait_in_service(self):  # type: ignore[no-untyped-def]
-        """Poll until InService: the activity fails (benign) while not ready and Temporal retries
-        it every poll interval, so a 30-minute Creating adds no history and holds no worker slot."""
+    async def _wait_in_service(self, config: str | None = None):  # type: ignore[no-untyped-def]
+        """Poll until InService (on `config`, the one a warm-up asked for, when given): the
+        activity fails (benign) while not ready and Temporal retries it every poll interval,
+        so a 30-minute Creating adds no history and holds no worker slot."""
         assert self.spec is not None
         poll = timedelta(seconds=self.inp.timings.poll_seconds)
         deadline = self.inp.timings.warmup_deadline_seconds or DEFAULT_WARMUP_DEADLINE
-        return await workflow.execute_activity_method(
-            ThermalActivities.wait_in_service,
-            self.spec.endpoint_name,
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(seconds=deadline),
-            retry_policy=RetryPolicy(
+        options: dict[str, Any] = {
+            "start_to_close_timeout": timedelta(seconds=30),
+            "schedule_to_close_timeout": timedelta(seconds=deadline),
+            "retry_policy": RetryPolicy(
                 initial_interval=poll,
                 backoff_coefficient=1.0,
                 maximum_interval=poll,
                 non_retryable_error_types=NON_RETRYABLE,
             ),
+        }
+        if config is not None and workflow.patched(WAIT_FOR_ASKED_CONFIG_PATCH):
+            return await workflow.execute_activity_method(
+                ThermalActivities.wait_in_service_on_config,
+                WaitInServiceInput(endpoint_name=self.spec.endpoint_name, config_name=config),
+                **options,
+            )
+        return await workflow.execute_activity_method(
+            ThermalActivities.wait_in_service, self.spec.endpoint_name, **options
         )
 
     async def _describe(self):  # type: ignore[no-untyped-def]

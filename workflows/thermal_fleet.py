@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -41,6 +42,15 @@ BULK_ITEM_FAILURE_PATCH = "bulk-item-failure-reported"
 #: records it (before, the record kept the old count, and its uptime billed that; asked only
 #: when that happens).
 RECOUNT_PATCH = "reconcile-autoscaled-count"
+#: Records that bill instances of an endpoint that is gone, with no running workflow to
+#: correct them, are closed (no instances, uptime ended). Before, the drift was reported every
+#: minute and the uptime interval billed on (asked only then).
+CLOSE_VANISHED_PATCH = "reconcile-closes-vanished-records"
+#: A model's workflow that ended between the snapshot and the signal (resync, recount) is
+#: reported and skipped. Before, the failed signal failed the whole reconcile (asked only then).
+SIGNAL_ENDED_PATCH = "reconcile-signal-of-an-ended-workflow"
+#: What Temporal answers when the signalled workflow is not running.
+NOT_FOUND = "ExternalWorkflowExecutionNotFound"
 SNAPSHOT_TIMEOUT = timedelta(minutes=10)  # a big fleet; the heartbeat notices a dead worker
 SNAPSHOT_HEARTBEAT = timedelta(seconds=30)
 
@@ -102,15 +112,28 @@ class ThermalReconcileWorkflow:
             reason = drift_reason(row, endpoint)
             if reason is not None:
                 await self._drift(row, reason, report)
+                if (
+                    endpoint is None
+                    and row.instance_count > 0
+                    and not row.workflow_running
+                    and row.endpoint_name
+                    and workflow.patched(CLOSE_VANISHED_PATCH)
+                ):
+                    closed = await workflow.execute_activity_method(
+                        FleetActivities.close_vanished,
+                        row.endpoint_name,
+                        start_to_close_timeout=QUICK,
+                    )
+                    if closed:
+                        report.closed.append(row.endpoint_name)
             elif (
                 row.workflow_running
                 and autoscaler_moved(row, endpoint)
                 and workflow.patched(RECOUNT_PATCH)
             ):
                 wf_id = thermal_workflow_id(row.app_id, row.environment, row.model_id)
-                handle = workflow.get_external_workflow_handle(wf_id)
-                await handle.signal(ModelThermalWorkflow.recount)
-                report.recounted.append(wf_id)
+                if await self._signal(wf_id, ModelThermalWorkflow.recount, report):
+                    report.recounted.append(wf_id)
         for info in snap.endpoints:
             if info.endpoint_name in owned:
                 continue
@@ -138,8 +161,20 @@ class ThermalReconcileWorkflow:
         wf_id = thermal_workflow_id(row.app_id, row.environment, row.model_id)
         report.drift.append(f"{wf_id}: {reason}")
         if row.workflow_running:
-            await workflow.get_external_workflow_handle(wf_id).signal(ModelThermalWorkflow.resync)
-            report.resynced.append(wf_id)
+            if await self._signal(wf_id, ModelThermalWorkflow.resync, report):
+                report.resynced.append(wf_id)
+
+    async def _signal(self, wf_id: str, signal: Any, report: ReconcileReport) -> bool:
+        """Signal a model's workflow; False when it ended since the snapshot (its next run
+        reads the backend when it starts)."""
+        try:
+            await workflow.get_external_workflow_handle(wf_id).signal(signal)
+        except ApplicationError as err:
+            if err.type != NOT_FOUND or not workflow.patched(SIGNAL_ENDED_PATCH):
+                raise
+            report.drift.append(f"{wf_id}: its workflow ended before it could be told")
+            return False
+        return True
 
     async def _reconcile_legacy(self, inp: ReconcileInput, snap: FleetSnapshot) -> ReconcileReport:
         """The pre-patch decisions, kept so runs started before it replay."""

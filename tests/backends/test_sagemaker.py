@@ -15,6 +15,8 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.backends.base import (
     NON_RETRYABLE_ERROR_TYPES,
@@ -35,6 +37,13 @@ from activities.backends.base import (
     endpoint_name,
 )
 from activities.backends.sagemaker import SageMakerBackend, resource_name
+from activities.thermal_activities import (
+    ERR_NOT_READY,
+    ERR_UPDATE_ROLLED_BACK,
+    ThermalActivities,
+    WaitInServiceInput,
+)
+from models_catalog.catalog import load_catalog
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -1064,3 +1073,34 @@ async def test_an_update_that_may_have_been_accepted_registers_nothing(aws) -> N
     )
     with pytest.raises(Throttled):  # and no autoscaling call (none stubbed)
         await aws.backend.ensure_endpoint(new_spec)
+
+
+async def test_a_rolled_back_update_is_told_from_one_still_under_way(aws) -> None:
+    """After UpdateEndpoint, the warm-up polls for InService on the config it asked for.
+    SageMaker ends a failed update InService on the old config with a FailureReason (AWS: "the
+    status is InService but update operation fails"): the poll fails with that reason."""
+    old, new = resource_name(NAME, "0badc0de"), resource_name(NAME, "1234abcd")
+    reason = "Received server error (500) from primary with message ping failed."
+    aws.sm.add_response(
+        "describe_endpoint", described("Updating", config=old), {"EndpointName": NAME}
+    )
+    expect_tags(aws.sm)
+    aws.sm.add_response(
+        "describe_endpoint",
+        described("InService", config=old, FailureReason=reason),
+        {"EndpointName": NAME},
+    )
+    aws.sm.add_response(
+        "describe_endpoint", described("InService", config=new), {"EndpointName": NAME}
+    )
+    acts = ThermalActivities(load_catalog(), aws.backend, None)
+    req = WaitInServiceInput(endpoint_name=NAME, config_name=new)
+    with pytest.raises(ApplicationError) as updating:
+        await ActivityEnvironment().run(acts.wait_in_service_on_config, req)
+    assert updating.value.type == ERR_NOT_READY
+    with pytest.raises(ApplicationError) as rolled:
+        await ActivityEnvironment().run(acts.wait_in_service_on_config, req)
+    assert rolled.value.type == ERR_UPDATE_ROLLED_BACK and rolled.value.non_retryable
+    assert reason in rolled.value.message and old in rolled.value.message
+    info = await ActivityEnvironment().run(acts.wait_in_service_on_config, req)
+    assert (info.status, info.config_name) == ("InService", new)

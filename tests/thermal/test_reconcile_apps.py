@@ -58,7 +58,7 @@ async def reconcile(
         client,
         task_queue=queue,
         workflows=[ThermalReconcileWorkflow],
-        activities=[acts.snapshot, acts.delete_orphan, acts.report, refresh],
+        activities=[acts.snapshot, acts.delete_orphan, acts.close_vanished, acts.report, refresh],
     ):
         report = await client.execute_workflow(
             ThermalReconcileWorkflow.run, inp, id=queue, task_queue=queue
@@ -119,6 +119,14 @@ async def test_recorded_states_of_pairs_not_served_are_not_checked_for_drift(
     report, refreshed = await reconcile(temporal_client, acts, ReconcileInput())
     assert [d.split(":")[0] for d in report.drift] == [thermal_workflow_id(mine, "prod", "yolov8n")]
     assert [(s.app_id, s.environment) for s in refreshed] == [(mine, "prod")]
+    # No workflow runs to correct our record: it is closed; theirs is not touched.
+    assert report.closed == [endpoint_name(mine, "prod", "yolov8n")]
+    rows = await thermal.rows(
+        "SELECT app_id, instance_count FROM thermal_states WHERE app_id IN (:a, :b)",
+        a=mine,
+        b=theirs,
+    )
+    assert {(r["app_id"], r["instance_count"]) for r in rows} == {(mine, 0), (theirs, 1)}
 
 
 async def test_delete_orphan_refuses_an_endpoint_of_a_pair_not_served(thermal: ThermalHarness):

@@ -308,6 +308,9 @@ async def test_failed_endpoint_and_missing_endpoint_are_drift(temporal_client: C
     )
     report, _ = await run_reconcile(temporal_client, snap, ReconcileInput(app_id="acme"))
     assert len(report.drift) == 2 and "Failed" in report.drift[0], report.drift
+    # Nothing runs the missing one's workflow: its records are closed (the Failed one's
+    # endpoint is there: an orphan, deleted only when asked).
+    assert report.closed == [missing_row.endpoint_name]
 
 
 # --------------------------------------------------------------------------- big fleet (5)
@@ -425,6 +428,7 @@ async def run_reconcile(
 ) -> Any:
     """The real reconcile workflow against mocked activities that return `snap`."""
     deleted: list[str] = []
+    closed: list[str] = []  # records of a vanished endpoint closed (see the report's `closed`)
 
     @activity.defn(name="fleet.snapshot")
     async def snapshot(_: ReconcileInput) -> FleetSnapshot:
@@ -439,6 +443,11 @@ async def run_reconcile(
     async def report(_: ReconcileReport) -> None:
         return None
 
+    @activity.defn(name="fleet.close_vanished")
+    async def close_vanished(name: str) -> bool:
+        closed.append(name)
+        return True
+
     @activity.defn(name="services.refresh")
     async def refresh(_: ScopeInput) -> list[Any]:
         return []
@@ -448,7 +457,7 @@ async def run_reconcile(
         client,
         task_queue=queue,
         workflows=[ThermalReconcileWorkflow],
-        activities=[snapshot, delete_orphan, report, refresh],
+        activities=[snapshot, delete_orphan, report, refresh, close_vanished],
     ):
         handle = await client.start_workflow(
             ThermalReconcileWorkflow.run, inp, id=queue, task_queue=queue

@@ -1,0 +1,123 @@
+"""A warm-up that finds its endpoint on an older config updates it (a catalog change); SageMaker
+may fail that update and roll it back, leaving the endpoint InService on the old config with a
+FailureReason. The warm-up tells it (a `failed` notification with that reason) and the old
+config serves, instead of counting it as ready silently.
+RADIANT_RECORD_HISTORIES=1 keeps the guard history of WAIT_FOR_ASKED_CONFIG_PATCH."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.backends.base import EndpointInfo, EndpointSpec
+from activities.backends.local import LocalStandInBackend
+from activities.thermal_activities import (
+    ERR_NOT_READY,
+    ERR_UPDATE_ROLLED_BACK,
+    ThermalActivities,
+    WaitInServiceInput,
+)
+from models_catalog.catalog import load_catalog
+from models_catalog.types import ThermalState
+from tests.fixtures.worker import TIMINGS, running_harness
+from tests.thermal.test_capacity_and_leases import ENV, MODEL, _keep_history
+from workflows.thermal_types import SetTargetRequest, thermal_workflow_id
+
+REASON = (
+    "The primary container for production variant AllTraffic did not pass the ping health check."
+)
+
+
+class RollingBackBackend(LocalStandInBackend):
+    """The local stand-in, where every ensure asks for config `asked` and the endpoint then
+    serves its own (older) config with SageMaker's FailureReason: an update rolled back."""
+
+    asked = "radiant-new-config"
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.capacity_calls: list[tuple[str, int]] = []
+
+    async def set_capacity(
+        self, name: str, instance_count: int, min_instances: int, max_instances: int
+    ) -> EndpointInfo:
+        self.capacity_calls.append((name, instance_count))
+        return await super().set_capacity(name, instance_count, min_instances, max_instances)
+
+    async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
+        info = await super().ensure_endpoint(spec)
+        return info.model_copy(update={"status": "Updating", "config_name": self.asked})
+
+    async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+        info = await super().describe_endpoint(name)
+        if info is None or info.status != "InService":
+            return info
+        return info.model_copy(update={"failure_reason": REASON})
+
+
+def _serving(config: str | None, reason: str | None) -> LocalStandInBackend:
+    class Serving(LocalStandInBackend):
+        async def describe_endpoint(self, name: str) -> EndpointInfo | None:
+            return EndpointInfo(
+                endpoint_name=name,
+                model_id=MODEL,
+                status="InService",
+                instance_count=1,
+                config_name=config,
+                failure_reason=reason,
+            )
+
+    return Serving
+
+
+async def test_the_poll_tells_a_rolled_back_update_from_one_not_visible_yet(
+    tmp_path: Path,
+) -> None:
+    req = WaitInServiceInput(endpoint_name="e", config_name="new")
+
+    async def poll(config: str | None, reason: str | None) -> EndpointInfo:
+        backend = _serving(config, reason)(tmp_path)
+        acts = ThermalActivities(load_catalog(), backend, None)
+        return await ActivityEnvironment().run(acts.wait_in_service_on_config, req)
+
+    assert (await poll("new", None)).config_name == "new"
+    assert (await poll(None, None)).status == "InService"  # a backend without config names
+    with pytest.raises(ApplicationError) as pending:
+        await poll("old", None)  # UpdateEndpoint accepted, not visible yet
+    assert pending.value.type == ERR_NOT_READY and not pending.value.non_retryable
+    with pytest.raises(ApplicationError) as rolled:
+        await poll("old", REASON)
+    assert rolled.value.type == ERR_UPDATE_ROLLED_BACK and rolled.value.non_retryable
+    assert REASON in rolled.value.message and "rolled back" in rolled.value.message
+    assert "serves old" in rolled.value.message
+
+
+async def test_a_rolled_back_update_is_told_and_the_old_config_serves(
+    temporal_client: Client, catalog_db, tmp_path: Path
+) -> None:
+    """The warm-up's update rolled back: operators hear of it (a `failed` record and
+    notification with SageMaker's reason), then the old config serves and callers are served;
+    the capacity step gives the old fleet its autoscaling back (the update deregistered it)."""
+    backend = RollingBackBackend(tmp_path)
+    async with running_harness(temporal_client, catalog_db, tmp_path, backend, TIMINGS) as h:
+        app = h.new_app()
+        st = await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+        assert st.ready and st.instance_count == 1 and st.current_state == ThermalState.WARM
+        assert backend.capacity_calls == [(st.endpoint_name, 1)]
+        rows = await h.rows(
+            "SELECT kind, payload->>'error' AS error FROM notifications "
+            "WHERE app_id = :a ORDER BY id",
+            a=app,
+        )
+        assert [r["kind"] for r in rows] == [
+            "thermal.warmup_started",
+            "thermal.failed",
+            "thermal.ready",
+        ]
+        told = rows[1]["error"]
+        assert REASON in told and "rolled back" in told and "the next create" in told, told
+        await _keep_history(h, thermal_workflow_id(app, ENV, MODEL), "thermal-update-rolled-back")
