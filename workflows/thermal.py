@@ -125,6 +125,9 @@ RELEASE_OF_HELD_LEASE_PATCH = "release-of-a-held-lease-only"
 #: the departing instances and scaled to zero again: a second delete, a second went_cold and
 #: an uptime interval reopened (asked only when the endpoint is Deleting).
 REFRESH_DELETING_PATCH = "refresh-deleting-is-gone"
+#: The same at a first run's start: an endpoint found Deleting is gone, not instances to adopt
+#: (and, COLD or OFF, to delete a second time; asked only when the endpoint is Deleting).
+START_DELETING_PATCH = "start-deleting-is-gone"
 #: A warm-up waits for InService on the endpoint config it asked for: an update SageMaker
 #: failed and rolled back (InService on the old config, a FailureReason) is told (a `failed`
 #: record and notification) before the old config serves as ready. Before, nobody heard of it
@@ -274,6 +277,9 @@ class ModelThermalWorkflow:
             retry_policy=STEP_RETRY,
         )
         info = await self._describe()
+        if info is not None and info.status == "Deleting":
+            if workflow.patched(START_DELETING_PATCH):
+                info = None  # on its way out (deleted by hand, or by the reconcile)
         count = info.instance_count if info else 0
         target = recorded or self.spec.default_state
         return ThermalSnapshot(

@@ -143,6 +143,24 @@ async def test_a_resync_that_reads_the_endpoint_deleting_takes_it_as_gone(linger
     await _keep_history(h, wf_id, "thermal-refresh-deleting")
 
 
+async def test_a_workflow_starting_while_its_endpoint_is_deleting_adopts_nothing(lingering):
+    """A COLD model serving a caller; its workflow is terminated and its endpoint deleted by
+    hand. The workflow started again finds the endpoint still Deleting: nothing to adopt, so
+    no second delete and no went_cold for instances it never ran; the records close."""
+    h, backend, faults = lingering
+    app = h.new_app()
+    st = await asyncio.wait_for(h.control.warm_up(app, ENV, MODEL), 60)
+    wf_id = thermal_workflow_id(app, ENV, MODEL)
+    await h.client.get_workflow_handle(wf_id).terminate("test")
+    await backend.delete_endpoint(st.endpoint_name)  # by hand: Deleting for a while
+    st = await _set(h, app, ThermalState.COLD)  # starts the workflow again
+    assert (st.instance_count, st.endpoint_status) == (0, None)
+    assert faults.deletes == [st.endpoint_name]  # the one by hand
+    assert await _kinds(h, app) == ["thermal.warmup_started", "thermal.ready"]
+    assert await _uptime(h, app) == [(1, False)]
+    await _keep_history(h, wf_id, "thermal-start-deleting")
+
+
 async def test_records_of_an_endpoint_gone_without_its_workflow_are_closed(lingering):
     """The workflow is gone (terminated) and so is its endpoint (deleted by hand): nobody is
     left to correct the record, so the reconcile closes it; its uptime stops billing and the

@@ -105,6 +105,8 @@ GUARD_HISTORIES = {
     "reconcile-closes-vanished",
     "reconcile-signal-ended",
     "thermal-refresh-deleting",
+    "old-thermal-start-deleting",
+    "thermal-start-deleting",
     "old-thermal-update-rolled-back",
     "thermal-update-rolled-back",
     "patched-job-cancelled-while-metering",
