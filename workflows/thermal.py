@@ -188,6 +188,10 @@ class ModelThermalWorkflow:
         self.backoff_generation = 0  # the intent that failed; new intent ends the backoff
         self.backoff_desired: int | None = None  # the count that failed: held until retry
         self.backoff_create = False  # the backoff is of a create (nothing serves meanwhile)
+        # A rolled-back update deregistered the old fleet's autoscaling: the capacity step is
+        # owed even when the count is right (WAIT_FOR_ASKED_CONFIG_PATCH runs only).
+        self.autoscaling_owed = False
+        self.rollback_note: str | None = None  # why the old config serves: kept as last_error
         if inp.snapshot is not None and (held := inp.snapshot.capacity_backoff) is not None:
             self.capacity_failures, self.capacity_retry_at = held.failures, held.retry_at
             self.backoff_generation, self.backoff_desired = held.generation, held.desired
@@ -504,10 +508,10 @@ class ModelThermalWorkflow:
                     await self._scale_to_zero()
             elif self.s.instance_count == 0 or self.s.endpoint_status != "InService":
                 await self._warm_up(desired)
-            elif desired != self.s.instance_count:
+            elif desired != self.s.instance_count or self.autoscaling_owed:
                 await self._set_capacity(desired)
             self.s.current_state = self.s.target_state
-            self.s.last_error = None
+            self.s.last_error, self.rollback_note = self.rollback_note, None
             self.blocked = False
             self.capacity_failures, self.capacity_retry_at = 0, None
             self.backoff_create = False
@@ -593,7 +597,9 @@ class ModelThermalWorkflow:
             self.s.last_error = f"{_reason(err)}; the previous config serves on, and the change "
             self.s.last_error += "applies at the next create"
             await self._record("failed")
+            self.autoscaling_owed = True  # until a capacity step succeeds (this one may fail)
             info = await self._capacity_call(desired)
+            self.rollback_note = self.s.last_error
             rolled_back = True
         scales = capacity["max_instances"] > capacity["min_instances"]
         if not rolled_back and (
@@ -638,7 +644,9 @@ class ModelThermalWorkflow:
             heartbeat_timeout=STEP_HEARTBEAT,
             retry_policy=self._capacity_retry(),
         )
-        return await self._wait_in_service()
+        info = await self._wait_in_service()
+        self.autoscaling_owed = False  # registered with the capacity
+        return info
 
     def _capacity_retry(self) -> RetryPolicy:
         """Bounded tries: the failure is then handled as a whole (with backoff, or on runs

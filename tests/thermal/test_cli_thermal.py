@@ -314,6 +314,33 @@ async def test_warm_deadline_bounds_the_wait_without_a_worker(thermal: ThermalHa
         ).terminate("test: done")
 
 
+async def test_warm_deadline_holds_when_the_sdk_words_the_cancellation_its_own_way(
+    thermal: ThermalHarness, monkeypatch
+):
+    """The SDK turns the cancellation of a wait on an update into its own error, which
+    asyncio.timeout passes on untouched: the deadline is still told as the deadline (exit 2),
+    not as an interruption (exit 130)."""
+    import asyncio
+
+    from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+
+    from workers.cli import thermal as thermal_cli
+
+    async def never_accepted(self: Client, *args: object, **kwargs: object) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError as err:  # what temporalio/client/_impl.py does
+            raise WorkflowUpdateRPCTimeoutOrCancelledError() from err
+
+    monkeypatch.setattr(Client, "start_update_with_start_workflow", never_accepted)
+    monkeypatch.setattr(thermal_cli, "DEADLINE_MARGIN_S", 0.2)
+    app = thermal.new_app()
+    res = await invoke_cli(thermal, monkeypatch, "thermal", "warm", "yolov8n", "--app", app,
+                           "--env", "test", "--deadline", "1")  # fmt: skip
+    assert res.exit_code == 2, res.output + res.stderr
+    assert "yolov8n was not ready within 1s; no worker accepted" in res.stderr, res.stderr
+
+
 def test_an_interrupted_update_wait_is_one_line(capsys):
     """Ctrl-C while the SDK waits on an update reaches the CLI as the SDK's own error, not
     KeyboardInterrupt: still one line and exit 130, not a traceback."""

@@ -109,6 +109,7 @@ GUARD_HISTORIES = {
     "thermal-start-deleting",
     "old-thermal-update-rolled-back",
     "thermal-update-rolled-back",
+    "thermal-update-rolled-back-capacity-failed",
     "patched-job-cancelled-while-metering",
     "reconcile-autoscaled-count",
     "reconcile-shared-endpoint-name",

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.backends.base import EndpointInfo, EndpointSpec
+from activities.backends.errors import QuotaExceeded
 from activities.backends.local import LocalStandInBackend
 from activities.thermal_activities import (
     ERR_NOT_READY,
@@ -23,6 +24,7 @@ from activities.thermal_activities import (
 )
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, running_harness
 from tests.thermal.test_capacity_and_leases import ENV, MODEL, _keep_history
 from workflows.thermal_types import SetTargetRequest, thermal_workflow_id
@@ -38,14 +40,18 @@ class RollingBackBackend(LocalStandInBackend):
 
     asked = "radiant-new-config"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, refuse_capacity: int = 0, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.capacity_calls: list[tuple[str, int]] = []
+        self.refuse_capacity = refuse_capacity  # capacity changes refused (for good) first
 
     async def set_capacity(
         self, name: str, instance_count: int, min_instances: int, max_instances: int
     ) -> EndpointInfo:
         self.capacity_calls.append((name, instance_count))
+        if self.refuse_capacity:
+            self.refuse_capacity -= 1
+            raise QuotaExceeded("autoscaling target refused (injected)")
         return await super().set_capacity(name, instance_count, min_instances, max_instances)
 
     async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
@@ -120,4 +126,32 @@ async def test_a_rolled_back_update_is_told_and_the_old_config_serves(
         ]
         told = rows[1]["error"]
         assert REASON in told and "rolled back" in told and "the next create" in told, told
+        # Kept where `thermal show` and the record say why the old config serves.
+        assert (await h.control.status(app, ENV, MODEL)).last_error == told
+        [row] = await h.rows("SELECT last_error FROM thermal_states WHERE app_id = :a", a=app)
+        assert row["last_error"] == told
         await _keep_history(h, thermal_workflow_id(app, ENV, MODEL), "thermal-update-rolled-back")
+
+
+async def test_autoscaling_owed_after_a_rollback_is_registered_after_the_backoff(
+    temporal_client: Client, catalog_db, tmp_path: Path
+) -> None:
+    """The capacity step after the rollback fails too: the model serves on with the error and
+    backs off; the retry makes the capacity call although the count is right (the rolled-back
+    update deregistered the old fleet's autoscaling, and nothing else would register it)."""
+    backend = RollingBackBackend(tmp_path, refuse_capacity=1)
+    timings = TIMINGS.model_copy(update={"capacity_retry_seconds": 1.0})
+    async with running_harness(temporal_client, catalog_db, tmp_path, backend, timings) as h:
+        app = h.new_app()
+        with pytest.raises(WorkflowUpdateFailedError):
+            await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+
+        async def registered() -> bool:
+            st = await h.control.status(app, ENV, MODEL)
+            return len(backend.capacity_calls) == 2 and st.last_error is None
+
+        await wait_for(registered)
+        st = await h.control.status(app, ENV, MODEL)
+        assert st.ready and st.current_state == ThermalState.WARM and st.instance_count == 1
+        wf_id = thermal_workflow_id(app, ENV, MODEL)
+        await _keep_history(h, wf_id, "thermal-update-rolled-back-capacity-failed")

@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Column
 from sqlalchemy import text
 from temporalio.client import (
+    RPCTimeoutOrCancelledError,
     WorkflowQueryFailedError,
     WorkflowUpdateStage,
 )
@@ -337,10 +338,15 @@ def warm(
             return await go()
         # The workflow times the wait from when it accepts the warm-up; with no worker it
         # never does, so the CLI keeps its own clock (a margin for the round trips).
+        limit = asyncio.timeout(deadline + DEADLINE_MARGIN_S)
         try:
-            async with asyncio.timeout(deadline + DEADLINE_MARGIN_S):
+            async with limit:
                 return await go()
-        except TimeoutError:
+        except (TimeoutError, RPCTimeoutOrCancelledError):
+            # The SDK turns the cancellation of a wait on an update into its own error, which
+            # asyncio.timeout passes on as it is: the limit says whether it was the deadline.
+            if not limit.expired():
+                raise
             why = "the warm-up goes on" if accepted else "no worker accepted the warm-up in time"
             fail(f"{model_id} was not ready within {deadline:g}s; {why}")
 
