@@ -190,7 +190,7 @@ class ModelThermalWorkflow:
         self.backoff_create = False  # the backoff is of a create (nothing serves meanwhile)
         # A rolled-back update deregistered the old fleet's autoscaling: the capacity step is
         # owed even when the count is right (WAIT_FOR_ASKED_CONFIG_PATCH runs only).
-        self.autoscaling_owed = False
+        self.autoscaling_owed = inp.snapshot is not None and inp.snapshot.autoscaling_owed
         self.rollback_note: str | None = None  # why the old config serves: kept as last_error
         if inp.snapshot is not None and (held := inp.snapshot.capacity_backoff) is not None:
             self.capacity_failures, self.capacity_retry_at = held.failures, held.retry_at
@@ -253,6 +253,7 @@ class ModelThermalWorkflow:
                             update={
                                 "capacity_backoff": self._backoff_to_carry(),
                                 "refresh": self.refresh,
+                                "autoscaling_owed": self.autoscaling_owed,
                                 # still blocked: the next run does not retry it on its own
                                 "failed_generation": self.s.generation
                                 if self._is_blocked() and self.blocked_generation is not None

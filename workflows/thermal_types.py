@@ -99,6 +99,8 @@ class ThermalSnapshot(BaseModel):
     demand_failed_at: datetime | None = None
     capacity_backoff: CapacityBackoff | None = None  # set only when continuing as new
     refresh: bool = False  # a re-read of the backend still due (set only when continuing as new)
+    # A capacity step still owed after a rolled-back update (set only when continuing as new).
+    autoscaling_owed: bool = False
     #: The count SageMaker's autoscaler moved the endpoint to (within the bounds registered),
     #: adopted for this target generation: kept instead of scaled back, its uptime billed.
     autoscaled_count: int | None = None

@@ -27,7 +27,13 @@ from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.worker import TIMINGS, running_harness
 from tests.thermal.test_capacity_and_leases import ENV, MODEL, _keep_history
-from workflows.thermal_types import SetTargetRequest, thermal_workflow_id
+from workflows.thermal import ModelThermalWorkflow
+from workflows.thermal_types import (
+    ModelThermalInput,
+    SetTargetRequest,
+    ThermalSnapshot,
+    thermal_workflow_id,
+)
 
 REASON = (
     "The primary container for production variant AllTraffic did not pass the ping health check."
@@ -155,3 +161,14 @@ async def test_autoscaling_owed_after_a_rollback_is_registered_after_the_backoff
         assert st.ready and st.current_state == ThermalState.WARM and st.instance_count == 1
         wf_id = thermal_workflow_id(app, ENV, MODEL)
         await _keep_history(h, wf_id, "thermal-update-rolled-back-capacity-failed")
+
+
+def test_owed_autoscaling_is_carried_across_continue_as_new() -> None:
+    """The next run makes the owed capacity step too (the snapshot carries the debt)."""
+    snap = ThermalSnapshot(
+        target_state=ThermalState.WARM, current_state=ThermalState.WARM, instance_count=1
+    )
+    inp = ModelThermalInput(app_id="a", environment="e", model_id=MODEL, snapshot=snap)
+    assert ModelThermalWorkflow(inp).autoscaling_owed is False
+    owed = snap.model_copy(update={"autoscaling_owed": True})
+    assert ModelThermalWorkflow(inp.model_copy(update={"snapshot": owed})).autoscaling_owed
