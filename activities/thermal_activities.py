@@ -130,6 +130,12 @@ class EnsureEndpointInput(BaseModel):
 class WaitInServiceInput(BaseModel):
     endpoint_name: str
     config_name: str  # the endpoint config the warm-up asked for (ensure_endpoint's answer)
+    # The FailureReason the endpoint showed before the update (an earlier failure's): seen
+    # again in the first polls, it may be the update not showing yet rather than its end.
+    stale_reason: str | None = None
+
+
+STALE_REASON_POLLS = 3  # polls that give the earlier reason the benefit of the doubt
 
 
 class SetCapacityInput(BaseModel):
@@ -259,11 +265,15 @@ class ThermalActivities:
         """One poll, like wait_in_service, InService on the config asked only. SageMaker ends a
         failed update InService on the old config with a FailureReason (AWS: "the status is
         InService but update operation fails"): that is a failure, not ready. Another config
-        without a reason is an update not visible yet: not ready."""
+        without a reason is an update not visible yet: not ready; so is the reason the endpoint
+        showed before the update, in the first polls (the same failure again after them)."""
         info = await self.wait_in_service(req.endpoint_name)
         if info.config_name is None or info.config_name == req.config_name:
             return info
         if info.failure_reason:
+            if info.failure_reason == req.stale_reason:
+                if activity.info().attempt <= STALE_REASON_POLLS:
+                    raise not_ready(f"endpoint {req.endpoint_name} is not on {req.config_name} yet")
             raise ApplicationError(
                 f"endpoint {req.endpoint_name}: the update to {req.config_name} failed and was "
                 f"rolled back (it serves {info.config_name}): {info.failure_reason}",

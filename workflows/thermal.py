@@ -587,7 +587,7 @@ class ModelThermalWorkflow:
         self.s.endpoint_status = info.status
         rolled_back = False
         try:
-            info = await self._wait_in_service(info.config_name)
+            info = await self._wait_in_service(info.config_name, info.failure_reason)
         except ActivityError as err:
             cause = err.cause
             if not (isinstance(cause, ApplicationError) and cause.type == ERR_UPDATE_ROLLED_BACK):
@@ -744,7 +744,9 @@ class ModelThermalWorkflow:
         self.s.current_state = self.s.target_state
         await self._record("went_cold" if self.s.target_state != OFF else "turned_off")
 
-    async def _wait_in_service(self, config: str | None = None):  # type: ignore[no-untyped-def]
+    async def _wait_in_service(  # type: ignore[no-untyped-def]
+        self, config: str | None = None, stale_reason: str | None = None
+    ):
         """Poll until InService (on `config`, the one a warm-up asked for, when given): the
         activity fails (benign) while not ready and Temporal retries it every poll interval,
         so a 30-minute Creating adds no history and holds no worker slot."""
@@ -764,7 +766,11 @@ class ModelThermalWorkflow:
         if config is not None and workflow.patched(WAIT_FOR_ASKED_CONFIG_PATCH):
             return await workflow.execute_activity_method(
                 ThermalActivities.wait_in_service_on_config,
-                WaitInServiceInput(endpoint_name=self.spec.endpoint_name, config_name=config),
+                WaitInServiceInput(
+                    endpoint_name=self.spec.endpoint_name,
+                    config_name=config,
+                    stale_reason=stale_reason,
+                ),
                 **options,
             )
         return await workflow.execute_activity_method(

@@ -6,6 +6,7 @@ RADIANT_RECORD_HISTORIES=1 keeps the guard history of WAIT_FOR_ASKED_CONFIG_PATC
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from activities.backends.local import LocalStandInBackend
 from activities.thermal_activities import (
     ERR_NOT_READY,
     ERR_UPDATE_ROLLED_BACK,
+    STALE_REASON_POLLS,
     ThermalActivities,
     WaitInServiceInput,
 )
@@ -106,6 +108,27 @@ async def test_the_poll_tells_a_rolled_back_update_from_one_not_visible_yet(
     assert rolled.value.type == ERR_UPDATE_ROLLED_BACK and rolled.value.non_retryable
     assert REASON in rolled.value.message and "rolled back" in rolled.value.message
     assert "serves old" in rolled.value.message
+
+
+async def test_the_reason_of_an_earlier_failure_gets_the_first_polls(tmp_path: Path) -> None:
+    """SageMaker keeps an earlier failed update's FailureReason until the next update shows:
+    seen again in the first polls, it is not yet this update's end; after them it is (the
+    same failure twice). Another reason is this update's at once."""
+    acts = ThermalActivities(load_catalog(), _serving("old", REASON)(tmp_path), None)
+    req = WaitInServiceInput(endpoint_name="e", config_name="new", stale_reason=REASON)
+
+    async def poll(req: WaitInServiceInput, attempt: int) -> ApplicationError:
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, attempt=attempt)
+        with pytest.raises(ApplicationError) as err:
+            await env.run(acts.wait_in_service_on_config, req)
+        return err.value
+
+    for attempt in range(1, STALE_REASON_POLLS + 1):
+        assert (await poll(req, attempt)).type == ERR_NOT_READY
+    assert (await poll(req, STALE_REASON_POLLS + 1)).type == ERR_UPDATE_ROLLED_BACK
+    other = req.model_copy(update={"stale_reason": "an earlier, different failure"})
+    assert (await poll(other, 1)).type == ERR_UPDATE_ROLLED_BACK
 
 
 async def test_a_rolled_back_update_is_told_and_the_old_config_serves(
