@@ -524,6 +524,7 @@ class ModelThermalWorkflow:
             ):
                 await self._record(None)  # waiters wake after this: they wait for `converging`
         except ActivityError as err:
+            self.rollback_note = None  # this pass's error is the one to show
             cause = err.cause
             missing = isinstance(cause, ApplicationError) and cause.type in MISSING_ENDPOINT_ERRORS
             if missing and self.missing_retries < 3:
@@ -740,6 +741,7 @@ class ModelThermalWorkflow:
             retry_policy=STEP_RETRY,
         )
         self._observe(0, None)
+        self.autoscaling_owed = False  # no fleet left to register
         self.s.transitioning = False
         self.s.current_state = self.s.target_state
         await self._record("went_cold" if self.s.target_state != OFF else "turned_off")
@@ -835,6 +837,7 @@ class ModelThermalWorkflow:
                 retry_policy=STEP_RETRY,
             )
             info = None
+            self.autoscaling_owed = False  # no fleet left to register
         self._observe(info.instance_count if info else 0, info.status if info else None)
 
     def _observe(self, count: int, status: str | None) -> None:
