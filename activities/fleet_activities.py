@@ -510,7 +510,8 @@ class FleetActivities:
         return True
 
     async def _close_records(self, endpoint_name: str, reason: str) -> int:
-        """The deleted orphan's recorded state: no instances and no open uptime interval.
+        """Close the records of an endpoint deleted or gone (`reason`, kept as last_error): no
+        instances and no open uptime interval.
         Left as they were, the interval would accrue cost in `usage margin` and every
         reconcile would report drift that no workflow can resync. Only rows whose workflow
         is (still) not running, looked up per (app, env, model): a workflow started since

@@ -270,17 +270,16 @@ class ThermalActivities:
         info = await self.wait_in_service(req.endpoint_name)
         if info.config_name is None or info.config_name == req.config_name:
             return info
-        if info.failure_reason:
-            if info.failure_reason == req.stale_reason:
-                if activity.info().attempt <= STALE_REASON_POLLS:
-                    raise not_ready(f"endpoint {req.endpoint_name} is not on {req.config_name} yet")
-            raise ApplicationError(
-                f"endpoint {req.endpoint_name}: the update to {req.config_name} failed and was "
-                f"rolled back (it serves {info.config_name}): {info.failure_reason}",
-                type=ERR_UPDATE_ROLLED_BACK,
-                non_retryable=True,
-            )
-        raise not_ready(f"endpoint {req.endpoint_name} is not on {req.config_name} yet")
+        reason = info.failure_reason
+        earlier = reason == req.stale_reason and activity.info().attempt <= STALE_REASON_POLLS
+        if not reason or earlier:
+            raise not_ready(f"endpoint {req.endpoint_name} is not on {req.config_name} yet")
+        raise ApplicationError(
+            f"endpoint {req.endpoint_name}: the update to {req.config_name} failed and was "
+            f"rolled back (it serves {info.config_name}): {reason}",
+            type=ERR_UPDATE_ROLLED_BACK,
+            non_retryable=True,
+        )
 
     @activity.defn(name="thermal.set_capacity")
     async def set_capacity(self, req: SetCapacityInput) -> EndpointInfo:

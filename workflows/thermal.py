@@ -281,10 +281,7 @@ class ModelThermalWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STEP_RETRY,
         )
-        info = await self._describe()
-        if info is not None and info.status == "Deleting":
-            if workflow.patched(START_DELETING_PATCH):
-                info = None  # on its way out (deleted by hand, or by the reconcile)
+        info = await self._describe_present(START_DELETING_PATCH)
         count = info.instance_count if info else 0
         target = recorded or self.spec.default_state
         return ThermalSnapshot(
@@ -476,10 +473,7 @@ class ModelThermalWorkflow:
         if self.refresh:  # the reconcile saw drift: believe the backend, not our snapshot
             self.refresh = False
             seen = self._status()
-            info = await self._describe()
-            if info is not None and info.status == "Deleting":
-                if workflow.patched(REFRESH_DELETING_PATCH):
-                    info = None
+            info = await self._describe_present(REFRESH_DELETING_PATCH)
             self._observe(info.instance_count if info else 0, info.status if info else None)
             unrecorded = self._status() != seen
         if self.recount_due:
@@ -596,8 +590,10 @@ class ModelThermalWorkflow:
             # The old config serves: callers are served by it. Operators hear of the failed
             # update; the capacity step gives the old fleet its autoscaling back (the update
             # deregistered it) and removes the failed config.
-            self.s.last_error = f"{_reason(err)}; the previous config serves on, and the change "
-            self.s.last_error += "applies at the next create"
+            self.s.last_error = (
+                f"{_reason(err)}; the previous config serves on, and the change applies at the "
+                "next create"
+            )
             await self._record("failed")
             self.autoscaling_owed = True  # until a capacity step succeeds (this one may fail)
             info = await self._capacity_call(desired)
@@ -778,6 +774,14 @@ class ModelThermalWorkflow:
         return await workflow.execute_activity_method(
             ThermalActivities.wait_in_service, self.spec.endpoint_name, **options
         )
+
+    async def _describe_present(self, patch: str):  # type: ignore[no-untyped-def]
+        """The endpoint, None when it is Deleting (on its way out: nothing to adopt or delete
+        again), as the reconcile sees it; `patch`: the call site's (asked only then)."""
+        info = await self._describe()
+        if info is not None and info.status == "Deleting" and workflow.patched(patch):
+            return None
+        return info
 
     async def _describe(self):  # type: ignore[no-untyped-def]
         assert self.spec is not None

@@ -220,7 +220,11 @@ async def test_a_first_warm_up_between_its_create_and_its_record_is_no_drift(lin
     faults.capacity_delay = 4.0
     app = h.new_app()
     setting = asyncio.ensure_future(_set(h, app, ThermalState.HOT))
-    await wait_for(lambda: _true(bool(faults.capacity_calls)))
+
+    async def capacity_step_started() -> bool:
+        return bool(faults.capacity_calls)
+
+    await wait_for(capacity_step_started)
     [row] = await h.rows(
         "SELECT instance_count, transitioning FROM thermal_states WHERE app_id = :a", a=app
     )
@@ -228,10 +232,6 @@ async def test_a_first_warm_up_between_its_create_and_its_record_is_no_drift(lin
     report = await _reconcile(h, app)
     assert (report.drift, report.resynced) == ([], [])
     assert (await setting).instance_count == 2
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def test_drift_of_a_transitioning_row_is_left_to_its_running_workflow() -> None:
