@@ -598,3 +598,21 @@ class FleetActivities:
                 model_id=item.model_id, ok=False, error=str(getattr(exc, "cause", None) or exc)
             )
         return BulkItemResult(model_id=item.model_id, ok=True, status=status)
+
+
+async def end_uptime_of_stopped(engine: AsyncEngine, endpoint_names: list[str]) -> int:
+    """End the open uptime intervals of endpoints stopped outside any workflow (the dev stack's
+    Ctrl-C stops the local model servers): they would bill on until the next reconcile.
+    The thermal records keep their instances, so that reconcile still sees the drift and lets
+    each workflow record its own truth (with no interval left to close). How many ended."""
+    if not endpoint_names:
+        return 0
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            text(  # GREATEST: the interval opened on a worker's clock, never reversed
+                "UPDATE endpoint_uptime SET ended_at = GREATEST(now(), started_at) "
+                "WHERE endpoint_name = ANY(:eps) AND ended_at IS NULL"
+            ),
+            {"eps": endpoint_names},
+        )
+    return result.rowcount

@@ -166,6 +166,9 @@ async def refresh_service_states(
                         "s": service.id,
                         "p": json.dumps(
                             {
+                                # the pair too: `radiant watch` prints the payload alone
+                                "app_id": app_id,
+                                "environment": env,
                                 "service_id": service.id,
                                 "from": previous.get(service.id),
                                 "to": status.state.value,

@@ -21,8 +21,10 @@ rarely, about half of them at most once an hour):
 - ``rare``: 1-8 sessions a day; the gaps between sessions are Pareto (alpha 1.2, heavy-tailed,
   mean 1 day / sessions-per-day); a session is 1 request plus a geometric number of follow-ups
   (p = 0.5, at most 4) spaced by exponential gaps of mean 90 s.
-- ``mixed``: the models are shuffled with the seed and dealt round-robin to the four families
-  above (so each family gets a quarter of the models), then each is generated as its family.
+- ``mixed``: the models are sorted, shuffled with the seed and dealt round-robin to the four
+  families above (so each family gets a quarter of the models), then each is generated as its
+  family. The deal depends on the whole model set: adding or removing a model can move others
+  to another family.
 
 Durations: log-normal (sigma 0.5) around a per-category median service time on the model's GPU
 (``CATEGORY_SERVICE_S``), clipped to [0.01 s, 1 h]. "One instance's capacity" is ``concurrency``
@@ -30,7 +32,13 @@ Durations: log-normal (sigma 0.5) around a per-category median service time on t
 
 Every model's stream comes from its own ``random.Random`` seeded with a string built from the
 seed, family and model id (string seeds hash deterministically, independent of PYTHONHASHSEED),
-so a model's trace does not change when other models are added or removed.
+so with a single family a model's trace does not change when other models are added or removed;
+with ``mixed`` it does not change as long as the model keeps its family (see above).
+
+Reading (``read_trace_csv``) refuses what no generated trace contains and what would only cost
+time, memory or nonsense bills: arrivals after ``MAX_TRACE_DAYS`` days, durations over
+``MAX_DURATION_S``, more than ``MAX_TRACE_ROWS`` requests. Errors are one line, with the line
+number and field values cut to ``MAX_ECHO_CHARS``.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import io
 import math
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,6 +77,18 @@ DEFAULT_SERVICE_S = 5.0
 PEAK_UTILIZATION = 0.3
 BURST_UTILIZATION = 0.5
 
+#: Longest trace (`make-trace --days` and the last arrival a trace may have): a season of
+#: traffic; later arrivals only cost replay time and bill idle instances for months.
+MAX_TRACE_DAYS = 90
+MAX_ARRIVAL_S = MAX_TRACE_DAYS * DAY_S
+#: Longest request (the generator clips at 1 h); beyond that the bill is nonsense.
+MAX_DURATION_S = DAY_S
+#: Most requests a trace may hold (a generated 90-day trace has well under a million), so a
+#: runaway file fails fast instead of exhausting memory.
+MAX_TRACE_ROWS = 5_000_000
+#: Field values echoed in an error are cut to this many characters (errors stay one short line).
+MAX_ECHO_CHARS = 80
+
 
 class TraceFormatError(ValueError):
     """A trace file that cannot be replayed (message is one line, with the line number)."""
@@ -79,6 +99,16 @@ class TraceRow:
     model_id: str
     arrival_ts: float
     duration_s: float
+    #: first source line of the row in the CSV read (0 if not read from a file); not compared,
+    #: so a trace read back equals the trace written
+    line: int = field(default=0, compare=False, repr=False)
+
+
+def quote_field(value: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr`` of a field value for an error message, cut to ``limit`` characters."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} chars)"
 
 
 @dataclass(frozen=True)
@@ -279,6 +309,13 @@ def read_trace_csv(source: IO[str] | str | Path) -> list[TraceRow]:
             raise TraceFormatError("the trace file is not UTF-8 text") from exc
     reader = csv.reader(source)
     try:
+        return _read_rows(reader)
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit(), a NUL byte
+        raise TraceFormatError(f"line {reader.line_num}: {exc}") from None
+
+
+def _read_rows(reader: Any) -> list[TraceRow]:
+    try:
         header = next(reader)
     except StopIteration:
         raise TraceFormatError(
@@ -286,10 +323,13 @@ def read_trace_csv(source: IO[str] | str | Path) -> list[TraceRow]:
         ) from None
     if tuple(h.strip().lstrip("\ufeff") for h in header) != HEADER:
         raise TraceFormatError(
-            f"bad header {','.join(header)!r}: expected model_id,arrival_ts,duration_s"
+            f"bad header {quote_field(','.join(header))}: expected model_id,arrival_ts,duration_s"
         )
     rows: list[TraceRow] = []
-    for lineno, rec in enumerate(reader, start=2):
+    end = reader.line_num
+    for rec in reader:
+        # the record's first line (a quoted field may span lines; blank lines count)
+        lineno, end = end + 1, reader.line_num
         if not rec or all(not c.strip() for c in rec):
             continue
         if len(rec) != 3:
@@ -303,11 +343,25 @@ def read_trace_csv(source: IO[str] | str | Path) -> list[TraceRow]:
         except ValueError:
             raise TraceFormatError(
                 f"line {lineno}: arrival_ts and duration_s must be numbers, got "
-                f"{rec[1].strip()!r}, {rec[2].strip()!r}"
+                f"{quote_field(rec[1].strip())}, {quote_field(rec[2].strip())}"
             ) from None
         if not (math.isfinite(ts) and math.isfinite(dur)) or ts < 0 or dur < 0:
             raise TraceFormatError(
                 f"line {lineno}: arrival_ts and duration_s must be finite and >= 0"
             )
-        rows.append(TraceRow(mid, ts, dur))
+        if ts > MAX_ARRIVAL_S:
+            raise TraceFormatError(
+                f"line {lineno}: arrival_ts {ts:g} is after the longest trace "
+                f"({MAX_TRACE_DAYS} days = {MAX_ARRIVAL_S:.0f} s)"
+            )
+        if dur > MAX_DURATION_S:
+            raise TraceFormatError(
+                f"line {lineno}: duration_s {dur:g} is over the limit of {MAX_DURATION_S:.0f} s"
+                " (1 day)"
+            )
+        if len(rows) >= MAX_TRACE_ROWS:
+            raise TraceFormatError(
+                f"line {lineno}: more than {MAX_TRACE_ROWS:,} requests; replay a shorter trace"
+            )
+        rows.append(TraceRow(mid, ts, dur, lineno))
     return rows

@@ -176,8 +176,11 @@ def unavailable_error(url: str | URL, err: BaseException) -> DatabaseUnavailable
     parsed = url if isinstance(url, URL) else make_url(url)
     reason = one_line(getattr(err, "orig", None) or err)
     # A password of a few characters would mangle ordinary words; those are no secret anyway.
-    if parsed.password and len(str(parsed.password)) >= MASKED_PASSWORD_MIN:
-        reason = reason.replace(str(parsed.password), "***")
+    # Nor is one equal to the user name (the default radiant_app/radiant_app), which the URL
+    # shows: masked, `role "radiant_app" does not exist` would lose the role it names.
+    password = str(parsed.password or "")
+    if len(password) >= MASKED_PASSWORD_MIN and password != parsed.username:
+        reason = reason.replace(password, "***")
     return DatabaseUnavailableError(
         target=describe_target(parsed), url=mask_url(parsed), reason=reason
     )

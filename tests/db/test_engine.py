@@ -50,6 +50,16 @@ def test_a_one_letter_password_does_not_mangle_the_reason() -> None:
     assert "port 1 refused; accepting TCP/IP" in str(err) and "u:***@" in str(err)
 
 
+def test_a_password_equal_to_the_user_name_keeps_the_role_in_the_reason() -> None:
+    """The defaults (radiant_app/radiant_app): the CLI spots a database not migrated yet by
+    the role named in the reason, and the URL shows that name anyway."""
+    err = unavailable_error(
+        "postgresql://radiant_app:radiant_app@127.0.0.1:1/db",
+        OSError('FATAL:  role "radiant_app" does not exist'),
+    )
+    assert 'role "radiant_app" does not exist' in str(err) and "radiant_app:***@" in str(err)
+
+
 async def test_unreachable_async_and_via_migrate() -> None:
     url = f"postgresql+psycopg://u:pw@127.0.0.1:{_closed_port()}/x"
     with pytest.raises(DatabaseUnavailableError):

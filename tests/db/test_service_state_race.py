@@ -148,3 +148,24 @@ async def test_the_reason_says_who_disabled_a_service(engine: AsyncEngine):
     enabled = CATALOG.service("perception").model_copy(update={"default_state": "RUNNING"})
     status = service_status(CATALOG, enabled, {}, admin_disabled=True)
     assert (status.state.value, status.reason) == ("DISABLED", "disabled by an admin")
+
+
+async def test_a_state_change_notification_names_its_app_and_environment(engine: AsyncEngine):
+    """`radiant watch` prints the payload: it alone must say which (app, env) changed."""
+    app = f"race{uuid.uuid4().hex[:8]}"
+    await refresh_service_states(engine, CATALOG, app, ENV)
+    async with engine.connect() as conn:
+        payload = (
+            await conn.execute(
+                text(
+                    "SELECT payload FROM notifications WHERE kind = 'service.state_changed' "
+                    "AND app_id = :a AND service_id = :s"
+                ),
+                {"a": app, "s": SERVICE},
+            )
+        ).scalar_one()
+    assert (payload["app_id"], payload["environment"], payload["service_id"]) == (
+        app,
+        ENV,
+        SERVICE,
+    )

@@ -142,6 +142,13 @@ def test_demo_runs_every_operation(tmp_path: Path):
     ):
         assert f"done {key}" in out
     assert "Usage of demo-tenant" in out and "Web UI:" in out
+    # The way out stopped the model servers: their uptime intervals end with them instead of
+    # billing on until the next `radiant up` reconciles.
+    margin = radiant("usage", "margin", "--json", env=env)
+    assert margin.returncode == 0, margin.stderr
+    uptime = json.loads(margin.stdout)["uptime"]
+    assert uptime and all(u["intervals"] > 0 for u in uptime)
+    assert [u for u in uptime if u["open_intervals"]] == [], uptime
 
 
 def test_a_second_stack_on_the_same_data_is_refused_and_touches_nothing(tmp_path: Path):

@@ -17,14 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from models_catalog.tracegen import MAX_ECHO_CHARS, MAX_TRACE_DAYS, quote_field
 from workers.cli.common import DataTable, esc
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
-
-
-MAX_TRACE_DAYS = 90  # a season of traffic; longer traces only cost time and memory
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -165,16 +163,21 @@ def thermal_policy(
         _fail(f"{trace}: the trace has no requests")
     catalog = _load_catalog()
     first_line: dict[str, int] = {}
-    for i, r in enumerate(rows):
-        first_line.setdefault(r.model_id, i + 2)
+    for r in rows:
+        first_line.setdefault(r.model_id, r.line)  # the source line (blank lines counted)
     canonical: dict[str, str] = {}
     for name, line in first_line.items():
         try:
             canonical[name] = _canonical(catalog, name)
         except Exception as exc:
-            _fail(f"{trace}: line {line}: {exc or f'unknown model {name!r}'}")
+            # the catalog's message repeats the whole name: keep a long one out of it
+            msg = str(exc) if len(name) <= MAX_ECHO_CHARS else ""
+            _fail(f"{trace}: line {line}: {msg or f'unknown model {quote_field(name)}'}")
     if any(k != v for k, v in canonical.items()):
-        rows = [tracegen.TraceRow(canonical[r.model_id], r.arrival_ts, r.duration_s) for r in rows]
+        rows = [
+            tracegen.TraceRow(canonical[r.model_id], r.arrival_ts, r.duration_s, r.line)
+            for r in rows
+        ]
     specs = simulator.specs_from_catalog(
         catalog, warmup_override=warmup_seconds, concurrency_per_instance=concurrency
     )

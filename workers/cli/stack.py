@@ -127,15 +127,25 @@ def up() -> None:
 
 def _stop_local_endpoints(settings: Settings) -> None:
     """The local stand-in's model servers outlive a crashed worker on purpose (like SageMaker
-    endpoints); a deliberate Ctrl-C of the dev stack stops them too."""
+    endpoints); a deliberate Ctrl-C of the dev stack stops them too, and ends their uptime
+    intervals (the database is still up: it is released after this)."""
     if settings.backend != "local":
         return
     from activities.backends.factory import create_backend
+    from activities.db.engine import create_app_engine, resolve_database_urls
+    from activities.fleet_activities import end_uptime_of_stopped
 
     async def stop_all() -> None:
         backend = create_backend(settings)
+        stopped: list[str] = []
         for info in await backend.list_endpoints("radiant-"):
             await backend.delete_endpoint(info.endpoint_name)
+            stopped.append(info.endpoint_name)
+        engine = create_app_engine(resolve_database_urls(settings).app)
+        try:
+            await end_uptime_of_stopped(engine, stopped)
+        finally:
+            await engine.dispose()
 
     with contextlib.suppress(Exception):
         asyncio.run(stop_all())
