@@ -15,7 +15,11 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from activities.db.errors import DatabaseUnavailableError, InvalidDatabaseUrlError
+from activities.db.errors import (
+    DatabaseUnavailableError,
+    InvalidDatabaseUrlError,
+    OwnerRequiredError,
+)
 
 if TYPE_CHECKING:
     from workers.settings import Settings
@@ -33,6 +37,15 @@ class DatabaseUrls:
     owner: str
     app: str
     embedded: bool = False
+    # False when only the application role is configured (a worker's settings): `owner` is
+    # then that role too, which admin commands must not take for the owner.
+    has_owner: bool = True
+
+    def require_owner(self, command: str) -> None:
+        """Admin commands refuse up front when only the application role is configured (a
+        worker's settings) rather than fail half-way on a permission."""
+        if not self.has_owner:
+            raise OwnerRequiredError(command)
 
     def __repr__(self) -> str:
         return (
@@ -138,7 +151,12 @@ def resolve_database_urls(settings: Settings, *, start_embedded: bool = True) ->
             username=settings.app_db_user,
             password=settings.app_db_password.get_secret_value(),
         )
-    return DatabaseUrls(owner=url_to_string(owner), app=url_to_string(app), embedded=embedded)
+    return DatabaseUrls(
+        owner=url_to_string(owner),
+        app=url_to_string(app),
+        embedded=embedded,
+        has_owner=not only_app,
+    )
 
 
 def _connect_args(url: URL, extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -21,6 +21,16 @@ class DatabaseUnavailableError(DatabaseError):
         super().__init__(f"PostgreSQL unavailable at {target} ({url}): {reason}")
 
 
+class OwnerRequiredError(DatabaseError):
+    """An admin command run with only the application role configured (a worker's settings)."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(
+            f"{command} needs the database owner connection (RADIANT_DATABASE_URL); only the "
+            "application role (RADIANT_APP_DATABASE_URL) is configured"
+        )
+
+
 class EmbeddedPostgresError(DatabaseError):
     """The embedded PostgreSQL (pgserver) could not be started."""
 

@@ -104,6 +104,26 @@ def test_unreachable_database(cli_env: MigratedDb, monkeypatch: pytest.MonkeyPat
         assert "secret" not in err
 
 
+def test_admin_commands_refuse_the_application_role_alone(
+    cli_env: MigratedDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's settings (only RADIANT_APP_DATABASE_URL): the owner's commands say what they
+    need, before touching anything; the tenant-scoped ones keep working."""
+    from workers.cli.catalog import app as catalog_app
+
+    monkeypatch.delenv("RADIANT_DATABASE_URL")
+    get_settings.cache_clear()
+    for app, args, command in [
+        (usage_app, ["margin"], "usage margin"),
+        (tenants_app, ["create", "x", "--tier", "1"], "tenants create"),
+        (catalog_app, ["sync"], "catalog sync"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"{command} needs the database owner connection" in result.stderr, result.stderr
+    assert _ok(tenants_app, ["list", "--json"]) is not None
+
+
 # ----------------------------------------------------------------------------- usage report
 
 

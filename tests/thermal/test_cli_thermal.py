@@ -273,6 +273,37 @@ async def test_show_without_a_worker_gives_the_record_at_once(thermal: ThermalHa
     assert took < 15, took
 
 
+async def test_show_gives_the_record_when_temporal_is_unreachable(
+    thermal: ThermalHarness, monkeypatch
+):
+    """Temporal down, PostgreSQL up: the recorded state, with a one-line note."""
+    import socket
+    import types
+
+    app = thermal.new_app()
+    await thermal.control.set_target(
+        app, "test", "yolov8n", SetTargetRequest(state=ThermalState.OFF)
+    )
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    down = types.SimpleNamespace(
+        client=types.SimpleNamespace(
+            service_client=types.SimpleNamespace(config=types.SimpleNamespace(target_host=closed)),
+            namespace=thermal.client.namespace,
+        ),
+        task_queue=thermal.task_queue,
+        settings=thermal.settings,
+    )
+    res = await invoke_cli(down, monkeypatch, "thermal", "show", "yolov8n", "--app", app,
+                           "--env", "test", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    assert (status["target_state"], status["current_state"]) == ("OFF", "OFF")
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"Temporal is unreachable at {closed}" in lines[0], res.stderr
+
+
 async def test_show_falls_back_to_the_record_when_the_query_times_out(
     thermal: ThermalHarness, monkeypatch
 ):

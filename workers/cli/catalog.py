@@ -354,7 +354,9 @@ def sync(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     try:
         from workers.settings import get_settings
 
-        report = sync_catalog(resolve_database_urls(get_settings()).owner, cat)
+        urls = resolve_database_urls(get_settings())
+        urls.require_owner("catalog sync")
+        report = sync_catalog(urls.owner, cat)
     except DatabaseError as exc:
         _fail(str(exc))
     except SQLAlchemyError as exc:  # e.g. the tables do not exist yet

@@ -101,6 +101,7 @@ def create(
     """Create a tenant."""
     tier_n = parse_tier(tier)
     with database() as urls:
+        urls.require_owner("tenants create")
         record = create_tenant(urls.owner, name, tier_n)
     if as_json:
         emit_json(record)

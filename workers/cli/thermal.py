@@ -44,7 +44,7 @@ from workers.cli.common import (
     served_pair,
 )
 from workers.settings import Settings, get_settings
-from workers.temporal import connect
+from workers.temporal import TemporalUnavailableError, connect
 from workflows.thermal import STILL_STARTING, ModelThermalWorkflow
 from workflows.thermal_fleet import BulkThermalUpdateWorkflow, ThermalReconcileWorkflow
 from workflows.thermal_types import (
@@ -225,27 +225,17 @@ def show(
     model: str, app_id: str | None = AppOpt, env: str | None = EnvOpt, as_json: bool = JsonOpt
 ) -> None:
     """One model's live state, from its thermal workflow (the recorded one when no worker
-    answers)."""
+    answers or Temporal is unreachable)."""
     settings, app_id, env = _scope(app_id, env, read_only=True)
     catalog = _catalog(settings)
     model_id = _deployable(catalog, model)
 
     async def go() -> ThermalStatus:
-        control = await _control(settings)
-        queue = await running_task_queue(control.client, control.handle(app_id, env, model_id).id)
-        if queue is not None:
-            # Only a worker answers the query: with none on the workflow's queue (or none in
-            # time) the record, said so, instead of a hang until Temporal's own timeout.
-            if not await note_if_no_worker(control.client, queue):
-                with contextlib.suppress(_QueryTimeout):
-                    return await _live_status(control, app_id, env, model_id)
-            err_console.print(
-                f"[yellow]note:[/] the live state of {esc(model_id)} is unavailable (no worker "
-                "answered): showing the recorded state.",
-                highlight=False,
-            )
+        if (live := await _running_status(settings, app_id, env, model_id)) is not None:
+            return live
         # No thermal workflow runs (never used here, or it ended: a closed workflow would
-        # still answer with its last state): what `list` shows, the record or the default.
+        # still answer with its last state), or it cannot answer: what `list` shows, the
+        # record or the default.
         row = (await _recorded(settings, app_id, env)).get(model_id)
         return _recorded_status(catalog, app_id, env, model_id, row)
 
@@ -254,6 +244,31 @@ def show(
 
 
 SHOW_QUERY_TIMEOUT = timedelta(seconds=5)  # a served query answers in milliseconds
+
+
+async def _running_status(
+    settings: Settings, app_id: str, env: str, model_id: str
+) -> ThermalStatus | None:
+    """The live state from the model's running workflow; None when none runs or it cannot
+    answer (no Temporal, no worker on its queue, or none in time), the reason noted."""
+    try:
+        control = await _control(settings)
+    except TemporalUnavailableError:
+        unavailable = f"Temporal is unreachable at {esc(settings.temporal_address)}"
+    else:
+        queue = await running_task_queue(control.client, control.handle(app_id, env, model_id).id)
+        if queue is None:
+            return None
+        # Only a worker answers the query: with none on the workflow's queue (or none in
+        # time) the record, said so, instead of a hang until Temporal's own timeout.
+        if not await note_if_no_worker(control.client, queue):
+            with contextlib.suppress(_QueryTimeout):
+                return await _live_status(control, app_id, env, model_id)
+        unavailable = f"the live state of {esc(model_id)} is unavailable (no worker answered)"
+    err_console.print(
+        f"[yellow]note:[/] {unavailable}: showing the recorded state.", highlight=False
+    )
+    return None
 
 
 class _QueryTimeout(Exception):

@@ -418,6 +418,7 @@ def margin(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
     uptime cost per (app, environment, model). Needs the owner connection."""
     since_dt = parse_since(since)
     with database() as urls:
+        urls.require_owner("usage margin")
         engine = create_sync_engine(urls.owner, poolclass=NullPool)
         try:
             result = build_margin_report(engine, since_dt)
