@@ -70,7 +70,8 @@ def _where(urls: DatabaseUrls) -> str:
 def upgrade(
     revision: Annotated[str, typer.Option("--revision", "-r", help="Target revision.")] = "head",
 ) -> None:
-    """Apply migrations up to REVISION (default: head); creates the application role if missing."""
+    """Apply migrations up to --revision (default: head); creates the application role if
+    missing."""
     revision = _known(revision)
     with _database() as urls:
         app_url = make_url(urls.app)
@@ -93,7 +94,7 @@ def downgrade(
         bool, typer.Option("--yes", help="Confirm: downgrading drops tables and their data.")
     ] = False,
 ) -> None:
-    """Revert migrations down to REVISION. Destroys data: requires --yes."""
+    """Revert migrations down to --revision. Destroys data: requires --yes."""
     revision = _known(revision)
     if not yes:
         raise _fail(
