@@ -139,7 +139,7 @@ def _status_table(rows: list[ThermalStatus]) -> DataTable:
             str(st.instance_count),
             st.endpoint_status or "-",
             "yes" if st.ready else "no",
-            st.last_activity_at.isoformat(timespec="seconds") if st.last_activity_at else "-",
+            _iso(st.last_activity_at) if st.last_activity_at else "-",
             st.last_error or "",
         )
     return table
