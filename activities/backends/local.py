@@ -11,8 +11,9 @@ Record. `data_dir/local_endpoints/<name>.json` (written to a temp file + `os.rep
 only under an `fcntl.flock` on `<name>.lock`, so two workers cannot double-start) holds the spec,
 status, desired count and one entry per process (instance id, pid, process start time, port,
 config hash, log offset). A restarted worker, or the reconcile through `list_endpoints`, adopts
-endpoints from their records; a dead pid (os.kill(pid, 0), zombie or reused pid, also another
-user's) or an instance whose /ping does not answer is reported. Stopping an instance (scale-in,
+endpoints from their records and finishes a delete whose worker died; a dead pid (os.kill(pid,
+0), zombie or reused pid, also another user's) or an instance whose /ping does not answer is
+reported. Stopping an instance (scale-in,
 delete, blue/green switch) is SIGTERM: the server refuses new async jobs, lets running ones finish
 for up to `stop_timeout - 1` s and writes a failure file for the rest; scale-in stops idle
 instances first. Server stderr goes to `<name>.log`; a process that exits
@@ -64,10 +65,12 @@ from activities.backends.base import (
     ModelServerError,
     ServiceUnavailable,
     Throttled,
+    Unclassified,
     check_capacity,
     check_same_owner,
+    is_valid_endpoint_name,
 )
-from activities.backends.local_model_server import DRAINING_HEADER, INSTANCE_HEADER
+from activities.backends.local_model_server import DRAINING_HEADER, INSTANCE_HEADER, async_paths
 from activities.backends.local_process import (
     CHILDREN,
     CHILDREN_LOCK,
@@ -176,19 +179,26 @@ class LocalStandInBackend:
 
     # ------------------------------------------------------------------ files
 
+    def _file(self, name: str, suffix: str) -> Path:
+        """`root/<name><suffix>`. Every path of an endpoint is made here, so every entry point
+        checks the name first (as SageMaker does): '/' or '..' would reach outside `root`."""
+        if not is_valid_endpoint_name(name):
+            raise InvalidRequest(f"invalid endpoint name {name!r}")
+        return self.root / f"{name}{suffix}"
+
     def record_path(self, name: str) -> Path:
-        return self.root / f"{name}.json"
+        return self._file(name, ".json")
 
     def log_path(self, name: str) -> Path:
-        return self.root / f"{name}.log"
+        return self._file(name, ".log")
 
     def _port_file(self, name: str, instance_id: str) -> Path:
-        return self.root / f"{name}.{instance_id}.port"
+        return self._file(name, f".{instance_id}.port")
 
     @contextlib.contextmanager
     def _locked(self, name: str, blocking: bool = True) -> Iterator[bool]:
         # The lock file is never deleted: unlinking a locked file lets a third party lock anew.
-        with open(self.root / f"{name}.lock", "a") as fh:
+        with open(self._file(name, ".lock"), "a") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -200,10 +210,17 @@ class LocalStandInBackend:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _load(self, name: str) -> LocalRecord | None:
+        path = self.record_path(name)
         try:
-            return LocalRecord.model_validate_json(self.record_path(name).read_bytes())
+            return LocalRecord.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             return None
+        except ValidationError as exc:  # corrupt, or another version's: retrying cannot help
+            first = exc.errors()[0]
+            raise Unclassified(
+                f"endpoint {name}: unreadable record {path} ({first['msg']} at "
+                f"{'.'.join(map(str, first['loc'])) or 'top level'}); fix or remove it"
+            ) from None
 
     def _save(self, rec: LocalRecord) -> None:
         path = self.record_path(rec.endpoint_name)
@@ -212,9 +229,10 @@ class LocalStandInBackend:
         os.replace(tmp, path)  # atomic: readers see the old or the new record, never half
 
     def _remove_files(self, name: str) -> None:
+        record = self.record_path(name)  # checks the name before the glob uses it
         for path in self.root.glob(f"{name}.*.port"):
             path.unlink(missing_ok=True)
-        self.record_path(name).unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
         self.log_path(name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ process control
@@ -238,6 +256,8 @@ class LocalStandInBackend:
         ]  # fmt: skip
         if spec.model_data_url:
             cmd += ["--model-data", spec.model_data_url]
+        if spec.async_inference:  # the only directory the server writes results to
+            cmd += ["--async-dir", str(self.async_dir)]
         # Like a container: PrimaryContainer.Environment, not the worker's secrets.
         env = {k: v for k, v in os.environ.items() if k in _INHERITED_ENV}
         env.update(spec.environment)
@@ -267,10 +287,35 @@ class LocalStandInBackend:
 
     def _spawn_into(self, rec: LocalRecord, count: int) -> None:
         for _ in range(count):
-            inst = self._spawn(rec)
+            try:
+                inst = self._spawn(rec)
+            except OSError as exc:  # fork/exec or the log failed (EAGAIN, ENOMEM, ENOSPC, ...)
+                self._abort_change(rec, f"could not start a model-server process: {exc}")
+                raise ServiceUnavailable(
+                    f"endpoint {rec.endpoint_name}: could not start a model-server process: {exc}"
+                ) from exc
             rec.instances.append(inst)
             rec.pending.append(inst.instance_id)
             self._save(rec)  # recorded right away: a crash now leaves no unknown process
+
+    def _abort_change(self, rec: LocalRecord, reason: str) -> None:
+        """Undo a change whose processes could not all be started (the lock is held): a create
+        leaves nothing behind (a retry starts over), an update or scale-out rolls back."""
+        if rec.status == "Creating":
+            self._stop(rec.endpoint_name, rec.instances)
+            self._remove_files(rec.endpoint_name)
+            return
+        pending = [i for i in rec.instances if i.instance_id in rec.pending]
+        self._fail_change(rec, pending, reason)
+        rec.updated_at = _now()
+        self._save(rec)
+
+    def _finish_delete(self, rec: LocalRecord) -> None:
+        """Stop the processes and remove the files (the lock is held; the record may already
+        say Deleting: a delete is finished by whoever comes next)."""
+        self._stop(rec.endpoint_name, rec.instances)
+        self._remove_files(rec.endpoint_name)
+        self._rr.pop(rec.endpoint_name, None)
 
     def _drain_seconds(self) -> float:
         """How long a stopping model server lets its async jobs finish: inside `_stop`'s wait
@@ -359,7 +404,11 @@ class LocalStandInBackend:
         dead = [i for i in pending if probes.get(i.instance_id) == "dead"]
         limit = rec.spec.container_startup_timeout_s or self.startup_timeout
         overdue = (_now() - rec.updated_at).total_seconds() > limit
-        if dead:
+        if rec.status == "Updating" and rec.previous_spec is not None and not pending:
+            # A config update that started no new process (its worker died first): "all new
+            # instances ready" would be vacuously true and stop the only fleet that serves.
+            self._fail_change(rec, pending, "no instance of the new config was started")
+        elif dead:
             self._fail_change(rec, pending, self._failure_reason(rec.endpoint_name, dead[0]))
         elif overdue and any(probes.get(i.instance_id) != "ready" for i in pending):
             slow = next(i for i in pending if probes.get(i.instance_id) != "ready")
@@ -469,8 +518,7 @@ class LocalStandInBackend:
         with self._locked(name):
             rec = self._load(name)
             if rec is not None and rec.status == "Deleting":  # an interrupted delete: finish it
-                self._stop(name, rec.instances)
-                self._remove_files(name)
+                self._finish_delete(rec)
                 rec = None
             if rec is None:
                 return self._create(spec)
@@ -525,12 +573,16 @@ class LocalStandInBackend:
         if rec is None:
             return None
         probes = self._probe_all(rec)
-        if rec.status in ("Creating", "Updating"):
-            # Persist Creating -> InService/Failed when nobody else is mid-change (no waiting).
+        if rec.status in ("Creating", "Updating", "Deleting"):
+            # Persist Creating -> InService/Failed when nobody else is mid-change (no waiting);
+            # Deleting with the lock free: its worker died mid-delete, so finish the delete.
             with self._locked(name, blocking=False) as got:
                 if got:
                     rec = self._load(name)
                     if rec is None:
+                        return None
+                    if rec.status == "Deleting":
+                        self._finish_delete(rec)
                         return None
                     probes = self._probe_all(rec)
                     if self._transition(rec, probes):
@@ -578,21 +630,19 @@ class LocalStandInBackend:
                 self._remove_files(name)  # leftovers of an interrupted delete
                 return
             rec.status, rec.updated_at = "Deleting", _now()
-            self._save(rec)  # a crash from here on is finished by the next delete/ensure
-            self._stop(name, rec.instances)
-            self._remove_files(name)
-            self._rr.pop(name, None)
+            self._save(rec)  # a crash from here on is finished by the next describe/delete/ensure
+            self._finish_delete(rec)
             log.info("endpoint %s: deleted", name)
 
     def _list(self, prefix: str) -> list[EndpointInfo]:
         infos = []
         for path in sorted(self.root.glob("*.json")):
             name = path.stem
-            if not name.startswith(prefix):
-                continue
+            if not name.startswith(prefix) or not is_valid_endpoint_name(name):
+                continue  # a stray file, not an endpoint record
             try:
                 info = self._describe(name)
-            except (ValidationError, ValueError) as exc:  # not ours / a future format
+            except (Unclassified, ValueError) as exc:  # not ours / a future format
                 log.warning("skipping unreadable endpoint record %s: %s", path, exc)
                 continue
             if info is not None:
@@ -714,16 +764,13 @@ class LocalStandInBackend:
         rec, targets = await self._targets(name)  # once: each call advances the round-robin
         if not rec.spec.async_inference:
             raise InvalidRequest(f"endpoint {name} is not an async inference endpoint")
-        inference_id = uuid.uuid4().hex
-        out = self.async_dir / f"{inference_id}.out"
-        fail = self.async_dir / f"{inference_id}.error"
+        inference_id = uuid.uuid4().hex  # the server writes to async_paths() of this id only
+        out, fail = async_paths(self.async_dir, inference_id)
         headers = {
             "Content-Type": "application/json",
             "X-Amzn-SageMaker-Content-Type": content_type,
             "X-Amzn-SageMaker-InputLocation": input_location,
             "X-Amzn-SageMaker-InferenceId": inference_id,
-            "X-Radiant-Output-Location": str(out),
-            "X-Radiant-Failure-Location": str(fail),
         }
         resp = await self._post(name, "/invocations-async", b"", headers, targets)
         if resp.status_code != 202:

@@ -6,6 +6,9 @@ Speaks the SageMaker container contract: `GET /ping` (200 once loaded, 503 while
 `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`, so LiteLLM reaches it
 like any OpenAI-compatible server.
 
+Async results go only to `--async-dir`, named by the InferenceId (`async_paths`): the port is
+open to every local user, so a request must not choose which files the server writes.
+
 Handlers are **reference stand-ins** (`standin_handlers.py`, which documents the invocation body
 and every response schema): they read the real input and compute cheap, honest answers with
 Pillow and the standard library, in the response schema of the real model's container, marked
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -49,6 +53,14 @@ INSTANCE_HEADER = "X-Radiant-Instance"
 STAND_IN_HEADER = "X-Radiant-Stand-In"
 ASYNC_RUNNING_HEADER = "X-Radiant-Async-Running"  # on /ping: async jobs not yet finished
 DRAINING_HEADER = "X-Radiant-Draining"  # on a refused async job: stopping, use another instance
+INFERENCE_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as the backend makes them
+
+
+def async_paths(async_dir: Path, inference_id: str) -> tuple[Path, Path]:
+    """The output and failure files of an async inference (`inference_id` matches
+    INFERENCE_ID). The server and the backend both derive them from the id, so no request
+    names a path."""
+    return async_dir / f"{inference_id}.out", async_dir / f"{inference_id}.error"
 
 
 # --------------------------------------------------------------------------- reference stand-ins
@@ -334,22 +346,25 @@ class RequestHandler(BaseHTTPRequestHandler):
         """SageMaker async stand-in: accept now (202), write the output file when done."""
         h = self.headers
         source = h.get("X-Amzn-SageMaker-InputLocation")
-        inference_id = h.get("X-Amzn-SageMaker-InferenceId")
-        out, fail = h.get("X-Radiant-Output-Location"), h.get("X-Radiant-Failure-Location")
-        if not (source and inference_id and out and fail):
-            raise BadInput("async needs InputLocation, InferenceId, output and failure locations")
+        inference_id = h.get("X-Amzn-SageMaker-InferenceId") or ""
+        if not self.server.args.async_dir:
+            self._json(404, {"error": "not an async inference endpoint"})
+            return
+        if not (source and INFERENCE_ID.fullmatch(inference_id)):
+            raise BadInput("async needs InputLocation and an InferenceId of 32 hex digits")
+        out, fail = async_paths(Path(self.server.args.async_dir), inference_id)
         ctype = h.get("X-Amzn-SageMaker-Content-Type") or h.get("Content-Type", "")
         job = threading.Thread(
             target=self._run_async_job,
-            args=(source, ctype, Path(out), Path(fail)),
+            args=(source, ctype, out, fail),
             name=f"async-{inference_id}",
             daemon=True,
         )
-        if not self.server.jobs.start(job, Path(fail)):
+        if not self.server.jobs.start(job, fail):
             self._json(503, {"error": "instance is stopping"}, {DRAINING_HEADER: "1"})
             return
-        self._json(202, {"InferenceId": inference_id, "OutputLocation": out,
-                         "FailureLocation": fail})  # fmt: skip
+        self._json(202, {"InferenceId": inference_id, "OutputLocation": str(out),
+                         "FailureLocation": str(fail)})  # fmt: skip
 
     def _run_async_job(self, source: str, ctype: str, out: Path, fail: Path) -> None:
         try:
@@ -429,6 +444,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="on SIGTERM: how long running async jobs may finish before they are failed",
     )
     p.add_argument("--model-data", help="ModelDataUrl: a local path must exist")
+    p.add_argument("--async-dir", help="where async results go; none: no /invocations-async")
     p.add_argument(
         "--warmup-seconds",
         type=float,

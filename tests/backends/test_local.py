@@ -32,6 +32,8 @@ from activities.backends.base import (
     InvalidRequest,
     ModelError,
     ModelServerError,
+    ServiceUnavailable,
+    Unclassified,
 )
 from activities.backends.local import (
     LocalInstance,
@@ -626,3 +628,136 @@ async def test_failed_scale_out_raises_a_retryable_capacity_error(
     assert info is not None and (info.status, info.instance_count) == ("InService", 1)
     assert "scale-out rolled back" in (info.failure_reason or "")
     assert backend.endpoint_pids(s.endpoint_name) == [pid] and pid_alive(pid)
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+async def test_a_process_that_cannot_be_started_fails_the_change_not_the_fleet(
+    backend: LocalStandInBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fork/exec failing (EAGAIN) is a retryable error; the old fleet keeps serving."""
+    s = spec()
+    await backend.ensure_endpoint(s)
+    [pid] = backend.endpoint_pids(s.endpoint_name)
+    config = record(backend, s.endpoint_name)["config_hash"]
+
+    def no_fork(rec: LocalRecord) -> LocalInstance:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(backend, "_spawn", no_fork)
+    with pytest.raises(ServiceUnavailable) as exc:
+        await backend.ensure_endpoint(s.model_copy(update={"image": "local/new-image:2"}))
+    assert exc.value.retryable and "could not start" in exc.value.message
+    with pytest.raises(ServiceUnavailable):
+        await backend.set_capacity(s.endpoint_name, 2, 1, 3)
+    info = await backend.describe_endpoint(s.endpoint_name)
+    assert info is not None and (info.status, info.instance_count) == ("InService", 1)
+    assert info.config_name == config and "rolled back" in (info.failure_reason or "")
+    assert backend.endpoint_pids(s.endpoint_name) == [pid] and pid_alive(pid)
+    # A create leaves nothing behind: the retry starts over.
+    other = spec(model="yolov8n")
+    with pytest.raises(ServiceUnavailable):
+        await backend.ensure_endpoint(other)
+    assert await backend.describe_endpoint(other.endpoint_name) is None
+
+
+async def test_an_update_that_started_no_process_rolls_back(
+    backend: LocalStandInBackend,
+) -> None:
+    """A worker that died between recording the update and starting its first process leaves
+    Updating with nothing pending: that is a failed change, not a finished switch."""
+    s = spec()
+    await backend.ensure_endpoint(s)
+    [pid] = backend.endpoint_pids(s.endpoint_name)
+    rec = backend._load(s.endpoint_name)
+    assert rec is not None
+    new = s.model_copy(update={"image": "local/new-image:2"})
+    rec.previous_spec, rec.spec, rec.status = rec.spec, new, "Updating"
+    rec.config_hash = new.config_hash(s.category or "", s.specialty or "")
+    backend._save(rec)
+    info = await backend.describe_endpoint(s.endpoint_name)
+    assert info is not None and (info.status, info.instance_count) == ("InService", 1)
+    assert "update rolled back" in (info.failure_reason or "")
+    assert record(backend, s.endpoint_name)["spec"]["image"] == s.image
+    assert pid_alive(pid)
+
+
+async def test_async_result_paths_are_the_servers_choice(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    """Any local user reaches the port: a request cannot make the server write elsewhere."""
+    s = spec(async_inference=True)
+    await backend.ensure_endpoint(s)
+    [inst] = record(backend, s.endpoint_name)["instances"]
+    source, victim = tmp_path / "request.bin", tmp_path / "victim.txt"
+    source.write_bytes(PNG)
+    victim.write_text("important")
+    inference_id = "0123456789abcdef" * 2
+    url = f"http://127.0.0.1:{inst['port']}/invocations-async"
+    base = {
+        "X-Amzn-SageMaker-InputLocation": str(source),
+        "X-Radiant-Output-Location": str(victim),
+        "X-Radiant-Failure-Location": str(victim),
+    }
+    async with httpx.AsyncClient() as client:
+        bad = await client.post(url, headers={**base, "X-Amzn-SageMaker-InferenceId": "../x"})
+        ok = await client.post(url, headers={**base, "X-Amzn-SageMaker-InferenceId": inference_id})
+    assert bad.status_code == 400 and ok.status_code == 202
+    out = tmp_path / "local_async" / f"{inference_id}.out"
+    assert ok.json()["OutputLocation"] == str(out)
+    inv = AsyncInvocation(inference_id=inference_id, output_location=str(out))
+    assert "detections" in json.loads(await wait_for(lambda: backend.fetch_async_result(inv)))
+    assert victim.read_text() == "important"
+    # A real-time endpoint's server has no async directory at all.
+    rt = spec(model="yolov8n")
+    await backend.ensure_endpoint(rt)
+    [inst] = record(backend, rt.endpoint_name)["instances"]
+    async with httpx.AsyncClient() as client:
+        resp = await client.post(
+            f"http://127.0.0.1:{inst['port']}/invocations-async",
+            headers={**base, "X-Amzn-SageMaker-InferenceId": inference_id},
+        )
+    assert resp.status_code == 404
+
+
+async def test_endpoint_names_and_records_are_checked(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    keep = tmp_path / "keep.log"
+    keep.write_text("x")
+    for name in ("../keep", "a/b", "", "-x"):
+        for call in (
+            backend.describe_endpoint(name),
+            backend.endpoint_tags(name),
+            backend.delete_endpoint(name),
+            backend.set_capacity(name, 1, 0, 3),
+            backend.invoke(name, PNG, "image/png"),
+            backend.invoke_async(name, "/x", "image/png"),
+        ):
+            with pytest.raises(InvalidRequest, match="invalid endpoint name"):
+                await call
+    assert sorted(os.listdir(tmp_path)) == ["keep.log", "local_async", "local_endpoints"]
+    # An unreadable record is a clear, non-retryable error, and the reconcile skips it.
+    name = "radiant-test-dev-broken"
+    backend.record_path(name).write_text('{"endpoint_name": "x"}')
+    with pytest.raises(Unclassified, match="unreadable record") as exc:
+        await backend.describe_endpoint(name)
+    assert not exc.value.retryable
+    assert await backend.list_endpoints("radiant-") == []
+
+
+async def test_an_interrupted_delete_is_finished_by_describe(
+    backend: LocalStandInBackend,
+) -> None:
+    """A worker that died mid-delete left the record Deleting (and the processes running):
+    the next describe (or the reconcile's list) finishes the delete."""
+    s = spec()
+    await backend.ensure_endpoint(s)
+    [pid] = backend.endpoint_pids(s.endpoint_name)
+    rec = backend._load(s.endpoint_name)
+    assert rec is not None
+    rec.status = "Deleting"
+    backend._save(rec)
+    assert await backend.describe_endpoint(s.endpoint_name) is None
+    assert not pid_alive(pid) and not backend.record_path(s.endpoint_name).exists()
