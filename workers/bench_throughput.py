@@ -191,7 +191,7 @@ async def run_benchmark(
         update={"temporal_address": f"127.0.0.1:{_free_port()}", "temporal_ui_port": _free_port()}
     )
     server = start_dev_server(server_settings, data_dir / "temporal.log")
-    backend = LocalStandInBackend(data_dir)
+    backend = LocalStandInBackend(data_dir, read_roots=settings.input_roots)
     try:
         client: Client = await connect(server_settings)
         deps = WorkerDeps(settings=settings, catalog=catalog, backend=backend, engine=engine)

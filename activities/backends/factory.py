@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 def create_backend(settings: Settings) -> HostingBackend:
     """`local`: the local stand-in for SageMaker hosting under `data_dir` (warm-up delay from
-    RADIANT_LOCAL_WARMUP_SECONDS). `sagemaker`: boto3 clients for `aws_region`, credentials from
+    RADIANT_LOCAL_WARMUP_SECONDS; its model servers read inputs under `data_dir` and
+    `input_roots` only). `sagemaker`: boto3 clients for `aws_region`, credentials from
     the standard AWS chain."""
     if settings.backend == "sagemaker":
         from activities.backends.sagemaker import SageMakerBackend
@@ -25,5 +26,6 @@ def create_backend(settings: Settings) -> HostingBackend:
     if settings.backend == "local":
         from activities.backends.local import LocalStandInBackend
 
-        return LocalStandInBackend(settings.data_dir)
+        # Its model servers read inputs only from data_dir and the worker's input roots.
+        return LocalStandInBackend(settings.data_dir, read_roots=settings.input_roots)
     raise ValueError(f"unknown backend {settings.backend!r} (local | sagemaker)")

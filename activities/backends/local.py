@@ -4,8 +4,10 @@ Process model. Each endpoint *instance* is a real model-server process
 (`python -m activities.backends.local_model_server`) started in its own session, so a worker
 crash does not take endpoints with it. It binds 127.0.0.1 port 0 and writes the port to a file;
 warm-up is the real process start until `GET /ping` answers 200 (plus an optional configurable
-load delay). Instance count = number of processes; `set_capacity` starts or stops processes. The
-stand-in has no autoscaler: min/max are recorded, not acted on.
+load delay). A server reads inputs only under `read_roots` (data_dir, which holds the worker's
+spools, and the worker's input roots; part of the config hash). Instance count = number of
+processes; `set_capacity` starts or stops processes. The stand-in has no autoscaler: min/max are
+recorded, not acted on.
 
 Record. `data_dir/local_endpoints/<name>.json` (written to a temp file + `os.replace`, changed
 only under an `fcntl.flock` on `<name>.lock`, so two workers cannot double-start) holds the spec,
@@ -13,11 +15,14 @@ status, desired count and one entry per process (instance id, pid, process start
 config hash, log offset). A restarted worker, or the reconcile through `list_endpoints`, adopts
 endpoints from their records and finishes a delete whose worker died; a dead pid (os.kill(pid,
 0), zombie or reused pid, also another user's) or an instance whose /ping does not answer is
-reported. Stopping an instance (scale-in,
-delete, blue/green switch) is SIGTERM: the server refuses new async jobs, lets running ones finish
-for up to `stop_timeout - 1` s and writes a failure file for the rest; scale-in stops idle
-instances first. Server stderr goes to `<name>.log`; a process that exits
-while starting turns the endpoint Failed with the tail of its log as `failure_reason`.
+reported. Stopping an instance (scale-in, delete, blue/green switch) is SIGTERM: the server
+refuses new requests, lets the sync invocations it serves and its running async jobs finish for
+up to `stop_timeout - 1` s and writes a failure file for the async jobs left; scale-in stops idle
+instances first. Server stderr goes to `<name>.log`; a process that exits while starting turns
+the endpoint Failed with the tail of its log as `failure_reason`.
+
+Control-plane calls (which may wait for /ping) run on their own thread pool, so they never
+delay an invocation's record read.
 
 Status vocabulary is SageMaker's: Creating while the first processes start, InService when all
 answer /ping, Updating while scaling out or replacing the config (blue/green: the old processes
@@ -40,10 +45,11 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
@@ -87,15 +93,15 @@ RECORD_VERSION = 1
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 _INHERITED_ENV = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH"})
 Probe = Literal["ready", "starting", "dead"]
+T = TypeVar("T")
+# Threads per pool (as the SageMaker backend): control-plane calls hold theirs for up to
+# ready_wait (or a stop's drain); an invocation's record read or async-result read is quick.
+CONTROL_THREADS = 16
+INFERENCE_THREADS = 16
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _deployed_hash(spec: EndpointSpec) -> str:
-    """The spec's config hash plus which reference stand-in serves it."""
-    return spec.config_hash(spec.model_category or "", spec.model_specialty or "")
 
 
 class LocalInstance(BaseModel):
@@ -151,8 +157,16 @@ class LocalStandInBackend:
         stop_timeout_seconds: float = 5.0,
         invoke_timeout_seconds: float = 70.0,
         orphan_grace_seconds: float = 30.0,
+        read_roots: Sequence[Path | str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        if read_roots is None:  # as Settings.input_roots' default: the bundled samples
+            from workers.samples import SAMPLES_DIR
+
+            read_roots = [SAMPLES_DIR]
+        # Where model servers may read inputs: data_dir (the spools the worker writes) and the
+        # worker's input roots. Sorted, so the config hash does not depend on their order.
+        self.read_roots = sorted({Path(r).resolve() for r in [self.data_dir, *read_roots]})
         self.root = self.data_dir / "local_endpoints"
         self.async_dir = self.data_dir / "local_async"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -170,12 +184,22 @@ class LocalStandInBackend:
         self.invoke_timeout = invoke_timeout_seconds
         self.orphan_grace = orphan_grace_seconds
         self._rr: dict[str, itertools.count[int]] = {}
+        # Own pools, not asyncio's default executor: six endpoints warming up would hold all of
+        # its threads (cpu count + 4), and every invocation's record read would queue behind.
+        self._control_pool = ThreadPoolExecutor(CONTROL_THREADS, "local-control")
+        self._inference_pool = ThreadPoolExecutor(INFERENCE_THREADS, "local-inference")
         # One HTTP client per event loop: a new client per call costs a TLS context (~5 ms of
         # CPU, most of an invocation's overhead) and a TCP handshake. httpx clients are bound
         # to the loop that first used them, hence the per-loop map.
         self._http: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+
+    def _deployed_hash(self, spec: EndpointSpec) -> str:
+        """The spec's config hash plus which reference stand-in serves it and what it may read:
+        a fleet started with other read roots (or by a server without them) is replaced."""
+        roots = [f"read-root:{r}" for r in self.read_roots]
+        return spec.config_hash(spec.model_category or "", spec.model_specialty or "", *roots)
 
     # ------------------------------------------------------------------ files
 
@@ -253,6 +277,7 @@ class LocalStandInBackend:
             "--record-path", str(self.record_path(name)),
             "--orphan-grace-seconds", str(self.orphan_grace), "--warmup-seconds", str(warmup),
             "--invoke-seconds", str(infer), "--drain-seconds", str(self._drain_seconds()),
+            *itertools.chain.from_iterable(("--read-root", str(r)) for r in self.read_roots),
         ]  # fmt: skip
         if spec.model_data_url:
             cmd += ["--model-data", spec.model_data_url]
@@ -318,8 +343,9 @@ class LocalStandInBackend:
         self._rr.pop(rec.endpoint_name, None)
 
     def _drain_seconds(self) -> float:
-        """How long a stopping model server lets its async jobs finish: inside `_stop`'s wait
-        (with a second to write failure files and exit), so SIGKILL never loses a job."""
+        """How long a stopping model server lets its requests and async jobs finish: inside
+        `_stop`'s wait (with a second to write failure files and exit), so SIGKILL never loses
+        a job."""
         return max(0.0, self.stop_timeout - 1.0)
 
     def _signal(self, name: str, inst: LocalInstance, signum: int) -> bool:
@@ -438,7 +464,10 @@ class LocalStandInBackend:
             return
         if rec.previous_spec is not None:  # a config update failed: back to the old fleet
             rec.spec, rec.previous_spec = rec.previous_spec, None
-            rec.config_hash = _deployed_hash(rec.spec)
+            # The old fleet's own hash, not a recomputed one: the read roots may have changed.
+            rec.config_hash = next(
+                (i.config_hash for i in rec.instances), self._deployed_hash(rec.spec)
+            )
             reason = f"update rolled back: {reason}"
         else:  # a scale-out failed: keep what runs (SageMaker's RollingBack -> InService)
             reason = f"scale-out rolled back: {reason}"
@@ -529,7 +558,7 @@ class LocalStandInBackend:
                     f"endpoint {name} is Failed: {rec.failure_reason}",
                     failure_reason=rec.failure_reason,
                 )
-            if rec.config_hash != _deployed_hash(spec):
+            if rec.config_hash != self._deployed_hash(spec):
                 return self._update_config(rec, spec)
             missing = len(rec.instances) < rec.desired_instance_count
             if rec.status == "InService" and ("dead" in probes.values() or missing):
@@ -543,7 +572,7 @@ class LocalStandInBackend:
             endpoint_name=spec.endpoint_name,
             model_id=spec.model_id,
             spec=spec,
-            config_hash=_deployed_hash(spec),
+            config_hash=self._deployed_hash(spec),
             status="Creating",
             created_at=now,
             updated_at=now,
@@ -561,7 +590,7 @@ class LocalStandInBackend:
         """UpdateEndpoint: a new fleet with the new spec; the old one serves until it is ready."""
         if rec.status != "InService":
             raise InvalidEndpointState(f"endpoint {rec.endpoint_name} is {rec.status}")
-        rec.previous_spec, rec.spec, rec.config_hash = rec.spec, spec, _deployed_hash(spec)
+        rec.previous_spec, rec.spec, rec.config_hash = rec.spec, spec, self._deployed_hash(spec)
         rec.status, rec.updated_at, rec.failure_reason = "Updating", _now(), None
         self._save(rec)
         self._spawn_into(rec, max(1, rec.desired_instance_count))
@@ -651,11 +680,17 @@ class LocalStandInBackend:
 
     # ------------------------------------------------------------------ the interface
 
+    async def _control(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._control_pool, fn, *args)
+
+    async def _inference(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._inference_pool, fn, *args)
+
     async def ensure_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
-        return await asyncio.to_thread(self._ensure, spec)
+        return await self._control(self._ensure, spec)
 
     async def describe_endpoint(self, name: str) -> EndpointInfo | None:
-        return await asyncio.to_thread(self._describe, name)
+        return await self._control(self._describe, name)
 
     async def endpoint_tags(self, name: str) -> dict[str, str] | None:
         """The tags the endpoint was created with (None: no such endpoint), as SageMaker keeps
@@ -665,32 +700,35 @@ class LocalStandInBackend:
             rec = self._load(name)
             return None if rec is None else self._tags_of(rec)
 
-        return await asyncio.to_thread(read)
+        return await self._control(read)
 
     async def set_capacity(
         self, name: str, instance_count: int, min_instances: int, max_instances: int
     ) -> EndpointInfo:
-        return await asyncio.to_thread(
+        return await self._control(
             self._set_capacity, name, instance_count, min_instances, max_instances
         )
 
     async def delete_endpoint(self, name: str) -> None:
-        await asyncio.to_thread(self._delete, name)
+        await self._control(self._delete, name)
 
     async def list_endpoints(self, prefix: str) -> list[EndpointInfo]:
-        return await asyncio.to_thread(self._list, prefix)
+        return await self._control(self._list, prefix)
 
     async def _targets(self, name: str) -> tuple[LocalRecord, list[LocalInstance]]:
         """The instances to route to, round-robin order (SageMaker rejects non-InService)."""
-        rec = await asyncio.to_thread(self._load, name)
+        rec = await self._inference(self._load, name)
         if rec is None:
             raise EndpointNotFound(f"Endpoint {name} not found")
         if rec.status == "Failed":
             raise EndpointFailed(f"endpoint {name} is Failed: {rec.failure_reason}")
         if rec.status not in ("InService", "Updating"):
             raise InvalidEndpointState(f"endpoint {name} is {rec.status}, not InService")
-        serving = _deployed_hash(rec.previous_spec) if rec.previous_spec else rec.config_hash
-        ready = [i for i in rec.instances if i.port and i.config_hash == serving]
+        # During a config update the old fleet serves: every instance not of the new config.
+        updating = rec.previous_spec is not None
+        ready = [
+            i for i in rec.instances if i.port and (i.config_hash == rec.config_hash) != updating
+        ]
         if not ready:
             raise ServiceUnavailable(f"no instance of endpoint {name} is serving")
         start = next(self._rr.setdefault(name, itertools.count()))
@@ -791,7 +829,7 @@ class LocalStandInBackend:
                     )
             return None
 
-        return await asyncio.to_thread(read)
+        return await self._inference(read)
 
     # ------------------------------------------------------------------ helpers for tests/CLI
 

@@ -7,7 +7,9 @@ Speaks the SageMaker container contract: `GET /ping` (200 once loaded, 503 while
 like any OpenAI-compatible server.
 
 Async results go only to `--async-dir`, named by the InferenceId (`async_paths`): the port is
-open to every local user, so a request must not choose which files the server writes.
+open to every local user, so a request must not choose which files the server writes. For the
+same reason it reads inputs (`input_location`, the async InputLocation) only under its
+`--read-root` directories (resolved, so symlinks and '..' cannot lead out; none: no local path).
 
 Handlers are **reference stand-ins** (`standin_handlers.py`, which documents the invocation body
 and every response schema): they read the real input and compute cheap, honest answers with
@@ -44,6 +46,7 @@ from activities.backends.standin_handlers import (  # noqa: F401 - re-exported f
     BadInput,
     Handler,
     Request,
+    readable_path,
     stand_in,
 )
 
@@ -217,13 +220,15 @@ class AsyncJobs:
         with self._lock:
             self._closed = True
 
-    def close(self, drain_seconds: float) -> int:
-        """Refuse new jobs, let running ones finish for up to `drain_seconds`, then write a
-        failure file for each one left. Returns how many were failed."""
+    def close(self, drain_seconds: float, deadline: float | None = None) -> int:
+        """Refuse new jobs, let running ones finish for up to `drain_seconds` (or until the
+        monotonic `deadline`), then write a failure file for each one left. Returns how many
+        were failed."""
         self.stop_intake()
         with self._lock:
             jobs = list(self._running)
-        deadline = time.monotonic() + drain_seconds
+        if deadline is None:
+            deadline = time.monotonic() + drain_seconds
         for job in jobs:
             job.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
@@ -238,6 +243,8 @@ class AsyncJobs:
 
 
 class ModelServer(ThreadingHTTPServer):
+    # Daemon threads: an idle keep-alive connection must not keep a stopping server alive; the
+    # requests being served are waited for by `drain` instead.
     daemon_threads = True
     allow_reuse_address = False
     request_queue_size = 128  # listen backlog: a worker opens many connections at once
@@ -247,11 +254,40 @@ class ModelServer(ThreadingHTTPServer):
         self.args = args
         self.ready = threading.Event()
         self.jobs = AsyncJobs()
+        self.read_roots = tuple(Path(r).resolve() for r in args.read_root)
+        self._busy = threading.Condition()  # guards the two below
+        self._in_flight = 0  # POSTs being served
+        self._stopping = False
         self.handler_key, self.handler = pick_handler(args.category, args.specialty)
         self.is_llm = "llm_text" in (args.category, args.specialty) or self.handler_key in (
             "text_generation",
             "llm_text",
         )
+
+    def enter(self) -> bool:
+        """A POST starts; False (refuse it) once the server is stopping."""
+        with self._busy:
+            if self._stopping:
+                return False
+            self._in_flight += 1
+            return True
+
+    def leave(self) -> None:
+        with self._busy:
+            self._in_flight -= 1
+            self._busy.notify_all()
+
+    def stop_intake(self) -> None:
+        with self._busy:
+            self._stopping = True
+
+    def drain(self, seconds: float) -> int:
+        """Refuse new POSTs and wait up to `seconds` for those being served (scale-in, delete and
+        a blue/green switch must not cut a sync invocation off). Returns how many are left."""
+        with self._busy:
+            self._stopping = True
+            self._busy.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, seconds))
+            return self._in_flight
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -288,8 +324,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _request(self, body: bytes) -> Request:
-        ctype = self.headers.get("Content-Type", "application/octet-stream")
-        return Request(body, ctype, self.server.args.model_id)
+        return self._request_of(body, self.headers.get("Content-Type", "application/octet-stream"))
+
+    def _request_of(self, body: bytes, ctype: str) -> Request:
+        # Every request a handler sees carries the read roots: an envelope names files to read.
+        return Request(body, ctype, self.server.args.model_id, self.server.read_roots)
 
     # -- routes
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
@@ -307,6 +346,16 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         body = self._body()
+        if not self.server.enter():  # stopping: the caller tries another instance
+            self.close_connection = True
+            self._json(503, {"error": "instance is stopping"}, {DRAINING_HEADER: "1"})
+            return
+        try:
+            self._serve_post(body)
+        finally:
+            self.server.leave()
+
+    def _serve_post(self, body: bytes) -> None:
         if not self.server.ready.is_set():
             self._json(503, {"error": "model is loading"})
             return
@@ -352,11 +401,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         if not (source and INFERENCE_ID.fullmatch(inference_id)):
             raise BadInput("async needs InputLocation and an InferenceId of 32 hex digits")
+        path = readable_path(source, self.server.read_roots)  # refused now (400), not later
         out, fail = async_paths(Path(self.server.args.async_dir), inference_id)
         ctype = h.get("X-Amzn-SageMaker-Content-Type") or h.get("Content-Type", "")
         job = threading.Thread(
             target=self._run_async_job,
-            args=(source, ctype, out, fail),
+            args=(path, ctype, out, fail),
             name=f"async-{inference_id}",
             daemon=True,
         )
@@ -366,11 +416,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._json(202, {"InferenceId": inference_id, "OutputLocation": str(out),
                          "FailureLocation": str(fail)})  # fmt: skip
 
-    def _run_async_job(self, source: str, ctype: str, out: Path, fail: Path) -> None:
+    def _run_async_job(self, source: Path, ctype: str, out: Path, fail: Path) -> None:
         try:
-            data = Path(source.removeprefix("file://")).read_bytes()
+            data = source.read_bytes()
             time.sleep(self.server.args.invoke_seconds)
-            result = self.server.handler(Request(data, ctype, self.server.args.model_id))
+            result = self.server.handler(self._request_of(data, ctype))
             path, payload = out, json.dumps(result).encode()
         except Exception as exc:
             log.warning("async inference failed: %s", exc)
@@ -441,10 +491,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--drain-seconds",
         type=float,
         default=4.0,
-        help="on SIGTERM: how long running async jobs may finish before they are failed",
+        help="on SIGTERM: how long requests being served and running async jobs may finish",
     )
     p.add_argument("--model-data", help="ModelDataUrl: a local path must exist")
     p.add_argument("--async-dir", help="where async results go; none: no /invocations-async")
+    p.add_argument(
+        "--read-root",
+        action="append",
+        default=[],
+        help="a directory inputs may be read from (repeatable); none: no local path is read",
+    )
     p.add_argument(
         "--warmup-seconds",
         type=float,
@@ -489,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=_watch_record, args=(server, stop), daemon=True).start()
 
     def stop_serving() -> None:
-        server.jobs.stop_intake()  # new async jobs go to another instance from now on
+        server.stop_intake()  # new requests go to another instance from now on
+        server.jobs.stop_intake()
         server.shutdown()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -502,8 +559,12 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         stop.set()
-        server.server_close()  # no new connections while the async jobs drain
-        failed = server.jobs.close(args.drain_seconds)
+        server.server_close()  # no new connections while the requests and async jobs drain
+        deadline = time.monotonic() + args.drain_seconds  # one bound for both
+        busy = server.drain(args.drain_seconds)
+        if busy:
+            log.warning("%d request(s) still being served at exit: cut off", busy)
+        failed = server.jobs.close(args.drain_seconds, deadline)
         if failed:
             log.warning("%d async inference(s) unfinished at exit: failure written", failed)
         log.info("stopped")

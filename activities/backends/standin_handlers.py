@@ -115,6 +115,9 @@ class Request:
     body: bytes
     content_type: str
     model_id: str
+    # The directories an `input_location` may be read from (resolved); None: anywhere, for
+    # in-process callers. The model server always sets them: its port is open to every local user.
+    read_roots: tuple[Path, ...] | None = None
 
     @property
     def digest(self) -> bytes:
@@ -167,10 +170,28 @@ class Invocation:
     request: dict[str, Any] | None = None  # the JSON request when the body is one
 
 
-def _read_location(location: str) -> bytes:
+def readable_path(location: str, roots: tuple[Path, ...] | None) -> Path:
+    """The local file `location` names, if it lies under one of `roots` once resolved
+    (symlinks and '..' followed, so neither leads outside); BadInput otherwise."""
     if location.startswith("s3://"):
         raise BadInput(f"the local stand-in reads local paths only; got {location}")
     path = Path(location.removeprefix("file://"))
+    if roots is None:
+        return path
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise BadInput(f"input_location {location} cannot be resolved: {exc}") from exc
+    if not any(real.is_relative_to(root) for root in roots):
+        raise BadInput(
+            f"input_location {location} is outside the directories this model server may read "
+            f"(its --read-root: the worker's data_dir and input_roots)"
+        )
+    return real
+
+
+def _read_location(location: str, roots: tuple[Path, ...] | None) -> bytes:
+    path = readable_path(location, roots)
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
@@ -193,7 +214,7 @@ def resolve(req: Request) -> Invocation:
         options = raw_opts
         task = obj.get("task") or options.get("task")
         if isinstance(obj.get("input_location"), str):
-            data = _read_location(obj["input_location"])
+            data = _read_location(obj["input_location"], req.read_roots)
         elif isinstance(obj.get("input_base64"), str):
             try:
                 data = base64.b64decode(obj["input_base64"], validate=True)
@@ -1162,7 +1183,8 @@ def geospatial(req: Request) -> dict[str, Any]:
     method = "spectral indices NDVI/MNDWI over HLS bands (stand-in)"
     if "change" in task:
         if "before_location" in inv.options:
-            before = _scene(_read_location(str(inv.options["before_location"])), 0, inv.options)
+            before_data = _read_location(str(inv.options["before_location"]), req.read_roots)
+            before = _scene(before_data, 0, inv.options)
             after = _scene(inv.data, 0, inv.options)
         else:
             before, after = _scene(inv.data, 0, inv.options), _scene(inv.data, 1, inv.options)

@@ -761,3 +761,153 @@ async def test_an_interrupted_delete_is_finished_by_describe(
     backend._save(rec)
     assert await backend.describe_endpoint(s.endpoint_name) is None
     assert not pid_alive(pid) and not backend.record_path(s.endpoint_name).exists()
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+async def test_model_server_reads_only_under_its_read_roots(
+    backend: LocalStandInBackend, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Any local user reaches the port: a request cannot make the server read files outside
+    data_dir and the input roots (symlinks and '..' are followed before the check)."""
+    s = spec(async_inference=True)
+    await backend.ensure_endpoint(s)
+    [inst] = record(backend, s.endpoint_name)["instances"]
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # not under data_dir (tmp_path)
+    secret = elsewhere / "secret.png"
+    secret.write_bytes(PNG)
+    (tmp_path / "link.png").symlink_to(secret)
+    inside = tmp_path / "spool" / "in.png"
+    inside.parent.mkdir()
+    inside.write_bytes(PNG)
+    outside = [str(secret), f"file://{secret}", str(tmp_path / "link.png"),
+               f"{tmp_path}/../{elsewhere.name}/secret.png"]  # fmt: skip
+    base = f"http://127.0.0.1:{inst['port']}"
+    async with httpx.AsyncClient() as client:
+        for location in outside:
+            sync = await client.post(f"{base}/invocations", json={"input_location": location})
+            assert sync.status_code == 400, location
+            assert "outside the directories" in sync.json()["error"]
+            queued = await client.post(f"{base}/invocations-async", headers={
+                "X-Amzn-SageMaker-InputLocation": location,
+                "X-Amzn-SageMaker-InferenceId": "0123456789abcdef" * 2,
+            })  # fmt: skip
+            assert queued.status_code == 400 and "outside the directories" in queued.text
+        # A JSON envelope read as an async request cannot point outside either.
+        envelope = tmp_path / "request.json"
+        envelope.write_text(json.dumps({"input_location": str(secret)}))
+        inv = await backend.invoke_async(s.endpoint_name, str(envelope), "application/json")
+        with pytest.raises(AsyncInferenceFailed, match="outside the directories"):
+            await wait_for(lambda: backend.fetch_async_result(inv))
+        # data_dir and the bundled samples (the default input root) are readable.
+        for location in (str(inside), str(SAMPLES["perception/detect"])):
+            ok = await client.post(f"{base}/invocations", json={"input_location": location})
+            assert ok.status_code == 200 and "detections" in ok.json(), ok.text
+
+
+def test_a_model_server_without_read_roots_reads_no_local_path(tmp_path: Path) -> None:
+    from activities.backends.local_model_server import parse_args
+    from activities.backends.standin_handlers import BadInput, Request, resolve
+
+    (tmp_path / "in.png").write_bytes(PNG)
+    body = json.dumps({"input_location": str(tmp_path / "in.png")}).encode()
+    assert parse_args(["--model-id", "m"]).read_root == []
+    with pytest.raises(BadInput, match="outside the directories"):
+        resolve(Request(body, "application/json", "m", read_roots=()))
+    assert resolve(Request(body, "application/json", "m", (tmp_path,))).data == PNG
+
+
+async def test_other_read_roots_replace_the_fleet(
+    backend: LocalStandInBackend, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The read roots are part of the deployed config: a fleet started with others (or by a
+    server that had none) is replaced by the next ensure, blue/green."""
+    s = spec()
+    before = await backend.ensure_endpoint(s)
+    [old] = backend.endpoint_pids(s.endpoint_name)
+    wider = LocalStandInBackend(
+        tmp_path, stop_timeout_seconds=3, read_roots=[tmp_path_factory.mktemp("inputs")]
+    )
+    after = await wider.ensure_endpoint(s)
+    assert after.status == "InService" and after.config_name != before.config_name
+    [new] = wider.endpoint_pids(s.endpoint_name)
+    assert new != old and not pid_alive(old)
+    assert (await wider.invoke(s.endpoint_name, PNG, "image/png")).body
+
+
+async def test_stopping_instance_finishes_the_sync_invocations_it_serves(
+    backend: LocalStandInBackend, tmp_path: Path
+) -> None:
+    """Delete (like scale-in and a blue/green switch: all SIGTERM) lets a sync invocation the
+    instance is serving finish within the drain time instead of cutting it off. The input is
+    a FIFO, so the request is provably inside the server until the test writes it."""
+    s = spec()
+    await backend.ensure_endpoint(s)
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    body = json.dumps({"input_location": str(fifo)}).encode()
+    call = asyncio.create_task(backend.invoke(s.endpoint_name, body, "application/json"))
+
+    async def server_reads_fifo() -> int | None:
+        try:  # succeeds once the server has opened the FIFO for reading
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    fd = await wait_for(server_reads_fifo)
+    delete = asyncio.create_task(backend.delete_endpoint(s.endpoint_name))
+    log = backend.log_path(s.endpoint_name)
+
+    async def signalled() -> bool:
+        return "signal 15: stopping" in log.read_text()
+
+    await wait_for(signalled)
+    try:
+        os.set_blocking(fd, True)
+        os.write(fd, PNG)
+    except BrokenPipeError:  # the server is already gone (without the drain)
+        pass
+    finally:
+        os.close(fd)
+    result = await call
+    assert "detections" in json.loads(result.body)
+    await delete
+
+
+def test_control_plane_calls_do_not_starve_invocations(
+    backend: LocalStandInBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control-plane calls that take long (ensure waits for /ping) run on their own threads:
+    with as many of them as asyncio's default executor has threads, an invocation still gets
+    its record read (it waited for them before)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = spec()
+    release, entered = threading.Event(), []
+
+    def stuck(name: str) -> None:
+        entered.append(name)
+        release.wait(60)
+
+    async def both_stuck() -> bool:
+        return len(entered) == 2
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(2))  # this loop only (asyncio.run's own)
+        await backend.ensure_endpoint(s)
+        await backend.invoke(s.endpoint_name, PNG, "image/png")  # the connection is made
+        monkeypatch.setattr(backend, "_describe", stuck)
+        slow = [asyncio.create_task(backend.describe_endpoint(s.endpoint_name)) for _ in "ab"]
+        try:
+            await wait_for(both_stuck)
+            result = await asyncio.wait_for(backend.invoke(s.endpoint_name, PNG, "image/png"), 20)
+            assert "detections" in json.loads(result.body)
+        finally:
+            release.set()
+            await asyncio.gather(*slow)
+            await backend.aclose()
+
+    asyncio.run(main())

@@ -85,8 +85,9 @@ def test_a_pair_out_of_service_can_still_be_read(monkeypatch, tmp_path):
 
 
 def test_unreachable_temporal_is_one_line(monkeypatch, tmp_path):
+    # (`thermal show` gives the record instead: tests/thermal/test_cli_thermal.py)
     result = invoke(
-        ["thermal", "show", "yolov8n"], monkeypatch, tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1"
+        ["thermal", "warm", "yolov8n"], monkeypatch, tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1"
     )
     assert result.exit_code == 2 and "cannot reach Temporal at 127.0.0.1:1" in result.output
 
