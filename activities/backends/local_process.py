@@ -49,9 +49,21 @@ def reap_child(pid: int) -> bool | None:
         return True
 
 
+def reap_exited_children() -> None:
+    """Collect every child that has exited. Another worker on the same data dir may stop our
+    children (its scale-in or delete): their records no longer list them, so nothing would
+    probe, and reap, them by pid; left alone they stay zombies until this worker exits."""
+    with CHILDREN_LOCK:
+        for pid, proc in list(CHILDREN.items()):
+            if proc.poll() is not None:
+                EXIT_CODES[pid] = proc.returncode
+                del CHILDREN[pid]
+
+
 def pid_alive(pid: int, proc_start: int | None = None) -> bool:
     """Is the process we recorded (pid + start time) still running? Zombies and reused pids
-    count as gone."""
+    count as gone. Every check also reaps our exited children (cheap: a WNOHANG wait each)."""
+    reap_exited_children()
     exited = reap_child(pid)
     if exited is not None:
         return not exited

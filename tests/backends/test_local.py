@@ -911,3 +911,36 @@ def test_control_plane_calls_do_not_starve_invocations(
             await backend.aclose()
 
     asyncio.run(main())
+
+
+async def test_children_stopped_by_another_worker_are_reaped(tmp_path: Path) -> None:
+    """Another worker's scale-in or delete stops a process this worker started: its record
+    forgets it, yet this worker (its parent) must still collect it, not keep a zombie."""
+    from activities.backends.local_process import CHILDREN
+
+    backend = LocalStandInBackend(tmp_path)
+    stopped, other = spec(), spec(model="yolov8n")
+    await backend.ensure_endpoint(stopped)
+    await backend.ensure_endpoint(other)
+    try:
+        [pid] = backend.endpoint_pids(stopped.endpoint_name)
+        os.kill(pid, signal.SIGKILL)  # as the other worker's stop would (without our Popen)
+
+
+        async def collected() -> bool:
+            # Any probe of ours collects it; the zombie is waitable only once all of its
+            # threads are gone, which may be a moment after /proc first says Z.
+            await backend.describe_endpoint(other.endpoint_name)
+            return _state(pid) is None and pid not in CHILDREN
+
+        await wait_for(collected, limit=8)
+    finally:
+        await backend.delete_endpoint(other.endpoint_name)
+        await backend.delete_endpoint(stopped.endpoint_name)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
