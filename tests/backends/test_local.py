@@ -926,7 +926,6 @@ async def test_children_stopped_by_another_worker_are_reaped(tmp_path: Path) -> 
         [pid] = backend.endpoint_pids(stopped.endpoint_name)
         os.kill(pid, signal.SIGKILL)  # as the other worker's stop would (without our Popen)
 
-
         async def collected() -> bool:
             # Any probe of ours collects it; the zombie is waitable only once all of its
             # threads are gone, which may be a moment after /proc first says Z.
