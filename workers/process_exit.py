@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -31,8 +32,15 @@ def exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_then_exit(entry: Callable[[], object]) -> None:
-    """Run `entry` (it may raise SystemExit) and end the process without finalization."""
+    """Run `entry` (it may raise SystemExit) and end the process without finalization.
+    SIGTERM takes Ctrl-C's path: by default it would end the process without the atexit
+    handlers, leaving e.g. the embedded PostgreSQL of a `radiant watch` running."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         entry()
         code = 0

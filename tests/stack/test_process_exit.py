@@ -33,6 +33,7 @@ print("never printed")
         ("sys.exit(3)", 3),
         ("sys.exit('bad input')", 1),
         ("raise KeyboardInterrupt", 130),
+        ("import os, signal, time; os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)", 130),
         ("raise RuntimeError('unexpected')", 1),
     ],
 )

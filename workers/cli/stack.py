@@ -7,7 +7,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -91,12 +90,8 @@ def _run_locked_stack(settings: Settings, body: StackBody | None, stay: bool) ->
     from workers.temporal import TemporalUnavailableError, start_dev_server, stop_dev_server
     from workers.temporal import web_ui as temporal_web_ui
 
+    # (SIGTERM takes Ctrl-C's path: workers.process_exit, the `radiant` entry point)
     temporal: subprocess.Popen[bytes] | None = None
-
-    def _terminate(*_: object) -> None:  # SIGTERM takes the same clean path as Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
     try:
         prepare_database(settings)
         temporal = start_dev_server(settings, settings.data_dir / "temporal.log")
