@@ -65,6 +65,13 @@ class ReconcileInput(BaseModel):
         )
 
 
+# Ends open uptime intervals (append the conditions). GREATEST: an interval opened on a
+# worker's clock is never reversed.
+END_UPTIME = (
+    "UPDATE endpoint_uptime SET ended_at = GREATEST(now(), started_at) WHERE ended_at IS NULL "
+)
+
+
 def _list_prefix(inp: ReconcileInput) -> str:
     """A cheap pre-filter for listing only; ownership is decided exactly afterwards (tags or the
     recomputed name). Long names are cut and hash-suffixed, so keep to the start of the app."""
@@ -548,10 +555,9 @@ class FleetActivities:
                     key,
                 )
                 await conn.execute(
-                    text(  # GREATEST: the interval opened on a worker's clock, never reversed
-                        "UPDATE endpoint_uptime SET ended_at = GREATEST(now(), started_at) "
-                        "WHERE app_id = :a AND environment = :e AND model_id = :m "
-                        "AND endpoint_name = :ep AND ended_at IS NULL"
+                    text(
+                        END_UPTIME + "AND app_id = :a AND environment = :e AND model_id = :m "
+                        "AND endpoint_name = :ep"
                     ),
                     key,
                 )
@@ -605,14 +611,8 @@ async def end_uptime_of_stopped(engine: AsyncEngine, endpoint_names: list[str]) 
     Ctrl-C stops the local model servers): they would bill on until the next reconcile.
     The thermal records keep their instances, so that reconcile still sees the drift and lets
     each workflow record its own truth (with no interval left to close). How many ended."""
-    if not endpoint_names:
-        return 0
     async with engine.begin() as conn:
         result = await conn.execute(
-            text(  # GREATEST: the interval opened on a worker's clock, never reversed
-                "UPDATE endpoint_uptime SET ended_at = GREATEST(now(), started_at) "
-                "WHERE endpoint_name = ANY(:eps) AND ended_at IS NULL"
-            ),
-            {"eps": endpoint_names},
+            text(END_UPTIME + "AND endpoint_name = ANY(:eps)"), {"eps": endpoint_names}
         )
     return result.rowcount

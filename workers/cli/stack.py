@@ -136,6 +136,8 @@ def _stop_local_endpoints(settings: Settings) -> None:
         for info in await backend.list_endpoints("radiant-"):
             await backend.delete_endpoint(info.endpoint_name)
             stopped.append(info.endpoint_name)
+        if not stopped:
+            return
         engine = create_app_engine(resolve_database_urls(settings).app)
         try:
             await end_uptime_of_stopped(engine, stopped)
