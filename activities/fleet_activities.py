@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -33,11 +33,14 @@ from activities.thermal_control import ThermalControl
 from activities.workflow_status import workflow_running
 from models_catalog.thermal_policy import ThermalLimits, autoscaling_bounds
 from models_catalog.types import ThermalState
+from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import SetTargetRequest, ThermalStatus, thermal_workflow_id
 
 ENDPOINT_PREFIX = "radiant-"
 SNAPSHOT_CONCURRENCY = 8  # backend and Temporal describes in flight at once
 SNAPSHOT_HEARTBEAT_EVERY = 5.0  # seconds; the workflow allows 30 between heartbeats
+SETTLE_QUERY_TIMEOUT = timedelta(seconds=20)
+SETTLE_POLL_S = 5.0  # how often a bulk waiting for a given-up model's transition asks
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 # Temporal RPC failures that say nothing about the model (the server or the way to it): a bulk
 # item meeting one fails its activity, which Temporal retries, instead of reporting the model.
@@ -340,6 +343,7 @@ class FleetActivities:
         # The (app, env) pairs this deployment serves (RADIANT_APPS, the control's unless
         # given): the reconcile neither reports nor touches anything of another pair.
         self.apps: AppScope = apps or getattr(control, "apps", None) or AppScope()
+        self.settle_poll_seconds = SETTLE_POLL_S
 
     @activity.defn(name="fleet.snapshot")
     async def snapshot(self, inp: ReconcileInput) -> FleetSnapshot:
@@ -604,6 +608,23 @@ class FleetActivities:
                 model_id=item.model_id, ok=False, error=str(getattr(exc, "cause", None) or exc)
             )
         return BulkItemResult(model_id=item.model_id, ok=True, status=status)
+
+    @activity.defn(name="fleet.wait_settled")
+    async def wait_settled(self, item: BulkSetItem) -> None:
+        """Return once the model's thermal workflow runs no transition (or runs no more): a
+        bulk whose set_one gave up (a worker lost three times) holds the model's concurrency
+        slot until then, since the change it asked for may still be under way. A query that
+        cannot be answered (its worker still gone) fails this attempt: the retry asks again."""
+        handle = self.control.handle(item.app_id, item.environment, item.model_id)
+        while await workflow_running(self.control.client, handle.id):  # ended: nothing runs
+            # bounded: a query to a workflow whose worker is gone waits, and heartbeats must go on
+            status = await handle.query(
+                ModelThermalWorkflow.status, rpc_timeout=SETTLE_QUERY_TIMEOUT
+            )
+            if not status.transitioning:
+                return
+            activity.heartbeat()
+            await asyncio.sleep(self.settle_poll_seconds)
 
 
 async def end_uptime_of_stopped(engine: AsyncEngine, endpoint_names: list[str]) -> int:

@@ -119,6 +119,7 @@ def activities_for(deps: WorkerDeps, client: Client, task_queue: str) -> Sequenc
         fleet.close_vanished,
         fleet.report,
         fleet.set_one,
+        fleet.wait_settled,
         *llm_activities(deps, client, task_queue),
     ]
 

@@ -38,6 +38,10 @@ SHARED_NAME_PATCH = "reconcile-shared-endpoint-name"
 #: a lost worker) is reported failed; it used to fail the whole bulk, losing every other
 #: model's result (asked only when that happens).
 BULK_ITEM_FAILURE_PATCH = "bulk-item-failure-reported"
+#: Such a model keeps its concurrency slot until its workflow runs no transition (the change
+#: set_one asked for may still run); before, the slot went to the next model at once, so more
+#: than `max_concurrency` transitions could run (asked only when that happens).
+BULK_SLOT_HELD_PATCH = "bulk-slot-held-until-settled"
 #: A count the autoscaler moved within the bounds is told to the model's workflow, which
 #: records it (before, the record kept the old count, and its uptime billed that; asked only
 #: when that happens).
@@ -228,6 +232,25 @@ class BulkThermalUpdateWorkflow:
                         raise
                     cause = err.cause
                     why = cause.message if isinstance(cause, ApplicationError) else str(err)
+                    if workflow.patched(BULK_SLOT_HELD_PATCH):
+                        why += await self._settled(inp, model_id)
                     return BulkItemResult(model_id=model_id, ok=False, error=why)
 
         return list(await asyncio.gather(*(one(m) for m in inp.model_ids)))
+
+    async def _settled(self, inp: BulkSetInput, model_id: str) -> str:
+        """Wait (holding the slot) until the given-up model's workflow runs no transition;
+        what to add to its error if that could not be told either."""
+        try:
+            await workflow.execute_activity_method(
+                FleetActivities.wait_settled,
+                inp.item(model_id),
+                start_to_close_timeout=timedelta(hours=1),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            return "; whether its transition still runs is unknown (its workflow did not answer)"
+        return ""

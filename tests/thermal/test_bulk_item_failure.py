@@ -4,8 +4,10 @@ kept; the bulk used to fail as a whole. RADIANT_RECORD_HISTORIES=1 keeps the his
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,10 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
+from activities import fleet_activities
 from activities.app_scope import AppScope
 from activities.fleet_activities import (
     BulkItemResult,
@@ -44,11 +48,16 @@ async def set_one_losing_mobilesam(item: BulkSetItem) -> BulkItemResult:
     return BulkItemResult(model_id=item.model_id, ok=True)
 
 
+@activity.defn(name="fleet.wait_settled")
+async def wait_settled_at_once(item: BulkSetItem) -> None:
+    pass
+
+
 async def test_one_failed_item_does_not_fail_the_bulk(temporal_client: Client):
     queue = f"bulk-{uuid.uuid4().hex[:6]}"
     async with Worker(
         temporal_client, task_queue=queue, workflows=[BulkThermalUpdateWorkflow],
-        activities=[set_one_losing_mobilesam],
+        activities=[set_one_losing_mobilesam, wait_settled_at_once],
     ):  # fmt: skip
         handle = await temporal_client.start_workflow(
             BulkThermalUpdateWorkflow.run,
@@ -75,6 +84,120 @@ async def test_one_failed_item_does_not_fail_the_bulk(temporal_client: Client):
         ("yolov8m", True), ("mobilesam", False), ("clip-vit-l14", True),
     ]  # fmt: skip
     assert "the worker running it was lost" in (results[1].error or "")
+
+
+# ------------------------------------------------------------ the slot of a given-up model
+
+
+class SlotLog:
+    """Fake set_one / wait_settled that log when each starts and ends: mobilesam's set_one gives
+    up (its worker lost) while its transition runs on for `settle_s` seconds."""
+
+    def __init__(self, settle_s: float, settled: bool = True) -> None:
+        self.settle_s, self.settled = settle_s, settled
+        self.events: list[str] = []
+
+    @activity.defn(name="fleet.set_one")
+    async def set_one(self, item: BulkSetItem) -> BulkItemResult:
+        self.events.append(f"set {item.model_id}")
+        if item.model_id == "mobilesam":
+            raise ApplicationError("the worker running it was lost (injected)", non_retryable=True)
+        return BulkItemResult(model_id=item.model_id, ok=True)
+
+    @activity.defn(name="fleet.wait_settled")
+    async def wait_settled(self, item: BulkSetItem) -> None:
+        await asyncio.sleep(self.settle_s)
+        if not self.settled:
+            raise ApplicationError("query timed out (injected)", non_retryable=True)
+        self.events.append(f"settled {item.model_id}")
+
+
+async def run_slot_bulk(client: Client, log: SlotLog, record: str | None = None):
+    queue = f"bulk-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        client, task_queue=queue, workflows=[BulkThermalUpdateWorkflow],
+        activities=[log.set_one, log.wait_settled],
+    ):  # fmt: skip
+        handle = await client.start_workflow(
+            BulkThermalUpdateWorkflow.run,
+            BulkSetInput(
+                app_id="bulk",
+                environment="test",
+                state=ThermalState.WARM,
+                model_ids=["mobilesam", "yolov8m"],
+                max_concurrency=1,
+            ),  # fmt: skip
+            id=f"bulk-{queue}",
+            task_queue=queue,
+        )
+        results = await handle.result()
+        if record and os.environ.get("RADIANT_RECORD_HISTORIES"):
+            history = await handle.fetch_history()
+            (HISTORIES / f"{record}.json").write_text(
+                json.dumps({"workflow_id": history.workflow_id, "history": history.to_json_dict()})
+            )
+    return results
+
+
+async def test_a_given_up_model_holds_its_slot_until_its_transition_settles(
+    temporal_client: Client,
+):
+    """max_concurrency=1: the next model's change starts only once mobilesam's transition no
+    longer runs (it used to start at once: two transitions at a time)."""
+    log = SlotLog(settle_s=1.0)
+    results = await run_slot_bulk(temporal_client, log, record="bulk-slot-held")
+    assert log.events == ["set mobilesam", "settled mobilesam", "set yolov8m"]
+    assert [(r.model_id, r.ok) for r in results] == [("mobilesam", False), ("yolov8m", True)]
+    assert results[0].error == "the worker running it was lost (injected)"
+
+
+async def test_a_model_whose_workflow_does_not_answer_frees_its_slot_and_says_so(
+    temporal_client: Client,
+):
+    log = SlotLog(settle_s=0.0, settled=False)
+    results = await run_slot_bulk(temporal_client, log)
+    assert log.events == ["set mobilesam", "set yolov8m"]
+    assert [(r.model_id, r.ok) for r in results] == [("mobilesam", False), ("yolov8m", True)]
+    assert "whether its transition still runs is unknown" in (results[0].error or "")
+
+
+class StatusHandle:
+    """A thermal workflow's handle answering queries from a script of `transitioning` values."""
+
+    def __init__(self, script: list[bool]) -> None:
+        self.id, self.script, self.asked = "thermal/bulk/test/yolov8n", list(script), 0
+
+    async def query(self, *_: Any, **__: Any) -> Any:
+        self.asked += 1
+        return types.SimpleNamespace(transitioning=self.script.pop(0))
+
+
+@pytest.mark.parametrize(
+    ("running", "script", "asked"),
+    [(True, [True, True, False], 3), (True, [False], 1), (False, [], 0)],
+    ids=["transitioning-then-settled", "settled", "not-running"],
+)
+async def test_wait_settled_returns_when_no_transition_runs(
+    monkeypatch, running: bool, script: list[bool], asked: int
+):
+    handle = StatusHandle(script)
+    control = types.SimpleNamespace(client=None, handle=lambda *_: handle, apps=AppScope())
+
+    async def workflow_running(client: Any, wf_id: str) -> bool:
+        assert wf_id == handle.id
+        return running
+
+    monkeypatch.setattr(fleet_activities, "workflow_running", workflow_running)
+    acts = FleetActivities(None, None, control)  # type: ignore[arg-type]
+    acts.settle_poll_seconds = 0.01
+    env = ActivityEnvironment()
+    heartbeats: list[Any] = []
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+    item = BulkSetItem(
+        app_id="bulk", environment="test", model_id="yolov8n", state=ThermalState.WARM
+    )
+    await env.run(acts.wait_settled, item)
+    assert handle.asked == asked and len(heartbeats) == max(0, asked - 1)
 
 
 # --------------------------------------------------------------------------- transient errors
@@ -200,3 +323,15 @@ async def test_a_pair_not_served_is_reported_without_retry(temporal_client: Clie
     results = await run_bulk(temporal_client, flaky, "other", ["yolov8n"], ThermalState.WARM)
     assert [(r.model_id, r.ok) for r in results] == [("yolov8n", False)]
     assert "not served" in (results[0].error or "") and flaky.calls == ["yolov8n"]
+
+
+async def test_wait_settled_on_a_real_thermal_workflow(thermal: ThermalHarness):
+    """The real query path (Temporal's describe and the status query with its RPC timeout)."""
+    app = thermal.new_app()
+    item = BulkSetItem(app_id=app, environment="test", model_id="yolov8n", state=ThermalState.COLD)
+    acts = FleetActivities(None, None, thermal.control)  # type: ignore[arg-type]
+    await ActivityEnvironment().run(acts.wait_settled, item)  # no workflow yet: returns
+    await thermal.control.set_target(app, "test", "yolov8n", SetTargetRequest(state=item.state))
+    await ActivityEnvironment().run(acts.wait_settled, item)  # running, not transitioning
+    status = await thermal.control.status(app, "test", "yolov8n")
+    assert status.current_state == ThermalState.COLD and not status.transitioning

@@ -75,6 +75,7 @@ async def test_recorded_histories_replay(path: Path):
 # here so that losing one fails instead of silently dropping its replay case.
 GUARD_HISTORIES = {
     "bulk-item-failure",
+    "bulk-slot-held",
     "old-bulk-item-failure",
     "job-cancelled-after-an-invocation",
     "job-failed-after-an-invocation",
