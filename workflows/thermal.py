@@ -518,7 +518,6 @@ class ModelThermalWorkflow:
             ):
                 await self._record(None)  # waiters wake after this: they wait for `converging`
         except ActivityError as err:
-            self.rollback_note = None  # this pass's error is the one to show
             cause = err.cause
             missing = isinstance(cause, ApplicationError) and cause.type in MISSING_ENDPOINT_ERRORS
             if missing and self.missing_retries < 3:
@@ -527,9 +526,13 @@ class ModelThermalWorkflow:
                 self.missing_retries += 1
                 self.refresh = True
                 self.s.transitioning = False
+                self.rollback_note = None  # the fleet it spoke of is gone
                 return
+            # A fleet that serves on keeps the rollback note (its old config still serves;
+            # `_capacity_failed` shows both); any other failure's error is the one to show.
             if desired > 0 and await self._still_serving(err, generation, desired):
                 return
+            self.rollback_note = None
             no_capacity = isinstance(cause, ApplicationError) and (
                 cause.type == ERR_ENDPOINT_NO_CAPACITY
             )
@@ -596,8 +599,8 @@ class ModelThermalWorkflow:
             )
             await self._record("failed")
             self.autoscaling_owed = True  # until a capacity step succeeds (this one may fail)
+            self.rollback_note = self.s.last_error  # before the call: it may fail too
             info = await self._capacity_call(desired)
-            self.rollback_note = self.s.last_error
             rolled_back = True
         scales = capacity["max_instances"] > capacity["min_instances"]
         if not rolled_back and (
@@ -714,7 +717,11 @@ class ModelThermalWorkflow:
                 self.failure_generation = self.s.generation
         workflow.logger.warning("capacity change of %s failed: %s", self.spec.model_id, message)
         wanted = "" if self.s.target_state in (WARM, HOT) else " if still wanted"
-        self.s.last_error = f"{message} (retrying in {delay:.0f}s{wanted})"
+        # A create starts afresh; a fleet that serves on after a rollback keeps saying why.
+        if create:
+            self.rollback_note = None
+        kept = f"; {self.rollback_note}" if self.rollback_note else ""
+        self.s.last_error = f"{message} (retrying in {delay:.0f}s{wanted}){kept}"
         self.s.transitioning = False
         await self._record("failed")
         self.failures += 1  # callers waiting on this change hear of it; the endpoint serves

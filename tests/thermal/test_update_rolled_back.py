@@ -172,15 +172,24 @@ async def test_autoscaling_owed_after_a_rollback_is_registered_after_the_backoff
     timings = TIMINGS.model_copy(update={"capacity_retry_seconds": 1.0})
     async with running_harness(temporal_client, catalog_db, tmp_path, backend, timings) as h:
         app = h.new_app()
-        with pytest.raises(WorkflowUpdateFailedError):
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
             await h.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.WARM))
+        # Both are told: the refused capacity step and why the old config serves on (the
+        # second used to replace the first in last_error).
+        told = str(failed.value.cause)
+        assert "autoscaling target refused" in told and REASON in told, told
+        assert "previous config serves on" in told, told
+        [row] = await h.rows("SELECT last_error FROM thermal_states WHERE app_id = :a", a=app)
+        assert REASON in row["last_error"] and "refused" in row["last_error"], row
 
         async def registered() -> bool:
             st = await h.control.status(app, ENV, MODEL)
-            return len(backend.capacity_calls) == 2 and st.last_error is None
+            return len(backend.capacity_calls) == 2 and "refused" not in (st.last_error or "")
 
         await wait_for(registered)
         st = await h.control.status(app, ENV, MODEL)
+        # As after a rollback whose capacity step succeeded at once: the reason stays shown.
+        assert REASON in (st.last_error or "") and "the next create" in (st.last_error or "")
         assert st.ready and st.current_state == ThermalState.WARM and st.instance_count == 1
         wf_id = thermal_workflow_id(app, ENV, MODEL)
         await _keep_history(h, wf_id, "thermal-update-rolled-back-capacity-failed")
