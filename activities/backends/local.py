@@ -18,16 +18,22 @@ endpoints from their records and finishes a delete whose worker died; a dead pid
 reported. Stopping an instance (scale-in, delete, blue/green switch) is SIGTERM: the server
 refuses new requests, lets the sync invocations it serves and its running async jobs finish for
 up to `stop_timeout - 1` s and writes a failure file for the async jobs left; scale-in stops idle
-instances first. Server stderr goes to `<name>.log`; a process that exits while starting turns
-the endpoint Failed with the tail of its log as `failure_reason`.
+instances first. Each server logs to its own `<name>.<instance>.log`, rotated at
+`log_max_bytes` (one old file kept, both removed when the instance stops), so a busy endpoint's
+log stays bounded; stderr, which then carries only crash output, goes to `<name>.log`. A process
+that exits while starting turns the endpoint Failed with the tail of both as `failure_reason`.
+The router names the instance it means in each request: a server that got the port of an
+instance that died refuses the request before running it.
 
 Control-plane calls (which may wait for /ping) run on their own thread pool, so they never
 delay an invocation's record read.
 
 Status vocabulary is SageMaker's: Creating while the first processes start, InService when all
 answer /ping, Updating while scaling out or replacing the config (blue/green: the old processes
-serve until the new ones are ready), Failed when a process exits during Creating, OutOfService
-(reported, not stored) when no process of an InService endpoint is left running.
+serve until the new ones are ready; an async endpoint at 0 instances stays at 0, as SageMaker's
+update with RetainAllVariantProperties keeps the count), Failed when a process exits during
+Creating, OutOfService (reported, not stored) when no process of an InService endpoint is left
+running.
 """
 
 from __future__ import annotations
@@ -76,7 +82,14 @@ from activities.backends.base import (
     check_same_owner,
     is_valid_endpoint_name,
 )
-from activities.backends.local_model_server import DRAINING_HEADER, INSTANCE_HEADER, async_paths
+from activities.backends.local_model_server import (
+    DRAINING_HEADER,
+    EXPECT_INSTANCE_HEADER,
+    INSTANCE_HEADER,
+    LOG_BACKUPS,
+    LOG_MAX_BYTES,
+    async_paths,
+)
 from activities.backends.local_process import (
     CHILDREN,
     CHILDREN_LOCK,
@@ -111,7 +124,7 @@ class LocalInstance(BaseModel):
     port: int | None = None  # known once the server has written its port file
     config_hash: str
     started_at: datetime
-    log_offset: int = 0  # where this process's log lines begin
+    log_offset: int = 0  # where this process's crash output (stderr) begins in <name>.log
 
 
 class LocalRecord(BaseModel):
@@ -158,8 +171,10 @@ class LocalStandInBackend:
         invoke_timeout_seconds: float = 70.0,
         orphan_grace_seconds: float = 30.0,
         read_roots: Sequence[Path | str] | None = None,
+        log_max_bytes: int = LOG_MAX_BYTES,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.log_max_bytes = log_max_bytes  # per instance log file (LOG_BACKUPS old ones kept)
         if read_roots is None:  # as Settings.input_roots' default: the bundled samples
             from workers.samples import SAMPLES_DIR
 
@@ -214,7 +229,18 @@ class LocalStandInBackend:
         return self._file(name, ".json")
 
     def log_path(self, name: str) -> Path:
+        """The servers' stderr: crash output only (their log is `instance_log_path`)."""
         return self._file(name, ".log")
+
+    def instance_log_path(self, name: str, instance_id: str) -> Path:
+        """One server's log; rotated copies are this path + `.1`, ..."""
+        return self._file(name, f".{instance_id}.log")
+
+    def _instance_logs(self, name: str, instance_id: str) -> list[Path]:
+        """The log files of an instance, oldest first."""
+        current = self.instance_log_path(name, instance_id)
+        backups = [current.with_name(f"{current.name}.{n}") for n in range(LOG_BACKUPS, 0, -1)]
+        return [*backups, current]
 
     def _port_file(self, name: str, instance_id: str) -> Path:
         return self._file(name, f".{instance_id}.port")
@@ -254,8 +280,9 @@ class LocalStandInBackend:
 
     def _remove_files(self, name: str) -> None:
         record = self.record_path(name)  # checks the name before the glob uses it
-        for path in self.root.glob(f"{name}.*.port"):
-            path.unlink(missing_ok=True)
+        for pattern in (f"{name}.*.port", f"{name}.*.log", f"{name}.*.log.*"):
+            for path in self.root.glob(pattern):
+                path.unlink(missing_ok=True)
         record.unlink(missing_ok=True)
         self.log_path(name).unlink(missing_ok=True)
 
@@ -277,6 +304,8 @@ class LocalStandInBackend:
             "--record-path", str(self.record_path(name)),
             "--orphan-grace-seconds", str(self.orphan_grace), "--warmup-seconds", str(warmup),
             "--invoke-seconds", str(infer), "--drain-seconds", str(self._drain_seconds()),
+            "--log-file", str(self.instance_log_path(name, instance_id)),
+            "--log-max-bytes", str(self.log_max_bytes), "--log-backups", str(LOG_BACKUPS),
             *itertools.chain.from_iterable(("--read-root", str(r)) for r in self.read_roots),
         ]  # fmt: skip
         if spec.model_data_url:
@@ -378,6 +407,8 @@ class LocalStandInBackend:
             live = [i for i in live if pid_alive(i.pid, i.proc_start)]
         for inst in instances:
             self._port_file(name, inst.instance_id).unlink(missing_ok=True)
+            for path in self._instance_logs(name, inst.instance_id):
+                path.unlink(missing_ok=True)
 
     def _probe(self, name: str, inst: LocalInstance) -> Probe:
         if not pid_alive(inst.pid, inst.proc_start):
@@ -393,15 +424,19 @@ class LocalStandInBackend:
         return {i.instance_id: self._probe(rec.endpoint_name, i) for i in rec.instances}
 
     def _failure_reason(self, name: str, inst: LocalInstance) -> str:
+        """Its log's last lines, then its crash output (a traceback bypasses the log)."""
+        text = ""
+        for path in self._instance_logs(name, inst.instance_id):
+            with contextlib.suppress(OSError):
+                text += path.read_bytes()[-4000:].decode("utf-8", "replace")
         try:
             with open(self.log_path(name), "rb") as fh:
                 fh.seek(inst.log_offset)
-                text = fh.read().decode("utf-8", "replace")
+                text += "\n" + fh.read().decode("utf-8", "replace")
         except OSError:
-            text = ""
+            pass
         lines = [ln for ln in text.splitlines() if ln.strip()]
-        own = [ln for ln in lines if f"[{inst.instance_id}]" in ln]
-        tail = "\n".join((own or lines)[-8:])[-1500:]
+        tail = "\n".join(lines[-8:])[-1500:]
         code = EXIT_CODES.get(inst.pid)
         exit_text = f"exit code {code}" if code is not None else "exited"
         return f"instance {inst.instance_id} (pid {inst.pid}) {exit_text}: {tail or 'no output'}"
@@ -590,6 +625,14 @@ class LocalStandInBackend:
         """UpdateEndpoint: a new fleet with the new spec; the old one serves until it is ready."""
         if rec.status != "InService":
             raise InvalidEndpointState(f"endpoint {rec.endpoint_name} is {rec.status}")
+        if rec.desired_instance_count == 0 and not rec.instances:
+            # An async endpoint scaled to 0: SageMaker's update keeps the count
+            # (RetainAllVariantProperties), so nothing starts; the next scale-out uses the new
+            # config.
+            rec.spec, rec.config_hash = spec, self._deployed_hash(spec)
+            rec.updated_at, rec.failure_reason = _now(), None
+            self._save(rec)
+            return self._info(rec, {})
         rec.previous_spec, rec.spec, rec.config_hash = rec.spec, spec, self._deployed_hash(spec)
         rec.status, rec.updated_at, rec.failure_reason = "Updating", _now(), None
         self._save(rec)
@@ -767,8 +810,12 @@ class LocalStandInBackend:
         client = self._client()
         for inst in targets:  # an instance that died since the record was read: next one
             try:
+                # The server checks the instance it is before running anything: its port may
+                # have been another (dead) instance's.
                 resp = await client.post(
-                    f"http://127.0.0.1:{inst.port}{path}", content=body, headers=headers
+                    f"http://127.0.0.1:{inst.port}{path}",
+                    content=body,
+                    headers={**headers, EXPECT_INSTANCE_HEADER: inst.instance_id},
                 )
             except httpx.ReadTimeout:
                 # The instance is alive but slow: another one would run the same work again.

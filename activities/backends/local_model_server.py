@@ -9,7 +9,13 @@ like any OpenAI-compatible server.
 Async results go only to `--async-dir`, named by the InferenceId (`async_paths`): the port is
 open to every local user, so a request must not choose which files the server writes. For the
 same reason it reads inputs (`input_location`, the async InputLocation) only under its
-`--read-root` directories (resolved, so symlinks and '..' cannot lead out; none: no local path).
+`--read-root` directories (resolved, so symlinks and '..' cannot lead out; none: no local path),
+checked again on the file actually opened (`read_under_roots`), so a symlink swapped in after the
+check cannot lead out either.
+
+With `--log-file`, its log (one access line per request) goes to that file, rotated at
+`--log-max-bytes` with `--log-backups` old files kept, so it stays bounded; stderr then carries
+only what bypasses logging (a crash's traceback).
 
 Handlers are **reference stand-ins** (`standin_handlers.py`, which documents the invocation body
 and every response schema): they read the real input and compute cheap, honest answers with
@@ -29,6 +35,7 @@ import argparse
 import hashlib
 import json
 import logging
+import logging.handlers
 import os
 import random
 import re
@@ -46,6 +53,7 @@ from activities.backends.standin_handlers import (  # noqa: F401 - re-exported f
     BadInput,
     Handler,
     Request,
+    read_under_roots,
     readable_path,
     stand_in,
 )
@@ -53,10 +61,17 @@ from activities.backends.standin_handlers import (  # noqa: F401 - re-exported f
 log = logging.getLogger("radiant.local_model_server")
 
 INSTANCE_HEADER = "X-Radiant-Instance"
+# Sent by the router: the instance it means. Another instance (on a reused port) refuses the
+# request with MISDIRECTED before running anything.
+EXPECT_INSTANCE_HEADER = "X-Radiant-Expect-Instance"
+MISDIRECTED = 421
 STAND_IN_HEADER = "X-Radiant-Stand-In"
 ASYNC_RUNNING_HEADER = "X-Radiant-Async-Running"  # on /ping: async jobs not yet finished
 DRAINING_HEADER = "X-Radiant-Draining"  # on a refused async job: stopping, use another instance
 INFERENCE_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as the backend makes them
+# --log-file rotation: at most LOG_MAX_BYTES x (LOG_BACKUPS + 1) per instance.
+LOG_MAX_BYTES = 1 << 20
+LOG_BACKUPS = 1
 
 
 def async_paths(async_dir: Path, inference_id: str) -> tuple[Path, Path]:
@@ -264,6 +279,10 @@ class ModelServer(ThreadingHTTPServer):
             "llm_text",
         )
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Into the (rotated) log: the default prints to stderr, which is not bounded.
+        log.exception("error serving %s", client_address)
+
     def enter(self) -> bool:
         """A POST starts; False (refuse it) once the server is stopping."""
         with self._busy:
@@ -345,6 +364,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no route GET {self.path}"})
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        expected = self.headers.get(EXPECT_INSTANCE_HEADER)
+        if expected and expected != self.server.args.instance_id:
+            # Meant for an instance that had this port before: run nothing. The body is left
+            # unread, so the connection closes.
+            self.close_connection = True
+            self._json(MISDIRECTED, {"error": f"this is instance {self.server.args.instance_id}, "
+                                              f"not {expected}"})  # fmt: skip
+            return
         body = self._body()
         if not self.server.enter():  # stopping: the caller tries another instance
             self.close_connection = True
@@ -401,12 +428,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         if not (source and INFERENCE_ID.fullmatch(inference_id)):
             raise BadInput("async needs InputLocation and an InferenceId of 32 hex digits")
-        path = readable_path(source, self.server.read_roots)  # refused now (400), not later
+        readable_path(source, self.server.read_roots)  # refused now (400); the job checks again
         out, fail = async_paths(Path(self.server.args.async_dir), inference_id)
         ctype = h.get("X-Amzn-SageMaker-Content-Type") or h.get("Content-Type", "")
         job = threading.Thread(
             target=self._run_async_job,
-            args=(path, ctype, out, fail),
+            args=(source, ctype, out, fail),
             name=f"async-{inference_id}",
             daemon=True,
         )
@@ -416,9 +443,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._json(202, {"InferenceId": inference_id, "OutputLocation": str(out),
                          "FailureLocation": str(fail)})  # fmt: skip
 
-    def _run_async_job(self, source: Path, ctype: str, out: Path, fail: Path) -> None:
+    def _run_async_job(self, source: str, ctype: str, out: Path, fail: Path) -> None:
         try:
-            data = source.read_bytes()
+            data = read_under_roots(source, self.server.read_roots)
             time.sleep(self.server.args.invoke_seconds)
             result = self.server.handler(self._request_of(data, ctype))
             path, payload = out, json.dumps(result).encode()
@@ -494,6 +521,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="on SIGTERM: how long requests being served and running async jobs may finish",
     )
     p.add_argument("--model-data", help="ModelDataUrl: a local path must exist")
+    p.add_argument("--log-file", help="log here, rotated (default: stderr, unbounded)")
+    p.add_argument(
+        "--log-max-bytes", type=int, default=LOG_MAX_BYTES, help="rotate the log file at this size"
+    )
+    p.add_argument(
+        "--log-backups", type=int, default=LOG_BACKUPS, help="rotated log files kept (>= 1)"
+    )
     p.add_argument("--async-dir", help="where async results go; none: no /invocations-async")
     p.add_argument(
         "--read-root",
@@ -518,11 +552,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s [{args.instance_id}] %(levelname)s %(message)s",
+    handler: logging.Handler
+    if args.log_file:  # with backupCount 0 the file is reopened, not emptied: keep >= 1
+        handler = logging.handlers.RotatingFileHandler(
+            args.log_file, maxBytes=max(1, args.log_max_bytes), backupCount=max(1, args.log_backups)
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s [{args.instance_id}] %(levelname)s %(message)s")
     )
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     _check_model_data(args.model_data)
     server = ModelServer(args)
     port = server.server_address[1]

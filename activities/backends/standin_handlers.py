@@ -93,6 +93,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import random
 import struct
 from array import array
@@ -190,16 +191,52 @@ def readable_path(location: str, roots: tuple[Path, ...] | None) -> Path:
     return real
 
 
-def _read_location(location: str, roots: tuple[Path, ...] | None) -> bytes:
-    path = readable_path(location, roots)
+def _opened_path(fd: int) -> Path | None:
+    """The path of the file `fd` is open on (Linux: the kernel's name for it, no symlinks in
+    it); None where /proc is unavailable."""
     try:
-        return path.read_bytes()
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
+
+
+def read_under_roots(location: str, roots: tuple[Path, ...] | None) -> bytes:
+    """The bytes of the local file `location`, if it lies under one of `roots` (None: anywhere).
+
+    `readable_path` checks the resolved name, then the open follows the name again: a directory
+    or symlink swapped in between would lead out. So the check is repeated on what was opened.
+    """
+    real = readable_path(location, roots)  # early, clear refusals; the same messages
+    try:
+        # The name as given: what the open follows is what the fd check judges. Blocking, so a
+        # FIFO input waits for its writer as a plain read would.
+        fd = os.open(location.removeprefix("file://"), os.O_RDONLY)
     except FileNotFoundError as exc:
         raise BadInput(f"input_location {location} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise BadInput(f"input_location {location} is a directory") from exc
     except OSError as exc:
         raise BadInput(f"input_location {location} cannot be read: {exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        if roots is not None:
+            opened = _opened_path(fd)
+            if opened is None:  # no /proc (not Linux): resolve again, it must name this file
+                again = Path(os.path.realpath(real))
+                st, named = os.fstat(fd), os.stat(again)
+                inside = (st.st_dev, st.st_ino) == (named.st_dev, named.st_ino) and any(
+                    again.is_relative_to(root) for root in roots
+                )
+            else:
+                inside = any(opened.is_relative_to(root) for root in roots)
+            if not inside:
+                raise BadInput(
+                    f"input_location {location} is outside the directories this model server "
+                    f"may read (its --read-root: the worker's data_dir and input_roots)"
+                )
+        try:
+            return fh.read()
+        except IsADirectoryError as exc:
+            raise BadInput(f"input_location {location} is a directory") from exc
+        except OSError as exc:
+            raise BadInput(f"input_location {location} cannot be read: {exc}") from exc
 
 
 def resolve(req: Request) -> Invocation:
@@ -214,7 +251,7 @@ def resolve(req: Request) -> Invocation:
         options = raw_opts
         task = obj.get("task") or options.get("task")
         if isinstance(obj.get("input_location"), str):
-            data = _read_location(obj["input_location"], req.read_roots)
+            data = read_under_roots(obj["input_location"], req.read_roots)
         elif isinstance(obj.get("input_base64"), str):
             try:
                 data = base64.b64decode(obj["input_base64"], validate=True)
@@ -1183,7 +1220,7 @@ def geospatial(req: Request) -> dict[str, Any]:
     method = "spectral indices NDVI/MNDWI over HLS bands (stand-in)"
     if "change" in task:
         if "before_location" in inv.options:
-            before_data = _read_location(str(inv.options["before_location"]), req.read_roots)
+            before_data = read_under_roots(str(inv.options["before_location"]), req.read_roots)
             before = _scene(before_data, 0, inv.options)
             after = _scene(inv.data, 0, inv.options)
         else:

@@ -476,9 +476,14 @@ async def _fetched(backend: LocalStandInBackend, inv: AsyncInvocation) -> bytes 
         return str(exc)
 
 
+def server_log(backend: LocalStandInBackend, name: str) -> str:
+    """The logs of the endpoint's model servers (each instance has its own, rotated)."""
+    return "".join(p.read_text(errors="replace") for p in backend.root.glob(f"{name}.*.log*"))
+
+
 def _async_posts(backend: LocalStandInBackend, name: str) -> Counter[str]:
     """Async invocations each instance accepted, from its own log lines."""
-    lines = backend.log_path(name).read_text().splitlines()
+    lines = server_log(backend, name).splitlines()
     return Counter(
         ln.split("[", 1)[1].split("]", 1)[0] for ln in lines if '"POST /invocations-async' in ln
     )
@@ -857,10 +862,9 @@ async def test_stopping_instance_finishes_the_sync_invocations_it_serves(
 
     fd = await wait_for(server_reads_fifo)
     delete = asyncio.create_task(backend.delete_endpoint(s.endpoint_name))
-    log = backend.log_path(s.endpoint_name)
 
     async def signalled() -> bool:
-        return "signal 15: stopping" in log.read_text()
+        return "signal 15: stopping" in server_log(backend, s.endpoint_name)
 
     await wait_for(signalled)
     try:
