@@ -12,20 +12,43 @@ Model of one model's endpoint
   hourly rate. Instances that a policy wants at time 0 are already up (ready) at time 0.
 - Concurrency. An instance serves up to ``concurrency_per_instance`` requests at once (default 4,
   like SageMaker's per-instance concurrency for batching servers such as TGI) and a request's
-  service time is its trace ``duration_s`` whatever else runs beside it. Requests that find no
-  free slot on a ready instance wait in a FIFO queue (the workflow holds them, DESIGN section 3).
+  service time is its trace ``duration_s`` whatever else runs beside it. Admitted requests
+  (below) that find no free slot on a ready instance wait in a FIFO queue for one.
+- Transitions, as the workflow (``workflows/thermal.py``) runs them: one at a time. A create
+  or scale-out is one step that returns once the endpoint is InService again (the new
+  instances ready, ``warmup_time_seconds`` later); the workflow decides nothing meanwhile (nor
+  can SageMaker's autoscaler change an endpoint that is Updating).
+  Arrivals, completions and failures during it update the statistics, and the policy is asked
+  again when it is over (a timer that fell within it is not replayed: that evaluation sets the
+  next one). Scale-in and scale to zero are taken as instant (their SageMaker duration is not
+  modelled, so a request after a scale to zero never waits for the delete).
+- Admission. A caller waits in the workflow's ``warm_up`` until the model is ready *and* no
+  transition is under way (it waits for ``converging`` to end). Under ``automatic`` a scale-out
+  is such a transition (the policy's concurrency scale-out is the workflow's capacity step), so
+  a request arriving during it waits for it. Under ``always-warm`` (WARM/HOT) and ``fixed``
+  (COLD) the workflow only creates and deletes; their concurrency scale-out stands for
+  SageMaker's autoscaler (the workflow registers its bounds), which holds no caller: a request
+  arriving during it is admitted as soon as an instance is ready. Once admitted, a request
+  queues for a free slot of a ready instance.
+- Deadline: ``deadline_s`` (``--deadline-minutes``, 15 min; the workflow's default warm-up
+  deadline is 45) bounds that warm-up wait, as in ``warm_up``: a request not admitted within
+  it fails (its wait counted as ``deadline_s``, its lease released). Queueing for a slot after
+  admission is not bounded: the model is ready and the caller has been answered; the policy
+  scales out for it (up to ``max_instances``).
 - Cold start: a request that finds *no ready instance* at its arrival (none at all, or only ones
   still warming up). Its added wait is the time until it starts service (the remaining warm-up,
-  plus any queueing). A request that waits beyond ``deadline_s`` (15 min) fails.
+  plus any queueing); a request held only by a scale-out is not cold, but its wait counts.
 - Idle instance-time = billed time when the instance serves nothing (warm-up included: the GPU is
   paid for while the model loads). ``warmup_hours`` reports the warm-up share separately.
 - The policy (see :mod:`models_catalog.thermal_policy`) is asked for a desired instance count on
-  every arrival, every completion, every deadline failure and at the next time its last decision
-  named (pre-warm, keep-alive end, re-evaluation). Scale-out starts new instances; scale-in
-  removes idle instances only (newest first, so a warming instance goes before a ready one);
-  busy instances are never interrupted.
-- The replay ends at ``horizon_s`` (or when the last request has finished, if later); instances
-  still up are billed until then, the always-warm base instance from 0 to then.
+  every arrival, every completion, every deadline failure, at the end of each transition and at
+  the next time its last decision named (pre-warm, keep-alive end, re-evaluation), except
+  during a transition (above). Scale-out starts new instances; scale-in removes idle instances
+  only (newest first); busy instances are never interrupted.
+- The replay ends at ``horizon_s``: by default the trace's end, when its last request would
+  finish if served at once (``max(arrival_ts + duration_s)``, not rounded: a generated trace of
+  N days ends within about an hour of N days), or when the last request has finished, if later.
+  Instances still up are billed until then, the always-warm base instance from 0 to then.
 
 Policies: ``always-warm`` (max(1, min_instances) always up, scale-out on concurrency),
 ``fixed`` (seed COLD: fixed keep-alive, 5-minute checks) and ``automatic`` (hybrid histogram).
@@ -59,11 +82,12 @@ from models_catalog.tracegen import TraceRow
 POLICIES = ("always-warm", "fixed", "automatic")
 DEFAULT_DEADLINE_S = 900.0
 DEFAULT_CONCURRENCY = 4
-DAY_S = 86400.0
 
 # event kinds, in tie-break order at equal times
 _READY, _COMPLETE, _DEADLINE, _TIMER = 0, 1, 3, 4
 _ARRIVAL = 2  # arrivals are merged from the sorted trace, after ready/complete at equal times
+# request states: waiting for the model to be ready, admitted (queued for a slot), started, failed
+_HELD, _ADMITTED, _STARTED, _FAILED = 0, 1, 2, 3
 
 Decider = Callable[[TrafficStats, ThermalLimits, float, int], Decision]
 
@@ -264,13 +288,16 @@ def simulate_model(
         model_id=spec.model_id, policy=policy, requests=n_req, hourly_rate=spec.hourly_rate
     )
     waits = [0.0] * n_req
-    status = [0] * n_req  # 0 not arrived/queued, 1 started, 2 failed
+    status = [_HELD] * n_req
 
     heap: list[tuple[float, int, int, Any]] = []
     seq = 0
     insts: list[_Instance] = []
-    queue: deque[int] = deque()
+    held: deque[int] = deque()  # callers waiting for the model to be ready (the deadline runs)
+    queue: deque[int] = deque()  # admitted requests waiting for a free slot (no deadline)
     stats = TrafficStats()
+    transition_end: float | None = None  # a create / scale-out under way until then
+    holds_callers = policy == "automatic"  # its scale-outs are the workflow's converge steps
     timer_at: float | None = None
     timer_gen = 0
 
@@ -288,14 +315,19 @@ def simulate_model(
         res.busy_s += inst.busy_total
 
     def apply(desired: int, now: float) -> None:
+        nonlocal transition_end
         n = len(insts)
         if desired > n:
+            started = []
             for _ in range(desired - n):
                 inst = _Instance(now, now + warm)
                 insts.append(inst)
+                started.append(inst)
                 res.instance_starts += 1
-                if not inst.ready:
-                    push(inst.ready_at, _READY, inst)
+            if warm > 0:
+                # the workflow's create / scale-out step: it returns once they are InService
+                transition_end = now + warm
+                push(transition_end, _READY, started)
         elif desired < n:
             idle = [i for i in insts if i.busy == 0]
             idle.sort(key=lambda i: (i.ready, -i.started))  # warming first, then newest
@@ -305,6 +337,8 @@ def simulate_model(
 
     def evaluate(now: float) -> None:
         nonlocal timer_at, timer_gen
+        if transition_end is not None:
+            return  # the workflow decides again when the transition is over (see _READY)
         d = decide(stats, limits, now, len(insts))
         apply(d.desired_instances, now)
         nxt = d.next_evaluation_at(now)
@@ -314,7 +348,20 @@ def simulate_model(
             if nxt is not None:
                 push(nxt, _TIMER, timer_gen)
 
+    def admissible() -> bool:
+        """The caller's warm-up wait ends: a ready instance and (automatic: the workflow's own
+        scale-out) no transition under way."""
+        if transition_end is not None and holds_callers:
+            return False
+        return any(i.ready for i in insts)
+
     def dispatch(now: float) -> None:
+        if held and admissible():
+            while held:
+                r = held.popleft()
+                if status[r] == _HELD:
+                    status[r] = _ADMITTED
+                    queue.append(r)
         while queue:
             target = None
             for inst in insts:
@@ -324,9 +371,7 @@ def simulate_model(
             if target is None:
                 return
             r = queue.popleft()
-            if status[r] != 0:
-                continue
-            status[r] = 1
+            status[r] = _STARTED
             waits[r] = now - reqs[r][0]
             if target.busy == 0:
                 target.busy_since = now
@@ -353,9 +398,13 @@ def simulate_model(
             heapq.heappop(heap)
             now = t
             if kind == _READY:
-                if obj.alive:
-                    obj.ready = True
-                    dispatch(now)
+                for inst in obj:
+                    if inst.alive:
+                        inst.ready = True
+                transition_end = None
+                dispatch(now)  # the callers held during the transition go ahead
+                evaluate(now)  # intent that came meanwhile (arrivals, completions, timers)
+                dispatch(now)
             elif kind == _COMPLETE:
                 inst, r = obj
                 inst.busy -= 1
@@ -365,8 +414,8 @@ def simulate_model(
                 dispatch(now)
                 evaluate(now)
             elif kind == _DEADLINE:
-                if status[obj] == 0:
-                    status[obj] = 2
+                if status[obj] == _HELD:
+                    status[obj] = _FAILED
                     res.failed += 1
                     waits[obj] = deadline_s
                     stats = observe_completion(stats, now)
@@ -382,12 +431,15 @@ def simulate_model(
             if not any(i.ready for i in insts):
                 res.cold_starts += 1
             stats = observe_arrival(stats, now)
-            queue.append(r)
+            if admissible():
+                status[r] = _ADMITTED
+                queue.append(r)
+            else:
+                held.append(r)
+                push(now + deadline_s, _DEADLINE, r)
             dispatch(now)
             evaluate(now)
             dispatch(now)
-            if status[r] == 0:
-                push(now + deadline_s, _DEADLINE, r)
         else:
             break
 
@@ -404,9 +456,11 @@ def simulate_model(
 
 
 def default_horizon(rows: Iterable[TraceRow]) -> float:
-    """Whole days covering the trace: ceil(last arrival / 1 day) days (at least one)."""
-    last = max((r.arrival_ts for r in rows), default=0.0)
-    return max(1.0, math.ceil(last / DAY_S - 1e-12)) * DAY_S
+    """The end of the trace: when its last request would finish if served at once
+    (``max(arrival_ts + duration_s)``; 0 for no rows). Not rounded: a trace of 1.1 days is
+    billed for 1.1 days, not 2. A generated trace of N days ends within about an hour of N
+    days (arrivals before N days, requests of up to an hour)."""
+    return max((r.arrival_ts + r.duration_s for r in rows), default=0.0)
 
 
 def run_benchmark(
