@@ -97,6 +97,10 @@ LATE_RENEWAL_PATCH = "renew-leases-taken-late"
 # tenant): the invocations' costs are recorded, billed 0, as for any job that ends uncharged;
 # before, the models' work went unrecorded.
 UNBILLED_ON_REFUSAL_PATCH = "unbilled-costs-when-metering-refuses"
+# Asked only when a job is cancelled while it plans or reads its input: it ends CANCELLED.
+# Before, re-raising the step's error `from None` dropped its CancelledError cause (an
+# ActivityError's cause is its __cause__), so the job ended FAILED ("activity cancelled").
+CANCELLED_STEP_PATCH = "cancelled-step-ends-cancelled"
 # Validating the input reads it (S3): retried through an outage, not forever.
 VALIDATE_BUDGET = timedelta(minutes=30)
 
@@ -119,7 +123,11 @@ async def _within_budget(what: str, budget: timedelta, call: Awaitable[T]) -> T:
     try:
         return await call
     except ActivityError as err:
-        raise _gave_up(err, what, budget) or err from None
+        if (gave_up := _gave_up(err, what, budget)) is not None:
+            raise gave_up from None
+        if is_cancelled_exception(err) and workflow.patched(CANCELLED_STEP_PATCH):
+            raise  # its CancelledError cause kept: the job ends CANCELLED
+        raise err from None
 
 
 def _why(err: BaseException) -> str:
@@ -636,7 +644,7 @@ class ServiceJobWorkflow:
                             req, plan, segmenter, fallback, err, validated, options, f"{index}-{n}"
                         )
                         segmenter = fallback
-                    calls.append(self._call(segmenter, out, plan))
+                    calls.append(self._call(segmenter, out, validated))
                 continue
             options = dict(base)
             if previous is not None and step.role != "primary":
@@ -652,7 +660,7 @@ class ServiceJobWorkflow:
                     out = await self._run_instead(
                         req, plan, step, fallback, err, validated, options, str(index)
                     )
-                    calls.append(self._call(fallback, out, plan))
+                    calls.append(self._call(fallback, out, validated))
                     if step.role == "primary":
                         previous = out.output
                     continue
@@ -667,18 +675,18 @@ class ServiceJobWorkflow:
                     f"{step.model_id} failed: {_why(err)}; ran without it"
                 )
                 continue
-            calls.append(self._call(step, out, plan))
+            calls.append(self._call(step, out, validated))
             if step.role == "primary":
                 previous = out.output
         return calls
 
-    def _call(self, step: PlannedStep, out: InvokeOutput, plan: JobPlan) -> ModelCall:
+    def _call(self, step: PlannedStep, out: InvokeOutput, validated: ValidatedInput) -> ModelCall:
         return ModelCall(
             model_id=step.model_id,
             endpoint_name=step.endpoint_name,
             mode=step.mode,
             output=out.output,
-            units=Decimal(0),
+            units=validated.units,  # each invocation is costed on the job's units
             internal_cost=Decimal(0),
         )
 

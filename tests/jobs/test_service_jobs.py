@@ -106,6 +106,7 @@ async def test_operation_end_to_end(thermal: ThermalHarness, tenants, key: str):
     assert sum(r["internal_cost"] for r in invocations) == result.internal_cost
     for call in result.calls:
         assert call.mode == ("async" if op.long_running else "sync")
+        assert call.units == result.units  # each invocation is costed on the job's units
     if os.environ.get("RADIANT_RECORD_HISTORIES"):  # replay fixtures for tests/thermal/test_replay
         history = await thermal.client.get_workflow_handle(result.workflow_id).fetch_history()
         (HISTORIES / f"job-{key.replace('/', '-')}.json").write_text(
