@@ -11,7 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
+from temporalio.client import (
+    RPCTimeoutOrCancelledError,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -100,6 +104,13 @@ class RecordedModel(BaseModel):
     max_instances: int | None = None
     # A change under way as recorded (False in snapshots of older versions).
     transitioning: bool = False
+    # The recorded error of the last failed transition (None in snapshots of older versions).
+    # It stays until a transition succeeds, so a retry under way still carries it.
+    last_error: str | None = None
+    # Whether the running workflow of a transitioning row was at work when asked (an activity
+    # or a workflow task pending); None: not asked (no transition recorded, no workflow, or a
+    # snapshot of an older version, whose decisions stay as they were).
+    workflow_busy: bool | None = None
 
 
 class EndpointOwner(BaseModel):
@@ -167,6 +178,13 @@ def live_bounds(row: RecordedModel) -> tuple[int, int]:
     return min(low, n), max(high, n)
 
 
+def failed_and_idle(row: RecordedModel) -> bool:
+    """A transitioning row whose transition failed and whose workflow does nothing about it: it
+    carries the error and its workflow was idle when asked (blocked until new intent, or
+    backing off). A retry under way carries the earlier error too, but its workflow is busy."""
+    return row.last_error is not None and row.workflow_busy is False
+
+
 def drift_reason(row: RecordedModel, live: EndpointInfo | None) -> str | None:
     """Why the backend disagrees with the record, or None when it is in sync."""
     n = row.instance_count
@@ -175,13 +193,23 @@ def drift_reason(row: RecordedModel, live: EndpointInfo | None) -> str | None:
     if n == 0:
         if live is None or live.status == "Creating":  # a first warm-up records when ready
             return None
-        if row.transitioning and row.workflow_running:
+        if row.transitioning and row.workflow_running and not failed_and_idle(row):
             # A first warm-up between its create and its record (InService, the capacity
             # step's Updating, or Failed before its cleanup): the workflow owns the outcome,
-            # and a resync would retry a failed create without its backoff.
+            # and a resync would retry a failed create without its backoff. Not once that
+            # create failed for good: an endpoint its cleanup left behind may bill unrecorded.
             return None
         return f"recorded 0 instances, backend has endpoint {live.endpoint_name} ({live.status})"
     if live is None:
+        if (
+            row.transitioning
+            and row.workflow_running
+            and row.workflow_busy is not None  # older snapshots: decided as they were
+            and not failed_and_idle(row)
+        ):
+            # A scale to zero between its delete and its record (the snapshot lists endpoints
+            # before it reads rows, and leaves out the Deleting ones): the workflow records 0.
+            return None
         return f"recorded {n} instance(s), backend has no endpoint"
     if live.status in IN_PROGRESS:
         return None  # a change is under way; the thermal workflow waits for it
@@ -396,7 +424,7 @@ class FleetActivities:
                 text(
                     "SELECT t.app_id, t.environment, t.model_id, t.endpoint_name, "
                     "t.target_state, t.instance_count, m.min_instances, m.max_instances, "
-                    "t.transitioning "
+                    "t.transitioning, t.last_error "
                     "FROM thermal_states t LEFT JOIN self_hosted_models m USING (model_id) "
                     "WHERE (CAST(:a AS text) IS NULL OR t.app_id = :a) "
                     "AND (CAST(:e AS text) IS NULL OR t.environment = :e)"
@@ -412,8 +440,13 @@ class FleetActivities:
             return rows, [m[0] for m in models]
 
     async def _recorded(self, r: Any, gate: asyncio.Semaphore) -> RecordedModel:
+        wf_id = thermal_workflow_id(r[0], r[1], r[2])
         async with gate:
-            running = await self._running(thermal_workflow_id(r[0], r[1], r[2]))
+            running = await self._running(wf_id)
+        busy = None
+        if running and r[8]:
+            async with gate:
+                busy = await self._busy(wf_id)
         return RecordedModel(
             app_id=r[0],
             environment=r[1],
@@ -425,6 +458,8 @@ class FleetActivities:
             min_instances=r[6],
             max_instances=r[7],
             transitioning=bool(r[8]),
+            last_error=r[9],
+            workflow_busy=busy,
         )
 
     async def _owner(
@@ -455,6 +490,22 @@ class FleetActivities:
 
     async def _running(self, workflow_id: str) -> bool:
         return await workflow_running(self.control.client, workflow_id)
+
+    async def _busy(self, workflow_id: str) -> bool:
+        """Whether the workflow is at work right now: an activity (retrying ones included) or a
+        workflow task pending. A thermal workflow in a transition always has one of them, from
+        its first step to its record; one that has neither is waiting (for intent, a caller or
+        a timer). False when it does not run."""
+        try:
+            desc = await self.control.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return False
+        raw = desc.raw_description
+        return bool(raw.pending_activities) or raw.HasField("pending_workflow_task")
 
     @activity.defn(name="fleet.delete_orphan")
     async def delete_orphan(self, endpoint_name: str) -> bool:
@@ -622,6 +673,12 @@ class FleetActivities:
                 ModelThermalWorkflow.status, rpc_timeout=SETTLE_QUERY_TIMEOUT
             )
             if not status.transitioning:
+                return
+            # A failed transition is reported transitioning until new intent comes (its target
+            # is still unmet): settled once the workflow is idle with the failure recorded,
+            # blocked or backing off. The error stays through a retry, so it alone says
+            # nothing: a retry under way keeps the workflow busy (an activity or task pending).
+            if getattr(status, "last_error", None) and not await self._busy(handle.id):
                 return
             activity.heartbeat()
             await asyncio.sleep(self.settle_poll_seconds)
