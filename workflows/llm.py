@@ -22,7 +22,8 @@ from typing import Literal
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm.activities import LLMActivities, PrepareInput
@@ -80,6 +81,17 @@ UNDECODABLE_REQUEST: list[type[BaseException]] = [ValidationError]
 # started before the bound accepted more: the patch is asked only for a deadline above it.
 MAX_WARMUP_DEADLINE_S = 24 * 3600.0
 DEADLINE_BOUND_PATCH = "llm-warmup-deadline-bound"
+# Asked where the hold of a self-hosted model is scheduled: a cancelled hold has taken its lease
+# or never will once it ends, and the lease is released whenever the hold was asked (the thermal
+# workflow ignores the release of a lease it never took). Before, only a hold that returned was
+# released: one that failed or was cancelled after the model took its lease left it held
+# (lease_seconds, then the idle period) with nobody to release it.
+RELEASE_FAILED_HOLD_PATCH = "llm-release-failed-hold"
+# Asked only when an activity ends cancelled by the request's cancel (planning; the hold, the
+# call or the charge only in runs recorded before their own patches): the workflow ends
+# CANCELLED. Before, the re-raise named the activity's error as its own cause, which hid the
+# cancel, and the workflow ended FAILED.
+CANCEL_ENDS_CANCELLED_PATCH = "llm-cancel-ends-cancelled"
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
@@ -145,12 +157,16 @@ def _has_text(content: object) -> bool:
     return False
 
 
-def _unwrap(err: ActivityError) -> BaseException:
-    """Fail the workflow with the activity's own ApplicationError (its type is the contract)."""
+def _unwrap(err: ActivityError) -> BaseException | None:
+    """What fails the workflow in place of the activity's error: the activity's own
+    ApplicationError (its type is the contract). None: re-raise the activity's error as it is
+    (a cancel then ends the workflow CANCELLED, a timeout keeps its cause)."""
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return ApplicationError(cause.message, type=cause.type, non_retryable=True)
-    return err
+    if isinstance(cause, CancelledError) and not workflow.patched(CANCEL_ENDS_CANCELLED_PATCH):
+        return err  # recorded before the patch: `raise err from err` ended it FAILED
+    return None
 
 
 async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
@@ -167,7 +183,9 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
             retry_policy=QUICK_RETRY,
         )
     except ActivityError as err:
-        raise _unwrap(err) from err
+        if (unwrapped := _unwrap(err)) is None:
+            raise
+        raise unwrapped from err
     workflow.upsert_search_attributes(
         [sa.TENANT.value_set(plan.tenant_id), sa.MODEL.value_set(plan.model_id)]
     )
@@ -178,7 +196,10 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
     deadline = req.warmup_deadline_seconds or DEFAULT_WARMUP_DEADLINE
     try:
         if plan.hosting == "self_hosted":
-            await workflow.execute_activity_method(
+            # Patched: a cancelled hold has taken its lease or never will once it ends, so the
+            # release below cannot come before the lease; and it comes whatever the hold's end.
+            leased = workflow.patched(RELEASE_FAILED_HOLD_PATCH)
+            hold = workflow.start_activity_method(
                 LLMActivities.hold_warm,
                 WarmUpHold(
                     app_id=req.app_id,
@@ -191,8 +212,12 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
                 start_to_close_timeout=timedelta(seconds=deadline + 120),
                 heartbeat_timeout=HOLD_HEARTBEAT,
                 retry_policy=QUICK_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if leased
+                else ActivityCancellationType.TRY_CANCEL,
             )
-            leased = True  # (a lease left by a hold that failed late expires on its own)
+            await (_await_hold(hold) if leased else hold)
+            leased = True  # (recorded before the patch: released only once the hold returned)
         call = workflow.start_activity_method(
             LLMActivities.call,
             LLMCallInput(
@@ -233,7 +258,9 @@ async def serve(kind: LLMKind, req: LLMRequest) -> LLMResponse:
         )
         metered = await finish_despite_cancel(meter)  # charged once it starts: too late to cancel
     except ActivityError as err:
-        raise _unwrap(err) from err
+        if (unwrapped := _unwrap(err)) is None:
+            raise
+        raise unwrapped from err
     finally:
         if leased:
             await _release(req, plan.model_id, info.workflow_id)
@@ -310,6 +337,21 @@ async def _record_cancelled_call(
         await finish_despite_cancel(record)  # a second cancel does not lose it either
     except ActivityError as failed:  # the cancel is the outcome to report
         workflow.logger.warning("cost of the cancelled call not recorded: %s", failed.cause)
+
+
+async def _await_hold(hold: workflow.ActivityHandle[object]) -> None:
+    """Await the hold; a cancel stops it, waits until it has ended (the model has taken its
+    lease or never will) and ends the request CANCELLED, even if the hold succeeded meanwhile
+    (its heartbeat brings the cancel late: a model may be ready before)."""
+    try:
+        await asyncio.shield(hold)
+    except asyncio.CancelledError:
+        hold.cancel()
+        try:
+            await hold
+        except ActivityError:  # cancelled (or failed meanwhile): the cancel is the outcome
+            pass
+        raise
 
 
 async def _start_background_warm_up(req: LLMRequest, model_id: str) -> None:

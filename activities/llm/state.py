@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.tenants import UnknownTenantError, _refuse_malformed
 from models_catalog.selection import HealthView, ThermalView
 from models_catalog.types import ThermalState
 
@@ -25,7 +26,12 @@ class TenantRow:
 
 
 async def find_tenant(engine: AsyncEngine, tenant: str) -> TenantRow | None:
-    """A tenant by id (UUID text) or name."""
+    """A tenant by id (UUID text) or name; None without a query for a reference that is
+    neither (a NUL byte would be a driver DataError, retried forever by the activity)."""
+    try:
+        _refuse_malformed(tenant)
+    except UnknownTenantError:
+        return None
     key = tenant.strip()
     try:
         as_id: str | None = str(uuid.UUID(key))

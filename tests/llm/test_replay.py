@@ -99,6 +99,14 @@ def test_recorded_histories_exist():
         # tests/llm/test_cancelled_call.py: a cancel during the provider call
         "old-llm-cancelled-mid-call",
         "llm-cancelled-mid-call",
+        # tests/llm/test_review_hold_release.py: a cancel while the hold of a cold model waits
+        # (llm-release-failed-hold, llm-cancel-ends-cancelled)
+        "old-llm-cancelled-hold",
+        "llm-cancelled-hold",
+        # tests/llm/test_review_cancel_status.py: a cancel during planning
+        # (llm-cancel-ends-cancelled)
+        "old-llm-cancelled-prepare",
+        "llm-cancelled-prepare",
     }
     assert {p.stem for p in HISTORIES.glob("*.json")} == set(NAMES) | guards, (
         "record: RADIANT_RECORD_HISTORIES=1 pytest tests/llm/test_replay.py"
