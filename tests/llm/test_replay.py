@@ -99,11 +99,11 @@ def test_recorded_histories_exist():
         # tests/llm/test_cancelled_call.py: a cancel during the provider call
         "old-llm-cancelled-mid-call",
         "llm-cancelled-mid-call",
-        # tests/llm/test_review_hold_release.py: a cancel while the hold of a cold model waits
+        # tests/llm/test_hold_release.py: a cancel while the hold of a cold model waits
         # (llm-release-failed-hold, llm-cancel-ends-cancelled)
         "old-llm-cancelled-hold",
         "llm-cancelled-hold",
-        # tests/llm/test_review_cancel_status.py: a cancel during planning
+        # tests/llm/test_cancel_status.py: a cancel during planning
         # (llm-cancel-ends-cancelled)
         "old-llm-cancelled-prepare",
         "llm-cancelled-prepare",
