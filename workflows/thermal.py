@@ -7,6 +7,7 @@ is an activity (create model/config/endpoint, wait InService, capacity, delete, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -134,6 +135,18 @@ START_DELETING_PATCH = "start-deleting-is-gone"
 #: and the catalog's change never applied, silently (asked at each wait of a warm-up whose
 #: ensure named its config).
 WAIT_FOR_ASKED_CONFIG_PATCH = "wait-for-the-asked-config"
+#: A COLD model's idle period starts again when its warm-up reaches ready: a create that took
+#: longer than the idle time otherwise ended it already, and the model was deleted at once, as
+#: its caller was answered. Before, it ran from the caller's arrival (asked at each COLD ready).
+IDLE_FROM_READY_PATCH = "idle-from-ready"
+#: A capacity step after a fresh create that fails (autoscaling not registered) is owed until
+#: one succeeds: the retry after the backoff runs it. Before, the retry found the count right,
+#: did nothing and cleared the error (asked only when that step fails).
+AUTOSCALING_OWED_AFTER_CREATE_PATCH = "autoscaling-owed-after-create"
+#: Waiting for handlers to finish before continue-as-new still wakes at the next timer (a
+#: backoff's retry, idle or lease expiry): a warm-up waiting on a create backing off was
+#: otherwise never retried. Before, that wait ran no timer (asked only when one is due).
+DRAIN_TIMERS_PATCH = "timers-before-continue-as-new"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -238,7 +251,7 @@ class ModelThermalWorkflow:
                 def quiet() -> bool:
                     return workflow.all_handlers_finished() and self.waiters == 0
 
-                await workflow.wait_condition(lambda: quiet() or self._has_intent())
+                await self._drain(quiet)
                 if not quiet():
                     if workflow.patched(PENDING_INTENT_PATCH):
                         continue  # converge it: its handler finishes, then continue as new
@@ -262,6 +275,25 @@ class ModelThermalWorkflow:
                         ),
                     )
                 )
+
+    async def _drain(self, quiet: Callable[[], bool]) -> None:
+        """Wait until no handler runs, or intent arrives (its handler finishes once converged).
+        A timer (a backoff's retry, idle or lease expiry) can make intent by itself: wake then."""
+
+        def drained() -> bool:
+            return quiet() or self._has_intent()
+
+        while True:
+            # Always awaited, even when drained already: handlers run at that yield first.
+            timer = None if drained() else self._next_timer()
+            if timer is None or not workflow.patched(DRAIN_TIMERS_PATCH):
+                await workflow.wait_condition(drained)
+                return
+            try:
+                await workflow.wait_condition(drained, timeout=timer)
+                return
+            except TimeoutError:
+                pass  # a timer fired: is there intent now?
 
     async def _read_spec(self) -> ModelThermalSpec:
         """The model's spec as the worker's catalog has it now."""
@@ -472,10 +504,10 @@ class ModelThermalWorkflow:
         refreshed, unrecorded = self.refresh, False
         if self.refresh:  # the reconcile saw drift: believe the backend, not our snapshot
             self.refresh = False
-            seen = self._status()
+            seen = self._status(as_recorded_before=True)
             info = await self._describe_present(REFRESH_DELETING_PATCH)
             self._observe(info.instance_count if info else 0, info.status if info else None)
-            unrecorded = self._status() != seen
+            unrecorded = self._status(as_recorded_before=True) != seen
         if self.recount_due:
             self.recount_due = False
             if await self._adopt_autoscaled_count():
@@ -486,7 +518,7 @@ class ModelThermalWorkflow:
             if unrecorded and workflow.patched(REFRESH_RECORDED_PATCH):
                 await self._record(None)
             return
-        before = self._status()
+        before = self._status(as_recorded_before=True)
         generation = self.s.generation
         desired = self._desired()
         if self._holding_scale_out(desired):  # another timer fired during the backoff
@@ -512,7 +544,7 @@ class ModelThermalWorkflow:
             self.backoff_create = False
             self.s.applied_generation = max(self.s.applied_generation, generation)
             if (
-                self._status() != before
+                self._status(as_recorded_before=True) != before
                 or not self.recorded
                 or (unrecorded and workflow.patched(REFRESH_RECORDED_PATCH))
             ):
@@ -607,10 +639,20 @@ class ModelThermalWorkflow:
             info.instance_count != desired
             or (scales and workflow.patched(AUTOSCALING_AFTER_CREATE_PATCH))
         ):
-            info = await self._capacity_call(desired)
+            try:
+                info = await self._capacity_call(desired)
+            except ActivityError:
+                # The fleet serves without its scalable target: the retry must register it
+                # even though the count is right (as after a rolled-back update).
+                if scales and workflow.patched(AUTOSCALING_OWED_AFTER_CREATE_PATCH):
+                    self.autoscaling_owed = True
+                raise
         self._observe(info.instance_count, info.status)
         self.s.transitioning = False
         self.s.current_state = self.s.target_state
+        if self.s.target_state == COLD and workflow.patched(IDLE_FROM_READY_PATCH):
+            # The create may have outlasted the idle time counted from the caller's arrival.
+            self.s.last_activity_at = workflow.now()
         await self._record("ready")
 
     async def _set_capacity(self, desired: int) -> None:
@@ -978,9 +1020,19 @@ class ModelThermalWorkflow:
             ) from None
         finally:
             self.waiters -= 1
+        # Turned OFF while it waited: the same error as a warm-up of a model that is OFF (the
+        # endpoint may still be up, on its way down). Only the update's answer changes, no
+        # command, so no patch: replay does not compare an update's outcome.
+        if s.target_state == OFF:
+            off = model_off_message(self.inp.app_id, self.inp.environment, self.inp.model_id)
+            raise ApplicationError(
+                f"{off} (it was turned OFF while the warm-up waited)",
+                type=ERR_MODEL_OFF,
+                non_retryable=True,
+            )
         if not self._ready():
             raise ApplicationError(
-                f"warm-up of {self.inp.model_id} failed: {s.last_error or 'model turned OFF'}",
+                f"warm-up of {self.inp.model_id} failed: {s.last_error}",
                 type=ERR_WARMUP_FAILED,
                 non_retryable=True,
             )
@@ -1069,7 +1121,13 @@ class ModelThermalWorkflow:
             st.transitioning = True
         return st
 
-    def _status(self) -> ThermalStatus:
+    def _status(self, *, as_recorded_before: bool = False) -> ThermalStatus:
+        """The state as queries and thermal_states see it. A model blocked by a failed
+        transition (waiting for new intent) is not transitioning, though its target was never
+        applied; a backoff that will retry still is. `as_recorded_before`: that flag as runs
+        before counted it (any unapplied target), for the comparisons that decide whether to
+        record: they issue commands, so a blocked model's flag alone must not change them.
+        No patch: only query answers and the record's input change (replay compares neither)."""
         s = self.s
         spec_name = self.spec.endpoint_name if self.spec else ""
         if s is None:  # the model cannot be managed (unknown, not deployable): say why
@@ -1083,7 +1141,11 @@ class ModelThermalWorkflow:
             current_state=s.current_state,
             instance_count=s.instance_count,
             endpoint_status=s.endpoint_status,
-            transitioning=s.transitioning or s.generation != s.applied_generation,
+            transitioning=s.transitioning
+            or (
+                s.generation != s.applied_generation
+                and (as_recorded_before or not self._is_blocked())
+            ),
             ready=self._ready(),
             in_flight=len(self._active_leases()),
             last_activity_at=s.last_activity_at,

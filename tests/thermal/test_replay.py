@@ -135,6 +135,15 @@ GUARD_HISTORIES = {
     "thermal-target-set-before-continue-as-new",
     "thermal-target-set-during-failed-transition",
     "thermal-warm-up-without-lease",
+    "old-thermal-idle-from-arrival",
+    "thermal-idle-from-ready",
+    "old-thermal-autoscaling-not-owed-after-create",
+    "thermal-autoscaling-owed-after-create",
+    "old-thermal-no-timers-before-continue-as-new",
+    "thermal-timers-before-continue-as-new",
+    # no patch: only the recorded `transitioning` / an update's error changed (no command)
+    "old-thermal-blocked-transitioning",
+    "old-thermal-warm-up-turned-off",
 }
 
 
