@@ -189,7 +189,8 @@ class ModelThermalWorkflow:
         # during the last transition before continue-as-new is carried, or the drift it
         # reported would wait for the next reconcile.
         self.refresh = inp.snapshot is not None and inp.snapshot.refresh
-        self.recount_due = False  # the reconcile saw the autoscaler move the count: re-read it
+        # The reconcile saw the autoscaler move the count: re-read it. Carried like a resync.
+        self.recount_due = inp.snapshot is not None and inp.snapshot.recount
         self.recorded = inp.snapshot is not None  # a fresh workflow writes its first row at once
         self.fatal: ApplicationError | None = None  # the model cannot be managed at all
         self.converging = False  # a transition (and its Postgres record) is under way
@@ -204,7 +205,8 @@ class ModelThermalWorkflow:
         # A rolled-back update deregistered the old fleet's autoscaling: the capacity step is
         # owed even when the count is right (WAIT_FOR_ASKED_CONFIG_PATCH runs only).
         self.autoscaling_owed = inp.snapshot is not None and inp.snapshot.autoscaling_owed
-        self.rollback_note: str | None = None  # why the old config serves: kept as last_error
+        # Why the old config serves: kept as last_error (carried: a backoff may span runs).
+        self.rollback_note = inp.snapshot.rollback_note if inp.snapshot is not None else None
         if inp.snapshot is not None and (held := inp.snapshot.capacity_backoff) is not None:
             self.capacity_failures, self.capacity_retry_at = held.failures, held.retry_at
             self.backoff_generation, self.backoff_desired = held.generation, held.desired
@@ -267,6 +269,8 @@ class ModelThermalWorkflow:
                                 "capacity_backoff": self._backoff_to_carry(),
                                 "refresh": self.refresh,
                                 "autoscaling_owed": self.autoscaling_owed,
+                                "recount": self.recount_due,
+                                "rollback_note": self.rollback_note,
                                 # still blocked: the next run does not retry it on its own
                                 "failed_generation": self.s.generation
                                 if self._is_blocked() and self.blocked_generation is not None

@@ -101,6 +101,12 @@ class ThermalSnapshot(BaseModel):
     refresh: bool = False  # a re-read of the backend still due (set only when continuing as new)
     # A capacity step still owed after a rolled-back update (set only when continuing as new).
     autoscaling_owed: bool = False
+    # A recount the last pass did not act on: the next run re-reads the count, or it would wait
+    # for the next reconcile (set only when continuing as new).
+    recount: bool = False
+    # Why the old config serves after a rolled-back update, while the capacity step after it
+    # backs off: still shown once the retry succeeds (set only when continuing as new).
+    rollback_note: str | None = None
     #: The count SageMaker's autoscaler moved the endpoint to (within the bounds registered),
     #: adopted for this target generation: kept instead of scaled back, its uptime billed.
     autoscaled_count: int | None = None

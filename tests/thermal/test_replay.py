@@ -141,6 +141,9 @@ GUARD_HISTORIES = {
     "thermal-autoscaling-owed-after-create",
     "old-thermal-no-timers-before-continue-as-new",
     "thermal-timers-before-continue-as-new",
+    # no patch: a run started from an input carrying a recount re-reads the count at once
+    # (only inputs of new code carry one; older inputs decode with it off)
+    "thermal-recount-carried",
     # no patch: only the recorded `transitioning` / an update's error changed (no command)
     "old-thermal-blocked-transitioning",
     "old-thermal-warm-up-turned-off",
