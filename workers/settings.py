@@ -79,6 +79,23 @@ class Settings(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        # host:port, an IPv6 host in brackets ([::1]:7233); no scheme, no path, no spaces.
+        host, _, port = v.rpartition(":")
+        bare_host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if (
+            not bare_host
+            or not port.isascii()
+            or not port.isdigit()
+            or not 1 <= int(port) <= 65535
+            or any(c.isspace() or c in "/[]@" for c in bare_host)
+            or (":" in bare_host and bare_host == host)  # unbracketed IPv6 or a scheme
+        ):
+            raise ValueError("expected host:port with a port from 1 to 65535 (e.g. localhost:7233)")
+        return v
+
     @field_validator("input_roots", "input_s3_prefixes", "apps", mode="before")
     @classmethod
     def _list(cls, v: Any) -> Any:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -131,6 +133,35 @@ def release_embedded_postgres(data_dir: Path) -> None:
         # A child killed by SIGTERM (no atexit) must not keep the server alive forever.
         _prune_dead_handles(pgdata)
         server.cleanup()
+
+
+def holds_embedded_postgres(data_dir: Path) -> bool:
+    """Whether this process already holds a handle on the embedded server in `data_dir`.
+
+    pgserver keeps one handle per data directory and process (`PostgresServer._instances`):
+    a second `ensure_embedded_postgres` in the same process returns that same handle.
+    """
+    return embedded_pgdata(data_dir) in _pgserver().PostgresServer._instances
+
+
+@contextmanager
+def embedded_postgres_for_block(data_dir: Path | None) -> Iterator[None]:
+    """Release the embedded server in `data_dir` at the end of the block only if the block
+    acquired it (`None`: no embedded server is configured; nothing to do).
+
+    A command run inside a process that already holds the server (`radiant demo` reports usage
+    inside the stack's own process) shares the stack's handle: releasing it there would stop
+    PostgreSQL under the running worker.
+    """
+    if data_dir is None:
+        yield
+        return
+    held_before = holds_embedded_postgres(data_dir)
+    try:
+        yield
+    finally:
+        if not held_before and holds_embedded_postgres(data_dir):
+            release_embedded_postgres(data_dir)
 
 
 def _ensure_database(socket_dir: Path, port: int | None, database: str) -> None:

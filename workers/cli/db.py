@@ -34,25 +34,23 @@ def _fail(message: str, code: int) -> typer.Exit:
 @contextmanager
 def _database() -> Iterator[DatabaseUrls]:
     """Resolve the URLs (starting the embedded server if configured) and turn database errors
-    into one stderr line instead of a traceback."""
-    settings = get_settings()
-    urls: DatabaseUrls | None = None
-    try:
-        urls = resolve_database_urls(settings)
-        yield urls
-    except DatabaseError as err:
-        raise _fail(str(err), EXIT_DATABASE_ERROR) from None
-    except CommandError as err:  # alembic: e.g. a relative step past the first or last one
-        raise _fail(str(err), EXIT_DATABASE_ERROR) from None
-    except SQLAlchemyError as err:
-        orig = getattr(err, "orig", None) or err
-        first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(err).__name__
-        raise _fail(f"migration failed: {first_line}", 1) from None
-    finally:
-        if urls is not None and urls.embedded:
-            from activities.db.embedded import release_embedded_postgres
+    into one stderr line instead of a traceback. The embedded server is released afterwards only
+    if this call acquired it (not if this process already held it, e.g. the stack's)."""
+    from activities.db.embedded import embedded_postgres_for_block
 
-            release_embedded_postgres(settings.data_dir)
+    settings = get_settings()
+    with embedded_postgres_for_block(settings.data_dir if settings.database_url is None else None):
+        try:
+            yield resolve_database_urls(settings)
+        except DatabaseError as err:
+            raise _fail(str(err), EXIT_DATABASE_ERROR) from None
+        except CommandError as err:  # alembic: e.g. a relative step past the first or last one
+            raise _fail(str(err), EXIT_DATABASE_ERROR) from None
+        except SQLAlchemyError as err:
+            orig = getattr(err, "orig", None) or err
+            text = str(orig).strip()
+            first_line = text.splitlines()[0] if text else type(err).__name__
+            raise _fail(f"migration failed: {first_line}", 1) from None
 
 
 def _known(revision: str) -> str:

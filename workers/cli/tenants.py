@@ -52,29 +52,27 @@ def database() -> Iterator[DatabaseUrls]:
     """The owner and app URLs from settings; database and input errors become one stderr line.
 
     With no RADIANT_DATABASE_URL the embedded PostgreSQL is started for the command and
-    released afterwards (left running if another process, e.g. `radiant up`, holds it).
+    released afterwards (left running if another process, e.g. `radiant up`, holds it, or if
+    this process already held it: `radiant demo` runs this inside the stack's own process).
     """
+    from activities.db.embedded import embedded_postgres_for_block
     from activities.db.engine import resolve_database_urls
     from workers.settings import get_settings
 
     settings = get_settings()
     urls: DatabaseUrls | None = None
-    try:
-        urls = resolve_database_urls(settings)
-        yield urls
-    except (DatabaseError, TenantError) as err:
-        fail(str(err))
-    except SQLAlchemyError as err:
-        if hint := not_migrated(err):
-            fail(hint)
-        orig = getattr(err, "orig", None) or err
-        where = mask_url(urls.owner) if urls is not None else "the database"
-        fail(f"database error at {where}: {str(orig).strip() or type(err).__name__}")
-    finally:
-        if urls is not None and urls.embedded:
-            from activities.db.embedded import release_embedded_postgres
-
-            release_embedded_postgres(settings.data_dir)
+    with embedded_postgres_for_block(settings.data_dir if settings.database_url is None else None):
+        try:
+            urls = resolve_database_urls(settings)
+            yield urls
+        except (DatabaseError, TenantError) as err:
+            fail(str(err))
+        except SQLAlchemyError as err:
+            if hint := not_migrated(err):
+                fail(hint)
+            orig = getattr(err, "orig", None) or err
+            where = mask_url(urls.owner) if urls is not None else "the database"
+            fail(f"database error at {where}: {str(orig).strip() or type(err).__name__}")
 
 
 def parse_tier(value: str) -> int:
