@@ -17,15 +17,23 @@ from workers.worker import run_worker
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
         loop.add_signal_handler(sig, stop.set)
-    client = await connect(settings)
-    deps = await build_deps(settings)
-    await ensure_schedules(client, settings)  # idempotent: every worker may do it
     try:
-        await run_worker(client, deps, stop)
+        client = await connect(settings)
+        deps = await build_deps(settings)
+        try:
+            await ensure_schedules(client, settings)  # idempotent: every worker may do it
+            await run_worker(client, deps, stop)
+        finally:
+            await deps.aclose()
     finally:
-        await deps.aclose()
+        # Put back what was there (e.g. process_exit's SIGTERM-as-Ctrl-C): left to the loop,
+        # closing it would reset SIGTERM to SIG_DFL, which ends the process without cleanup.
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -84,13 +85,17 @@ def run_stack(settings: Settings, body: StackBody | None = None, *, stay: bool =
 
 
 def _run_locked_stack(settings: Settings, body: StackBody | None, stay: bool) -> None:
-    from activities.db.embedded import release_embedded_postgres
+    from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
     from activities.db.errors import DatabaseError
     from models_catalog.errors import CatalogError
-    from workers.temporal import TemporalUnavailableError, start_dev_server, stop_dev_server
+    from workers.temporal import TemporalUnavailableError, start_dev_server
     from workers.temporal import web_ui as temporal_web_ui
 
-    # (SIGTERM takes Ctrl-C's path: workers.process_exit, the `radiant` entry point)
+    # (SIGTERM takes Ctrl-C's path: workers.process_exit, the `radiant` entry point.) The
+    # handlers as they are now: the event loop's own come and go with it.
+    handlers = _current_handlers()
     temporal: subprocess.Popen[bytes] | None = None
     try:
         prepare_database(settings)
@@ -102,16 +107,69 @@ def _run_locked_stack(settings: Settings, body: StackBody | None, stay: bool) ->
         asyncio.run(_serve_stack(settings, body, stay))
     except (DatabaseError, CatalogError, TemporalUnavailableError) as exc:
         fail(str(exc))
+    except (WorkflowFailureError, WorkflowUpdateFailedError) as exc:
+        fail(_failure_line(exc))  # a demo job (or its set-up) failed: why, not a traceback
+    except RPCError as exc:  # e.g. the worker's schedules refused at start-up
+        fail(_one_line(f"Temporal refused the request: {exc.message}"))
     except KeyboardInterrupt:
         pass
     finally:
+        _stop_stack(settings, temporal, handlers)
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _current_handlers() -> dict[signal.Signals, signal._HANDLER]:
+    return {sig: signal.getsignal(sig) for sig in _SIGNALS}
+
+
+def _still_stopping(signum: int, frame: object) -> None:
+    """A second Ctrl-C (or a SIGTERM) while the stack stops: the stopping goes on, or the
+    Temporal dev server and PostgreSQL would be left running. (A Python handler, not SIG_IGN:
+    children started meanwhile must not inherit an ignored SIGINT/SIGTERM.)"""
+
+
+def _stop_stack(
+    settings: Settings,
+    temporal: subprocess.Popen[bytes] | None,
+    handlers: dict[signal.Signals, signal._HANDLER],
+) -> None:
+    """Stop everything the stack started, each step even if one before it failed, and not cut
+    short by a signal; then put back the signal handlers the stack started with."""
+    from activities.db.embedded import release_embedded_postgres
+    from workers.temporal import stop_dev_server
+
+    for sig in _SIGNALS:
+        signal.signal(sig, _still_stopping)
+    try:
         console.print("stopping ...")
-        _stop_local_endpoints(settings)
-        if temporal is not None:
-            stop_dev_server(temporal)
-        if settings.database_url is None:
-            release_embedded_postgres(settings.data_dir)
+        try:
+            _stop_local_endpoints(settings)
+        finally:
+            try:
+                if temporal is not None:
+                    stop_dev_server(temporal)
+            finally:
+                if settings.database_url is None:
+                    release_embedded_postgres(settings.data_dir)
         console.print("stopped")
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "unknown error"
+
+
+def _failure_line(exc: BaseException) -> str:
+    """A failed workflow or update in one line: the failure's own words, then what caused it
+    (the innermost application error: the reason a job failed)."""
+    from workers.cli.common import failure_message
+
+    outer, cause = str(exc), failure_message(exc)
+    return _one_line(outer if cause in ("", outer) else f"{outer}: {cause}")
 
 
 def up() -> None:
@@ -167,6 +225,10 @@ async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -
         # Ctrl-C stops the worker (serve() handles the signal); whatever the body was waiting
         # for then never comes, so the body is cancelled rather than awaited.
         done, _ = await asyncio.wait({worker_task, body_task}, return_when=asyncio.FIRST_COMPLETED)
+        if worker_task in done:
+            # The worker failed (at start-up: the database refused it, Temporal refused its
+            # schedules, ...): that, not "stopped" and exit 0.
+            worker_task.result()
         if body_task in done:
             body_task.result()  # a failure in the body surfaces here
             if stay:
@@ -177,8 +239,9 @@ async def _serve_stack(settings: Settings, body: StackBody | None, stay: bool) -
         body_task.cancel()
         with contextlib.suppress(BaseException):
             await body_task
-        with contextlib.suppress(Exception):
-            await worker_task
+        if not worker_task.done():  # (a failure of a done one has been raised above)
+            with contextlib.suppress(Exception):
+                await worker_task
 
 
 async def _reconcile_at_start(settings: Settings, limit_s: float = 120.0) -> None:
