@@ -37,6 +37,11 @@ from workers.settings import Settings, SettingsError, get_settings
 def test_a_bad_variable_is_named_in_one_line(
     env: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert settings_error(env, monkeypatch) == f"invalid settings: {expected}"
+
+
+def settings_error(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The SettingsError these variables give (the cached settings cleared around it)."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
@@ -45,7 +50,7 @@ def test_a_bad_variable_is_named_in_one_line(
             get_settings()
     finally:
         get_settings.cache_clear()
-    assert str(err.value) == f"invalid settings: {expected}"
+    return str(err.value)
 
 
 @pytest.mark.parametrize("module", ["workers.cli.main", "workers.main"])

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from workers.settings import Settings, SettingsError, get_settings
+from tests.stack.test_settings_errors import settings_error
+from workers.settings import Settings
 
 MESSAGE = "expected host:port with a port from 1 to 65535 (e.g. localhost:7233)"
 
@@ -32,14 +33,7 @@ MESSAGE = "expected host:port with a port from 1 to 65535 (e.g. localhost:7233)"
 def test_a_bad_temporal_address_is_named_in_one_line(
     address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RADIANT_TEMPORAL_ADDRESS", address)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SettingsError) as err:
-            get_settings()
-    finally:
-        get_settings.cache_clear()
-    assert str(err.value) == (
+    assert settings_error({"RADIANT_TEMPORAL_ADDRESS": address}, monkeypatch) == (
         f"invalid settings: RADIANT_TEMPORAL_ADDRESS: {MESSAGE} (got {address!r})"
     )
 

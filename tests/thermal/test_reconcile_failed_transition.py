@@ -35,7 +35,8 @@ from workflows.thermal_types import SetTargetRequest, ThermalStatus
 ERROR = "CapacityError (injected); cleaning up failed too: AccessDenied (injected)"
 
 
-def _row(**update: Any) -> RecordedModel:
+def recorded_row(**update: Any) -> RecordedModel:
+    """A HOT model's row with 0 instances, transitioning, its workflow running."""
     row = RecordedModel(
         app_id="a",
         environment="e",
@@ -60,7 +61,7 @@ def test_the_endpoint_left_by_a_failed_transition_is_drift() -> None:
     """The create failed and its cleanup too: the row says 0 instances, transitioning (its
     target was never met), with the error, and the workflow is idle. The endpoint left behind
     may bill with no uptime row: drift, not a warm-up to leave alone."""
-    failed = _row(last_error=ERROR, workflow_busy=False)
+    failed = recorded_row(last_error=ERROR, workflow_busy=False)
     for status in ("InService", "Updating", "Failed"):
         reason = drift_reason(failed, _live(status))
         assert reason is not None and "backend has endpoint ep" in reason
@@ -85,7 +86,7 @@ def test_the_endpoint_left_by_a_failed_transition_is_drift() -> None:
 def test_a_scale_to_zero_between_its_delete_and_its_record_is_no_drift() -> None:
     """The workflow recorded "transitioning" with the old count and deleted the endpoint (left
     out of the snapshot while Deleting); the rows were read before its final record."""
-    going = _row(instance_count=2, target_state=ThermalState.COLD, workflow_busy=True)
+    going = recorded_row(instance_count=2, target_state=ThermalState.COLD, workflow_busy=True)
     assert drift_reason(going, None) is None
     assert drift_reason(going, _live("Deleting")) is None
     # The record may be done by the time the workflow is asked: idle, still no drift.

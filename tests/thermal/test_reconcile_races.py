@@ -20,7 +20,6 @@ from activities.fleet_activities import (
     FleetActivities,
     FleetSnapshot,
     ReconcileInput,
-    RecordedModel,
     drift_reason,
 )
 from models_catalog.types import ThermalState
@@ -36,6 +35,7 @@ from tests.thermal.test_capacity_and_leases import (
     _set,
     _uptime,
 )
+from tests.thermal.test_reconcile_failed_transition import recorded_row
 from tests.thermal.test_reconcile_scope import FakeBackend, FakeTemporal, record_rows
 from workflows.thermal import ModelThermalWorkflow
 from workflows.thermal_types import thermal_workflow_id
@@ -235,16 +235,7 @@ async def test_a_first_warm_up_between_its_create_and_its_record_is_no_drift(lin
 
 
 def test_drift_of_a_transitioning_row_is_left_to_its_running_workflow() -> None:
-    row = RecordedModel(
-        app_id="a",
-        environment="e",
-        model_id=MODEL,
-        endpoint_name="ep",
-        target_state=ThermalState.HOT,
-        instance_count=0,
-        workflow_running=True,
-        transitioning=True,
-    )
+    row = recorded_row()
     for status in ("InService", "Updating", "Failed"):
         live = EndpointInfo(endpoint_name="ep", model_id=MODEL, status=status, instance_count=2)
         assert drift_reason(row, live) is None
