@@ -161,6 +161,10 @@ class RecordInput(BaseModel):
     status: ThermalStatus
     instance_type: str
     billed_hourly: Decimal
+    # The workflow's clock when it recorded (then seq orders records of one instant): later
+    # across continue-as-new and for a new workflow under the same id. None: scheduled by a
+    # workflow task of before this field, and written unconditionally as then.
+    recorded_at: datetime | None = None
 
     @staticmethod
     def key(app_id: str, environment: str, model_id: str) -> RecordKey:
@@ -332,20 +336,33 @@ class ThermalActivities:
 
     @activity.defn(name="thermal.record")
     async def record(self, req: RecordInput) -> None:
-        """One transaction: the state row, the uptime interval, and (once) the notification."""
+        """One transaction: the state row, the uptime interval, and (once) the notification.
+        A record not newer than the row's changes nothing: a retry of a committed one, or a
+        late attempt of an older one (Temporal retried it past its timeout and the workflow
+        went on) that would otherwise write a state no longer true and reopen an interval."""
         if self.engine is None:
             return
         st = req.status
         now = datetime.now(UTC)
         params = {"a": req.app_id, "e": req.environment, "m": req.model_id}
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    """
+            previous = (
+                await conn.execute(
+                    text(
+                        "SELECT instance_count, endpoint_name FROM thermal_states WHERE "
+                        "app_id = :a AND environment = :e AND model_id = :m FOR UPDATE"
+                    ),
+                    params,
+                )
+            ).first()
+            written = (
+                await conn.execute(
+                    text(
+                        """
                     INSERT INTO thermal_states (app_id, environment, model_id, current_state,
                         target_state, instance_count, endpoint_name, transitioning,
-                        last_activity_at, last_error, updated_at)
-                    VALUES (:a, :e, :m, :cur, :tgt, :n, :ep, :tr, :la, :err, now())
+                        last_activity_at, last_error, record_at, record_seq, updated_at)
+                    VALUES (:a, :e, :m, :cur, :tgt, :n, :ep, :tr, :la, :err, :at, :seq, now())
                     ON CONFLICT (app_id, environment, model_id) DO UPDATE SET
                         current_state = EXCLUDED.current_state,
                         target_state = EXCLUDED.target_state,
@@ -354,21 +371,37 @@ class ThermalActivities:
                         transitioning = EXCLUDED.transitioning,
                         last_activity_at = EXCLUDED.last_activity_at,
                         last_error = EXCLUDED.last_error,
+                        record_at = EXCLUDED.record_at,
+                        record_seq = EXCLUDED.record_seq,
                         updated_at = now()
+                    WHERE thermal_states.record_at IS NULL OR EXCLUDED.record_at IS NULL
+                        OR (thermal_states.record_at, thermal_states.record_seq)
+                            < (EXCLUDED.record_at, EXCLUDED.record_seq)
+                    RETURNING 1
                     """
-                ),
-                {
-                    **params,
-                    "cur": st.current_state.value,
-                    "tgt": st.target_state.value,
-                    "n": st.instance_count,
-                    "ep": st.endpoint_name,
-                    "tr": st.transitioning,
-                    "la": st.last_activity_at,
-                    "err": st.last_error,
-                },
-            )
-            await self._record_uptime(conn, req, now)
+                    ),
+                    {
+                        **params,
+                        "cur": st.current_state.value,
+                        "tgt": st.target_state.value,
+                        "n": st.instance_count,
+                        "ep": st.endpoint_name,
+                        "tr": st.transitioning,
+                        "la": st.last_activity_at,
+                        "err": st.last_error,
+                        "at": req.recorded_at,
+                        "seq": req.seq,
+                    },
+                )
+            ).first()
+            if written is None:
+                activity.logger.info(
+                    "thermal.record seq %s of %s skipped: the row holds a newer record",
+                    req.seq,
+                    req.workflow_id,
+                )
+                return
+            await self._record_uptime(conn, req, now, previous)
             if req.event:
                 payload = {
                     "event": req.event,
@@ -400,27 +433,43 @@ class ThermalActivities:
                     },
                 )
 
-    async def _record_uptime(self, conn, req: RecordInput, now: datetime) -> None:  # type: ignore[no-untyped-def]
-        """Keep exactly one open interval while instances run, closed and reopened on change."""
+    async def _record_uptime(self, conn, req: RecordInput, now: datetime, previous) -> None:  # type: ignore[no-untyped-def]
+        """Keep exactly one open interval while instances run, closed and reopened when the
+        count, the endpoint or its rate changes.
+        With no interval open, a record opens one only for news (a warm-up ready, or a count
+        or endpoint other than the row's): an interval ended outside the workflow (`radiant
+        up` stopping the local servers) stays ended while the workflow, not knowing yet,
+        records the count it had (the reconcile's resync then records the truth)."""
         params = {"a": req.app_id, "e": req.environment, "m": req.model_id}
         open_row = (
             await conn.execute(
                 text(
-                    "SELECT id, instance_count FROM endpoint_uptime WHERE app_id = :a "
-                    "AND environment = :e AND model_id = :m AND ended_at IS NULL FOR UPDATE"
+                    "SELECT id, instance_count, endpoint_name, instance_type, billed_hourly "
+                    "FROM endpoint_uptime WHERE app_id = :a AND environment = :e "
+                    "AND model_id = :m AND ended_at IS NULL FOR UPDATE"
                 ),
                 params,
             )
         ).first()
-        count = req.status.instance_count if req.status.endpoint_status else 0
-        if open_row and open_row[1] == count:
-            return  # unchanged (also the retry of an already-committed record)
+        st = req.status
+        count = st.instance_count if st.endpoint_status else 0
+        billed = (count, st.endpoint_name, req.instance_type, req.billed_hourly)
+        if open_row and tuple(open_row[1:]) == billed:
+            return  # unchanged
         if open_row:
             await conn.execute(
-                text("UPDATE endpoint_uptime SET ended_at = :t WHERE id = :id"),
+                text(
+                    "UPDATE endpoint_uptime SET ended_at = GREATEST(:t, started_at) WHERE id = :id"
+                ),
                 {"t": now, "id": open_row[0]},
             )
-        if count > 0:
+        news = (
+            open_row is not None
+            or previous is None
+            or req.event == "ready"
+            or (previous[0], previous[1]) != (st.instance_count, st.endpoint_name)
+        )
+        if count > 0 and news:
             await conn.execute(
                 text(
                     """
@@ -431,7 +480,7 @@ class ThermalActivities:
                 ),
                 {
                     **params,
-                    "ep": req.status.endpoint_name,
+                    "ep": st.endpoint_name,
                     "n": count,
                     "it": req.instance_type,
                     "rate": req.billed_hourly,

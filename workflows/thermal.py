@@ -919,6 +919,7 @@ class ModelThermalWorkflow:
                 status=self._status(),
                 instance_type=self.spec.instance_type,
                 billed_hourly=self.spec.billed_hourly,
+                recorded_at=workflow.now(),  # orders records: a late older attempt is skipped
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STEP_RETRY,

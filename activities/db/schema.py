@@ -278,6 +278,10 @@ thermal_states = Table(
     Column("transitioning", Boolean, nullable=False, server_default=text("false")),
     Column("last_activity_at", DateTime(timezone=True)),
     Column("last_error", Text),
+    # The order of the workflow's records (its clock, then its sequence number): a late
+    # attempt of an older record is skipped (migration 0005).
+    Column("record_at", DateTime(timezone=True)),
+    Column("record_seq", BigInteger),
     _updated_at(),
     PrimaryKeyConstraint("app_id", "environment", "model_id"),
     CheckConstraint(_in("current_state", THERMAL_STATES), name="current_state_valid"),

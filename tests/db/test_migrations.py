@@ -41,6 +41,15 @@ def _inventory(url: str) -> dict[str, set[str]]:
         engine.dispose()
 
 
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
 def _upgrade(url: str) -> None:
     migrate.upgrade(url, "head", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
 
@@ -50,7 +59,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert migrate.current(url) is None
 
     _upgrade(url)
-    assert migrate.current(url) == migrate.head() == "0004"
+    assert migrate.current(url) == migrate.head() == "0005"
     inv = _inventory(url)
     assert inv["tables"] == TABLES | {"alembic_version"}
     assert inv["views"] == {"unified_model_registry"}
@@ -69,7 +78,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_database: Callable[[], str])
     assert acl is not None and TEST_APP_ROLE not in (acl[0] or "")
 
     _upgrade(url)  # and back: the downgrade left nothing in the way
-    assert migrate.current(url) == "0004"
+    assert migrate.current(url) == "0005"
     migrate.check(url)
 
 
@@ -80,7 +89,7 @@ def test_upgrade_from_the_first_revision_keeps_its_data(fresh_database: Callable
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         conn.execute("INSERT INTO tenants (name, tier) VALUES ('kept', 3)")
     _upgrade(url)
-    assert migrate.current(url) == "0004"
+    assert migrate.current(url) == "0005"
     migrate.check(url)
     with psycopg.connect(libpq_conninfo(url)) as conn:
         assert conn.execute("SELECT tier FROM tenants WHERE name = 'kept'").fetchone() == (3,)
@@ -109,7 +118,7 @@ def test_upgrade_refuses_tenant_names_differing_only_in_case(
         conn.execute("UPDATE tenants SET name = 'acme-2' WHERE name = 'acme'")
         conn.execute("UPDATE tenants SET name = 'zeta-2' WHERE name = 'ZETA'")
     _upgrade(url)
-    assert migrate.current(url) == "0004"
+    assert migrate.current(url) == "0005"
     with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.UniqueViolation, match="uq_tenants_lower_name"):
             conn.execute("INSERT INTO tenants (name, tier) VALUES ('GLOBEX', 1)")
@@ -127,19 +136,27 @@ def test_0004_adds_the_cache_write_rates_and_the_downgrade_drops_them(
     url = fresh_database()
     migrate.upgrade(url, "0003", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
 
-    def columns() -> set[str]:
-        engine = create_engine(normalize_url(url), poolclass=NullPool)
-        try:
-            with engine.connect() as conn:
-                return {c["name"] for c in inspect(conn).get_columns("models")}
-        finally:
-            engine.dispose()
-
-    assert not rates & columns()
+    assert not rates & _columns(url, "models")
     _upgrade(url)
-    assert {"cached_input_cost_per_1k", *rates} <= columns()
+    assert {"cached_input_cost_per_1k", *rates} <= _columns(url, "models")
     migrate.downgrade(url, "0003", app_role=TEST_APP_ROLE)
-    assert not rates & columns() and "cached_input_cost_per_1k" in columns()
+    columns = _columns(url, "models")
+    assert not rates & columns and "cached_input_cost_per_1k" in columns
+
+
+def test_0005_adds_the_record_order_and_the_downgrade_drops_it(
+    fresh_database: Callable[[], str],
+) -> None:
+    """0005: thermal_states.record_at and record_seq (the order of a workflow's records); rows
+    of before keep NULL, which any record replaces."""
+    order = {"record_at", "record_seq"}
+    url = fresh_database()
+    migrate.upgrade(url, "0004", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
+    assert not order & _columns(url, "thermal_states")
+    _upgrade(url)
+    assert order <= _columns(url, "thermal_states")
+    migrate.downgrade(url, "0004", app_role=TEST_APP_ROLE)
+    assert not order & _columns(url, "thermal_states")
 
 
 def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
@@ -149,7 +166,7 @@ def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
 
 def test_upgrade_is_idempotent_at_head(migrated_db: MigratedDb) -> None:
     _upgrade(migrated_db.owner_url)
-    assert migrate.current(migrated_db.owner_url) == "0004"
+    assert migrate.current(migrated_db.owner_url) == "0005"
 
 
 def test_app_role_is_plain_and_owns_nothing(migrated_db: MigratedDb) -> None:
