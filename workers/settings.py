@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     def _host_port(cls, v: str) -> str:
         # host:port, an IPv6 host in brackets ([::1]:7233); no scheme, no path, no spaces.
         host, _, port = v.rpartition(":")
-        bare_host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        bare_host = unbracketed(host)
         if (
             not bare_host
             or not port.isascii()
@@ -164,6 +164,12 @@ class Settings(BaseSettings):
             else:
                 out[name] = value
         return out
+
+
+def unbracketed(host: str) -> str:
+    """A host as sockets and resolvers take it: an IPv6 literal without the brackets an address
+    puts around it (`[::1]` of `[::1]:7233` is `::1`), any other host as it is."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _mask_url(url: str) -> str:

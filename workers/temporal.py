@@ -17,7 +17,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from workers.settings import Settings
+from workers.settings import Settings, unbracketed
 from workflows.search_attributes import dev_server_flags
 
 
@@ -78,7 +78,7 @@ def web_ui(settings: Settings, workflow_id: str | None = None) -> str:
     from urllib.parse import quote
 
     host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
-    host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "[::]") else host  # [::1] stays
     base = f"http://{host}:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
     return f"{base}/{quote(workflow_id, safe='')}" if workflow_id else base
 
@@ -92,10 +92,22 @@ def temporal_cli() -> str:
     return found
 
 
+def dev_server_host_port(address: str) -> tuple[str, int]:
+    """Where `start-dev` listens for `address` (host:port, an IPv6 host in brackets): the host
+    as `--ip` and sockets take it (no brackets) and the port. The client is given `address`
+    itself (its host is a URL's: `[::1]:7233`)."""
+    host, _, port = address.rpartition(":")
+    return unbracketed(host) or "127.0.0.1", int(port)
+
+
 def _port_open(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex((host, port)) == 0
+    """Does anything accept connections on host:port? Each address the host resolves to is
+    tried, IPv6 and IPv4 alike (`localhost` may be ::1, 127.0.0.1 or both)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.3):
+            return True
+    except OSError:  # refused, unreachable, timed out, or a name that does not resolve
+        return False
 
 
 def start_dev_server(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -103,9 +115,7 @@ def start_dev_server(settings: Settings, log_path: Path) -> subprocess.Popen[byt
 
     The data lives in `data_dir/temporal.db`, so a second `radiant up` sees earlier workflows.
     """
-    host, _, port_text = settings.temporal_address.rpartition(":")
-    host = host or "127.0.0.1"
-    port = int(port_text)
+    host, port = dev_server_host_port(settings.temporal_address)
     if _port_open(host, port):
         raise TemporalUnavailableError(
             f"port {port} is already in use; is another Temporal server running? "

@@ -1,6 +1,7 @@
 """`radiant watch` as a user runs it (a process of its own, against the migrated database): each
 notification printed once, across a lost connection too; payloads over pg_notify's limit read
-from the table; payloads printed as they are (never as Rich markup); Ctrl-C exits 130."""
+from the table; payloads printed as they are (never as Rich markup); Ctrl-C exits 130;
+--app/--env/--model print only their notifications (earlier, live and caught up)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,20 @@ async def _owner(db: MigratedDb) -> psycopg.AsyncConnection[Any]:
     return await psycopg.AsyncConnection.connect(libpq_conninfo(db.owner_url), autocommit=True)
 
 
-async def notify(db: MigratedDb, kind: str, payload: dict[str, Any]) -> None:
+async def notify(
+    db: MigratedDb,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    app_id: str | None = None,
+    environment: str | None = None,
+    model_id: str | None = None,
+) -> None:
     async with await _owner(db) as conn:
         await conn.execute(
-            "INSERT INTO notifications (kind, payload) VALUES (%s, %s)", (kind, Jsonb(payload))
+            "INSERT INTO notifications (kind, payload, app_id, environment, model_id) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (kind, Jsonb(payload), app_id, environment, model_id),
         )
 
 
@@ -98,6 +109,12 @@ async def watching(db: MigratedDb, data_dir: Path, *args: str) -> AsyncIterator[
             await proc.wait()
 
 
+def printed(watch: Watch, marker: str) -> list[tuple[str, int]]:
+    """(kind, payload n) of the JSON lines printed with `marker`, in order."""
+    lines = [json.loads(line) for line in watch.lines if marker in line]
+    return [(p["kind"], p["payload"]["n"]) for p in lines]
+
+
 async def interrupt(watch: Watch) -> str:
     """Ctrl-C; the watch's stderr."""
     watch.proc.send_signal(signal.SIGINT)
@@ -122,8 +139,7 @@ async def test_watch_survives_a_lost_connection(migrated_db: MigratedDb, tmp_pat
         await notify(migrated_db, "test.after", {"marker": marker, "n": 3})
         await watch.until('"test.after"')
         stderr = await interrupt(watch)
-    printed = [json.loads(line) for line in watch.lines if marker in line]
-    assert [(p["kind"], p["payload"]["n"]) for p in printed] == [
+    assert printed(watch, marker) == [
         ("test.before", 1), ("test.during", 2), ("test.after", 3),
     ], watch.lines  # fmt: skip
     assert "lost the database connection" in stderr and "reconnecting" in stderr, stderr
@@ -154,8 +170,7 @@ async def test_a_lower_id_committed_while_disconnected_is_printed(
         await notify(migrated_db, "test.after", {"marker": marker, "n": 3})
         await watch.until('"test.after"')
         await interrupt(watch)
-    printed = sorted(json.loads(line)["payload"]["n"] for line in watch.lines if marker in line)
-    assert printed == [1, 2, 3], watch.lines
+    assert sorted(n for _, n in printed(watch, marker)) == [1, 2, 3], watch.lines
 
 
 async def test_watch_reads_an_oversized_payload_from_the_table(
@@ -208,6 +223,90 @@ async def test_a_row_committed_between_listen_and_the_backlog_prints_once(
             await watch.until('"test.next"')
             await interrupt(watch)
     assert sum(marker in line for line in watch.lines) == 1, watch.lines
+
+
+def _scoped_app() -> str:
+    return f"app-{uuid.uuid4().hex[:8]}"  # the database is shared: a scope of this test's own
+
+
+async def notify_around(db: MigratedDb, marker: str, app: str, n: int) -> None:
+    """Notifications just outside the scope `--app app --env prod --model yolov8x`: another
+    app, another environment, another model, no model (a service's), no app at all (the
+    fleet's reconcile report), and one over pg_notify's limit; each with `n` in its payload."""
+    payload = {"marker": marker, "n": n}
+    for app_id, env, model in [
+        (_scoped_app(), "prod", "yolov8x"),
+        (app, "staging", "yolov8x"),
+        (app, "prod", "yolov8n"),
+        (app, "prod", None),
+    ]:
+        await notify(db, "test.out", payload, app_id=app_id, environment=env, model_id=model)
+    await notify(db, "thermal.reconcile", payload)
+    big = {**payload, "blob": "x" * 10_000}
+    await notify(db, "test.out", big, app_id=app, environment="prod", model_id="yolov8n")
+
+
+async def test_a_scoped_watch_follows_only_its_notifications(
+    migrated_db: MigratedDb, tmp_path: Path
+):
+    """Live: the NOTIFY messages of other apps, environments and models, and those naming no
+    app (reconcile reports), are not printed; --model takes an alias."""
+    marker, app = uuid.uuid4().hex, _scoped_app()
+    scope = ("--app", app, "--env", "prod", "--model", "yolov8")  # yolov8: alias of yolov8x
+    async with watching(migrated_db, tmp_path, "--json", *scope) as watch:
+        await listening_backend(migrated_db, watch)
+        await notify_around(migrated_db, marker, app, 1)
+        await notify(
+            migrated_db, "test.in", {"marker": marker, "n": 2},
+            app_id=app, environment="prod", model_id="yolov8x",
+        )  # fmt: skip
+        await watch.until('"test.in"')
+        await interrupt(watch)
+    assert printed(watch, marker) == [("test.in", 2)], watch.lines
+
+
+async def test_a_scoped_backlog_counts_only_its_notifications(
+    migrated_db: MigratedDb, tmp_path: Path
+):
+    """--since N: the N latest notifications in scope, however many others came after them."""
+    marker, app = uuid.uuid4().hex, _scoped_app()
+    for n in (1, 2, 3):
+        await notify(
+            migrated_db, "test.in", {"marker": marker, "n": n},
+            app_id=app, environment="prod", model_id="yolov8x",
+        )  # fmt: skip
+    await notify_around(migrated_db, marker, app, 4)
+    args = ("--json", "--app", app, "--env", "prod", "--model", "yolov8x")
+    async with watching(migrated_db, tmp_path, *args, "--since", "2", "--no-follow") as watch:
+        async with asyncio.timeout(LINE_TIMEOUT_S):
+            out, err = await watch.proc.communicate()
+    assert watch.proc.returncode == 0, err.decode()
+    watch.lines = out.decode().splitlines()
+    assert printed(watch, marker) == [("test.in", 2), ("test.in", 3)], watch.lines
+
+
+async def test_a_scoped_watch_catches_up_only_its_notifications(
+    migrated_db: MigratedDb, tmp_path: Path
+):
+    """After a lost connection the rows committed meanwhile are read by id: those in scope."""
+    marker, app = uuid.uuid4().hex, _scoped_app()
+    scope = {"app_id": app, "environment": "prod", "model_id": "yolov8x"}
+    args = ("--json", "--app", app, "--env", "prod", "--model", "yolov8x")
+    async with watching(migrated_db, tmp_path, *args) as watch:
+        pid = await listening_backend(migrated_db, watch)
+        await notify(migrated_db, "test.before", {"marker": marker, "n": 1}, **scope)
+        await watch.until(marker)
+        async with await _owner(migrated_db) as conn:
+            await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await notify_around(migrated_db, marker, app, 2)
+        await notify(migrated_db, "test.during", {"marker": marker, "n": 3}, **scope)
+        await listening_backend(migrated_db, watch, not_pid=pid)
+        await notify(migrated_db, "test.after", {"marker": marker, "n": 4}, **scope)
+        await watch.until('"test.after"')
+        await interrupt(watch)
+    assert printed(watch, marker) == [
+        ("test.before", 1), ("test.during", 3), ("test.after", 4),
+    ], watch.lines  # fmt: skip
 
 
 async def _waiting_for_a_lock(db: MigratedDb, app_name: str) -> None:

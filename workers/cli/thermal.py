@@ -22,7 +22,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.app_scope import pair_problem
+from activities.app_scope import id_problem, pair_problem
 from activities.backends.base import endpoint_name
 from activities.db.schema import NOTIFY_CHANNEL
 from activities.fleet_activities import BulkSetInput, ReconcileInput
@@ -56,8 +56,17 @@ from workflows.thermal_types import (
 
 app = typer.Typer(no_args_is_help=True)
 
-AppOpt = typer.Option(None, "--app", help="App id (default RADIANT_APP_ID).")
-EnvOpt = typer.Option(None, "--env", help="Environment (default RADIANT_ENVIRONMENT).")
+
+def _app_opt(help: str = "App id (default RADIANT_APP_ID).") -> Any:
+    return typer.Option(None, "--app", help=help)
+
+
+def _env_opt(help: str = "Environment (default RADIANT_ENVIRONMENT).") -> Any:
+    return typer.Option(None, "--env", help=help)
+
+
+AppOpt = _app_opt()
+EnvOpt = _env_opt()
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 #: `warm --deadline N` gives up after N s plus this (its status reads and round trips).
 DEADLINE_MARGIN_S = 5.0
@@ -554,13 +563,32 @@ def reconcile(
 
 
 def watch(
-    since: int = typer.Option(10, min=0, help="Show this many earlier notifications first."),
+    since: int = typer.Option(
+        10, min=0, help="Show this many earlier notifications (in scope) first."
+    ),
     follow: bool = typer.Option(True, help="Keep following new notifications."),
+    app_id: str | None = _app_opt("Only this app's notifications (default: every app's)."),
+    env: str | None = _env_opt("Only this environment's notifications (default: every one's)."),
+    model: str | None = typer.Option(
+        None, "--model", help="Only this model's notifications (an alias names its model)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Follow notifications (warm-up started, ready, went cold, failed, ...) live."""
+    """Follow notifications (warm-up started, ready, went cold, failed, ...) live.
+
+    --app, --env and --model narrow the watch, each on its own or together: the earlier
+    notifications, the live ones and those caught up after a lost connection are all only
+    the matching ones. A notification that names no app, environment or model is out of any
+    scope that asks for one: the fleet's `thermal.reconcile` reports (no app) are printed
+    only by an unscoped watch, service state changes (no model) not with --model."""
     settings = get_settings()
-    run(_watch(settings, since, follow, as_json))
+    for label, value in (("app", app_id), ("environment", env)):
+        if value is not None and (problem := id_problem(label, value)):
+            fail(problem)  # an id no notification could carry
+    model_id = _deployable(_catalog(settings), model) if model else None
+    scope = {"app_id": app_id, "environment": env, "model_id": model_id}
+    watcher = _Watcher(as_json, {col: v for col, v in scope.items() if v is not None})
+    run(_watch(settings, since, follow, watcher))
 
 
 def _iso(created: Any) -> str:
@@ -604,8 +632,12 @@ class _Watcher:
     """Prints each notification once: the backlog, the live ones (LISTEN) and, after a lost
     connection, those committed while it was down (read by id)."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, scope: dict[str, str] | None = None) -> None:
         self.as_json = as_json
+        #: The notifications printed: those whose columns (app_id, environment, model_id;
+        #: the NOTIFY message carries them too) hold these values; NULL matches no value.
+        self.scope = scope or {}
+        self.where = " AND ".join(f"{col} = %s" for col in self.scope) or "TRUE"
         self.seen = _RecentIds()
         self.last_id = 0  # the highest id seen (or present when the watch started)
         self.start_id = 0  # the highest id when the watch started (older ones: the backlog)
@@ -626,8 +658,12 @@ class _Watcher:
             f"{esc(json.dumps(payload, default=str))}"
         )
 
+    def in_scope(self, message: dict[str, Any]) -> bool:
+        return all(message.get(col) == value for col, value in self.scope.items())
+
     async def rows(self, conn: psycopg.AsyncConnection[Any], sql: str, *params: Any) -> None:
-        cur = await conn.execute(sql, params)
+        """Print the notifications `sql` selects (its `{where}`: those in scope) by id."""
+        cur = await conn.execute(sql.format(where=self.where), (*self.scope.values(), *params))
         for row_id, created, kind, payload in await cur.fetchall():
             self.show(row_id, created, kind, payload)
 
@@ -639,6 +675,8 @@ class _Watcher:
             async with contextlib.aclosing(conn.notifies()) as notes:
                 async for note in notes:
                     data = json.loads(note.payload)
+                    if not self.in_scope(data):
+                        continue
                     if data.get("payload_truncated"):
                         truncated = data
                         break
@@ -661,11 +699,10 @@ class _Watcher:
                 )
 
 
-async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) -> None:
+async def _watch(settings: Settings, since: int, follow: bool, watcher: _Watcher) -> None:
     from activities.db.engine import libpq_conninfo, one_line, resolve_database_urls
 
     conninfo = libpq_conninfo(resolve_database_urls(settings).app)
-    watcher = _Watcher(as_json)
     # A database that is not there at the start fails the command (exit 2); a connection lost
     # later is reconnected below.
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
@@ -676,7 +713,7 @@ async def _watch(settings: Settings, since: int, follow: bool, as_json: bool) ->
         await watcher.rows(
             conn,
             "SELECT id, created_at, kind, payload FROM (SELECT * FROM notifications "
-            "ORDER BY id DESC LIMIT %s) t ORDER BY id",
+            "WHERE {where} ORDER BY id DESC LIMIT %s) t ORDER BY id",
             since,
         )
         if not follow:
@@ -711,7 +748,8 @@ async def _reconnect(conninfo: str, watcher: _Watcher) -> psycopg.AsyncConnectio
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")  # first, as at the start
             await watcher.rows(
                 conn,
-                "SELECT id, created_at, kind, payload FROM notifications WHERE id > %s ORDER BY id",
+                "SELECT id, created_at, kind, payload FROM notifications "
+                "WHERE {where} AND id > %s ORDER BY id",
                 max(watcher.start_id, watcher.last_id - WATCH_CATCH_UP_IDS),  # printed: skipped
             )
             return conn
