@@ -397,6 +397,8 @@ notifications = Table(
     _jsonb("payload"),
     _created_at(),
     Index("ix_notifications_created_at", "created_at"),
+    # `radiant watch --app/--env`: the latest of one pair, newest first (migration 0005)
+    Index("ix_notifications_app_environment_id", "app_id", "environment", "id"),
 )
 
 # Grouped for grants, truncation and docs.

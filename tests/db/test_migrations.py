@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -41,13 +42,22 @@ def _inventory(url: str) -> dict[str, set[str]]:
         engine.dispose()
 
 
-def _columns(url: str, table: str) -> set[str]:
+def _inspected(url: str, read: Callable[[Any], list[Any]]) -> set[str]:
+    """The names `read` (given an inspector) lists."""
     engine = create_engine(normalize_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return {c["name"] for c in inspect(conn).get_columns(table)}
+            return {item["name"] for item in read(inspect(conn))}
     finally:
         engine.dispose()
+
+
+def _columns(url: str, table: str) -> set[str]:
+    return _inspected(url, lambda insp: insp.get_columns(table))
+
+
+def _indexes(url: str) -> set[str]:
+    return _inspected(url, lambda insp: insp.get_indexes("notifications"))
 
 
 def _upgrade(url: str) -> None:
@@ -147,16 +157,17 @@ def test_0004_adds_the_cache_write_rates_and_the_downgrade_drops_them(
 def test_0005_adds_the_record_order_and_the_downgrade_drops_it(
     fresh_database: Callable[[], str],
 ) -> None:
-    """0005: thermal_states.record_at and record_seq (the order of a workflow's records); rows
-    of before keep NULL, which any record replaces."""
+    """0005: thermal_states.record_at and record_seq (the order of a workflow's records; rows
+    of before keep NULL, which any record replaces) and the scoped watch's index."""
     order = {"record_at", "record_seq"}
     url = fresh_database()
     migrate.upgrade(url, "0004", app_role=TEST_APP_ROLE, app_password=TEST_APP_PASSWORD)
-    assert not order & _columns(url, "thermal_states")
+    index = "ix_notifications_app_environment_id"
+    assert not order & _columns(url, "thermal_states") and index not in _indexes(url)
     _upgrade(url)
-    assert order <= _columns(url, "thermal_states")
+    assert order <= _columns(url, "thermal_states") and index in _indexes(url)
     migrate.downgrade(url, "0004", app_role=TEST_APP_ROLE)
-    assert not order & _columns(url, "thermal_states")
+    assert not order & _columns(url, "thermal_states") and index not in _indexes(url)
 
 
 def test_no_autogenerate_drift(migrated_db: MigratedDb) -> None:
