@@ -34,7 +34,7 @@ from activities.heartbeat import with_heartbeat
 from activities.temporal_errors import application_error
 from activities.thermal_activities import endpoint_name_or_none
 from activities.thermal_control import ThermalControl
-from activities.workflow_status import workflow_running
+from activities.workflow_status import workflow_closed_at, workflow_running
 from models_catalog.thermal_policy import ThermalLimits, autoscaling_bounds
 from models_catalog.types import ThermalState
 from workflows.thermal import ModelThermalWorkflow
@@ -491,6 +491,9 @@ class FleetActivities:
     async def _running(self, workflow_id: str) -> bool:
         return await workflow_running(self.control.client, workflow_id)
 
+    async def _closed_at(self, workflow_id: str) -> datetime | None:
+        return await workflow_closed_at(self.control.client, workflow_id)
+
     async def _busy(self, workflow_id: str) -> bool:
         """Whether the workflow is at work right now: an activity (retrying ones included) or a
         workflow task pending. A thermal workflow in a transition always has one of them, from
@@ -595,15 +598,23 @@ class FleetActivities:
         for app_id, env, model_id in owners:
             if not serves(self.apps, app_id, env):
                 continue  # a pair this deployment does not serve keeps its records
-            if await self._running(thermal_workflow_id(app_id, env, model_id)):
+            wf_id = thermal_workflow_id(app_id, env, model_id)
+            if await self._running(wf_id):
                 continue
             key = {"a": app_id, "e": env, "m": model_id, "ep": endpoint_name, "err": reason}
+            # Ordered after every record of the closed run (thermal.record): an attempt of one
+            # of them still hung when it closed must not bring back its state (or interval).
+            key["closed"] = await self._closed_at(wf_id)
             async with self.engine.begin() as conn:
                 result = await conn.execute(
                     text(
                         "UPDATE thermal_states SET instance_count = 0, transitioning = false, "
                         "current_state = CASE WHEN target_state = 'OFF' THEN 'OFF' "
-                        "ELSE 'COLD' END, last_error = :err, updated_at = now() "
+                        "ELSE 'COLD' END, last_error = :err, updated_at = now(), "
+                        "record_seq = CASE WHEN CAST(:closed AS timestamptz) IS NOT NULL AND "
+                        "(record_at IS NULL OR record_at <= :closed) "
+                        f"THEN {LAST_SEQ} ELSE record_seq END, "
+                        "record_at = GREATEST(record_at, CAST(:closed AS timestamptz)) "
                         "WHERE app_id = :a AND environment = :e AND model_id = :m "
                         "AND endpoint_name = :ep AND instance_count > 0"
                     ),
@@ -682,6 +693,11 @@ class FleetActivities:
                 return
             activity.heartbeat()
             await asyncio.sleep(self.settle_poll_seconds)
+
+
+#: A record sequence after any a run makes (bigint's largest): a row closed at its run's close
+#: time is newer than every record of that run made at that very instant.
+LAST_SEQ = 2**63 - 1
 
 
 async def end_uptime_of_stopped(engine: AsyncEngine, endpoint_names: list[str]) -> int:

@@ -165,6 +165,9 @@ class RecordInput(BaseModel):
     # across continue-as-new and for a new workflow under the same id. None: scheduled by a
     # workflow task of before this field, and written unconditionally as then.
     recorded_at: datetime | None = None
+    # The count was read from the backend since the workflow's last record: the truth of now,
+    # not a count it carried (news for the uptime interval).
+    observed: bool = False
 
     @staticmethod
     def key(app_id: str, environment: str, model_id: str) -> RecordKey:
@@ -395,7 +398,7 @@ class ThermalActivities:
                 )
             ).first()
             if written is None:
-                activity.logger.info(
+                activity.logger.warning(
                     "thermal.record seq %s of %s skipped: the row holds a newer record",
                     req.seq,
                     req.workflow_id,
@@ -436,10 +439,11 @@ class ThermalActivities:
     async def _record_uptime(self, conn, req: RecordInput, now: datetime, previous) -> None:  # type: ignore[no-untyped-def]
         """Keep exactly one open interval while instances run, closed and reopened when the
         count, the endpoint or its rate changes.
-        With no interval open, a record opens one only for news (a warm-up ready, or a count
-        or endpoint other than the row's): an interval ended outside the workflow (`radiant
-        up` stopping the local servers) stays ended while the workflow, not knowing yet,
-        records the count it had (the reconcile's resync then records the truth)."""
+        With no interval open, a record opens one only for news (a count read from the backend
+        since the last record, a warm-up ready, or a count or endpoint other than the row's):
+        an interval ended outside the workflow (`radiant up` stopping the local servers) stays
+        ended while the workflow, not knowing yet, records the count it had (the reconcile's
+        resync then records the truth)."""
         params = {"a": req.app_id, "e": req.environment, "m": req.model_id}
         open_row = (
             await conn.execute(
@@ -466,6 +470,7 @@ class ThermalActivities:
         news = (
             open_row is not None
             or previous is None
+            or req.observed
             or req.event == "ready"
             or (previous[0], previous[1]) != (st.instance_count, st.endpoint_name)
         )

@@ -192,6 +192,9 @@ class ModelThermalWorkflow:
         # The reconcile saw the autoscaler move the count: re-read it. Carried like a resync.
         self.recount_due = inp.snapshot is not None and inp.snapshot.recount
         self.recorded = inp.snapshot is not None  # a fresh workflow writes its first row at once
+        # The count was read from the backend since the last record (news for its uptime
+        # interval, not a count carried from before).
+        self.observed = False
         self.fatal: ApplicationError | None = None  # the model cannot be managed at all
         self.converging = False  # a transition (and its Postgres record) is under way
         self.missing_retries = 0  # converges retried because the endpoint had vanished
@@ -652,6 +655,9 @@ class ModelThermalWorkflow:
                     self.autoscaling_owed = True
                 raise
         self._observe(info.instance_count, info.status)
+        if not rolled_back:  # the new config serves: it bills at the spec it was made with
+            self.s.billed_instance_type = self.spec.instance_type
+            self.s.billed_hourly = self.spec.billed_hourly
         self.s.transitioning = False
         self.s.current_state = self.s.target_state
         if self.s.target_state == COLD and workflow.patched(IDLE_FROM_READY_PATCH):
@@ -901,12 +907,15 @@ class ModelThermalWorkflow:
         assert self.s is not None
         self.s.instance_count = count
         self.s.endpoint_status = status
+        self.observed = True
 
     async def _record(self, event: str | None) -> None:
         """Mirror the state into Postgres (thermal_states, uptime, outbox) and the Web UI."""
         assert self.s is not None and self.spec is not None
         self.s.seq += 1
         self.recorded = True
+        observed, self.observed = self.observed, False
+        billed_rate = self.s.billed_hourly
         await workflow.execute_activity_method(
             ThermalActivities.record,
             RecordInput(
@@ -917,9 +926,10 @@ class ModelThermalWorkflow:
                 seq=self.s.seq,
                 event=event,
                 status=self._status(),
-                instance_type=self.spec.instance_type,
-                billed_hourly=self.spec.billed_hourly,
+                instance_type=self.s.billed_instance_type or self.spec.instance_type,
+                billed_hourly=self.spec.billed_hourly if billed_rate is None else billed_rate,
                 recorded_at=workflow.now(),  # orders records: a late older attempt is skipped
+                observed=observed,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STEP_RETRY,

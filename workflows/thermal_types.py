@@ -111,6 +111,11 @@ class ThermalSnapshot(BaseModel):
     #: adopted for this target generation: kept instead of scaled back, its uptime billed.
     autoscaled_count: int | None = None
     autoscaled_generation: int = -1
+    #: What the running fleet bills (the spec it was created with): a catalog change of type
+    #: or rate reaches the endpoint at its next create, its uptime interval then too. None:
+    #: created before these were kept, billed as the current spec.
+    billed_instance_type: str | None = None
+    billed_hourly: Decimal | None = None
 
 
 class ModelThermalInput(BaseModel):

@@ -16,8 +16,9 @@ from activities.thermal_activities import RecordKey, ThermalActivities
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.worker import running_harness
+from tests.fixtures.worker import TIMINGS, running_harness
 from tests.thermal.test_capacity_and_leases import Faults, RecordingBackend, _keep_history
+from tests.thermal.test_continue_as_new_carry import LIMIT, _continue_as_new
 from workflows.thermal_types import ModelThermalSpec, SetTargetRequest, thermal_workflow_id
 
 MODEL, ENV = "yolov8n", "test"  # COLD by default: scales to zero after the idle time (3 s)
@@ -89,3 +90,38 @@ async def test_off_set_while_the_spec_is_re_read_creates_nothing(
         st = await asyncio.wait_for(off, 30)
         assert (st.current_state, st.instance_count, st.last_error) == (ThermalState.OFF, 0, None)
         assert faults.creates == [] and faults.deletes == []
+
+
+async def test_a_running_fleet_bills_the_instance_type_it_was_created_with(
+    temporal_client: Client, catalog_db, tmp_path
+) -> None:
+    """The catalog moves the model to another instance type while its endpoint runs; the
+    workflow continues as new (its next run reads the new spec). The fleet still runs the old
+    type until its next create, so its uptime intervals (here: after a scale to HOT) bill the
+    old type and rate."""
+    catalog = load_catalog()
+    timings = TIMINGS.model_copy(update={"max_history_events": LIMIT})
+    async with running_harness(
+        temporal_client, catalog_db, tmp_path, timings=timings, catalog=catalog
+    ) as h:
+        app = h.new_app()
+        warm = SetTargetRequest(state=ThermalState.WARM)
+        await asyncio.wait_for(h.control.set_target(app, ENV, MODEL, warm), 60)
+        old_type = catalog.models[MODEL].instance_type
+        new_type = next(t for t in catalog.instances if t != old_type)
+        model = catalog.models[MODEL]
+        catalog.models[MODEL] = model.model_copy(update={"instance_type": new_type})
+        handle = h.client.get_workflow_handle(thermal_workflow_id(app, ENV, MODEL))
+        await _continue_as_new(handle, (await handle.describe()).run_id)
+        hot = SetTargetRequest(state=ThermalState.HOT)
+        st = await asyncio.wait_for(h.control.set_target(app, ENV, MODEL, hot), 60)
+        assert st.instance_count == 2
+        rows = await h.rows(
+            "SELECT instance_count, instance_type FROM endpoint_uptime WHERE app_id = :a "
+            "ORDER BY id",
+            a=app,
+        )
+        assert [(r["instance_count"], r["instance_type"]) for r in rows] == [
+            (1, old_type),
+            (2, old_type),
+        ]

@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from temporalio.testing import ActivityEnvironment
 
-from activities.fleet_activities import end_uptime_of_stopped
+from activities.fleet_activities import GONE, FleetActivities, end_uptime_of_stopped
 from activities.thermal_activities import RecordInput, ThermalActivities
 from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
@@ -165,3 +165,49 @@ async def test_an_interval_is_never_closed_before_it_started(thermal: ThermalHar
     await env.run(acts.record, ready_record(app, 2, count=0, event="went_cold"))
     [interval] = await thermal.rows(UPTIME, a=app)
     assert interval["ended_at"] == interval["started_at"] == ahead
+
+
+async def test_a_count_read_from_the_backend_opens_an_interval_after_a_stop(
+    thermal: ThermalHarness,
+):
+    """After `radiant up` stopped the servers, the workflow recreated the endpoint without a
+    warm-up ready (its capacity step failed): the count it read is news, the interval opens."""
+    acts = ThermalActivities(load_catalog(), thermal.backend, thermal.engine)
+    app = thermal.new_app()
+    env = in_run("run-1")
+    await env.run(acts.record, ready_record(app, 1))
+    assert await end_uptime_of_stopped(thermal.engine, [f"radiant-{app}-test-{MODEL}"]) == 1
+    failed = ready_record(app, 2, event="failed").model_copy(update={"observed": True})
+    await env.run(acts.record, failed)
+    ended, serving = await thermal.rows(UPTIME, a=app)
+    assert ended["ended_at"] is not None and serving["ended_at"] is None
+
+
+async def test_a_record_of_a_closed_run_comes_after_the_reconcile_closed_it(
+    thermal: ThermalHarness, monkeypatch
+):
+    """The run ended (terminated) while an attempt of its record 2 hung; the reconcile closed
+    its record (the endpoint is gone). The attempt then commits: nothing comes back. A new
+    run's record (later on the server's clock) is written."""
+    acts = ThermalActivities(load_catalog(), thermal.backend, thermal.engine)
+    fleet = FleetActivities(thermal.backend, thermal.engine, thermal.control)
+    closed_at = T0 + timedelta(seconds=2)
+
+    async def not_running(_workflow_id: str) -> bool:
+        return False
+
+    async def closed(_workflow_id: str) -> datetime:
+        return closed_at
+
+    monkeypatch.setattr(fleet, "_running", not_running)
+    monkeypatch.setattr(fleet, "_closed_at", closed)
+    app = thermal.new_app()
+    await in_run("run-1").run(acts.record, ready_record(app, 1))
+    assert await fleet._close_records(f"radiant-{app}-test-{MODEL}", GONE) == 1
+    await in_run("run-1").run(acts.record, ready_record(app, 2, event=None, at=closed_at))
+    [state] = await thermal.rows(STATE, a=app)
+    assert state["instance_count"] == 0
+    assert all(r["ended_at"] is not None for r in await thermal.rows(UPTIME, a=app))
+    await in_run("run-2").run(acts.record, ready_record(app, 1, at=T0 + timedelta(hours=1)))
+    [state] = await thermal.rows(STATE, a=app)
+    assert (state["instance_count"], state["record_seq"]) == (1, 1)
