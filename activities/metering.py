@@ -82,15 +82,15 @@ def usage_key(workflow_id: str, step: str) -> str:
     within it ("charge", "model/yolov8m", ...) and must not contain '#', so the key is
     unambiguous. Never put the attempt number in either.
     """
-    wf = workflow_id.strip()
-    st = step.strip()
-    if not wf:
+    # Used as given, never stripped: the request's claim key is the id as given, and "r" and
+    # "r " are two requests, so stripping here let the second one's rows collide with the first.
+    if not workflow_id.strip():
         raise ValueError("usage_key needs a workflow id")
-    if not st:
+    if not step.strip():
         raise ValueError("usage_key needs a step name")
-    if KEY_SEPARATOR in st:
+    if KEY_SEPARATOR in step:
         raise ValueError(f"step names must not contain {KEY_SEPARATOR!r}: {step!r}")
-    key = f"{wf}{KEY_SEPARATOR}{st}"
+    key = f"{workflow_id}{KEY_SEPARATOR}{step}"
     if len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"usage key longer than {MAX_KEY_LENGTH} characters: {key[:60]}...")
     return key
@@ -107,7 +107,10 @@ def _no_float(value: Any) -> Any:
 
 # Quantized to NUMERIC(20,10) on entry, so the value sent is exactly the value stored.
 LedgerDecimal = Annotated[
-    Decimal, BeforeValidator(_no_float), Field(ge=0, allow_inf_nan=False), AfterValidator(to_ledger)
+    Decimal,
+    BeforeValidator(_no_float),
+    Field(ge=0, allow_inf_nan=False),
+    AfterValidator(to_ledger),  # a PricingError (a ValueError) for what cannot fit
 ]
 
 
@@ -290,6 +293,9 @@ def model_cost_entries(
 
 def _row(entry: UsageEntry) -> dict[str, Any]:
     row = entry.model_dump(exclude={"occurred_at"})
+    # JSONB: as JSON values (a Decimal or datetime in the metadata failed json.dumps in the
+    # driver, a TypeError retried forever and never written).
+    row["metadata"] = entry.model_dump(mode="json", include={"metadata"})["metadata"]
     row["occurred_at"] = entry.occurred_at if entry.occurred_at is not None else func.now()
     return row
 

@@ -77,9 +77,14 @@ class PricingError(CatalogError, ValueError):
 def to_ledger(amount: Decimal | int) -> Decimal:
     """`amount` quantized to the ledger's 10 decimal places (ROUND_HALF_UP), range-checked."""
     value = _exact(amount, "amount")
+    # Checked before quantizing too: a value of more than 40 digits (1E+45) has no room for
+    # 10 places in the context's 50 digits, and quantize trapped `decimal.InvalidOperation`
+    # (not a ValueError: retried as if transient).
+    if abs(value) >= LEDGER_LIMIT:
+        raise PricingError(f"amount {value} does not fit NUMERIC(20,10) (limit {LEDGER_LIMIT})")
     with decimal.localcontext(_CONTEXT):
         out = value.quantize(LEDGER_QUANTUM)
-    if abs(out) >= LEDGER_LIMIT:
+    if abs(out) >= LEDGER_LIMIT:  # rounded up to the limit (9999999999.99999999995)
         raise PricingError(f"amount {value} does not fit NUMERIC(20,10) (limit {LEDGER_LIMIT})")
     return out
 

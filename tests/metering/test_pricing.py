@@ -247,6 +247,9 @@ def test_to_ledger(value, stored) -> None:  # type: ignore[no-untyped-def]
 def test_to_ledger_range_and_display() -> None:
     with pytest.raises(PricingError, match="NUMERIC"):
         to_ledger(D("10000000000"))
+    for huge in (D("1E+45"), 10**40):  # no room for 10 places in 50 digits: was InvalidOperation
+        with pytest.raises(PricingError, match="NUMERIC"):
+            to_ledger(huge)
     assert display_money(D("0.0450000000")) == "0.05"
     assert display_money(D("0.0049999999"), 4) == "0.0050"
 

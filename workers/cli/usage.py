@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -43,7 +43,7 @@ from activities.db.schema import TENANT_SETTING, endpoint_uptime, usage_ledger
 from activities.db.tenancy import tenant_transaction_sync
 from activities.metering import BILLED_UNIT_KINDS
 from activities.tenants import TenantRecord, get_tenant, list_tenants
-from models_catalog.pricing import display_money, uptime_cost, uptime_hours
+from models_catalog.pricing import display_money, to_ledger, uptime_cost, uptime_hours
 from workers.cli.common import DataTable, emit_json
 from workers.cli.tenants import database, fail, print_table
 
@@ -175,13 +175,18 @@ def parse_since(value: str | None) -> datetime | None:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), time(), tzinfo=UTC)
         parsed = datetime.fromisoformat(raw)
-    except ValueError:
+        # In UTC, as the tables print it ("since ... UTC"): "10:00+05:00" is 05:00 UTC.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # Overflow: past year 9999 once in UTC
         fail(f"--since: not a date: {value!r} (expected YYYY-MM-DD)")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _percent(margin: Decimal, billed: Decimal) -> Decimal | None:
-    return (margin / billed * 100).quantize(Decimal("0.01")) if billed else None
+    """Half up, as every rounding of money here (the default context rounds half even)."""
+    if not billed:
+        return None
+    with localcontext(prec=50, rounding=ROUND_HALF_UP):
+        return (margin / billed * 100).quantize(Decimal("0.01"))
 
 
 def _qty(value: Decimal) -> str:
@@ -409,6 +414,8 @@ def _uptime(conn: Any, since: datetime | None, now: datetime) -> list[UptimeCost
         item.cost += uptime_cost(
             r.instance_count, r.billed_hourly, r.started_at, r.ended_at, now=now, since=since
         )
+    for item in out.values():  # summed exactly, shown at ledger precision (not 50 digits)
+        item.instance_hours = to_ledger(item.instance_hours)
     return list(out.values())
 
 
