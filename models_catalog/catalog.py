@@ -26,7 +26,13 @@ from models_catalog.errors import (
     UnknownOperationError,
     UnknownServiceError,
 )
-from models_catalog.external import ExternalModel, Provider, load_external
+from models_catalog.external import (
+    ExternalModel,
+    Provider,
+    UniqueKeyLoader,
+    load_external,
+    yaml_error,
+)
 from models_catalog.types import (
     UNIT_PRICE_FIELD,
     InstanceType,
@@ -234,8 +240,9 @@ def _load_external(
 
 # ------------------------------------------------------------------ reading and entry validation
 
-# libyaml's safe loader when present: ~7x faster than the pure-Python one, same results.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's safe loader when present (~7x faster than the pure-Python one, same results), which
+# also rejects a key repeated in one mapping instead of keeping the last value.
+_YAML_LOADER = UniqueKeyLoader
 _MISSING = object()  # the file could not be read (its problem is already recorded)
 
 
@@ -251,10 +258,7 @@ def _read_yaml(path: Path, problems: list[str]) -> Any:
     try:
         return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        problems.append(f"{path.name}: invalid YAML{where}: {what}")
+        problems.append(f"{path.name}: invalid YAML{yaml_error(exc)}")
         return _MISSING
 
 
@@ -343,8 +347,9 @@ def _check_names(
             owner[alias] = f"alias of {model.id!r}"
             aliases[alias] = model.id
     # External models route through LiteLLM; a name meaning both would route ambiguously.
+    # Lookups also accept an external model's LiteLLM id (and try external names first).
     for ext in external.values():
-        for name in {ext.id, *ext.aliases}:
+        for name in sorted({ext.id, ext.litellm_id, *ext.aliases}):
             if name.lower() in owner:
                 problems.append(
                     f"external.yaml: model {ext.id!r}: name {name!r} "

@@ -432,6 +432,42 @@ class ExternalCatalog(_Frozen):
 
 # ----------------------------------------------------------------------------- loading
 
+
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (libyaml's when present), except that a key repeated in one mapping is an
+    error: YAML's default keeps the last value silently, so a pasted second `max_instances:` or a
+    second top-level `models:` list would quietly replace the first."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<:` merges; keys written beside it legitimately override
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue  # unhashable key: the base constructor reports it
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """` at line L, column C: what` (one line) for a YAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = getattr(exc, "problem", None) or str(exc)
+    return f"{where}: {' '.join(str(what).split())}"
+
+
 MAX_FALLBACKS = 2  # workflows/llm.py CALL_TIMEOUT gives the model and these 120 s each
 _TOP_LEVEL_KEYS = {"version", "markup", "providers", "models", "fallbacks"}
 
@@ -454,9 +490,9 @@ def load_external_catalog(data_dir: Path | None = None) -> ExternalCatalog:
     except OSError as exc:
         raise ExternalCatalogError([f"{path}: cannot read: {exc}"]) from exc
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise ExternalCatalogError([f"{path}: not valid YAML: {exc}"]) from exc
+        raise ExternalCatalogError([f"{path}: not valid YAML{yaml_error(exc)}"]) from exc
     return parse_external(doc, source=str(path))
 
 
@@ -527,7 +563,7 @@ def parse_external(doc: Any, source: str = EXTERNAL_FILE) -> ExternalCatalog:
         if model.successor is not None and model.successor not in models:
             problem(f"model {model.id!r}: unknown successor {model.successor!r}")
 
-    fallbacks = _parse_fallbacks(doc.get("fallbacks"), models, problem)
+    fallbacks = _parse_fallbacks(doc.get("fallbacks"), models, providers, problem)
 
     if problems:
         raise ExternalCatalogError(problems)
@@ -597,7 +633,10 @@ def _check_names(models: Mapping[ModelId, ExternalModel], problem: Any) -> None:
 
 
 def _parse_fallbacks(
-    value: Any, models: Mapping[ModelId, ExternalModel], problem: Any
+    value: Any,
+    models: Mapping[ModelId, ExternalModel],
+    providers: Mapping[ProviderId, Provider],
+    problem: Any,
 ) -> dict[ModelId, list[ModelId]]:
     if value is None:
         return {}
@@ -633,6 +672,15 @@ def _parse_fallbacks(
                 problem(
                     f"{where}: {target!r} ({models[target].litellm_mode}) cannot stand in for "
                     f"{source!r} ({models[source].litellm_mode})"
+                )
+                ok = False
+            elif (
+                models[target].provider_id in providers
+                and providers[models[target].provider_id].litellm_provider is None
+            ):
+                problem(
+                    f"{where}: {target!r} cannot be a fallback: its provider "
+                    f"{models[target].provider_id!r} has no LiteLLM adapter"
                 )
                 ok = False
         if len(set(targets)) != len(targets):

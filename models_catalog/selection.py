@@ -189,6 +189,20 @@ def known_tasks(catalog: Catalog) -> list[str]:
     return sorted(tasks)
 
 
+def known_modalities(catalog: Catalog) -> tuple[list[str], list[str]]:
+    """Every input and every output modality some catalog model has (each sorted): a request
+    for any other one has no model (a misspelling, not an empty result)."""
+    inputs: set[str] = set()
+    outputs: set[str] = set()
+    for model in catalog.models.values():
+        inputs.update(model.input_modalities)
+        outputs.update(model.output_modalities)
+    for ext in catalog.external_models.values():
+        inputs.update(ext.input_modalities)
+        outputs.update(ext.output_modalities)
+    return sorted(inputs), sorted(outputs)
+
+
 def configured_providers(catalog: Catalog, environ: Mapping[str, str] | None = None) -> set[str]:
     """Providers whose credential variable is set (and which are not disabled)."""
     return {
@@ -560,6 +574,7 @@ __all__ = [
     "configured_providers",
     "context_window_from_environment",
     "external_tasks",
+    "known_modalities",
     "known_tasks",
     "rank_models",
     "resolve_any_model",

@@ -84,6 +84,9 @@ def _exact_money(value: Any) -> Any:
 
 
 Money = Annotated[Decimal, BeforeValidator(_exact_money), Field(ge=0, allow_inf_nan=False)]
+# What a self-hosted instance, model or service charges: a zero would bill GPU time or a tenant's
+# call at $0 (and a zero instance row passes the base x markup check), so it must be positive.
+Price = Annotated[Decimal, BeforeValidator(_exact_money), Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[Decimal, BeforeValidator(_exact_money), Field(ge=0, le=10)]
 Tier = Annotated[int, Field(ge=1, le=5)]
 
@@ -119,8 +122,8 @@ class InstanceType(_Frozen):
     gpu: str  # "T4", "A10G", "A100"
     gpu_count: int = Field(ge=1)
     vram_gb: int = Field(ge=1)  # total across the instance's GPUs
-    base_hourly: Money  # AWS on-demand price
-    billed_hourly: Money  # base x (1 + markup), rounded to cents as in the seed
+    base_hourly: Price  # AWS on-demand price
+    billed_hourly: Price  # base x (1 + markup), rounded to cents as in the seed
     best_for: str = ""
 
 
@@ -146,12 +149,12 @@ class ThermalConfig(_Frozen):
 class ModelPricing(_Frozen):
     """Billed prices (already include the markup; DESIGN 2). `markup` is a fraction (0.75)."""
 
-    hourly_rate: Money
-    per_image: Money | None = None
-    per_minute_audio: Money | None = None
-    per_minute_video: Money | None = None
-    per_3d_model: Money | None = None
-    per_request: Money | None = None
+    hourly_rate: Price
+    per_image: Price | None = None
+    per_minute_audio: Price | None = None
+    per_minute_video: Price | None = None
+    per_3d_model: Price | None = None
+    per_request: Price | None = None
     markup: Fraction
 
     def price_for(self, unit: str) -> Decimal | None:
@@ -261,11 +264,11 @@ class RegistryEntry(_Frozen):
 class ServicePricing(_Frozen):
     """What a tenant pays per unit for a call through the service. `markup` is a fraction."""
 
-    per_image: Money | None = None
-    per_minute_audio: Money | None = None
-    per_minute_video: Money | None = None
-    per_request: Money | None = None
-    per_3d_model: Money | None = None
+    per_image: Price | None = None
+    per_minute_audio: Price | None = None
+    per_minute_video: Price | None = None
+    per_request: Price | None = None
+    per_3d_model: Price | None = None
     markup: Fraction
 
     def price_for(self, unit: str) -> Decimal | None:

@@ -3,7 +3,8 @@
 Each row is written only when it differs from what is stored (`ON CONFLICT ... DO UPDATE ...
 WHERE row IS DISTINCT FROM excluded`), so a second run changes nothing and reports 0 writes.
 Rows the catalog no longer has are not deleted (thermal states and usage refer to them); they
-are marked `status = 'deprecated'` instead.
+are marked `status = 'deprecated'` instead (providers: `enabled = false`), and a deprecated
+external model gives up its unique LiteLLM id when the catalog hands that id to another model.
 """
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ class SyncReport:
         return sum(self.written.values()) + sum(self.deprecated.values())
 
     def summary(self) -> str:
-        parts = [
-            f"{t}: {self.written[t]} written, {self.unchanged[t]} unchanged" for t in self.written
-        ]
+        parts = []
+        for t in self.written:
+            part = f"{t}: {self.written[t]} written, {self.unchanged[t]} unchanged"
+            if self.deprecated.get(t):
+                gone = "disabled" if t == schema.providers.name else "deprecated"
+                part += f", {self.deprecated[t]} {gone} (no longer in the catalog)"
+            parts.append(part)
         return "; ".join(parts)
 
 
@@ -218,15 +223,36 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
 
 
 def _deprecate_missing(conn: Connection, table: Table, keep: list[Any]) -> int:
-    if "status" not in table.c or not keep:
-        return 0
+    """Mark rows the catalog no longer has: `status = 'deprecated'`, or `enabled = false` for
+    providers. Never deleted: thermal states, health and usage refer to them."""
     pk = next(iter(table.primary_key.columns))
-    result = conn.execute(
-        update(table)
-        .where(pk.not_in(keep), table.c.status != "deprecated")
-        .values(status="deprecated")
-    )
-    return result.rowcount or 0
+    if "status" in table.c:
+        stmt = (
+            update(table)
+            .where(pk.not_in(keep), table.c.status != "deprecated")
+            .values(status="deprecated")
+        )
+    elif "enabled" in table.c:
+        stmt = update(table).where(pk.not_in(keep), table.c.enabled).values(enabled=False)
+    else:
+        return 0
+    return conn.execute(stmt).rowcount or 0
+
+
+def _release_unique_names(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Free each single-column UNIQUE value (models.litellm_id) that a stored row holds while the
+    catalog gives it to another row (a renamed model keeps its LiteLLM id; two models swap ids):
+    the holder gets a placeholder, which the upsert below overwrites if the holder is still in
+    the catalog, and which a deprecated row keeps."""
+    pk = next(iter(table.primary_key.columns))
+    for col in table.c:
+        if not col.unique or col.primary_key or not rows or col.name not in rows[0]:
+            continue
+        owner = {r[col.name]: r[pk.name] for r in rows}
+        held = conn.execute(select(pk, col).where(col.in_(list(owner)))).all()
+        for key, value in held:
+            if owner[value] != key:
+                conn.execute(update(table).where(pk == key).values({col.name: f"released/{key}"}))
 
 
 def sync_catalog(owner_url: str, catalog: Catalog) -> SyncReport:
@@ -236,13 +262,14 @@ def sync_catalog(owner_url: str, catalog: Catalog) -> SyncReport:
     try:
         with engine.begin() as conn:
             for table, rows in _rows(catalog).items():
-                written = _upsert(conn, table, rows)
-                report.written[table.name] = written
-                report.unchanged[table.name] = len(rows) - written
                 pk = next(iter(table.primary_key.columns)).name
                 deprecated = _deprecate_missing(conn, table, [r[pk] for r in rows])
                 if deprecated:
                     report.deprecated[table.name] = deprecated
+                _release_unique_names(conn, table, rows)
+                written = _upsert(conn, table, rows)
+                report.written[table.name] = written
+                report.unchanged[table.name] = len(rows) - written
     except OperationalError as err:
         raise unavailable_error(owner_url, err) from None
     finally:

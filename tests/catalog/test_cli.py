@@ -197,3 +197,26 @@ def test_every_command_reading_the_catalog_refuses_a_broken_one_in_a_line(
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"catalog in {data_copy} is invalid" in result.stderr
     assert "services.yaml: invalid YAML" in result.stderr
+
+
+# ----------------------------------------------------------------------------- select
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [("--input", "imagee", "unknown input modality 'imagee'"),
+     ("--output", "txt", "unknown output modality 'txt'")],
+)  # fmt: skip
+def test_unknown_modality_is_a_usage_error(flag: str, value: str, needle: str) -> None:
+    res = runner.invoke(app, ["select", "--tier", "5", "--no-state", flag, value])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], res.stderr
+    assert res.stdout == ""
+
+
+def test_known_modalities_still_select() -> None:
+    res = runner.invoke(
+        app, ["select", "--task", "inference", "--tier", "5", "--no-state", "--input", "image"]
+    )
+    assert res.exit_code == 0, res.output

@@ -194,7 +194,7 @@ def test_negative_money(edit: Editor) -> None:
         SERVICES,
         lambda doc: find(doc["services"], "scientific")["pricing"].update(per_request="-1"),
     )
-    assert_problem(d, "model 'yolov8n'", "pricing.per_image", "greater than or equal to 0")
+    assert_problem(d, "model 'yolov8n'", "pricing.per_image", "greater than 0")
     assert_problem(d, "service 'scientific'", "pricing.per_request")
 
 

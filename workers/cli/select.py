@@ -21,6 +21,7 @@ from models_catalog.selection import (
     SelectionCriteria,
     ThermalView,
     configured_providers,
+    known_modalities,
     known_tasks,
     select_with_fallback,
 )
@@ -129,6 +130,15 @@ def select_command(
     tasks = known_tasks(catalog)
     if task not in tasks:
         die(f"unknown task {task!r}; known: {', '.join(tasks)}")
+    for kind, given, known in zip(
+        ("input", "output"),
+        (input_modality, output_modality),
+        known_modalities(catalog),
+        strict=True,
+    ):
+        for name in given or []:
+            if name not in known:
+                die(f"unknown {kind} modality {name!r}; known: {', '.join(known)}")
     app_id, env = app_id or settings.app_id, env or settings.environment
     thermal: dict[str, ThermalView] = {}
     health: dict[str, HealthView] = {}
