@@ -287,6 +287,20 @@ class HostingBackend(Protocol):
         ...
 
 
+#: InvokeEndpoint's Body limit (the API model's max). SageMaker answers a larger body 413 or
+#: resets the connection (which reads as retryable): both backends refuse it before sending.
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+
+
+def check_sync_payload(name: str, body: bytes) -> None:
+    """Refuse a real-time invocation body over SageMaker's limit (InvalidRequest: for good)."""
+    if len(body) > MAX_SYNC_PAYLOAD:
+        raise InvalidRequest(
+            f"invoke {name}: payload of {len(body)} bytes exceeds the {MAX_SYNC_PAYLOAD}-byte "
+            "limit of a real-time invocation; pass large inputs by S3 reference or async"
+        )
+
+
 def check_capacity(
     instance_count: int, min_instances: int, max_instances: int, *, async_inference: bool
 ) -> int:

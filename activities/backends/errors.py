@@ -280,6 +280,8 @@ RULES: tuple[Rule, ...] = (
     ),  # fmt: skip
     Rule(_VALIDATION, CapacityUnavailable, _NO_CAPACITY),
     Rule(_VALIDATION | _codes("InvalidParameterValue MissingParameter"), InvalidRequest),
+    # InvokeEndpoint over its payload limit: "(413) HTTP content length exceeded N bytes".
+    Rule(_codes("413"), InvalidRequest),
     # A missing bucket is a configuration error (the settings name a bucket that is not there),
     # not a resource that vanished: a ResourceNotFound would make a job take it for a gone
     # endpoint and warm the model and submit its inference again.

@@ -80,6 +80,7 @@ from activities.backends.base import (
     Unclassified,
     check_capacity,
     check_same_owner,
+    check_sync_payload,
     is_valid_endpoint_name,
 )
 from activities.backends.local_model_server import (
@@ -836,6 +837,7 @@ class LocalStandInBackend:
     async def invoke(
         self, name: str, body: bytes, content_type: str, accept: str | None = None
     ) -> InvokeResult:
+        check_sync_payload(name, body)  # as SageMaker: the stand-in must not accept more
         headers = {"Content-Type": content_type, "Accept": accept or "*/*"}
         resp = await self._post(name, "/invocations", body, headers)
         if resp.status_code >= 400:

@@ -69,6 +69,7 @@ from activities.backends.base import (
     ResourceNotFound,
     check_capacity,
     check_same_owner,
+    check_sync_payload,
     classify_exception,
     fit_name,
 )
@@ -248,13 +249,25 @@ class SageMakerBackend:
         self._tag_cache[name] = (created, tags)
         return tags
 
-    async def endpoint_tags(self, name: str) -> dict[str, str] | None:
-        """The endpoint's tags (None: no such endpoint); the reconcile decides ownership by them.
-        Describes afresh, so tags of a recreated endpoint are read again."""
+    async def _described(self, name: str) -> tuple[dict[str, Any], dict[str, str]] | None:
+        """DescribeEndpoint and the endpoint's tags; None: no such endpoint, also one whose
+        deletion ended between the two calls (ListTags then answers a ValidationException of
+        undocumented wording: a describe again tells)."""
         raw = await self._describe_raw(name)
         if raw is None:
             return None
-        return dict(await self._tags_of(raw))
+        try:
+            return raw, await self._tags_of(raw)
+        except (ResourceNotFound, InvalidRequest):
+            if await self._describe_raw(name) is None:
+                return None
+            raise
+
+    async def endpoint_tags(self, name: str) -> dict[str, str] | None:
+        """The endpoint's tags (None: no such endpoint); the reconcile decides ownership by them.
+        Describes afresh, so tags of a recreated endpoint are read again."""
+        described = await self._described(name)
+        return None if described is None else dict(described[1])
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -331,6 +344,13 @@ class SageMakerBackend:
         if raw.get("EndpointConfigName") == config:
             await self._prune_superseded(raw)
             return self._info(raw, spec.model_id)  # already there: idempotent
+        if (raw.get("PendingDeploymentSummary") or {}).get("EndpointConfigName") == config:
+            # A retry of a try whose UpdateEndpoint was accepted (EndpointConfigName names the
+            # old config until the update ends): return that update; the caller's poll for
+            # InService on `config` reports a rollback, which refusing until InService would
+            # answer with the same failing UpdateEndpoint again.
+            info = self._info(raw, spec.model_id)
+            return info.model_copy(update={"config_name": config})
         # UpdateRollbackFailed serves a mix of two configs and waits for a new UpdateEndpoint
         # (AWS: "update your endpoint again"); waiting would wait forever.
         if status not in UPDATABLE_STATUSES and status != "UpdateRollbackFailed":
@@ -402,10 +422,10 @@ class SageMakerBackend:
         )
 
     async def describe_endpoint(self, name: str) -> EndpointInfo | None:
-        raw = await self._describe_raw(name)
-        if raw is None:
+        described = await self._described(name)
+        if described is None:
             return None
-        tags = await self._tags_of(raw)
+        raw, tags = described
         return self._info(raw, tags.get(TAG_MODEL)).model_copy(update={"tags": dict(tags)})
 
     async def set_capacity(
@@ -419,6 +439,9 @@ class SageMakerBackend:
             reason = raw.get("FailureReason")
             raise EndpointFailed(f"endpoint {name} is Failed: {reason}", failure_reason=reason)
         info = self._info(raw, None)
+        desired = check_capacity(
+            instance_count, min_instances, max_instances, async_inference=info.async_inference
+        )
         # A retry of a call whose count change SageMaker accepted (Updating to this count for
         # minutes) but whose autoscaling step failed: resume at that step, or every retry
         # would be refused until InService and the change reported failed although it runs.
@@ -426,13 +449,10 @@ class SageMakerBackend:
         resumed = (
             status == "Updating"
             and "PendingDeploymentSummary" not in raw
-            and info.desired_instance_count == instance_count > 0
+            and info.desired_instance_count == desired > 0
         )
         if status not in UPDATABLE_STATUSES and not resumed:
             raise InvalidEndpointState(f"endpoint {name} is {status}; only InService can scale")
-        desired = check_capacity(
-            instance_count, min_instances, max_instances, async_inference=info.async_inference
-        )
         if min_instances < 1:
             # An async variant at 0 scales out again only once its backlog passes the target,
             # unless a HasBacklogWithoutCapacity alarm and step policy (not created here) say
@@ -606,6 +626,7 @@ class SageMakerBackend:
     async def invoke(
         self, name: str, body: bytes, content_type: str, accept: str | None = None
     ) -> InvokeResult:
+        check_sync_payload(name, body)
         params: dict[str, Any] = {"EndpointName": name, "Body": body, "ContentType": content_type}
         if accept:
             params["Accept"] = accept

@@ -10,10 +10,12 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from activities.backends.base import (
     ERROR_TYPES,
+    MAX_SYNC_PAYLOAD,
     NON_RETRYABLE_ERROR_TYPES,
     BackendError,
     EndpointInfo,
     EndpointSpec,
+    InvalidRequest,
     check_capacity,
     classify_client_error,
     classify_exception,
@@ -179,6 +181,16 @@ def test_check_capacity() -> None:
         check_capacity(0, 0, 2, async_inference=False)
     with pytest.raises(BackendError):
         check_capacity(1, 3, 2, async_inference=False)
+
+
+async def test_the_local_stand_in_refuses_a_payload_sagemaker_would(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SageMaker's 6 MB real-time limit holds on the stand-in too (before any endpoint lookup):
+    a job that passes locally must not fail on AWS for its size."""
+    from activities.backends.local import LocalStandInBackend
+
+    backend = LocalStandInBackend(tmp_path)
+    with pytest.raises(InvalidRequest, match="exceeds the 6291456-byte limit"):
+        await backend.invoke("radiant-a-b-c", b"x" * (MAX_SYNC_PAYLOAD + 1), "image/jpeg")
 
 
 def test_require_in_service() -> None:

@@ -1003,21 +1003,25 @@ async def test_slow_invocations_do_not_hold_up_control_plane_calls(aws) -> None:
         aws.backend.runtime = stubbed
 
 
-async def test_a_retried_capacity_change_resumes_at_its_autoscaling_step(aws) -> None:
-    """The first try changed the count (SageMaker is Updating to 3 for minutes) and then failed
-    to set the scaling policy: the retry registers autoscaling instead of being refused until
-    InService (which gave up on the change while it was under way)."""
+@pytest.mark.parametrize(("asked", "low", "desired"), [(3, 3, 3), (7, 2, 5)])
+async def test_a_retried_capacity_change_resumes_at_its_autoscaling_step(
+    aws, asked: int, low: int, desired: int
+) -> None:
+    """The first try changed the count (SageMaker is Updating to `desired` for minutes) and
+    then failed to set the scaling policy: the retry registers autoscaling instead of being
+    refused until InService (which gave up on the change while it was under way). Also when
+    the count asked was clamped into [min, max] (7 -> 5)."""
     updating = described("Updating")
     updating["ProductionVariants"] = [
-        {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "DesiredInstanceCount": 3}
+        {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "DesiredInstanceCount": desired}
     ]
     aws.sm.add_response("describe_endpoint", updating)
     aws.aa.add_response(
-        "register_scalable_target", {}, {**TARGET, "MinCapacity": 3, "MaxCapacity": 5}
+        "register_scalable_target", {}, {**TARGET, "MinCapacity": low, "MaxCapacity": 5}
     )
     aws.aa.add_response("put_scaling_policy", {"PolicyARN": "arn:p"})
-    info = await aws.backend.set_capacity(NAME, 3, 3, 5)  # no count change again, no prune
-    assert (info.status, info.desired_instance_count) == ("Updating", 3)
+    info = await aws.backend.set_capacity(NAME, asked, low, 5)  # no count change, no prune
+    assert (info.status, info.desired_instance_count) == ("Updating", desired)
 
 
 async def test_a_create_racing_a_delete_that_just_finished_is_retried(aws) -> None:
