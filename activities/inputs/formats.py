@@ -168,7 +168,7 @@ def validate_wav(data: bytes) -> dict[str, Any]:
                       f"{layout.data_present:,} are present")  # fmt: skip
     frame_bytes = layout.channels * layout.bits // 8
     frames = layout.data_present // frame_bytes
-    if layout.format_tag == 1:
+    if layout.format_tag == 1 and not layout.extensible:  # stdlib `wave` < 3.12: no 0xFFFE
         try:
             with wave.open(io.BytesIO(data), "rb") as w:
                 frames = min(frames, w.getnframes()) if declared != 0xFFFFFFFF else frames
@@ -425,6 +425,9 @@ def load_json_object(data: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise invalid(f"JSON could not be parsed: {exc.msg} at line {exc.lineno}, column "
                       f"{exc.colno}") from exc  # fmt: skip
+    except ValueError as exc:  # an integer longer than sys.get_int_max_str_digits()
+        raise invalid(f"JSON could not be parsed: a number is too long "
+                      f"({str(exc).split(':')[0]})") from exc  # fmt: skip
     if not isinstance(obj, dict):
         raise invalid(f"JSON input must be an object, not {type(obj).__name__}")
     return obj
@@ -453,7 +456,9 @@ def validate_render_request(data: bytes) -> dict[str, Any]:
         raise invalid('render request needs a "camera" object or a non-empty "camera_path"')
     views = len(cams) if isinstance(cams, list) else 1
     width, height = obj.get("width", 256), obj.get("height", 256)
-    if not all(isinstance(v, int) and 1 <= v <= 4096 for v in (width, height)):
-        raise invalid(f"render size {width} x {height} must be integers in 1..4096")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
+               for v in (width, height)):  # fmt: skip
+        raise invalid(f"render size {str(width)[:40]} x {str(height)[:40]} must be integers in "
+                      "1..4096")  # fmt: skip
     scene = "inline" if isinstance(obj.get("scene"), dict) else obj["scene_ref"]
     return {"views": views, "width": width, "height": height, "scene": scene}

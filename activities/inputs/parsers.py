@@ -71,6 +71,16 @@ TIFF_READ_TAGS = frozenset({
 TIFF_MAX_TAG_VALUES = 1 << 20
 TIFF_MAX_VALUE_BYTES = 16 << 20
 TIFF_MAX_ENTRIES = 1 << 20
+# Bands `read_tiff_bands` decodes: it holds bands x sampled pixels values, so SamplesPerPixel (a
+# SHORT: up to 65,535) is capped (the geospatial models take 6; hyperspectral scenes a few hundred).
+TIFF_MAX_READ_BANDS = 512
+# Field types of the tags read as whole numbers (sizes, offsets, codes, GeoKeyDirectory): BYTE,
+# SHORT, LONG, SBYTE, SSHORT, SLONG, IFD, LONG8, SLONG8, IFD8. An ASCII, rational or floating
+# value there (NaN, "abc") is refused as malformed instead of failing later in int().
+_TIFF_INTEGER_TYPES = frozenset({1, 3, 4, 6, 8, 9, 13, 16, 17, 18})
+_TIFF_NUMERIC_TAGS = frozenset({TAG_MODEL_PIXEL_SCALE, TAG_MODEL_TIEPOINT,
+                                TAG_MODEL_TRANSFORMATION, TAG_GEO_DOUBLE_PARAMS})  # fmt: skip
+_TIFF_TEXT_TAGS = frozenset({TAG_GEO_ASCII_PARAMS, TAG_GDAL_NODATA})
 # struct code (standard size) -> array typecode of the same size.
 _ARRAY_CODES = {c: c if array(c).itemsize == struct.calcsize("<" + c) else {"I": "L", "i": "l"}[c]
                 for c in "bBhHiIfdqQ"}  # fmt: skip
@@ -236,6 +246,7 @@ def _read_ifd(data: bytes, bo: str, big: bool, offset: int, index: int,
             raise FormatError(f"TIFF tag {tag} in IFD {index} points outside the file")
         if tag not in only:
             continue  # bounds-checked above; its value is never read
+        _check_field_type(tag, typ, index)
         if cnt > TIFF_MAX_TAG_VALUES:
             raise FormatLimitError(f"TIFF tag {tag} in IFD {index} has {cnt:,} values; at most "
                                    f"{TIFF_MAX_TAG_VALUES:,} are read per tag")  # fmt: skip
@@ -246,6 +257,19 @@ def _read_ifd(data: bytes, bo: str, big: bool, offset: int, index: int,
         tags[tag] = _tag_values(data, bo, typ, cnt, value_pos)
     nxt = struct.unpack_from(bo + ("Q" if big else "I"), data, end)[0]
     return TiffPage(tags, index), nxt
+
+
+def _check_field_type(tag: int, typ: int, index: int) -> None:
+    """A read tag's field type must suit how its value is used (see `_TIFF_INTEGER_TYPES`)."""
+    if tag in _TIFF_TEXT_TAGS:
+        return
+    if tag in _TIFF_NUMERIC_TAGS:
+        if typ == 2:
+            raise FormatError(f"TIFF tag {tag} in IFD {index} is ASCII text; it must be numbers")
+        return
+    if typ not in _TIFF_INTEGER_TYPES:
+        raise FormatError(f"TIFF tag {tag} in IFD {index} has field type {typ}; it must be an "
+                          "integer type (BYTE, SHORT, LONG, ...)")  # fmt: skip
 
 
 def parse_tiff(data: bytes, max_pages: int = 256) -> TiffInfo:
@@ -303,6 +327,9 @@ def _check_page(data: bytes, page: TiffPage) -> None:
     if len(offs) < expected:
         raise FormatError(f"{where}: {len(offs)} data blocks, the image needs {expected}")
     for o, c in zip(offs, counts, strict=True):
+        if o < 0 or c < 0:
+            raise FormatError(f"{where}: a data block has a negative offset or size ({c} bytes at "
+                              f"offset {o})")  # fmt: skip
         if o + c > len(data):
             raise FormatError(
                 f"{where}: a data block ({c} bytes at offset {o}) runs past the end of the file "
@@ -310,9 +337,9 @@ def _check_page(data: bytes, page: TiffPage) -> None:
             )
 
 
-def _packbits(src: bytes) -> bytes:
+def _packbits(src: bytes, limit: int = sys.maxsize) -> bytes:
     out, i, n = bytearray(), 0, len(src)
-    while i < n:
+    while i < n and len(out) < limit:
         b = src[i]
         i += 1
         if b < 128:
@@ -325,13 +352,14 @@ def _packbits(src: bytes) -> bytes:
     return bytes(out)
 
 
-def _lzw(src: bytes) -> bytes:
-    """TIFF LZW: MSB-first variable-width codes (9..12 bits) with "early change"."""
+def _lzw(src: bytes, limit: int = sys.maxsize) -> bytes:
+    """TIFF LZW: MSB-first variable-width codes (9..12 bits) with "early change"; stops once
+    `limit` bytes are out."""
     out = bytearray()
     table: list[bytes] = [bytes([i]) for i in range(256)] + [b"", b""]
     padded = src + b"\0\0\0"
     pos, nbits, prev, total = 0, 9, b"", len(src) * 8
-    while pos + nbits <= total:
+    while pos + nbits <= total and len(out) < limit:
         i = pos >> 3
         chunk = (padded[i] << 16) | (padded[i + 1] << 8) | padded[i + 2]
         code = (chunk >> (24 - (pos & 7) - nbits)) & ((1 << nbits) - 1)
@@ -358,18 +386,24 @@ def _lzw(src: bytes) -> bytes:
     return bytes(out)
 
 
-def _decompress(block: bytes, compression: int) -> bytes:
+def _decompress(block: bytes, compression: int, limit: int = sys.maxsize) -> bytes:
+    """One data block, decompressed to at most `limit` bytes (the block's raster: a deflate,
+    LZW or PackBits bomb is cut there, never expanded in memory)."""
     if compression == 1:
         return block
     if compression in (8, 32946):
+        d = zlib.decompressobj()
         try:
-            return zlib.decompress(block)
+            out = d.decompress(block, min(limit, sys.maxsize))
         except zlib.error as exc:
             raise FormatError(f"deflate data is corrupt: {exc}") from exc
+        if not d.eof and len(out) < limit:
+            raise FormatError("deflate data is corrupt: incomplete or truncated stream")
+        return out
     if compression == 32773:
-        return _packbits(block)
+        return _packbits(block, limit)
     if compression == 5:
-        return _lzw(block)
+        return _lzw(block, limit)
     raise FormatError(f"TIFF compression {compression} is not supported (none, LZW, deflate, "
                       "PackBits are)")  # fmt: skip
 
@@ -409,7 +443,12 @@ def read_tiff_bands(data: bytes, page_index: int = 0,
     code = _typecode(bits, page.sample_format)
     if page.predictor not in (1, 2) or (page.predictor == 2 and page.sample_format == 3):
         raise FormatError(f"TIFF predictor {page.predictor} is not supported")
+    if spp > TIFF_MAX_READ_BANDS:
+        raise FormatLimitError(f"TIFF page {page_index + 1} has {spp:,} samples per pixel; at "
+                               f"most {TIFF_MAX_READ_BANDS} bands are read")  # fmt: skip
     step = max(1, math.ceil(math.sqrt(w * h / max_pixels)))
+    while math.ceil(w / step) * math.ceil(h / step) > max(max_pixels, 1):
+        step *= 2  # a very wide or tall page: the square-root step keeps too many pixels
     ow, oh = math.ceil(w / step), math.ceil(h / step)
     bands = [[0.0] * (ow * oh) for _ in range(spp)]
     planes = spp if page.planar == 2 else 1
@@ -427,7 +466,8 @@ def read_tiff_bands(data: bytes, page_index: int = 0,
         per_plane = math.ceil(h / rps)
         blocks = [(p, i * rps, 0) for p in range(planes) for i in range(per_plane)]
     for k, (plane, y0, x0) in enumerate(blocks):
-        raw = _decompress(data[offs[k] : offs[k] + counts[k]], page.compression)
+        block_bytes = max(1, (bw * bh * per_px * bits + 7) // 8)
+        raw = _decompress(data[offs[k] : offs[k] + counts[k]], page.compression, block_bytes)
         vals = _values(raw, code, info.byte_order)
         row_len = bw * per_px
         if page.predictor == 2:
@@ -441,12 +481,8 @@ def read_tiff_bands(data: bytes, page_index: int = 0,
                     elif bits < 64:  # signed wrap-around
                         v = (v + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
                     vals[i] = v
-        for r in range(bh):
+        for r in range((-y0) % step, min(bh, h - y0), step):  # the sampled rows only
             y = y0 + r
-            if y >= h:
-                break
-            if y % step:
-                continue
             oy = y // step
             base = r * row_len
             if base + row_len > len(vals):
@@ -529,25 +565,41 @@ def gunzip_prefix(data: bytes, n: int) -> bytes:
 def _gunzip_chunks(data: bytes, limit: int, keep: int) -> Iterator[bytes]:
     """Decompressed pieces (at most `_GUNZIP_CHUNK` bytes each) of a gzip stream: the whole
     stream, checked (corrupt, truncated, more than `limit` bytes: FormatError), or, when
-    `keep` < `limit`, just its first `keep` bytes. Memory stays one piece, whatever the input."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    produced, pending = 0, data
-    try:
-        while not d.eof:
-            piece = d.decompress(pending, _GUNZIP_CHUNK)  # bounded output per call
-            pending = d.unconsumed_tail
-            if not piece and not pending:
-                break  # input used up before the end of the stream
-            produced += len(piece)
-            if produced > limit:
-                raise FormatError(f"gzip data decompresses to more than {limit:,} bytes")
-            yield piece
-            if produced >= keep:
-                return
-    except zlib.error as exc:
-        raise FormatError(f"gzip data is corrupt: {exc}") from exc
-    if not d.eof:
-        raise FormatError("gzip data is truncated")
+    `keep` < `limit`, just its first `keep` bytes. Memory stays one piece, whatever the input.
+    A stream of several gzip members (pigz, bgzip, `cat a.gz b.gz`) is read member after member,
+    as `gzip` does; bytes after the last member that do not start another are ignored. Input is
+    fed in slices that grow from 64 bytes within each member, so the bytes zlib copies out after
+    a member ends stay proportional to that member (many tiny members cost linear time)."""
+    view, n = memoryview(data), len(data)
+    pos, produced = 0, 0
+    while True:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        feed = 64
+        try:
+            while not d.eof:
+                src: bytes | memoryview = d.unconsumed_tail
+                if not src:
+                    if pos >= n:
+                        break  # input used up before the end of the stream
+                    src = view[pos : pos + feed]
+                    pos += len(src)
+                    feed = min(2 * feed, _GUNZIP_CHUNK)
+                piece = d.decompress(src, _GUNZIP_CHUNK)  # bounded output per call
+                if not piece:
+                    continue
+                produced += len(piece)
+                if produced > limit:
+                    raise FormatError(f"gzip data decompresses to more than {limit:,} bytes")
+                yield piece
+                if produced >= keep:
+                    return
+        except zlib.error as exc:
+            raise FormatError(f"gzip data is corrupt: {exc}") from exc
+        if not d.eof:
+            raise FormatError("gzip data is truncated")
+        pos -= len(d.unused_data)  # where the next member, if any, starts
+        if data[pos : pos + 2] != b"\x1f\x8b":
+            return
 
 
 def gunzip_count(data: bytes, limit: int) -> int:
@@ -856,7 +908,13 @@ def read_dicom_pixels(data: bytes) -> tuple[DicomInfo, int, int, int, array[Any]
     if dicom_count(info, "samples_per_pixel", 1) != 1:
         raise FormatError("only single-sample (grayscale) DICOM pixel data is read")
     bits = dicom_count(info, "bits_allocated", 16)
-    signed = int(info.get("pixel_representation", 0) or 0) == 1
+    representation = info.get("pixel_representation", 0)
+    if representation in ([], ""):
+        representation = 0  # present but empty: the default
+    if isinstance(representation, list | str) or representation not in (0, 1):
+        raise FormatError(f"DICOM PixelRepresentation (0028,0103) is {representation!r}; it must "
+                          "be 0 (unsigned) or 1 (signed)")  # fmt: skip
+    signed = representation == 1
     code = {(8, False): "B", (8, True): "b", (16, False): "H", (16, True): "h",
             (32, False): "I", (32, True): "i"}.get((bits, signed))  # fmt: skip
     if code is None:
@@ -1052,13 +1110,20 @@ def parse_mp4(data: bytes) -> Mp4Info:
     return info
 
 
+# Container boxes one track may nest (real files: trak > mdia > minf > stbl, a few levels): deeper
+# nesting is refused as malformed rather than recursed into until the interpreter's limit.
+MP4_MAX_DEPTH = 32
+
+
 def _parse_trak(data: bytes, start: int, end: int) -> Mp4Track:
     t = Mp4Track()
 
-    def walk(s: int, e: int) -> None:
+    def walk(s: int, e: int, depth: int = 0) -> None:
+        if depth > MP4_MAX_DEPTH:
+            raise FormatError(f"MP4 boxes nest more than {MP4_MAX_DEPTH} levels deep in a track")
         for typ, ps, pe in iter_boxes(data, s, e):
             if typ in _CONTAINERS:
-                walk(ps, pe)
+                walk(ps, pe, depth + 1)
             elif typ == b"tkhd":
                 v, p = _full_box(data, ps)
                 off = p + (84 if v == 1 else 72)
@@ -1148,9 +1213,13 @@ def _esds_object_type(data: bytes, pos: int, end: int) -> int | None:
             if not b & 0x80:
                 break
         if tag == 3:  # ES_Descriptor: ES_ID(2) flags(1) [+ optional fields], then children
+            if pos + 3 > end:
+                return None
             flags = data[pos + 2]
             pos += 3 + (2 if flags & 0x80 else 0)
             if flags & 0x40:
+                if pos >= end:
+                    return None
                 pos += 1 + data[pos]
             if flags & 0x20:
                 pos += 2
@@ -1194,6 +1263,7 @@ class WavLayout:
     data_offset: int
     data_declared: int
     data_present: int
+    extensible: bool = False  # WAVE_FORMAT_EXTENSIBLE (0xFFFE): `format_tag` is the sub-format's
 
 
 def parse_wav_layout(data: bytes) -> WavLayout:
@@ -1208,14 +1278,16 @@ def parse_wav_layout(data: bytes) -> WavLayout:
             if size < 16 or body + 16 > len(data):
                 raise FormatError(f"WAV 'fmt ' chunk is {size} bytes; at least 16 are needed")
             tag, ch, rate, _byte_rate, _align, bits = struct.unpack_from("<HHIIHH", data, body)
-            if tag == 0xFFFE and size >= 40 and body + 26 <= len(data):  # WAVE_FORMAT_EXTENSIBLE
+            extensible = tag == 0xFFFE and size >= 40 and body + 26 <= len(data)
+            if extensible:  # WAVE_FORMAT_EXTENSIBLE: the sub-format GUID starts with the tag
                 tag = struct.unpack_from("<H", data, body + 24)[0]
-            fmt = (tag, ch, rate, bits)
+            fmt = (tag, ch, rate, bits, extensible)
         elif cid == b"data":
             if fmt is None:
                 raise FormatError("WAV 'data' chunk comes before the 'fmt ' chunk")
-            tag, ch, rate, bits = fmt
-            return WavLayout(tag, ch, rate, bits, body, size, min(size, len(data) - body))
+            tag, ch, rate, bits, extensible = fmt
+            return WavLayout(tag, ch, rate, bits, body, size, min(size, len(data) - body),
+                             extensible)  # fmt: skip
         pos = body + size + (size & 1)
     if fmt is None:
         raise FormatError("WAV file has no 'fmt ' chunk")

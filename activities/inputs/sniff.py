@@ -156,9 +156,9 @@ def _sniff_text(data: bytes) -> str | None:
     if stripped[:1] in ("{", "["):
         try:
             json.loads(stripped)
-        except ValueError:
+        except json.JSONDecodeError:
             return "text/plain"
-        except RecursionError:
-            return "application/json"  # JSON-shaped but too deep: the validator says so
+        except (RecursionError, ValueError):  # too deep, or an integer too long to convert:
+            return "application/json"  # JSON-shaped all the same; the validator says what is wrong
         return "application/json"
     return "text/plain"
