@@ -34,7 +34,7 @@ from activities.heartbeat import with_heartbeat
 from activities.temporal_errors import application_error
 from activities.thermal_activities import endpoint_name_or_none
 from activities.thermal_control import ThermalControl
-from activities.workflow_status import workflow_closed_at, workflow_running
+from activities.workflow_status import latest_run, workflow_running
 from models_catalog.thermal_policy import ThermalLimits, autoscaling_bounds
 from models_catalog.types import ThermalState
 from workflows.thermal import ModelThermalWorkflow
@@ -491,8 +491,15 @@ class FleetActivities:
     async def _running(self, workflow_id: str) -> bool:
         return await workflow_running(self.control.client, workflow_id)
 
-    async def _closed_at(self, workflow_id: str) -> datetime | None:
-        return await workflow_closed_at(self.control.client, workflow_id)
+    async def _run_end(self, workflow_id: str) -> tuple[bool, datetime | None]:
+        """Whether the workflow runs no more (or never ran), and when its latest run closed on
+        the Temporal server's clock (the one `workflow.now()` reads): one describe."""
+        run = await latest_run(self.control.client, workflow_id)
+        if run is None:
+            return True, None
+        if run.status == WorkflowExecutionStatus.RUNNING:
+            return False, None
+        return True, run.close_time
 
     async def _busy(self, workflow_id: str) -> bool:
         """Whether the workflow is at work right now: an activity (retrying ones included) or a
@@ -598,13 +605,13 @@ class FleetActivities:
         for app_id, env, model_id in owners:
             if not serves(self.apps, app_id, env):
                 continue  # a pair this deployment does not serve keeps its records
-            wf_id = thermal_workflow_id(app_id, env, model_id)
-            if await self._running(wf_id):
+            ended, closed_at = await self._run_end(thermal_workflow_id(app_id, env, model_id))
+            if not ended:
                 continue
-            key = {"a": app_id, "e": env, "m": model_id, "ep": endpoint_name, "err": reason}
-            # Ordered after every record of the closed run (thermal.record): an attempt of one
-            # of them still hung when it closed must not bring back its state (or interval).
-            key["closed"] = await self._closed_at(wf_id)
+            # `closed`: ordered after every record of the closed run (thermal.record): an
+            # attempt of one of them still hung when it closed must not bring back its state.
+            key = {"a": app_id, "e": env, "m": model_id, "ep": endpoint_name, "err": reason,
+                   "closed": closed_at}  # fmt: skip
             async with self.engine.begin() as conn:
                 result = await conn.execute(
                     text(

@@ -95,6 +95,13 @@ def display_money(amount: Decimal, places: int = 2) -> str:
         return str(amount.quantize(Decimal(1).scaleb(-places)))
 
 
+def percent(part: Decimal, whole: Decimal, places: int = 2) -> Decimal:
+    """`part` as a percentage of `whole`, rounded half up to `places` (for people, like
+    `display_money`; never stored)."""
+    with decimal.localcontext(_CONTEXT):
+        return (part / whole * 100).quantize(Decimal(1).scaleb(-places))
+
+
 def as_units(value: Decimal | int | str, what: str = "units") -> Decimal:
     """A non-negative quantity as a ledger-precision Decimal. Floats are refused."""
     qty = _exact(value, what)

@@ -394,7 +394,7 @@ def _decompress(block: bytes, compression: int, limit: int = sys.maxsize) -> byt
     if compression in (8, 32946):
         d = zlib.decompressobj()
         try:
-            out = d.decompress(block, min(limit, sys.maxsize))
+            out = d.decompress(block, limit)
         except zlib.error as exc:
             raise FormatError(f"deflate data is corrupt: {exc}") from exc
         if not d.eof and len(out) < limit:

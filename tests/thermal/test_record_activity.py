@@ -193,14 +193,10 @@ async def test_a_record_of_a_closed_run_comes_after_the_reconcile_closed_it(
     fleet = FleetActivities(thermal.backend, thermal.engine, thermal.control)
     closed_at = T0 + timedelta(seconds=2)
 
-    async def not_running(_workflow_id: str) -> bool:
-        return False
+    async def ended(_workflow_id: str) -> tuple[bool, datetime]:
+        return True, closed_at
 
-    async def closed(_workflow_id: str) -> datetime:
-        return closed_at
-
-    monkeypatch.setattr(fleet, "_running", not_running)
-    monkeypatch.setattr(fleet, "_closed_at", closed)
+    monkeypatch.setattr(fleet, "_run_end", ended)
     app = thermal.new_app()
     await in_run("run-1").run(acts.record, ready_record(app, 1))
     assert await fleet._close_records(f"radiant-{app}-test-{MODEL}", GONE) == 1

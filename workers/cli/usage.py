@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -43,7 +43,13 @@ from activities.db.schema import TENANT_SETTING, endpoint_uptime, usage_ledger
 from activities.db.tenancy import tenant_transaction_sync
 from activities.metering import BILLED_UNIT_KINDS
 from activities.tenants import TenantRecord, get_tenant, list_tenants
-from models_catalog.pricing import display_money, to_ledger, uptime_cost, uptime_hours
+from models_catalog.pricing import (
+    display_money,
+    percent,
+    to_ledger,
+    uptime_cost,
+    uptime_hours,
+)
 from workers.cli.common import DataTable, emit_json
 from workers.cli.tenants import database, fail, print_table
 
@@ -182,11 +188,7 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def _percent(margin: Decimal, billed: Decimal) -> Decimal | None:
-    """Half up, as every rounding of money here (the default context rounds half even)."""
-    if not billed:
-        return None
-    with localcontext(prec=50, rounding=ROUND_HALF_UP):
-        return (margin / billed * 100).quantize(Decimal("0.01"))
+    return percent(margin, billed) if billed else None
 
 
 def _qty(value: Decimal) -> str:
