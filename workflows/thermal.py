@@ -916,6 +916,9 @@ class ModelThermalWorkflow:
         self.recorded = True
         observed, self.observed = self.observed, False
         billed_rate = self.s.billed_hourly
+        # Never earlier than the last record (a clock step back would get this one skipped)
+        last = self.s.last_recorded_at
+        self.s.last_recorded_at = at = workflow.now() if last is None else max(workflow.now(), last)
         await workflow.execute_activity_method(
             ThermalActivities.record,
             RecordInput(
@@ -928,7 +931,7 @@ class ModelThermalWorkflow:
                 status=self._status(),
                 instance_type=self.s.billed_instance_type or self.spec.instance_type,
                 billed_hourly=self.spec.billed_hourly if billed_rate is None else billed_rate,
-                recorded_at=workflow.now(),  # orders records: a late older attempt is skipped
+                recorded_at=at,  # orders records: a late older attempt is skipped
                 observed=observed,
             ),
             start_to_close_timeout=timedelta(seconds=30),

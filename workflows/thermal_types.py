@@ -116,6 +116,10 @@ class ThermalSnapshot(BaseModel):
     #: created before these were kept, billed as the current spec.
     billed_instance_type: str | None = None
     billed_hourly: Decimal | None = None
+    #: The workflow time of the last record: records are ordered by (time, seq) in Postgres,
+    #: so the next one is never stamped earlier, even when the server's clock stepped back
+    #: across continue-as-new. None: no record yet, or made before this was kept.
+    last_recorded_at: datetime | None = None
 
 
 class ModelThermalInput(BaseModel):

@@ -11,6 +11,7 @@ run started with a carried recount under tests/histories/ (see GUARD_HISTORIES).
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,26 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.testing import ActivityEnvironment
 
 from activities.backends.base import EndpointInfo
 from activities.backends.local import LocalStandInBackend
+from activities.thermal_activities import ThermalActivities
+from models_catalog.catalog import load_catalog
 from models_catalog.types import ThermalState
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.worker import TIMINGS, running_harness
+from tests.fixtures.worker import TIMINGS, ThermalHarness, running_harness
 from tests.thermal.test_capacity_and_leases import ENV, MODEL
+from tests.thermal.test_record_activity import ready_record
 from tests.thermal.test_update_rolled_back import REASON, RollingBackBackend
 from tests.thermal.test_warmup_and_failure_edges import _keep_history
 from workflows.thermal import ModelThermalWorkflow
-from workflows.thermal_types import SetTargetRequest
+from workflows.thermal_types import (
+    ModelThermalInput,
+    SetTargetRequest,
+    ThermalSnapshot,
+    thermal_workflow_id,
+)
 
 LIMIT = 120  # history events: well past the setup of each test, reached on purpose
 
@@ -156,3 +166,41 @@ async def test_a_rollback_note_is_kept_when_the_backoff_spans_continue_as_new(
         assert REASON in (st.last_error or "") and "the next create" in (st.last_error or ""), st
         [row] = await h.rows("SELECT last_error FROM thermal_states WHERE app_id = :a", a=app)
         assert row["last_error"] == st.last_error
+
+
+async def test_records_go_on_when_the_server_clock_stepped_back_across_continue_as_new(
+    thermal: ThermalHarness,
+) -> None:
+    """The last run recorded at a workflow time an hour ahead of the next run's clock (the
+    server's clock stepped back in between). The next run stamps its records no earlier than
+    the last one it carries, so they are written; before, Postgres skipped each as older until
+    the clock passed that hour."""
+    app = thermal.new_app()
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    acts = ThermalActivities(load_catalog(), thermal.backend, thermal.engine)
+    last = ready_record(app, seq=5, count=0, event=None, at=ahead)
+    await ActivityEnvironment().run(acts.record, last.model_copy(update={"environment": ENV}))
+    snapshot = ThermalSnapshot(
+        target_state=ThermalState.COLD,
+        current_state=ThermalState.COLD,
+        seq=5,
+        last_recorded_at=ahead,
+    )
+    await thermal.client.start_workflow(
+        ModelThermalWorkflow.run,
+        ModelThermalInput(
+            app_id=app, environment=ENV, model_id=MODEL, timings=TIMINGS, snapshot=snapshot
+        ),
+        id=thermal_workflow_id(app, ENV, MODEL),
+        task_queue=thermal.task_queue,
+    )
+    st = await asyncio.wait_for(
+        thermal.control.set_target(app, ENV, MODEL, SetTargetRequest(state=ThermalState.OFF)), 60
+    )
+    assert st.current_state == ThermalState.OFF
+    [row] = await thermal.rows(
+        "SELECT current_state, record_seq, record_at FROM thermal_states WHERE app_id = :a",
+        a=app,
+    )
+    assert (row["current_state"], row["record_seq"]) == ("OFF", 6)
+    assert row["record_at"] == ahead  # carried: the next record is not stamped earlier
