@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -60,8 +62,11 @@ ERR_INPUT_READ_FAILED = "InputReadFailed"  # retryable: S3 throttling, 5xx, conn
 ERR_INPUT_CONFIGURATION = "InputConfiguration"  # the worker's settings; retrying cannot help
 CREDENTIALS_ATTEMPTS = 3  # attempts that found no AWS credentials before the job fails
 UNEXPECTED_ATTEMPTS = 3  # attempts that raised something unclassified before the job fails
-# Raised by parsing the bytes themselves: deterministic, a retry raises them again.
-UNCHECKABLE = (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError)
+# Raised by parsing the bytes themselves: deterministic, a retry raises them again. struct.error
+# (a cut field), zlib.error (corrupt deflate) and EOFError (a stream ending early: wave, gzip)
+# are no ValueError; UnicodeDecodeError is one, OverflowError an ArithmeticError.
+UNCHECKABLE = (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError,
+               struct.error, zlib.error, EOFError)  # fmt: skip
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import warnings
 import wave
@@ -194,6 +195,26 @@ def validate_wav(data: bytes) -> dict[str, Any]:
 
 GEO_TAG_NAMES = ("GeoKeyDirectory (34735), ModelTiepoint (33922), ModelPixelScale (33550) or "
                  "ModelTransformation (34264)")  # fmt: skip
+# The georeferencing numbers: a NaN or infinity in any of them places the raster nowhere.
+_GEO_NUMBER_TAGS = {
+    parsers.TAG_MODEL_PIXEL_SCALE: "ModelPixelScale (33550)",
+    parsers.TAG_MODEL_TIEPOINT: "ModelTiepoint (33922)",
+    parsers.TAG_MODEL_TRANSFORMATION: "ModelTransformation (34264)",
+    parsers.TAG_GEO_DOUBLE_PARAMS: "GeoDoubleParams (34736)",
+}
+
+
+def _check_geo_numbers(page: parsers.TiffPage, where: str) -> None:
+    """Refuses a non-finite georeferencing number: the scene cannot be placed, and the value
+    would reach `details` (strict JSON has no NaN). GDAL_NODATA "nan" is a valid nodata value
+    and is not checked (nor reported)."""
+    for tag, name in _GEO_NUMBER_TAGS.items():
+        values = page.tags.get(tag, ())
+        if all(map(math.isfinite, values)):
+            continue
+        i = next(i for i, v in enumerate(values) if not math.isfinite(v))
+        raise invalid(f"GeoTIFF {name}{where} value {i + 1} of {len(values)} is {values[i]}; "
+                      "georeferencing needs finite numbers")  # fmt: skip
 
 
 def validate_tiff(data: bytes, *, require_geo: bool, min_bands: int = 1,
@@ -233,6 +254,9 @@ def validate_tiff(data: bytes, *, require_geo: bool, min_bands: int = 1,
                 f"{first.samples_per_pixel} bands, page {p.index + 1} is {p.width} x "
                 f"{p.height} x {p.samples_per_pixel}"
             )
+    if first.samples_per_pixel > parsers.TIFF_MAX_READ_BANDS:  # what the model servers read
+        raise too_large(f"TIFF has {first.samples_per_pixel:,} bands (SamplesPerPixel); at most "
+                        f"{parsers.TIFF_MAX_READ_BANDS} are accepted")  # fmt: skip
     if first.samples_per_pixel < min_bands:
         raise invalid(
             f"GeoTIFF has {first.samples_per_pixel} band(s); {what} needs at least {min_bands} "
@@ -254,6 +278,9 @@ def validate_tiff(data: bytes, *, require_geo: bool, min_bands: int = 1,
         "pages": len(info.pages),
         "georeferenced": first.georeferenced,
     }
+    for p in scenes:
+        if p.georeferenced:
+            _check_geo_numbers(p, f" (page {p.index + 1})" if len(scenes) > 1 else "")
     if first.georeferenced:
         details["geo"] = first.geo()
     return details

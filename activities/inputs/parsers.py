@@ -555,11 +555,16 @@ def is_gzip(data: bytes) -> bool:
 
 
 def gunzip_prefix(data: bytes, n: int) -> bytes:
-    """The first `n` decompressed bytes of a gzip stream (empty if it is not valid gzip)."""
+    """The first `n` decompressed bytes of a gzip stream, across members (a multi-member file's
+    first member may hold fewer); fewer if the stream ends, is cut or is corrupt before them,
+    empty if it is not gzip. Decompresses no more than `n` bytes."""
+    out = bytearray()
     try:
-        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, n)
-    except zlib.error:
-        return b""
+        for piece in _gunzip_chunks(data, sys.maxsize, n):
+            out += piece
+    except FormatError:
+        pass  # what came before the damage is still the stream's start (for sniffing)
+    return bytes(out[:n])
 
 
 def _gunzip_chunks(data: bytes, limit: int, keep: int) -> Iterator[bytes]:
@@ -570,6 +575,8 @@ def _gunzip_chunks(data: bytes, limit: int, keep: int) -> Iterator[bytes]:
     as `gzip` does; bytes after the last member that do not start another are ignored. Input is
     fed in slices that grow from 64 bytes within each member, so the bytes zlib copies out after
     a member ends stay proportional to that member (many tiny members cost linear time)."""
+    if keep <= 0:
+        return  # (zlib reads a max_length of 0 as "no limit")
     view, n = memoryview(data), len(data)
     pos, produced = 0, 0
     while True:
@@ -584,7 +591,8 @@ def _gunzip_chunks(data: bytes, limit: int, keep: int) -> Iterator[bytes]:
                     src = view[pos : pos + feed]
                     pos += len(src)
                     feed = min(2 * feed, _GUNZIP_CHUNK)
-                piece = d.decompress(src, _GUNZIP_CHUNK)  # bounded output per call
+                # Bounded output per call, and never past `keep` (a prefix costs its length).
+                piece = d.decompress(src, min(_GUNZIP_CHUNK, keep - produced))
                 if not piece:
                     continue
                 produced += len(piece)
@@ -771,6 +779,8 @@ def _skip_undefined(data: bytes, pos: int, bo: str) -> int:
         else:  # an element inside an undefined-length item: skip by its length (explicit VR)
             vr = data[pos : pos + 2]
             if vr.isalpha() and vr.isupper():
+                if pos + (8 if vr in _LONG_VRS else 4) > n:
+                    break  # the file ends inside this element's header: not terminated
                 if vr in _LONG_VRS:
                     length = struct.unpack_from(bo + "I", data, pos + 4)[0]
                     pos += 8
