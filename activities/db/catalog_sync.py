@@ -2,8 +2,9 @@
 
 Each row is written only when it differs from what is stored (`ON CONFLICT ... DO UPDATE ...
 WHERE row IS DISTINCT FROM excluded`), so a second run changes nothing and reports 0 writes.
-Rows the catalog no longer has are not deleted (thermal states and usage refer to them); they
-are marked `status = 'deprecated'` instead (providers: `enabled = false`), and a deprecated
+Rows the catalog no longer has are not deleted (thermal and service states and usage refer to
+them); they are marked `status = 'deprecated'` instead (models and mid-level services;
+providers: `enabled = false`), and are restored when the catalog brings them back. A deprecated
 external model gives up its unique LiteLLM id when the catalog hands that id to another model.
 """
 
@@ -147,6 +148,7 @@ def _rows(catalog: Catalog) -> dict[Table, list[dict[str, Any]]]:
             "per_3d_model": s.pricing.per_3d_model,
             "markup": s.pricing.markup,
             "operations": [op.model_dump(mode="json") for op in s.operations],
+            "status": "active",  # back in the catalog: no longer deprecated
         }
         for s in catalog.services.values()
     ]
@@ -224,7 +226,7 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
 
 def _deprecate_missing(conn: Connection, table: Table, keep: list[Any]) -> int:
     """Mark rows the catalog no longer has: `status = 'deprecated'`, or `enabled = false` for
-    providers. Never deleted: thermal states, health and usage refer to them."""
+    providers. Never deleted: thermal and service states, health and usage refer to them."""
     pk = next(iter(table.primary_key.columns))
     if "status" in table.c:
         stmt = (

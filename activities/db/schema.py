@@ -51,6 +51,7 @@ LEDGER_KINDS = ("model_invocation", "service_charge", "llm_call", "endpoint_upti
 PRICING_TYPES = ("per_token", "per_request", "per_image", "per_second", "per_minute")
 PROVIDER_HEALTH_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
 SYNC_STATUSES = ("running", "completed", "failed")
+SERVICE_CATALOG_STATUSES = ("active", "deprecated")  # deprecated: gone from the catalog
 
 # Names of the objects the migrations create with SQL.
 TENANT_SETTING = "app.current_tenant_id"  # GUC read by the tenant RLS policies
@@ -177,9 +178,13 @@ mid_level_services = Table(
     _money("per_3d_model"),
     _money("markup", nullable=False),  # fraction: 0.40 = 40 %
     _jsonb("operations", "'[]'"),  # [{operation_id, path, required_models, ...}]
+    # 'deprecated' once the catalog drops the service: kept, as service_states and the usage
+    # ledger name it, but no longer offered (migration 0006).
+    Column("status", Text, nullable=False, server_default=text("'active'")),
     _updated_at(),
     CheckConstraint("min_tier BETWEEN 1 AND 5", name="min_tier_range"),
     CheckConstraint(_in("default_state", SERVICE_STATES), name="default_state_valid"),
+    CheckConstraint(_in("status", SERVICE_CATALOG_STATUSES), name="status_valid"),
 )
 
 providers = Table(

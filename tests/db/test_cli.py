@@ -46,15 +46,15 @@ def test_db_upgrade_current_downgrade(
 
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "at revision 0005" in result.stdout
-    assert migrate.current(url) == "0005"
+    assert "at revision 0006" in result.stdout
+    assert migrate.current(url) == "0006"
 
     result = runner.invoke(app, ["db", "current"])
     assert result.exit_code == 0 and "up to date" in result.stdout
 
     result = runner.invoke(app, ["db", "downgrade", "--revision", "base"])
     assert result.exit_code == 2 and "--yes" in result.stderr
-    assert migrate.current(url) == "0005"  # nothing happened without confirmation
+    assert migrate.current(url) == "0006"  # nothing happened without confirmation
 
     result = runner.invoke(app, ["db", "downgrade", "--revision", "base", "--yes"])
     assert result.exit_code == 0, result.output
@@ -77,8 +77,8 @@ def test_an_unknown_revision_is_refused_in_a_line_before_connecting(
     result = CliRunner().invoke(app, ["db", *command])
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (
-        f"error: unknown revision {command[2]!r}; known: 0001, 0002, 0003, 0004, 0005, head, base "
-        "(or a relative step such as -1)"
+        f"error: unknown revision {command[2]!r}; known: 0001, 0002, 0003, 0004, 0005, 0006, "
+        "head, base (or a relative step such as -1)"
     )
 
 
@@ -104,8 +104,8 @@ def test_upgrading_to_an_older_revision_says_how_to_go_back(
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     result = runner.invoke(app, ["db", "upgrade", "-r", "0001"])
     assert result.exit_code == 0, result.output
-    assert "at revision 0005 (past 0001: `radiant db downgrade -r 0001 --yes`)" in result.stdout
-    result = runner.invoke(app, ["db", "upgrade", "-r", "0005"])
+    assert "at revision 0006 (past 0001: `radiant db downgrade -r 0001 --yes`)" in result.stdout
+    result = runner.invoke(app, ["db", "upgrade", "-r", "0006"])
     assert "past" not in result.stdout
 
 
@@ -149,12 +149,12 @@ def test_embedded_database_runs_for_the_duration_of_the_command(
         try:
             result = CliRunner().invoke(app, ["db", "upgrade"])
             assert result.exit_code == 0, result.output
-            assert result.stdout.strip() == "embedded PostgreSQL: at revision 0005"
+            assert result.stdout.strip() == "embedded PostgreSQL: at revision 0006"
             with pytest.raises(EmbeddedPostgresError, match="not running"):
                 embedded_owner_url(data_dir)  # stopped again: this process was its only user
 
             result = CliRunner().invoke(app, ["db", "current"])  # the data survived
-            assert result.exit_code == 0 and "0005 (up to date)" in result.stdout
+            assert result.exit_code == 0 and "0006 (up to date)" in result.stdout
         finally:
             get_settings.cache_clear()
 

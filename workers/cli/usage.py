@@ -10,7 +10,8 @@ model) from the `endpoint_uptime` intervals. It is cross-tenant on purpose and t
 the *owner* connection (`RADIANT_DATABASE_URL`), an admin credential the worker does not have.
 Even so it does not switch row-level security off: the ledger has FORCE ROW LEVEL SECURITY,
 which binds a non-superuser owner too, so the report reads the ledger tenant by tenant, each
-inside that tenant's scope, in one REPEATABLE READ transaction (one consistent snapshot).
+inside that tenant's scope. The tenant list, the ledger, the uptime intervals and the services'
+catalog status are all read in one REPEATABLE READ transaction (one consistent snapshot).
 
 Definitions (row conventions in `activities.metering`):
 - billed = sum(billed_amount); internal cost = sum(internal_cost) (model-level prices of the
@@ -35,14 +36,21 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, Field, PlainSerializer, computed_field
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Connection, Engine, case, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from activities.db.engine import create_sync_engine
-from activities.db.schema import TENANT_SETTING, endpoint_uptime, usage_ledger
+from activities.db.engine import create_sync_engine, unavailable_error
+from activities.db.schema import (
+    TENANT_SETTING,
+    endpoint_uptime,
+    mid_level_services,
+    tenants,
+    usage_ledger,
+)
 from activities.db.tenancy import tenant_transaction_sync
 from activities.metering import BILLED_UNIT_KINDS
-from activities.tenants import TenantRecord, get_tenant, list_tenants
+from activities.tenants import TenantRecord, get_tenant
 from models_catalog.pricing import (
     display_money,
     percent,
@@ -114,6 +122,9 @@ class UsageReport(BaseModel):
 class ServiceMargin(BaseModel):
     service_id: str
     operation_id: str | None
+    # mid_level_services.status: 'deprecated' once the catalog dropped the service (its usage
+    # stays reported); None for a service id the synced catalog never had.
+    catalog_status: str | None = None
     calls: int = 0
     units: dict[str, Amount] = Field(default_factory=dict)
     billed: Amount = ZERO
@@ -337,10 +348,15 @@ def build_margin_report(
     models: dict[tuple[str, str | None], ModelMargin] = {}
     tenant_rows: list[TenantMargin] = []
     totals = MarginTotals()
-    tenants_ = list_tenants(owner_engine)
-    with owner_engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+    try:
+        snapshot = owner_engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    except OperationalError as err:  # unreachable: one line, as for the other commands
+        raise unavailable_error(owner_engine.url, err) from None
+    with snapshot as conn:
         with conn.begin():
-            for t in tenants_:
+            # The tenant list is read in the same snapshot as the rows: a tenant created (with
+            # its usage) meanwhile is wholly in the report or wholly out of it.
+            for t in _tenants(conn):
                 # Tenant scope for FORCE ROW LEVEL SECURITY (the owner is bound by it too).
                 conn.execute(select(func.set_config(TENANT_SETTING, str(t.id), True)))
                 q = stmt.where(u.tenant_id == t.id)
@@ -377,7 +393,9 @@ def build_margin_report(
                 totals.billed += tm.billed
                 totals.internal_cost += tm.internal_cost
             uptime = _uptime(conn, since, now)
+            catalog_status = _service_statuses(conn)
     for sm in services.values():
+        sm.catalog_status = catalog_status.get(sm.service_id)
         sm.margin = sm.billed - sm.internal_cost
         sm.margin_percent = _percent(sm.margin, sm.billed)
     totals.margin = totals.billed - totals.internal_cost
@@ -393,6 +411,16 @@ def build_margin_report(
         uptime=uptime,
         totals=totals,
     )
+
+
+def _tenants(conn: Connection) -> list[TenantRecord]:
+    rows = conn.execute(select(tenants).order_by(tenants.c.name)).mappings()
+    return [TenantRecord.model_validate(dict(r)) for r in rows]
+
+
+def _service_statuses(conn: Connection) -> dict[str, str]:
+    s = mid_level_services.c
+    return {r.service_id: r.status for r in conn.execute(select(s.service_id, s.status))}
 
 
 def _uptime(conn: Any, since: datetime | None, now: datetime) -> list[UptimeCost]:
@@ -442,7 +470,8 @@ def margin(since: SinceOpt = None, as_json: JsonOpt = False) -> None:
                 "margin %"):  # fmt: skip
         st.add_column(col, justify="left" if col in ("service", "operation", "units") else "right")
     for s in result.services:
-        st.add_row(s.service_id, s.operation_id or "-", str(s.calls), _units(s.units),
+        gone = " (deprecated)" if s.catalog_status == "deprecated" else ""
+        st.add_row(s.service_id + gone, s.operation_id or "-", str(s.calls), _units(s.units),
                    _money(s.billed), _money(s.internal_cost), _money(s.margin),
                    f"{s.margin_percent}" if s.margin_percent is not None else "-")  # fmt: skip
     print_table(st)
