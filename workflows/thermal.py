@@ -147,6 +147,10 @@ AUTOSCALING_OWED_AFTER_CREATE_PATCH = "autoscaling-owed-after-create"
 #: backoff's retry, idle or lease expiry): a warm-up waiting on a create backing off was
 #: otherwise never retried. Before, that wait ran no timer (asked only when one is due).
 DRAIN_TIMERS_PATCH = "timers-before-continue-as-new"
+#: A caller of a model that serves is answered while the workflow changes its capacity (the
+#: change's start is recorded first; SageMaker serves an endpoint that is Updating, for
+#: minutes). Before, it was held until the scale-out or scale-in ended (asked at each change).
+SERVE_DURING_CAPACITY_CHANGE_PATCH = "serve-during-capacity-change"
 DEFAULT_CAPACITY_RETRY_S = 30.0
 #: Statuses in which an endpoint answers requests (SageMaker serves during an update).
 SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
@@ -197,6 +201,9 @@ class ModelThermalWorkflow:
         self.observed = False
         self.fatal: ApplicationError | None = None  # the model cannot be managed at all
         self.converging = False  # a transition (and its Postgres record) is under way
+        # ... and it is a capacity change of a fleet that serves, its start recorded: callers
+        # of a ready model need not wait for it (SERVE_DURING_CAPACITY_CHANGE_PATCH)
+        self.serving_change = False
         self.missing_retries = 0  # converges retried because the endpoint had vanished
         self.priced = True  # AUTOMATIC prices cold starts (set in run: PRICED_COLD_START_PATCH)
         self.warmup_window = True  # followers within warm-up (MULTIPLICITY_WITHIN_WARMUP_PATCH)
@@ -669,7 +676,11 @@ class ModelThermalWorkflow:
         assert self.s is not None
         self.s.transitioning = True
         await self._record(None)
-        info = await self._capacity_call(desired)
+        self.serving_change = workflow.patched(SERVE_DURING_CAPACITY_CHANGE_PATCH)
+        try:
+            info = await self._capacity_call(desired)
+        finally:
+            self.serving_change = False
         self._observe(info.instance_count, info.status)
         self.s.transitioning = False
         if (
@@ -1023,7 +1034,7 @@ class ModelThermalWorkflow:
             await workflow.wait_condition(
                 # Ready *and* recorded: a caller never sees a state Postgres does not show yet.
                 lambda: (
-                    (self._ready() and not self.converging)
+                    (self._ready() and (not self.converging or self.serving_change))
                     or self.failures != failures
                     or s.target_state == OFF
                 ),

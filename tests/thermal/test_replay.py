@@ -147,6 +147,8 @@ GUARD_HISTORIES = {
     # no patch: only the recorded `transitioning` / an update's error changed (no command)
     "old-thermal-blocked-transitioning",
     "old-thermal-warm-up-turned-off",
+    "old-thermal-held-during-capacity-change",
+    "thermal-served-during-capacity-change",
 }
 
 
