@@ -20,8 +20,21 @@ Model of one model's endpoint
   can SageMaker's autoscaler change an endpoint that is Updating).
   Arrivals, completions and failures during it update the statistics, and the policy is asked
   again when it is over (a timer that fell within it is not replayed: that evaluation sets the
-  next one). Scale-in and scale to zero are taken as instant (their SageMaker duration is not
-  modelled, so a request after a scale to zero never waits for the delete).
+  next one).
+- Scale-in and scale to zero take time too (``scale_in_s``, ``delete_s``; 0 restores the
+  instant model of earlier versions). A scale-in (an UpdateEndpointWeightsAndCapacities to
+  fewer instances: the workflow's ``_set_capacity``, or SageMaker's autoscaler for
+  ``always-warm`` / ``fixed``) keeps the endpoint Updating for ``scale_in_s``: the instances it
+  removes serve nothing more but are billed until it ends, and it is a transition like the
+  others: nothing else is decided meanwhile (a request needing more capacity queues until it
+  ends; neither the workflow nor the autoscaler can change an Updating endpoint), and under
+  ``automatic`` a caller arriving during it waits for it (``warm_up`` waits for ``converging``).
+  A scale to zero (the workflow's ``_scale_to_zero``: DeleteEndpoint, every policy that
+  reaches 0) leaves the endpoint Deleting for ``delete_s``: its instances serve nothing from
+  the start and are billed until it ends, and a create cannot start before it ends (the name
+  is not free: ``ensure_endpoint`` retries), so a request arriving meanwhile is a cold start
+  that waits for the rest of the delete and then a full warm-up. These billing tails are
+  reported as ``teardown_s`` and, like every instance, billed up to the end of the replay.
 - Admission. A caller waits in the workflow's ``warm_up`` until the model is ready *and* no
   transition is under way (it waits for ``converging`` to end). Under ``automatic`` a scale-out
   is such a transition (the policy's concurrency scale-out is the workflow's capacity step), so
@@ -44,7 +57,8 @@ Model of one model's endpoint
   every arrival, every completion, every deadline failure, at the end of each transition and at
   the next time its last decision named (pre-warm, keep-alive end, re-evaluation), except
   during a transition (above). Scale-out starts new instances; scale-in removes idle instances
-  only (newest first); busy instances are never interrupted.
+  only (newest first); busy instances are never interrupted. Removing every instance is a
+  scale to zero (a delete), removing some a scale-in.
 - The replay ends at ``horizon_s``: by default the trace's end, when its last request would
   finish if served at once (``max(arrival_ts + duration_s)``, not rounded: a generated trace of
   N days ends within about an hour of N days), or when the last request has finished, if later.
@@ -82,6 +96,17 @@ from models_catalog.tracegen import TraceRow
 POLICIES = ("always-warm", "fixed", "automatic")
 DEFAULT_DEADLINE_S = 900.0
 DEFAULT_CONCURRENCY = 4
+# How long SageMaker takes to remove instances; AWS publishes no figure for either, so both
+# are assumptions (README, "Thermal policy"); 0 restores the instant model.
+# A scale-in is an UpdateEndpointWeightsAndCapacities: the endpoint is Updating until the
+# instances are drained and released; no published figure was found, 5 minutes is an
+# assumption for the "some minutes" such an update usually takes.
+DEFAULT_SCALE_IN_S = 300.0
+# A DeleteEndpoint leaves the endpoint Deleting; a third-party tutorial quotes 30-120 s of
+# teardown (not AWS): the upper end, since the instances are billed until they are gone.
+DEFAULT_DELETE_S = 120.0
+# Upper bound accepted for either (one hour): a longer value is more likely a typo.
+MAX_TEARDOWN_S = 3600.0
 
 # event kinds, in tie-break order at equal times
 _READY, _COMPLETE, _DEADLINE, _TIMER = 0, 1, 3, 4
@@ -110,6 +135,7 @@ class ModelResult:
     billed_s: float = 0.0
     busy_s: float = 0.0
     warmup_s: float = 0.0
+    teardown_s: float = 0.0  # billed time of instances being scaled in or deleted
     instance_starts: int = 0
     hourly_rate: Decimal = Decimal(0)
 
@@ -173,6 +199,10 @@ class PolicyResult:
         return sum(m.busy_s for m in self.models) / 3600.0
 
     @property
+    def teardown_hours(self) -> float:
+        return sum(m.teardown_s for m in self.models) / 3600.0
+
+    @property
     def cost(self) -> Decimal:
         return sum((m.cost for m in self.models), Decimal("0.00"))
 
@@ -192,6 +222,7 @@ class PolicyResult:
             "idle_instance_hours": round(self.idle_hours, 3),
             "warmup_instance_hours": round(self.warmup_hours, 3),
             "busy_instance_hours": round(self.busy_hours, 3),
+            "teardown_instance_hours": round(self.teardown_hours, 3),
             "added_wait_s": self.wait_percentiles(),
         }
         if per_model:
@@ -268,6 +299,13 @@ def decider_for(policy: str, params: PolicyParams = DEFAULT_PARAMS) -> Decider:
     raise ValueError(f"unknown policy {policy!r} (expected one of {', '.join(POLICIES)})")
 
 
+def check_teardown(name: str, seconds: float) -> float:
+    """``seconds`` as a scale-in / delete duration: finite, 0 to ``MAX_TEARDOWN_S``."""
+    if not 0.0 <= seconds <= MAX_TEARDOWN_S:  # also refuses nan
+        raise ValueError(f"{name} must be between 0 and {MAX_TEARDOWN_S:g} (got {seconds})")
+    return float(seconds)
+
+
 def simulate_model(
     spec: ModelSpec,
     requests: Sequence[tuple[float, float]],
@@ -276,9 +314,13 @@ def simulate_model(
     *,
     deadline_s: float = DEFAULT_DEADLINE_S,
     params: PolicyParams = DEFAULT_PARAMS,
+    scale_in_s: float = DEFAULT_SCALE_IN_S,
+    delete_s: float = DEFAULT_DELETE_S,
 ) -> ModelResult:
     """Replay ``requests`` (``(arrival_ts, duration_s)``, any order) for one model."""
     decide = decider_for(policy, params)
+    scale_in_s = check_teardown("scale_in_s", scale_in_s)
+    delete_s = check_teardown("delete_s", delete_s)
     limits = spec.limits
     conc = limits.concurrency_per_instance
     warm = float(limits.warmup_time_seconds)
@@ -296,7 +338,8 @@ def simulate_model(
     held: deque[int] = deque()  # callers waiting for the model to be ready (the deadline runs)
     queue: deque[int] = deque()  # admitted requests waiting for a free slot (no deadline)
     stats = TrafficStats()
-    transition_end: float | None = None  # a create / scale-out under way until then
+    transition_end: float | None = None  # a create / scale-out / scale-in / delete until then
+    leaving: list[tuple[_Instance, float, float]] = []  # scaled in or deleted: from, until
     holds_callers = policy == "automatic"  # its scale-outs are the workflow's converge steps
     timer_at: float | None = None
     timer_gen = 0
@@ -331,9 +374,18 @@ def simulate_model(
         elif desired < n:
             idle = [i for i in insts if i.busy == 0]
             idle.sort(key=lambda i: (i.ready, -i.started))  # warming first, then newest
-            for inst in idle[: n - desired]:
-                retire(inst, now)
-                insts.remove(inst)
+            removed = idle[: n - desired]
+            for inst in removed:
+                insts.remove(inst)  # serves nothing more from now
+            step = scale_in_s if insts else delete_s  # none left: the endpoint is deleted
+            if step <= 0:
+                for inst in removed:
+                    retire(inst, now)
+            elif removed:
+                # Updating / Deleting: billed until the step ends, nothing decided meanwhile
+                leaving.extend((inst, now, now + step) for inst in removed)
+                transition_end = now + step
+                push(transition_end, _READY, [])
 
     def evaluate(now: float) -> None:
         nonlocal timer_at, timer_gen
@@ -444,6 +496,10 @@ def simulate_model(
             break
 
     end = max(horizon_s, now)
+    for inst, since, gone in leaving:
+        gone = min(gone, end)  # billed up to the end of the replay, like the others
+        res.teardown_s += gone - since
+        retire(inst, gone)
     for inst in insts:
         retire(inst, end)
     res.waits = waits
@@ -471,8 +527,12 @@ def run_benchmark(
     horizon_s: float | None = None,
     deadline_s: float = DEFAULT_DEADLINE_S,
     params: PolicyParams = DEFAULT_PARAMS,
+    scale_in_s: float = DEFAULT_SCALE_IN_S,
+    delete_s: float = DEFAULT_DELETE_S,
 ) -> BenchmarkResult:
     """Replay the models that appear in ``rows`` through each policy."""
+    check_teardown("scale_in_s", scale_in_s)
+    check_teardown("delete_s", delete_s)
     per_model: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
         if r.model_id not in specs:
@@ -487,7 +547,14 @@ def run_benchmark(
             policy=policy,
             models=[
                 simulate_model(
-                    specs[m], per_model[m], policy, horizon, deadline_s=deadline_s, params=params
+                    specs[m],
+                    per_model[m],
+                    policy,
+                    horizon,
+                    deadline_s=deadline_s,
+                    params=params,
+                    scale_in_s=scale_in_s,
+                    delete_s=delete_s,
                 )
                 for m in model_ids
             ],

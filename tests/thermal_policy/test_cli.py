@@ -167,6 +167,35 @@ def test_bad_options(tmp_path):
     path = write(tmp_path, HEADER + "yolov8n,1,2\n")
     assert run("thermal-policy", "--trace", path, "--warmup-seconds", "-1").exit_code == 2
     assert run("thermal-policy", "--trace", path, "--concurrency", "0").exit_code == 2
+    for flag in ("--scale-in-seconds", "--delete-seconds"):
+        for bad in ("-1", "nan", "3601"):
+            r = run("thermal-policy", "--trace", path, flag, bad)
+            assert r.exit_code == 2, (flag, bad, r.output)
+            assert f"{flag} must be between 0 and 3600" in error_line(r)
+
+
+def test_scale_in_and_delete_seconds(tmp_path):
+    # two requests a day apart: fixed and automatic delete the endpoint in between (and the
+    # last deletion falls after the end of the trace, where billing stops)
+    path = write(tmp_path, HEADER + "yolov8n,100,1\nyolov8n,50000,1\n")
+    r = run("thermal-policy", "--trace", path, "--warmup-seconds", "60", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert (data["config"]["scale_in_s"], data["config"]["delete_s"]) == (300.0, 120.0)
+    assert data["policies"]["fixed"]["teardown_instance_hours"] == round(120 / 3600, 3)
+    assert data["policies"]["always-warm"]["teardown_instance_hours"] == 0.0
+    args = ("--scale-in-seconds", "0", "--delete-seconds", "0")
+    r0 = run("thermal-policy", "--trace", path, "--warmup-seconds", "60", "--json", *args)
+    assert r0.exit_code == 0, r0.output
+    zero = json.loads(r0.stdout)
+    assert (zero["config"]["scale_in_s"], zero["config"]["delete_s"]) == (0.0, 0.0)
+    fixed, fixed0 = data["policies"]["fixed"], zero["policies"]["fixed"]
+    assert fixed0["teardown_instance_hours"] == 0.0
+    assert fixed["billed_instance_hours"] == pytest.approx(
+        fixed0["billed_instance_hours"] + 120 / 3600, abs=0.002
+    )
+    r = run("thermal-policy", "--trace", path, "--delete-seconds", "60")
+    assert r.exit_code == 0 and "scale-in/delete" in r.stdout
 
 
 def test_make_trace_reads_the_configured_catalog(tmp_path, monkeypatch):

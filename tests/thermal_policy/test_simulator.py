@@ -16,16 +16,19 @@ def test_one_request_on_a_cold_model():
     r = simulate_model(spec(), [(100.0, 10.0)], "fixed", DAY)
     assert (r.requests, r.cold_starts, r.failed) == (1, 1, 0)
     assert r.waits == [60.0]
-    # last activity 170 + 15 min = 1070 -> next 5-minute check 1200: billed 100..1200
-    assert r.billed_s == pytest.approx(1100.0)
+    # last activity 170 + 15 min = 1070 -> next 5-minute check 1200 deletes the endpoint,
+    # Deleting for the default 120 s: billed 100..1320 (test_simulator_teardown.py)
+    assert r.billed_s == pytest.approx(1220.0)
+    assert r.teardown_s == pytest.approx(120.0)
     assert r.busy_s == pytest.approx(10.0)
     assert r.warmup_s == pytest.approx(60.0)
-    assert r.idle_s == pytest.approx(1090.0)
-    assert r.cost == Decimal("1.10")  # 1100 s x $3.60/h
+    assert r.idle_s == pytest.approx(1210.0)
+    assert r.cost == Decimal("1.22")  # 1220 s x $3.60/h
     # automatic with no history: fixed keep-alive to the minute from the idle start (170 + 900)
+    # then the 120 s delete
     a = simulate_model(spec(), [(100.0, 10.0)], "automatic", DAY)
     assert (a.cold_starts, a.waits) == (1, [60.0])
-    assert a.billed_s == pytest.approx(970.0)
+    assert a.billed_s == pytest.approx(970.0 + 120.0)
     # always-warm: up (ready) the whole day, no cold start, no wait
     w = simulate_model(spec(), [(100.0, 10.0)], "always-warm", DAY)
     assert (w.cold_starts, w.waits, w.billed_s) == (0, [0.0], DAY)
@@ -35,18 +38,19 @@ def test_two_requests_within_keep_alive_one_cold_start():
     r = simulate_model(spec(), [(100.0, 10.0), (500.0, 10.0)], "fixed", DAY)
     assert r.cold_starts == 1
     assert r.waits == [60.0, 0.0]
-    # last activity 510 + 900 = 1410 -> check at 1500; billed 100..1500
-    assert r.billed_s == pytest.approx(1400.0)
+    # last activity 510 + 900 = 1410 -> check at 1500, Deleting until 1620; billed 100..1620
+    assert r.billed_s == pytest.approx(1520.0)
 
 
 def test_gap_beyond_keep_alive_is_a_second_cold_start():
-    # first: 0..70 (ready 60), down at the 1200 check; second at 2000 finds nothing
+    # first: 0..70 (ready 60), deleted at the 1200 check (gone at 1320); second at 2000 finds
+    # nothing
     r = simulate_model(spec(), [(0.0, 10.0), (2000.0, 10.0)], "fixed", DAY)
     assert r.cold_starts == 2
     assert r.waits == [60.0, 60.0]
     assert r.instance_starts == 2
-    # billed 0..1200 and 2000..(2070+900=2970 -> 3000)
-    assert r.billed_s == pytest.approx(1200.0 + 1000.0)
+    # billed 0..1320 and 2000..(2070+900=2970 -> 3000, Deleting until 3120)
+    assert r.billed_s == pytest.approx(1320.0 + 1120.0)
 
 
 def test_requests_during_warm_up_are_cold_and_queue():
@@ -75,9 +79,11 @@ def test_automatic_learns_a_timer_and_prewarms():
     # rounding), so every request is cold. Automatic: the first 7 are cold (a timer is trusted
     # from 6 gaps on); then the instance is unloaded after each request and started
     # 60 + 30 + 2 = 92 s before the next tick (warm-up, lead, margin): ready 2 s early.
+    # (Instant scale to zero; the 120 s delete adds 120 s per unload: test_simulator_teardown.)
     reqs = [(i * 1800.0, 1.0) for i in range(96)]
-    f = simulate_model(spec(), reqs, "fixed", 2 * DAY)
-    a = simulate_model(spec(), reqs, "automatic", 2 * DAY)
+    instant = {"scale_in_s": 0.0, "delete_s": 0.0}
+    f = simulate_model(spec(), reqs, "fixed", 2 * DAY, **instant)
+    a = simulate_model(spec(), reqs, "automatic", 2 * DAY, **instant)
     assert f.cold_starts == 96
     assert a.cold_starts == 7
     assert a.waits[7:] == [0.0] * 89

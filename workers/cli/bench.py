@@ -2,6 +2,7 @@
 
     radiant bench make-trace --family mixed --days 7 --seed 42 --out trace.csv
     radiant bench thermal-policy --trace trace.csv [--warmup-seconds 300] [--json]
+        [--scale-in-seconds 300] [--delete-seconds 120]
 
 Errors (bad trace, unknown model, bad option) are one line on stderr and exit code 2.
 """
@@ -17,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from models_catalog.simulator import DEFAULT_DELETE_S, DEFAULT_SCALE_IN_S, MAX_TEARDOWN_S
 from models_catalog.tracegen import MAX_ECHO_CHARS, MAX_TRACE_DAYS, quote_field
 from workers.cli.common import DataTable, esc
 
@@ -143,6 +145,18 @@ def thermal_policy(
     deadline_minutes: float = typer.Option(
         15.0, "--deadline-minutes", help="A request waiting longer than this fails."
     ),
+    scale_in_seconds: float = typer.Option(
+        DEFAULT_SCALE_IN_S,
+        "--scale-in-seconds",
+        help="How long a scale-in keeps the endpoint Updating (removed instances bill until "
+        "it ends); an assumption, 0 = instant.",
+    ),
+    delete_seconds: float = typer.Option(
+        DEFAULT_DELETE_S,
+        "--delete-seconds",
+        help="How long a scale to zero keeps the endpoint Deleting (billed; a create waits "
+        "for it); an assumption, 0 = instant.",
+    ),
     per_model: bool = typer.Option(False, "--per-model", help="Also show each model."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
@@ -155,6 +169,12 @@ def thermal_policy(
         _fail("--concurrency must be >= 1")
     if not deadline_minutes > 0:
         _fail("--deadline-minutes must be positive")
+    for flag, value in (
+        ("--scale-in-seconds", scale_in_seconds),
+        ("--delete-seconds", delete_seconds),
+    ):
+        if not 0 <= value <= MAX_TEARDOWN_S:  # also refuses nan
+            _fail(f"{flag} must be between 0 and {MAX_TEARDOWN_S:g} (got {value})")
     try:
         rows = tracegen.read_trace_csv(trace)
     except tracegen.TraceFormatError as exc:
@@ -181,13 +201,21 @@ def thermal_policy(
     specs = simulator.specs_from_catalog(
         catalog, warmup_override=warmup_seconds, concurrency_per_instance=concurrency
     )
-    result = simulator.run_benchmark(rows, specs, deadline_s=deadline_minutes * 60.0)
+    result = simulator.run_benchmark(
+        rows,
+        specs,
+        deadline_s=deadline_minutes * 60.0,
+        scale_in_s=scale_in_seconds,
+        delete_s=delete_seconds,
+    )
     data = result.to_dict(per_model=per_model)
     data["trace"] = str(trace)
     data["config"] = {
         "warmup_seconds_override": warmup_seconds,
         "concurrency_per_instance": concurrency,
         "deadline_s": deadline_minutes * 60.0,
+        "scale_in_s": scale_in_seconds,
+        "delete_s": delete_seconds,
         "fixed_check_interval_s": 300,
     }
     if json_out:
@@ -216,6 +244,7 @@ def _print_tables(result: Any, data: dict[str, Any], per_model: bool) -> None:
         ("billed instance-h", lambda p: f"{p.billed_hours:,.1f}", None),
         ("idle instance-h", lambda p: f"{p.idle_hours:,.1f}", "idle_instance_hours"),
         ("  of which warm-up", lambda p: f"{p.warmup_hours:,.1f}", None),
+        ("  of which scale-in/delete", lambda p: f"{p.teardown_hours:,.1f}", None),
         ("cold starts", lambda p: f"{p.cold_starts:,}", "cold_starts"),
         ("cold-start fraction", lambda p: f"{p.cold_start_fraction:.2%}", None),
         ("added wait p50 (s)", lambda p: f"{waits[p.policy]['p50']:.1f}", None),
