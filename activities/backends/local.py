@@ -19,11 +19,15 @@ reported. Stopping an instance (scale-in, delete, blue/green switch) is SIGTERM:
 refuses new requests, lets the sync invocations it serves and its running async jobs finish for
 up to `stop_timeout - 1` s and writes a failure file for the async jobs left; scale-in stops idle
 instances first. Each server logs to its own `<name>.<instance>.log`, rotated at
-`log_max_bytes` (one old file kept, both removed when the instance stops), so a busy endpoint's
-log stays bounded; stderr, which then carries only crash output, goes to `<name>.log`. A process
-that exits while starting turns the endpoint Failed with the tail of both as `failure_reason`.
-The router names the instance it means in each request: a server that got the port of an
-instance that died refuses the request before running it.
+`log_max_bytes` (LOG_BACKUPS old files kept, all removed when the instance stops), so a busy
+endpoint's log stays bounded; stderr, which then carries only crash output, goes to
+`<name>.log`. The rotation (`log_max_bytes`, LOG_BACKUPS) is the worker's setting, not the
+endpoint's, so it is not in the config hash: changing it never replaces a running fleet (that
+would restart every model to resize a log). A server keeps the rotation it was started with;
+instances started later (scale-out, replacing one that exited, a config change) get the new one.
+A process that exits while starting turns the endpoint Failed with the tail of its log and of
+its crash output as `failure_reason`. The router names the instance it means in each request: a
+server that got the port of an instance that died refuses the request before running it.
 
 Control-plane calls (which may wait for /ping) run on their own thread pool, so they never
 delay an invocation's record read.
@@ -238,9 +242,11 @@ class LocalStandInBackend:
         return self._file(name, f".{instance_id}.log")
 
     def _instance_logs(self, name: str, instance_id: str) -> list[Path]:
-        """The log files of an instance, oldest first."""
+        """The log files of an instance, oldest first. Globbed, not LOG_BACKUPS of them: a
+        server keeps the rotation it was started with, which may be another worker's."""
         current = self.instance_log_path(name, instance_id)
-        backups = [current.with_name(f"{current.name}.{n}") for n in range(LOG_BACKUPS, 0, -1)]
+        backups = [p for p in self.root.glob(f"{current.name}.*") if p.suffix[1:].isdigit()]
+        backups.sort(key=lambda p: int(p.suffix[1:]), reverse=True)
         return [*backups, current]
 
     def _port_file(self, name: str, instance_id: str) -> Path:

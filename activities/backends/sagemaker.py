@@ -67,6 +67,7 @@ from activities.backends.base import (
     InvalidRequest,
     InvokeResult,
     ResourceNotFound,
+    Unclassified,
     check_capacity,
     check_same_owner,
     check_sync_payload,
@@ -83,6 +84,10 @@ SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 INFERENCE_THREADS = 64
 CONTROL_THREADS = 16
 _RES_BASE = 54  # 63 minus "-" and the 8-char spec hash
+# Page bounds of list calls (100 items a page). Tags: at most 50 user tags plus AWS's `aws:*`
+# ones fit one page; 10 is far past any real resource. Lists: 10,000 endpoints/configs/models.
+MAX_TAG_PAGES = 10
+MAX_LIST_PAGES = 100
 
 
 def resource_base(endpoint: str) -> str:
@@ -244,8 +249,12 @@ class SageMakerBackend:
         cached = self._tag_cache.get(name)
         if cached is not None and created is not None and cached[0] == created:
             return cached[1]
-        resp = await self._call(self.sm, "list_tags", ResourceArn=arn, MaxResults=100)
-        tags = {t["Key"]: t["Value"] for t in resp.get("Tags", [])}
+        # Every page: our ownership tags may follow AWS's own `aws:*` ones (not in the 50-tag
+        # limit). Cached only once complete; a NotFound mid-way reaches `_described` as one.
+        items = await self._paged(
+            "list_tags", "Tags", {"ResourceArn": arn, "MaxResults": 100}, MAX_TAG_PAGES
+        )
+        tags = {t["Key"]: t["Value"] for t in items}
         self._tag_cache[name] = (created, tags)
         return tags
 
@@ -590,28 +599,36 @@ class SageMakerBackend:
         if deleted:
             log.info("endpoint %s: deleted superseded configs %s", name, ", ".join(deleted))
 
-    async def _list_names(self, op: str, key: str, field: str, endpoint: str) -> list[str]:
-        names: list[str] = []
-        params: dict[str, Any] = {"NameContains": resource_base(endpoint), "MaxResults": 100}
-        while True:
+    async def _paged(
+        self, op: str, key: str, params: dict[str, Any], max_pages: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Items `key` of every page of SageMaker list call `op`, following NextToken. Stops
+        with an error after `max_pages`: a partial list would pass for a complete one (a
+        missed owner tag, config or endpoint), and a NextToken that never ends loops forever."""
+        max_pages = max_pages or MAX_LIST_PAGES
+        items: list[dict[str, Any]] = []
+        params = dict(params)
+        for _ in range(max_pages):
             resp = await self._call(self.sm, op, **params)
-            names += [item[field] for item in resp.get(key, [])]
+            items += resp.get(key, [])
             if not resp.get("NextToken"):
-                return names
+                return items
             params["NextToken"] = resp["NextToken"]
+        raise Unclassified(
+            f"{op} {params.get('ResourceArn') or params.get('NameContains') or ''}: still more "
+            f"results after {max_pages} pages ({len(items)} items); the result is unknown"
+        )
+
+    async def _list_names(self, op: str, key: str, field: str, endpoint: str) -> list[str]:
+        params = {"NameContains": resource_base(endpoint), "MaxResults": 100}
+        return [item[field] for item in await self._paged(op, key, params)]
 
     async def list_endpoints(self, prefix: str) -> list[EndpointInfo]:
         """Every endpoint whose name starts with `prefix` (the reconcile's view of what runs)."""
-        summaries: list[dict[str, Any]] = []
         params: dict[str, Any] = {"MaxResults": 100}
         if prefix:
             params["NameContains"] = prefix
-        while True:
-            resp = await self._call(self.sm, "list_endpoints", **params)
-            summaries += resp.get("Endpoints", [])
-            if not resp.get("NextToken"):
-                break
-            params["NextToken"] = resp["NextToken"]
+        summaries = await self._paged("list_endpoints", "Endpoints", params)
         infos: list[EndpointInfo] = []
         for summary in summaries:
             if not summary["EndpointName"].startswith(prefix):
