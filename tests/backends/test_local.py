@@ -67,31 +67,6 @@ def spec(model: str = "yolov8m", category: str = "vision_detection",
     return EndpointSpec(**{**base, **over})
 
 
-def _kill_everything(data_dir: Path, before: set[int]) -> None:
-    """Finalizer: delete every recorded endpoint, then kill any process a test started."""
-    cleaner = LocalStandInBackend(data_dir, stop_timeout_seconds=2)
-    for record in (data_dir / "local_endpoints").glob("*.json"):
-        try:
-            cleaner._delete(record.stem)
-        except Exception:  # keep cleaning; the kill loop below is the safety net
-            pass
-    for pid in set(local_process.CHILDREN) - before:
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
-            pid_alive(pid)  # reaps it
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[LocalStandInBackend]:
-    before = set(local_process.CHILDREN)
-    b = LocalStandInBackend(tmp_path, stop_timeout_seconds=3, orphan_grace_seconds=1)
-    try:
-        yield b
-    finally:
-        _kill_everything(tmp_path, before)
-
-
 def record(backend: LocalStandInBackend, name: str) -> dict[str, Any]:
     return json.loads(backend.record_path(name).read_text())
 

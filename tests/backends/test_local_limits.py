@@ -12,23 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from activities.backends import local_model_server, local_process, standin_handlers
+from activities.backends import local_model_server, standin_handlers
 from activities.backends.base import ServiceUnavailable
 from activities.backends.local import LocalStandInBackend, pid_alive
-from tests.backends.test_local import PNG, _kill_everything, record, spec
+from tests.backends.test_local import PNG, record, spec
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[LocalStandInBackend]:
-    before = set(local_process.CHILDREN)
-    b = LocalStandInBackend(tmp_path, stop_timeout_seconds=3, orphan_grace_seconds=1)
-    try:
-        yield b
-    finally:
-        _kill_everything(tmp_path, before)
 
 
 def _log_files(backend: LocalStandInBackend, name: str) -> list[Path]:

@@ -3,26 +3,14 @@ them replaces no fleet, and stopping an instance removes all its logs whatever i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from activities.backends import local_process
 from activities.backends.local import LocalStandInBackend
-from tests.backends.test_local import _kill_everything, record, spec
+from tests.backends.test_local import record, spec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[LocalStandInBackend]:
-    before = set(local_process.CHILDREN)
-    b = LocalStandInBackend(tmp_path, stop_timeout_seconds=3, orphan_grace_seconds=1)
-    try:
-        yield b
-    finally:
-        _kill_everything(tmp_path, before)
 
 
 async def test_new_log_settings_keep_the_running_fleet(
